@@ -1,0 +1,14 @@
+//! The facts every part of plugd shares, written once: the plugin `config.json` model, the privileges
+//! it implies, the engine↔plugin protocol types, and the interface each runtime implements.
+//!
+//! Neither runtime owns this crate, so the manager can drive the wasm and the native runtime through
+//! the same [`runtime::Runtime`] trait without knowing which one it holds.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod privileges;
+pub mod protocol;
+pub mod runtime;
+
+pub use config::{ConfigError, PluginConfig, Warning};
+pub use runtime::{Health, Instance, PluginSpec, Reply, Runtime, RuntimeError};

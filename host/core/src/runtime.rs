@@ -1,0 +1,139 @@
+//! The one interface the manager uses to run a plugin, whatever runs it.
+//!
+//! Life of a plugin under a runtime:
+//! 1. [`Runtime::prepare`] at create and at enable: refuse what this runtime cannot honour (by name),
+//!    and do the expensive one-off work (compiling a component) so `start` is cheap.
+//! 2. [`Runtime::start`] at enable and at plugd start: returns an [`Instance`] once it is **ready**.
+//! 3. [`Instance::call`] for every protocol request plugd's engine-facing socket receives.
+//! 4. [`Instance::health`] whenever the manager asks; [`Instance::stop`] at disable, rm and shutdown.
+//!
+//! **Ready** means the instance answers protocol calls: for wasm the component is instantiated; for a
+//! native process its socket accepts a connection (dockerd's own test, without its fixed 500 ms sleep).
+//! **Healthy** means the next call can be served without the manager doing anything. A runtime repairs
+//! what it can by itself (a wasm instance that trapped is replaced on the next call) and reports
+//! [`Health::Failed`] only when it cannot; the manager then stops the instance and starts it again with
+//! backoff, leaving the plugin enabled and its engine-facing socket in place.
+
+use crate::config::{PluginConfig, Settings};
+use bytes::Bytes;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A boxed future, so the traits stay object-safe (the manager holds `Arc<dyn Runtime>`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Everything a runtime needs to run one plugin, resolved by the manager from the store.
+#[derive(Debug, Clone)]
+pub struct PluginSpec {
+    /// 64-hex plugin id.
+    pub id: String,
+    /// `name:tag`, for log tags and errors.
+    pub name: String,
+    /// The declared configuration.
+    pub config: PluginConfig,
+    /// The effective settings (env, args, mount sources, device paths).
+    pub settings: Settings,
+    /// The plugin's root filesystem on the host.
+    pub rootfs: PathBuf,
+    /// Host directory backing `PropagatedMount`, created by the manager; `None` when not declared.
+    pub propagated_mount: Option<PathBuf>,
+    /// A private per-plugin directory under the exec-root (runtime sockets, FIFOs).
+    pub runtime_dir: PathBuf,
+}
+
+impl PluginSpec {
+    /// The effective environment: settings, which start as the config's non-null values.
+    pub fn env(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.settings.env.iter().map(|kv| kv.split_once('=').unwrap_or((kv.as_str(), "")))
+    }
+
+    /// argv: entrypoint followed by the effective args.
+    pub fn argv(&self) -> Vec<String> {
+        let mut argv = self.config.entrypoint.clone().unwrap_or_default();
+        argv.extend(self.settings.args.iter().cloned());
+        argv
+    }
+}
+
+/// One protocol reply, relayed to the engine as is (plugd only rewrites paths and tracks mounts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// HTTP status; only 200 is success for dockerd.
+    pub status: u16,
+    /// JSON body.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// A 200 with a JSON body.
+    pub fn ok(body: impl Into<Bytes>) -> Self {
+        Reply { status: 200, body: body.into() }
+    }
+
+    /// An error in the protocol's shape: `{"Err": message}` with the given status.
+    pub fn err(status: u16, message: &str) -> Self {
+        let body = serde_json::to_vec(&crate::protocol::ErrBody { err: message.to_string() })
+            .expect("a string always serializes");
+        Reply { status, body: body.into() }
+    }
+}
+
+/// What an instance reports about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Serving.
+    Ready,
+    /// Cannot serve and cannot repair itself (process gone, component cannot be instantiated).
+    Failed(String),
+}
+
+/// Why a runtime refused or failed. Messages name the plugin field or file involved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    /// The bundle declares something this runtime cannot enforce; nothing was started.
+    #[error("{runtime} runtime cannot honour {what}")]
+    Unsupported {
+        /// `wasm` or `native`.
+        runtime: &'static str,
+        /// The declared privilege or field, e.g. `network type "host"`.
+        what: String,
+    },
+    /// The bundle is malformed for this runtime (entrypoint missing, not a component...).
+    #[error("{0}")]
+    Bundle(String),
+    /// Starting or stopping failed.
+    #[error("{0}")]
+    Start(String),
+}
+
+/// A way of running plugins (wasm, native).
+pub trait Runtime: Send + Sync {
+    /// `wasm` or `native`, for messages and `inspect`.
+    fn name(&self) -> &'static str;
+
+    /// Refuse what this runtime cannot honour and do one-off work (compile) ahead of `start`.
+    fn prepare<'a>(&'a self, spec: &'a PluginSpec) -> BoxFuture<'a, Result<(), RuntimeError>>;
+
+    /// Start the plugin and return once it is ready to serve calls.
+    fn start<'a>(
+        &'a self,
+        spec: &'a PluginSpec,
+    ) -> BoxFuture<'a, Result<Arc<dyn Instance>, RuntimeError>>;
+}
+
+/// A running plugin.
+pub trait Instance: Send + Sync {
+    /// Serve one protocol call. `method` is the path without its leading `/` (`VolumeDriver.Get`);
+    /// `body` is the request body as the engine sent it (maybe empty). Never panics and never hangs
+    /// past the runtime's per-call deadline: failures come back as an error [`Reply`].
+    fn call<'a>(&'a self, method: &'a str, body: Bytes) -> BoxFuture<'a, Reply>;
+
+    /// See the module docs for what healthy means.
+    fn health(&self) -> Health;
+
+    /// Stop serving and release everything; `grace` bounds a graceful stop before a forced one.
+    fn stop(&self, grace: Duration) -> BoxFuture<'_, ()>;
+}

@@ -1,0 +1,1 @@
+//! Plugin bundles uploaded as tar streams (`POST /plugins/create`). (Pending.)

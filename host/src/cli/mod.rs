@@ -1,0 +1,1 @@
+//! The `plugd` command line: the `docker plugin` verbs against a plugd daemon. (Pending.)

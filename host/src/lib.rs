@@ -1,0 +1,10 @@
+//! plugd: a Docker-compatible plugin host.
+//!
+//! The daemon keeps plugin bundles in a [`store`], drives them through the [`manager`] with one of the
+//! runtimes behind `plugd_core::Runtime`, serves the Docker Engine plugin API ([`api`]) and, for every
+//! enabled plugin, an engine-facing socket speaking the plugin protocol ([`socket`]). The [`cli`]
+//! talks to the daemon the way the docker CLI does.
+#![deny(missing_docs)]
+
+pub mod bundle;
+pub mod cli;
