@@ -6,5 +6,13 @@
 //! talks to the daemon the way the docker CLI does.
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod bundle;
 pub mod cli;
+pub mod daemon;
+pub mod error;
+pub mod fsutil;
+pub mod manager;
+pub mod reference;
+pub mod socket;
+pub mod store;

@@ -9,6 +9,7 @@ pub mod config;
 pub mod privileges;
 pub mod protocol;
 pub mod runtime;
+pub mod settable;
 
 pub use config::{ConfigError, PluginConfig, Warning};
 pub use runtime::{Health, Instance, PluginSpec, Reply, Runtime, RuntimeError};

@@ -1,1 +1,53 @@
-//! x
+//! plugd's wasm runtime: runs a managed plugin whose entrypoint is a WebAssembly component
+//! (world `docker:plugin/volume-plugin`, see `wit/`) under wasmtime, in-process.
+//!
+//! The pieces, one module each:
+//! - [`entrypoint`]: find `rootfs/<entrypoint[0]>` without leaving the rootfs, and tell a component
+//!   from a core module or a native binary ([`entrypoint_kind`], [`is_component`]);
+//! - `policy`: the plugin's declared privileges → a WASI context, deny by default, refusing
+//!   by name whatever cannot be honoured (docs/privileges.md has the table);
+//! - `engine`: the one [`wasmtime::Engine`] and its epoch ticker thread;
+//! - `cache`: precompiled components on disk, keyed by content and engine;
+//! - `instance`: one long-lived component instance per enabled plugin, replaced after a fault;
+//! - `volume`: the `VolumeDriver.*` JSON ↔ WIT mapping;
+//! - `output`: guest stdout/stderr → plugd's log, bounded;
+//! - `bindings`: the generated host bindings, quarantined.
+//!
+//! ```no_run
+//! # async fn demo(spec: plugd_core::PluginSpec) -> Result<(), Box<dyn std::error::Error>> {
+//! use plugd_core::Runtime;
+//! use plugd_wasm::WasmRuntime;
+//! use std::time::Duration;
+//!
+//! let runtime = WasmRuntime::builder()
+//!     .cache_dir("/var/lib/plugd/wasm-cache")
+//!     .call_timeout(Duration::from_secs(10))
+//!     .memory_limit(128 << 20)
+//!     .build()?;
+//! runtime.prepare(&spec).await?; // at create / enable: refuse, compile, cache
+//! let instance = runtime.start(&spec).await?; // at enable: instantiated = ready
+//! let reply = instance.call("VolumeDriver.List", bytes::Bytes::from_static(b"{}")).await;
+//! assert_eq!(reply.status, 200);
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+mod bindings;
+mod cache;
+mod engine;
+pub mod entrypoint;
+mod instance;
+mod output;
+mod policy;
+mod runtime;
+#[cfg(test)]
+mod testutil;
+mod volume;
+
+pub use entrypoint::{EntrypointKind, entrypoint_kind, is_component};
+pub use runtime::{
+    BuildError, DEFAULT_CALL_TIMEOUT, DEFAULT_MEMORY_LIMIT, WasmRuntime, WasmRuntimeBuilder,
+};
+
+/// The runtime's name, as [`plugd_core::Runtime::name`] and [`plugd_core::RuntimeError`] give it.
+pub const RUNTIME_NAME: &str = "wasm";

@@ -6,8 +6,20 @@
 
 use serde::{Deserialize, Serialize};
 
+mod canon;
+mod raw;
+#[cfg(test)]
+mod rule_tests;
+mod schema;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+pub use validate::CAPABILITIES;
+
 /// One plugin's configuration, in the canonical (PascalCase, Go struct order) shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PluginConfig {
     /// Settable argument list appended to the entrypoint.
     #[serde(rename = "Args")]
@@ -16,7 +28,11 @@ pub struct PluginConfig {
     #[serde(rename = "Description")]
     pub description: String,
     /// Deprecated engine-set field; kept only when a stored config carried it.
-    #[serde(rename = "DockerVersion", skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        rename = "DockerVersion",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub docker_version: Option<String>,
     /// Link to the plugin's documentation.
     #[serde(rename = "Documentation")]
@@ -61,9 +77,14 @@ pub struct PluginConfig {
 
 /// `Interface`: the plugin's types and socket.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Interface {
     /// Only `""` and `moby.plugins.http/v1` are HTTP.
-    #[serde(rename = "ProtocolScheme", skip_serializing_if = "String::is_empty", default)]
+    #[serde(
+        rename = "ProtocolScheme",
+        skip_serializing_if = "String::is_empty",
+        default
+    )]
     pub protocol_scheme: String,
     /// Socket file name inside `/run/docker/plugins` of the plugin.
     #[serde(rename = "Socket")]
@@ -75,6 +96,7 @@ pub struct Interface {
 
 /// `Args`: a settable argument list.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Args {
     /// Shown in inspect.
     #[serde(rename = "Description")]
@@ -92,6 +114,7 @@ pub struct Args {
 
 /// One `Env` entry.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Env {
     /// Shown in inspect.
     #[serde(rename = "Description")]
@@ -109,6 +132,7 @@ pub struct Env {
 
 /// One `Mounts` entry.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Mount {
     /// Shown in inspect.
     #[serde(rename = "Description")]
@@ -135,6 +159,7 @@ pub struct Mount {
 
 /// `Linux`: capabilities and devices.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Linux {
     /// Give the plugin every device.
     #[serde(rename = "AllowAllDevices")]
@@ -149,6 +174,7 @@ pub struct Linux {
 
 /// One `Linux.Devices` entry.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Device {
     /// Shown in inspect.
     #[serde(rename = "Description")]
@@ -166,6 +192,7 @@ pub struct Device {
 
 /// `Network`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Network {
     /// `host`, `none`, `bridge`, `null` or empty.
     #[serde(rename = "Type")]
@@ -174,6 +201,7 @@ pub struct Network {
 
 /// `User`: both ids omitted when absent.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct User {
     /// Group id.
     #[serde(rename = "GID", skip_serializing_if = "Option::is_none", default)]
@@ -185,6 +213,7 @@ pub struct User {
 
 /// `rootfs` (lower-case key, set by the engine).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RootFs {
     /// Layer digests.
     #[serde(rename = "diff_ids")]
@@ -192,6 +221,49 @@ pub struct RootFs {
     /// Always `layers`.
     #[serde(rename = "type")]
     pub kind: String,
+}
+
+impl PluginConfig {
+    /// Reads a `config.json` the way dockerd does (keys in any case, `null` and missing fields
+    /// anywhere, unknown keys ignored), then refuses what dockerd would only fail on later (see
+    /// [`PluginConfig::validate`]). The warnings name what Docker would have dropped silently, which
+    /// is how an author learns that the docs' top-level `capabilities` never took effect.
+    pub fn parse(bytes: &[u8]) -> Result<(PluginConfig, Vec<Warning>), ConfigError> {
+        let (config, warnings) = Self::decode(bytes)?;
+        config.validate()?;
+        Ok((config, warnings))
+    }
+
+    /// Checks the rules dockerd leaves to enable time or never checks; public because the manager
+    /// must re-check after `set` changed a mount source or device path.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate::all(self)
+    }
+
+    /// dockerd's own decoding, without validation.
+    fn decode(bytes: &[u8]) -> Result<(PluginConfig, Vec<Warning>), ConfigError> {
+        let mut warnings = Vec::new();
+        let canonical = canon::canonicalise(raw::from_slice(bytes)?, &mut warnings)?;
+        let mut config: PluginConfig =
+            serde_json::from_value(canonical).map_err(|e| ConfigError::Json(e.to_string()))?;
+        config.drop_go_zero_values();
+        warnings.extend(validate::settable_warnings(&config));
+        Ok((config, warnings))
+    }
+
+    /// These fields are `omitempty` non-pointers in Go: a zero value read in is never written out,
+    /// so clearing it keeps our inspect output byte-for-byte dockerd's.
+    fn drop_go_zero_values(&mut self) {
+        if self.docker_version.as_deref() == Some("") {
+            self.docker_version = None;
+        }
+        if self.user.uid == Some(0) {
+            self.user.uid = None;
+        }
+        if self.user.gid == Some(0) {
+            self.user.gid = None;
+        }
+    }
 }
 
 /// A key Docker would silently ignore, or another oddity worth telling the author about.
@@ -223,7 +295,10 @@ pub enum ConfigError {
 impl ConfigError {
     /// Shorthand for [`ConfigError::Invalid`].
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError::Invalid { field: field.into(), message: message.into() }
+        ConfigError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -242,6 +317,25 @@ pub struct Settings {
     /// Effective mounts.
     #[serde(rename = "Mounts")]
     pub mounts: Vec<Mount>,
+}
+
+impl Settings {
+    /// dockerd's `InitEmptySettings`: what a freshly created or pulled plugin starts with, so that
+    /// inspect shows `[]` (never `null`) and the runtime can read effective values from one place.
+    /// Env entries whose value is `null` are left out, as dockerd does.
+    pub fn initial(config: &PluginConfig) -> Settings {
+        Settings {
+            args: config.args.value.clone().unwrap_or_default(),
+            devices: config.linux.devices.clone().unwrap_or_default(),
+            env: config
+                .env
+                .iter()
+                .flatten()
+                .filter_map(|e| e.value.as_ref().map(|v| format!("{}={v}", e.name)))
+                .collect(),
+            mounts: config.mounts.clone().unwrap_or_default(),
+        }
+    }
 }
 
 /// A plugin as the Engine API shows it (`GET /plugins/{name}/json`), in dockerd's key order.

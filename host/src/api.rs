@@ -1,0 +1,337 @@
+//! The Docker Engine API's plugin routes, served on plugd's own socket (`-H`), with dockerd's JSON,
+//! status codes and error bodies, so the docker CLI itself can drive plugd.
+//!
+//! API 1.41 is advertised (dockerd 20.10's); versioned (`/v1.N/...`) and unversioned paths are
+//! accepted; versions above 1.41 or below 1.12 are refused as dockerd does. Errors are
+//! `{"message": ...}` with `Content-Type: application/json`. Warnings about a plugin's config (keys
+//! Docker ignores) travel in `Plugd-Warning` response headers of create and inspect, so the JSON
+//! stays byte-compatible with dockerd's.
+//!
+//! This socket is root-equivalent (it can run plugins with any privilege): it is created 0660, owned
+//! by root, like dockerd's.
+
+use crate::error::{Error, Result};
+use crate::manager::{ListFilter, Manager};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The API version plugd speaks.
+pub const API_VERSION: &str = "1.41";
+const MIN_API_VERSION: (u32, u32) = (1, 12);
+const MAX_API_VERSION: (u32, u32) = (1, 41);
+/// `set` bodies are a handful of strings.
+const MAX_JSON_BODY: usize = 1 << 20;
+
+type Resp = Response<Full<Bytes>>;
+
+/// Serves one Engine API request.
+pub async fn handle(manager: Arc<Manager>, req: Request<Incoming>) -> std::result::Result<Resp, Infallible> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = match route(&manager, req).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    };
+    tracing::debug!(%method, %path, status = resp.status().as_u16(), "api");
+    Ok(resp)
+}
+
+fn error_response(e: &Error) -> Resp {
+    let body = serde_json::json!({ "message": e.message });
+    let mut r = json_response(StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &body);
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Resp {
+    let mut body = serde_json::to_vec(value).unwrap_or_default();
+    body.push(b'\n');
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn empty(status: StatusCode) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = status;
+    r
+}
+
+fn with_warnings(mut r: Resp, warnings: &[String]) -> Resp {
+    for w in warnings {
+        let printable: String = w.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
+        if let Ok(v) = HeaderValue::from_str(&printable) {
+            r.headers_mut().append("Plugd-Warning", v);
+        }
+    }
+    r
+}
+
+/// Splits `/v1.41/x` into the version and `/x`, refusing versions dockerd 20.10 would refuse.
+fn strip_version(path: &str) -> Result<&str> {
+    let Some(rest) = path.strip_prefix("/v") else { return Ok(path) };
+    let (ver, tail) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let Some((maj, min)) = ver.split_once('.') else { return Ok(path) };
+    let (Ok(maj), Ok(min)) = (maj.parse::<u32>(), min.parse::<u32>()) else { return Ok(path) };
+    if (maj, min) > MAX_API_VERSION {
+        return Err(Error::invalid(format!(
+            "client version {ver} is too new. Maximum supported API version is {API_VERSION}"
+        )));
+    }
+    if (maj, min) < MIN_API_VERSION {
+        return Err(Error::invalid(format!(
+            "client version {ver} is too old. Minimum supported API version is {}.{}, please upgrade your client to a newer version",
+            MIN_API_VERSION.0, MIN_API_VERSION.1
+        )));
+    }
+    Ok(tail)
+}
+
+fn query(req: &Request<Incoming>) -> HashMap<String, String> {
+    form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect()
+}
+
+/// dockerd's `httputils.BoolValue`.
+fn bool_value(q: &HashMap<String, String>, key: &str) -> bool {
+    let v = q.get(key).map(|s| s.trim().to_ascii_lowercase()).unwrap_or_default();
+    !matches!(v.as_str(), "" | "0" | "no" | "false" | "none")
+}
+
+async fn route(manager: &Arc<Manager>, req: Request<Incoming>) -> Result<Resp> {
+    let full = req.uri().path().to_string();
+    let path = strip_version(&full)?;
+    let method = req.method().clone();
+    match (&method, path) {
+        (&Method::GET | &Method::HEAD, "/_ping") => Ok(ping(&method)),
+        (&Method::GET, "/version") => Ok(json_response(StatusCode::OK, &version())),
+        (&Method::GET, "/plugins") => {
+            let filter = parse_filters(query(&req).get("filters").map(String::as_str).unwrap_or(""))?;
+            Ok(json_response(StatusCode::OK, &manager.list(&filter)))
+        }
+        (&Method::GET, "/plugins/privileges") | (&Method::POST, "/plugins/pull") => {
+            Err(Error::new(crate::error::Kind::NotImplemented, "plugd: installing from a registry is not supported yet"))
+        }
+        (&Method::POST, "/plugins/create") => {
+            let name = query(&req).get("name").cloned().unwrap_or_default();
+            let reader = BodyReader::spawn(req.into_body());
+            let warnings = manager.create(&name, reader).await?;
+            Ok(with_warnings(empty(StatusCode::NO_CONTENT), &warnings))
+        }
+        (_, p) if p.starts_with("/plugins/") => plugin_route(manager, method, &p["/plugins/".len()..], req).await,
+        _ => Err(Error::not_found("page not found")),
+    }
+}
+
+async fn plugin_route(manager: &Arc<Manager>, method: Method, rest: &str, req: Request<Incoming>) -> Result<Resp> {
+    let q = query(&req);
+    if method == Method::DELETE {
+        manager.remove(rest, bool_value(&q, "force")).await?;
+        return Ok(empty(StatusCode::OK));
+    }
+    let Some((name, action)) = rest.rsplit_once('/') else {
+        return Err(Error::not_found("page not found"));
+    };
+    match (method, action) {
+        (Method::GET, "json") => {
+            let (plugin, warnings) = manager.inspect(name)?;
+            Ok(with_warnings(json_response(StatusCode::OK, &plugin), &warnings))
+        }
+        (Method::POST, "enable") => {
+            let raw = q.get("timeout").map(String::as_str).unwrap_or("");
+            let secs: i64 = raw
+                .parse()
+                .map_err(|_| Error::invalid(format!("strconv.Atoi: parsing {raw:?}: invalid syntax")))?;
+            manager.enable(name, Duration::from_secs(secs.max(0) as u64)).await?;
+            Ok(empty(StatusCode::OK))
+        }
+        (Method::POST, "disable") => {
+            manager.disable(name, bool_value(&q, "force")).await?;
+            Ok(empty(StatusCode::OK))
+        }
+        (Method::POST, "set") => {
+            let args: Vec<String> = read_json(req).await?.unwrap_or_default();
+            manager.set(name, &args).await?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        (Method::POST, "push" | "upgrade") => {
+            Err(Error::new(crate::error::Kind::NotImplemented, format!("plugd: {action} is not supported yet")))
+        }
+        _ => Err(Error::not_found("page not found")),
+    }
+}
+
+/// dockerd's `httputils.ReadJSON`: JSON content type (or none), one value, nothing after it.
+async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<Option<T>> {
+    if let Some(ct) = req.headers().get(CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("");
+        let media = ct.split(';').next().unwrap_or("").trim();
+        if !media.eq_ignore_ascii_case("application/json") {
+            return Err(Error::invalid(format!("unsupported Content-Type header ({ct}): must be 'application/json'")));
+        }
+    }
+    let body = Limited::new(req.into_body(), MAX_JSON_BODY)
+        .collect()
+        .await
+        .map_err(|e| Error::invalid(format!("reading request body: {e}")))?
+        .to_bytes();
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let mut de = serde_json::Deserializer::from_slice(&body);
+    let value = T::deserialize(&mut de).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))?;
+    de.end().map_err(|_| Error::invalid("unexpected content after JSON"))?;
+    Ok(Some(value))
+}
+
+/// `filters` is `{"enabled":{"true":true}}` (current clients) or `{"enabled":["true"]}` (old ones).
+fn parse_filters(raw: &str) -> Result<ListFilter> {
+    let mut filter = ListFilter::default();
+    if raw.trim().is_empty() {
+        return Ok(filter);
+    }
+    let value: serde_json::Value = serde_json::from_str(raw).map_err(|e| Error::invalid(format!("invalid filter: {e}")))?;
+    let obj = value.as_object().ok_or_else(|| Error::invalid("invalid filter"))?;
+    for (key, vals) in obj {
+        let vals: Vec<String> = match vals {
+            serde_json::Value::Object(m) => m.iter().filter(|(_, v)| v.as_bool() == Some(true)).map(|(k, _)| k.clone()).collect(),
+            serde_json::Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+            _ => return Err(Error::invalid(format!("invalid filter '{key}'"))),
+        };
+        match key.as_str() {
+            "enabled" => {
+                filter.enabled = match vals.as_slice() {
+                    [] => None,
+                    [v] if v == "true" => Some(true),
+                    [v] if v == "false" => Some(false),
+                    [v, ..] => return Err(Error::invalid(format!("invalid filter 'enabled={v}'"))),
+                }
+            }
+            "capability" => {
+                for v in vals {
+                    let re = regex_lite::Regex::new(&v).map_err(|e| Error::invalid(format!("invalid filter 'capability={v}': {e}")))?;
+                    filter.capability.push(re);
+                }
+            }
+            other => return Err(Error::invalid(format!("invalid filter '{other}'"))),
+        }
+    }
+    Ok(filter)
+}
+
+fn ping(method: &Method) -> Resp {
+    let body = if method == Method::HEAD { Bytes::new() } else { Bytes::from_static(b"OK") };
+    let mut r = Response::new(Full::new(body));
+    let h = r.headers_mut();
+    h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
+    h.insert("Ostype", HeaderValue::from_static("linux"));
+    h.insert("Docker-Experimental", HeaderValue::from_static("false"));
+    h.insert("Cache-Control", HeaderValue::from_static("no-cache, no-store, must-revalidate"));
+    h.insert("Pragma", HeaderValue::from_static("no-cache"));
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+fn version() -> serde_json::Value {
+    let v = env!("CARGO_PKG_VERSION");
+    serde_json::json!({
+        "Platform": { "Name": "plugd" },
+        "Components": [{ "Name": "plugd", "Version": v, "Details": { "ApiVersion": API_VERSION, "MinAPIVersion": "1.12" } }],
+        "Version": v,
+        "ApiVersion": API_VERSION,
+        "MinAPIVersion": "1.12",
+        "Os": "linux",
+        "Arch": std::env::consts::ARCH,
+    })
+}
+
+/// Feeds a streaming request body to blocking code (the tar reader) through a bounded channel, so a
+/// large rootfs is never held in memory.
+pub struct BodyReader {
+    rx: tokio::sync::mpsc::Receiver<std::result::Result<Bytes, String>>,
+    current: Bytes,
+}
+
+impl BodyReader {
+    /// Starts pumping `body` on the current tokio runtime; read it from a blocking thread only.
+    pub fn spawn(mut body: Incoming) -> BodyReader {
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(async move {
+            while let Some(frame) = body.frame().await {
+                let item = match frame {
+                    Ok(frame) => match frame.into_data() {
+                        Ok(data) => Ok(data),
+                        Err(_) => continue,
+                    },
+                    Err(e) => Err(e.to_string()),
+                };
+                let stop = item.is_err();
+                if tx.send(item).await.is_err() || stop {
+                    break;
+                }
+            }
+        });
+        BodyReader { rx, current: Bytes::new() }
+    }
+}
+
+impl std::io::Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => self.current = b,
+                Some(Err(e)) => return Err(std::io::Error::other(format!("request body: {e}"))),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_checked_like_dockerd() {
+        assert_eq!(strip_version("/v1.41/plugins").unwrap(), "/plugins");
+        assert_eq!(strip_version("/v1.24/plugins/x/json").unwrap(), "/plugins/x/json");
+        assert_eq!(strip_version("/plugins").unwrap(), "/plugins");
+        assert_eq!(
+            strip_version("/v1.42/plugins").unwrap_err().message,
+            "client version 1.42 is too new. Maximum supported API version is 1.41"
+        );
+        assert!(strip_version("/v1.11/plugins").unwrap_err().message.starts_with("client version 1.11 is too old"));
+    }
+
+    #[test]
+    fn filters_accept_both_encodings_and_refuse_unknown_keys() {
+        assert_eq!(parse_filters(r#"{"enabled":{"true":true}}"#).unwrap().enabled, Some(true));
+        assert_eq!(parse_filters(r#"{"enabled":["false"]}"#).unwrap().enabled, Some(false));
+        assert_eq!(parse_filters(r#"{"enabled":{"maybe":true}}"#).unwrap_err().message, "invalid filter 'enabled=maybe'");
+        assert_eq!(parse_filters(r#"{"color":{"red":true}}"#).unwrap_err().message, "invalid filter 'color'");
+        assert_eq!(parse_filters(r#"{"capability":{"volume":true}}"#).unwrap().capability.len(), 1);
+    }
+
+    #[test]
+    fn force_values_follow_bool_value() {
+        let q = |v: &str| HashMap::from([("force".to_string(), v.to_string())]);
+        assert!(bool_value(&q("1"), "force"));
+        assert!(bool_value(&q("True"), "force"));
+        assert!(!bool_value(&q("0"), "force"));
+        assert!(!bool_value(&q("false"), "force"));
+        assert!(!bool_value(&HashMap::new(), "force"));
+    }
+}

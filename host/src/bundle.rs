@@ -1,1 +1,0 @@
-//! Plugin bundles uploaded as tar streams (`POST /plugins/create`). (Pending.)

@@ -1,0 +1,466 @@
+//! End-to-end tests of the verbs against a fake daemon on a unix socket: the requests the CLI sends
+//! and the bytes and exit statuses it produces.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::run;
+
+/// One request as the fake daemon received it.
+#[derive(Debug, Clone)]
+struct Recorded {
+    line: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Recorded {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A canned answer: status, extra headers, body.
+type Answer = (u16, Vec<(&'static str, String)>, Vec<u8>);
+
+struct FakeDaemon {
+    path: PathBuf,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FakeDaemon {
+    fn start(
+        tag: &str,
+        answer: impl Fn(&Recorded) -> Answer + Send + Sync + 'static,
+    ) -> FakeDaemon {
+        let path =
+            std::env::temp_dir().join(format!("plugd-cli-{tag}-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let answer = Arc::new(answer);
+        let (reqs, stopped) = (requests.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let (reqs, answer) = (reqs.clone(), answer.clone());
+                        std::thread::spawn(move || serve(conn, &reqs, &*answer));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        FakeDaemon {
+            path,
+            requests,
+            stop,
+        }
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.path.display())
+    }
+
+    fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FakeDaemon {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn serve(conn: UnixStream, reqs: &Mutex<Vec<Recorded>>, answer: &dyn Fn(&Recorded) -> Answer) {
+    conn.set_nonblocking(false).unwrap();
+    let mut w = conn.try_clone().unwrap();
+    let mut r = BufReader::new(conn);
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            r.read_line(&mut h).unwrap();
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            let (k, v) = h.split_once(':').unwrap();
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+        let mut rec = Recorded {
+            line: line.trim_end().to_string(),
+            headers,
+            body: Vec::new(),
+        };
+        if let Some(n) = rec.header("content-length") {
+            let mut body = vec![0; n.parse().unwrap()];
+            r.read_exact(&mut body).unwrap();
+            rec.body = body;
+        } else if rec.header("transfer-encoding") == Some("chunked") {
+            loop {
+                let mut size = String::new();
+                r.read_line(&mut size).unwrap();
+                let n = usize::from_str_radix(size.trim(), 16).unwrap();
+                let mut chunk = vec![0; n + 2];
+                r.read_exact(&mut chunk).unwrap();
+                if n == 0 {
+                    break;
+                }
+                rec.body.extend_from_slice(&chunk[..n]);
+            }
+        }
+        let (status, extra, body) = answer(&rec);
+        reqs.lock().unwrap().push(rec);
+        let mut resp = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", body.len());
+        for (k, v) in extra {
+            resp.push_str(&format!("{k}: {v}\r\n"));
+        }
+        resp.push_str("\r\n");
+        w.write_all(resp.as_bytes()).unwrap();
+        w.write_all(&body).unwrap();
+    }
+}
+
+fn not_found(name: &str) -> Answer {
+    let body = format!("{{\"message\":\"plugin \\\"{name}\\\" not found\"}}\n");
+    (
+        404,
+        vec![("Content-Type", "application/json".into())],
+        body.into_bytes(),
+    )
+}
+
+/// Runs the CLI; returns (status, stdout, stderr).
+fn cli(args: &[&str]) -> (u8, String, String) {
+    let args = std::iter::once("plugd")
+        .chain(args.iter().copied())
+        .map(Into::into)
+        .collect();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = run(args, &mut out, &mut err);
+    (
+        code,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
+fn fixture(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/cli/testdata")
+        .join(name);
+    std::fs::read_to_string(path).unwrap()
+}
+
+#[test]
+fn ls_prints_the_docker_table_and_sends_filters() {
+    let d = FakeDaemon::start("ls", |_| {
+        (
+            200,
+            vec![("Content-Type", "application/json".into())],
+            fixture("ls.api.json").into_bytes(),
+        )
+    });
+    let host = d.host();
+    assert_eq!(
+        cli(&["-H", &host, "ls"]),
+        (0, fixture("ls.table.out"), String::new())
+    );
+    assert_eq!(
+        cli(&["ls", "-H", &host, "--format", "json"]).1,
+        fixture("ls.json.out")
+    );
+    assert_eq!(
+        cli(&[
+            "-H",
+            &host,
+            "list",
+            "-q",
+            "-f",
+            "Enabled = true",
+            "-f",
+            "capability=volumedriver"
+        ])
+        .1,
+        fixture("ls.quiet.out")
+    );
+    let reqs = d.requests();
+    assert_eq!(reqs[0].line, "GET /v1.41/plugins HTTP/1.1");
+    assert_eq!(reqs[0].header("host"), Some("api.moby.localhost"));
+    assert_eq!(
+        reqs[2].line,
+        "GET /v1.41/plugins?filters=%7B%22capability%22%3A%7B%22volumedriver%22%3Atrue%7D%2C%22enabled%22%3A%7B%22true%22%3Atrue%7D%7D HTTP/1.1"
+    );
+}
+
+#[test]
+fn inspect_prints_found_plugins_then_errors() {
+    let d = FakeDaemon::start("inspect", |r| {
+        if r.line.contains("/plugins/emoji/json") {
+            let warn = vec![
+                ("Content-Type", "application/json".to_string()),
+                ("Plugd-Warning", "config key \"x\" is ignored".to_string()),
+                ("Plugd-Warning", "second".to_string()),
+            ];
+            (200, warn, fixture("inspect-emoji.api.json").into_bytes())
+        } else {
+            not_found("nosuch")
+        }
+    });
+    let host = d.host();
+    let (code, out, err) = cli(&["-H", &host, "inspect", "emoji", "nosuch"]);
+    assert_eq!(code, 1);
+    let whole = fixture("inspect.out");
+    // The fixture holds emoji then newline; emoji alone ends at its closing brace.
+    let end = whole.find("\n    },\n").unwrap();
+    assert_eq!(out, format!("{}\n    }}\n]\n", &whole[..end]));
+    assert_eq!(
+        err,
+        "WARNING: config key \"x\" is ignored\nWARNING: second\nError response from daemon: plugin \"nosuch\" not found\n"
+    );
+    let (code, out, err) = cli(&[
+        "-H",
+        &host,
+        "inspect",
+        "-f",
+        "{{.Name}}",
+        "nosuch",
+        "emoji",
+        "nosuch",
+    ]);
+    assert_eq!((code, out.as_str()), (1, "emoji:latest\n"));
+    assert!(err.ends_with("Error response from daemon: plugin \"nosuch\" not found\nError response from daemon: plugin \"nosuch\" not found\n"));
+    assert_eq!(cli(&["-H", &host, "inspect", "nosuch"]).1, "[]\n");
+    assert_eq!(
+        cli(&["-H", &host, "inspect", "-f", "{{.Name", "emoji"]),
+        (
+            64,
+            String::new(),
+            "template parsing error: template: :1: unclosed action\n".into()
+        )
+    );
+}
+
+#[test]
+fn create_streams_a_chunked_tar() {
+    let d = FakeDaemon::start("create", |_| {
+        (
+            204,
+            vec![("Plugd-Warning", "key \"user\" is ignored".into())],
+            Vec::new(),
+        )
+    });
+    let dir = std::env::temp_dir().join(format!("plugd-cli-bundle-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+    std::fs::write(dir.join("config.json"), br#"{"description":"d","interface":{"socket":"s.sock","types":["docker.volumedriver/1.0"]}}"#).unwrap();
+    std::fs::write(dir.join("rootfs/big"), vec![7u8; 300 * 1024]).unwrap();
+    let host = d.host();
+    let (code, out, err) = cli(&["-H", &host, "create", "my/plug:v1", dir.to_str().unwrap()]);
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (0, "my/plug:v1\n", "WARNING: key \"user\" is ignored\n")
+    );
+    let (code, out, _) = cli(&[
+        "-H",
+        &host,
+        "create",
+        "--compress",
+        "gz",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!((code, out.as_str()), (0, "gz\n"));
+    let reqs = d.requests();
+    assert_eq!(
+        reqs[0].line,
+        "POST /v1.41/plugins/create?name=my%2Fplug%3Av1 HTTP/1.1"
+    );
+    assert_eq!(reqs[0].header("content-type"), Some("application/x-tar"));
+    assert_eq!(reqs[0].header("transfer-encoding"), Some("chunked"));
+    let mut ar = tar::Archive::new(&reqs[0].body[..]);
+    let names: Vec<String> = ar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert_eq!(names, ["config.json", "rootfs/", "rootfs/big"]);
+    assert_eq!(&reqs[1].body[..2], &[0x1f, 0x8b]);
+
+    let (code, out, err) = cli(&[
+        "-H",
+        &host,
+        "create",
+        "x",
+        &format!("{}/config.json", dir.display()),
+    ]);
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (1, "", "context must be a directory\n")
+    );
+    assert_eq!(d.requests().len(), 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn enable_disable_set_rm_requests() {
+    let d = FakeDaemon::start("verbs", |r| {
+        if r.line.contains("nosuch") {
+            not_found("nosuch")
+        } else {
+            (200, Vec::new(), Vec::new())
+        }
+    });
+    let host = d.host();
+    assert_eq!(
+        cli(&["-H", &host, "enable", "--timeout", "7", "p"]),
+        (0, "p\n".into(), String::new())
+    );
+    assert_eq!(cli(&["-H", &host, "enable", "p"]).0, 0);
+    assert_eq!(
+        cli(&["-H", &host, "disable", "-f", "p"]),
+        (0, "p\n".into(), String::new())
+    );
+    assert_eq!(cli(&["-H", &host, "disable", "p"]).0, 0);
+    assert_eq!(
+        cli(&["-H", &host, "set", "p", "DEBUG=1", "A B=c\"d"]),
+        (0, String::new(), String::new())
+    );
+    assert_eq!(
+        cli(&["-H", &host, "rm", "-f", "nosuch", "a/b:v1", "nosuch"]),
+        (
+            1,
+            "a/b:v1\n".into(),
+            "Error response from daemon: plugin \"nosuch\" not found\nError response from daemon: plugin \"nosuch\" not found\n"
+                .into()
+        )
+    );
+    assert_eq!(
+        cli(&["-H", &host, "remove", "p"]),
+        (0, "p\n".into(), String::new())
+    );
+    let lines: Vec<String> = d.requests().iter().map(|r| r.line.clone()).collect();
+    assert_eq!(
+        lines,
+        [
+            "POST /v1.41/plugins/p/enable?timeout=7 HTTP/1.1",
+            "POST /v1.41/plugins/p/enable?timeout=30 HTTP/1.1",
+            "POST /v1.41/plugins/p/disable?force=1 HTTP/1.1",
+            "POST /v1.41/plugins/p/disable HTTP/1.1",
+            "POST /v1.41/plugins/p/set HTTP/1.1",
+            "DELETE /v1.41/plugins/nosuch?force=1 HTTP/1.1",
+            "DELETE /v1.41/plugins/a/b:v1?force=1 HTTP/1.1",
+            "DELETE /v1.41/plugins/nosuch?force=1 HTTP/1.1",
+            "DELETE /v1.41/plugins/p HTTP/1.1",
+        ]
+    );
+    let set = &d.requests()[4];
+    assert_eq!(set.body, br#"["DEBUG=1","A B=c\"d"]"#);
+    assert_eq!(set.header("content-type"), Some("application/json"));
+}
+
+#[test]
+fn unreachable_daemon() {
+    let host = "unix:///nonexistent/plugd.sock";
+    let msg = "Cannot connect to the plugd daemon at unix:///nonexistent/plugd.sock. Is the plugd daemon running?\n";
+    assert_eq!(cli(&["-H", host, "ls"]), (1, String::new(), msg.into()));
+    assert_eq!(
+        cli(&["-H", host, "inspect", "x"]),
+        (1, "[]\n".into(), msg.into())
+    );
+    assert_eq!(
+        cli(&["-H", host, "rm", "x", "y"]),
+        (1, String::new(), format!("{msg}{msg}"))
+    );
+    assert_eq!(cli(&["-H", "tcp://127.0.0.1:1", "ls"]).0, 1);
+}
+
+#[test]
+fn usage_errors_like_docker() {
+    let h = ["-H", "unix:///nonexistent/plugd.sock"];
+    let run = |extra: &[&str]| cli(&[&h[..], extra].concat());
+    assert_eq!(
+        run(&["ls", "extra"]),
+        (
+            1,
+            String::new(),
+            "plugd: 'plugd ls' accepts no arguments\n\nUsage:  plugd ls [OPTIONS]\n\nRun 'plugd ls --help' for more information\n"
+                .into()
+        )
+    );
+    assert_eq!(
+        run(&["ls", "--bogus"]),
+        (
+            125,
+            String::new(),
+            "unknown flag: --bogus\n\nUsage:  plugd ls [OPTIONS]\n\nRun 'plugd ls --help' for more information\n".into()
+        )
+    );
+    assert_eq!(
+        run(&["ls", "-f", "enabled"]).2,
+        "invalid argument \"enabled\" for \"-f, --filter\" flag: bad format of filter (expected name=value)\n\n\
+         Usage:  plugd ls [OPTIONS]\n\nRun 'plugd ls --help' for more information\n"
+    );
+    assert_eq!(
+        run(&["enable", "--timeout", "abc", "p"]),
+        (
+            125,
+            String::new(),
+            "invalid argument \"abc\" for \"--timeout\" flag: strconv.ParseInt: parsing \"abc\": invalid syntax\n\n\
+             Usage:  plugd enable [OPTIONS] PLUGIN\n\nRun 'plugd enable --help' for more information\n"
+                .into()
+        )
+    );
+    assert_eq!(
+        run(&["enable", "--timeout", "-1", "p"]),
+        (1, String::new(), "negative timeout -1 is invalid\n".into())
+    );
+    assert_eq!(
+        run(&["enable", "a", "b"]).2,
+        "plugd: 'plugd enable' requires 1 argument\n\nUsage:  plugd enable [OPTIONS] PLUGIN\n\nRun 'plugd enable --help' for more information\n"
+    );
+    assert_eq!(
+        run(&["inspect"]),
+        (
+            1,
+            String::new(),
+            "plugd: 'plugd inspect' requires at least 1 argument\n\nUsage:  plugd inspect [OPTIONS] PLUGIN [PLUGIN...]\n\n\
+             See 'plugd inspect --help' for more information\n"
+                .into()
+        )
+    );
+    assert_eq!(run(&["create", "x"]).0, 1);
+    assert_eq!(run(&["set", "x"]).0, 1);
+    assert_eq!(run(&["rm"]).0, 1);
+    assert_eq!(
+        run(&["bogus"]),
+        (
+            1,
+            String::new(),
+            "plugd: unknown command: plugd bogus\n\nUsage:  plugd [OPTIONS] COMMAND\n\nRun 'plugd --help' for more information\n"
+                .into()
+        )
+    );
+    let (code, out, _) = run(&["ls", "--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("--no-trunc"));
+    let (code, out, err) = cli(&[]);
+    assert_eq!((code, out.as_str()), (0, ""));
+    assert!(err.contains("Usage:"));
+}

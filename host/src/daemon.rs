@@ -1,0 +1,208 @@
+//! `plugd daemon`: wires the store, the runtimes, the manager and the two kinds of socket together,
+//! and shuts them down in order on SIGTERM/SIGINT.
+
+use crate::manager::{Manager, ManagerConfig, RuntimeSelector};
+use anyhow::{Context, bail};
+use plugd_core::runtime::{Runtime, RuntimeError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Flags of `plugd daemon`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DaemonArgs {
+    /// Where plugins and their state live.
+    #[arg(long, default_value = "/var/lib/plugd")]
+    pub data_root: PathBuf,
+    /// Runtime state (socket markers, per-plugin runtime dirs); a tmpfs in normal use.
+    #[arg(long, default_value = "/run/plugd")]
+    pub exec_root: PathBuf,
+    /// The Engine API socket (root-equivalent: created 0660, root-owned).
+    #[arg(short = 'H', long = "host", default_value = "unix:///run/plugd/plugd.sock")]
+    pub host: String,
+    /// Where engine-facing plugin sockets go; dockerd looks only in /run/docker/plugins.
+    #[arg(long, default_value = "/run/docker/plugins")]
+    pub plugin_socket_dir: PathBuf,
+    /// Compiled-component cache [default: <data-root>/wasm-cache].
+    #[arg(long)]
+    pub wasm_cache: Option<PathBuf>,
+    /// Deadline of one wasm plugin call (dockerd gives up after 60 s).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub call_timeout: Duration,
+    /// Memory cap of one wasm plugin instance (e.g. 128MiB).
+    #[arg(long, default_value = "128MiB", value_parser = parse_size)]
+    pub memory_limit: u64,
+    /// How long enable waits for readiness when the API passes timeout=0, and at start.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub enable_timeout: Duration,
+    /// How often running plugins are health-checked (and failed ones restarted).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub health_interval: Duration,
+    /// Log filter (tracing `EnvFilter` syntax).
+    #[arg(long, env = "PLUGD_LOG", default_value = "info")]
+    pub log_level: String,
+}
+
+/// Parses `500ms`, `2s`, `1m`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        _ => return Err(format!("invalid duration unit in {s:?} (use ms, s or m)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses `64MiB`, `1GiB`, `512KiB`, `100M`, or a bare number of bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
+    let mult = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" | "kb" => 1 << 10,
+        "m" | "mib" | "mb" => 1 << 20,
+        "g" | "gib" | "gb" => 1 << 30,
+        _ => return Err(format!("invalid size unit in {s:?} (use KiB, MiB or GiB)")),
+    };
+    Ok(n * mult)
+}
+
+fn unix_path(host: &str) -> anyhow::Result<PathBuf> {
+    match host.strip_prefix("unix://") {
+        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
+        _ => bail!("unsupported -H {host:?}: plugd listens on a unix socket only (unix:///path)"),
+    }
+}
+
+/// Binds the API socket, replacing a stale one but never a live daemon's.
+fn bind_api(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Some(parent) = path.parent() {
+        crate::fsutil::create_dir_all(parent, 0o755)?;
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            bail!("{} exists and is not a socket", path.display());
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("another daemon is already listening on {}", path.display());
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(listener)
+}
+
+fn selector(wasm: Arc<plugd_wasm::WasmRuntime>) -> RuntimeSelector {
+    Arc::new(move |spec| {
+        let entry = spec.config.entrypoint.as_ref().and_then(|e| e.first()).cloned().unwrap_or_default();
+        match plugd_wasm::entrypoint_kind(spec)? {
+            plugd_wasm::EntrypointKind::Component => Ok(wasm.clone() as Arc<dyn Runtime>),
+            plugd_wasm::EntrypointKind::CoreModule => Err(RuntimeError::Bundle(format!(
+                "entrypoint {entry:?} is a core wasm module; plugd runs wasm components (build for wasm32-wasip2)"
+            ))),
+            plugd_wasm::EntrypointKind::NotWasm => Err(RuntimeError::Bundle(format!(
+                "entrypoint {entry:?} is not a wasm component, and this plugd has no native runtime yet"
+            ))),
+        }
+    })
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log_level).context("--log-level")?)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(serve(args))
+}
+
+async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
+    let api_path = unix_path(&args.host)?;
+    crate::fsutil::create_dir_all(&args.data_root, 0o700)?;
+    crate::fsutil::create_dir_all(&args.exec_root, 0o700)?;
+    let cache = args.wasm_cache.clone().unwrap_or_else(|| args.data_root.join("wasm-cache"));
+    let wasm = plugd_wasm::WasmRuntime::builder()
+        .cache_dir(&cache)
+        .call_timeout(args.call_timeout)
+        .memory_limit(usize::try_from(args.memory_limit).unwrap_or(usize::MAX))
+        .build()
+        .context("starting the wasm runtime")?;
+    let manager = Arc::new(
+        Manager::new(
+            ManagerConfig {
+                data_root: args.data_root.clone(),
+                exec_root: args.exec_root.clone(),
+                plugin_socket_dir: args.plugin_socket_dir.clone(),
+                default_enable_timeout: args.enable_timeout,
+                stop_grace: Duration::from_secs(10),
+            },
+            selector(Arc::new(wasm)),
+        )
+        .map_err(|e| anyhow::anyhow!("opening {}: {e}", args.data_root.display()))?,
+    );
+    let listener = bind_api(&api_path)?;
+    manager.restore().await;
+    let supervisor = {
+        let manager = manager.clone();
+        let every = args.health_interval;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                manager.supervise().await;
+            }
+        })
+    };
+    tracing::info!(api = %api_path.display(), sockets = %args.plugin_socket_dir.display(), "plugd daemon ready");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let manager = manager.clone();
+                conns.spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| crate::api::handle(manager.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    tracing::info!("shutting down");
+    supervisor.abort();
+    drop(listener);
+    let _ = std::fs::remove_file(&api_path);
+    conns.abort_all();
+    manager.shutdown().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("2h").is_err());
+        assert_eq!(parse_size("32MiB").unwrap(), 32 << 20);
+        assert_eq!(parse_size("1g").unwrap(), 1 << 30);
+        assert!(parse_size("12parsecs").is_err());
+    }
+}

@@ -1,0 +1,409 @@
+//! The plugin manager: the lifecycle verbs (create, enable, disable, remove, set) over the [`Store`],
+//! one runtime per plugin chosen by a [`RuntimeSelector`], and one engine-facing [`PluginSocket`] per
+//! enabled plugin. It knows nothing about wasm or native processes: it only speaks
+//! `plugd_core::Runtime`.
+//!
+//! Locking: lifecycle verbs are serialised by one async lock held for the whole verb (they are rare,
+//! and enable may wait for a runtime); reads (`list`, `inspect`) only take short sync locks, so they
+//! never wait behind a slow enable.
+
+use crate::bundle;
+use crate::error::{Error, Kind, Result};
+use crate::fsutil;
+use crate::reference::Reference;
+use crate::socket::{Gateway, Mounts, PathMap, PluginSocket, SocketRegistry};
+use crate::store::{Record, Store, new_id};
+use plugd_core::config::{PluginConfig, PluginObject, RootFs, Settings};
+use plugd_core::runtime::{Health, Instance, PluginSpec, Runtime, RuntimeError};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Picks the runtime for a plugin (by its entrypoint), so the manager never names a runtime.
+pub type RuntimeSelector = Arc<dyn Fn(&PluginSpec) -> std::result::Result<Arc<dyn Runtime>, RuntimeError> + Send + Sync>;
+
+/// Where the manager keeps things and its defaults.
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    /// `--data-root`.
+    pub data_root: PathBuf,
+    /// `--exec-root`.
+    pub exec_root: PathBuf,
+    /// `--plugin-socket-dir`: where engine-facing sockets go (`/run/docker/plugins`).
+    pub plugin_socket_dir: PathBuf,
+    /// Readiness wait when `enable?timeout=0` (and at start).
+    pub default_enable_timeout: Duration,
+    /// Grace period of a stop before it is forced (dockerd: 10 s).
+    pub stop_grace: Duration,
+}
+
+struct Running {
+    instance: Arc<dyn Instance>,
+    socket: PluginSocket,
+    socket_name: String,
+    mounts: Arc<Mounts>,
+    runtime: &'static str,
+}
+
+/// The plugin manager.
+pub struct Manager {
+    cfg: ManagerConfig,
+    select: RuntimeSelector,
+    registry: SocketRegistry,
+    ops: tokio::sync::Mutex<()>,
+    store: Mutex<Store>,
+    running: Mutex<HashMap<String, Running>>,
+    backoff: Mutex<HashMap<String, (std::time::Instant, Duration)>>,
+}
+
+/// First and longest wait between restarts of a failing plugin.
+const BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
+
+/// Filters of `GET /plugins`, already validated.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// `enabled=true|false`.
+    pub enabled: Option<bool>,
+    /// `capability=<regex>`: every type's capability must match each given pattern.
+    pub capability: Vec<regex_lite::Regex>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn runtime_err(e: RuntimeError) -> Error {
+    match e {
+        RuntimeError::Unsupported { .. } | RuntimeError::Bundle(_) => Error::invalid(e.to_string()),
+        RuntimeError::Start(_) => Error::system(e.to_string()),
+    }
+}
+
+impl Manager {
+    /// Opens the store and the socket registry (removing plugd's own stale sockets).
+    pub fn new(cfg: ManagerConfig, select: RuntimeSelector) -> Result<Manager> {
+        let store = Store::open(&cfg.data_root)?;
+        let registry = SocketRegistry::new(&cfg.exec_root.join("sockets"))?;
+        registry.remove_stale()?;
+        fsutil::create_dir_all(&cfg.plugin_socket_dir, 0o755)?;
+        Ok(Manager {
+            cfg,
+            select,
+            registry,
+            ops: tokio::sync::Mutex::new(()),
+            store: Mutex::new(store),
+            running: Mutex::new(HashMap::new()),
+            backoff: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn view(&self, record: &Record) -> PluginObject {
+        let mut p = record.plugin.clone();
+        p.enabled = lock(&self.running).contains_key(&p.id);
+        p
+    }
+
+    /// `GET /plugins`, sorted by name.
+    pub fn list(&self, filter: &ListFilter) -> Vec<PluginObject> {
+        let store = lock(&self.store);
+        let mut out: Vec<_> = store
+            .list()
+            .map(|r| self.view(r))
+            .filter(|p| filter.enabled.is_none_or(|e| p.enabled == e))
+            .filter(|p| {
+                filter.capability.iter().all(|re| {
+                    p.config.interface.types.iter().flatten().all(|t| {
+                        let cap = t.split_once('/').map_or(t.as_str(), |(c, _)| c);
+                        let cap = cap.rsplit_once('.').map_or(cap, |(_, c)| c);
+                        re.is_match(cap)
+                    })
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// `GET /plugins/{name}/json`, with the warnings found at create.
+    pub fn inspect(&self, name: &str) -> Result<(PluginObject, Vec<String>)> {
+        let store = lock(&self.store);
+        let r = store.resolve(name)?;
+        Ok((self.view(r), r.warnings.clone()))
+    }
+
+    fn spec(&self, record: &Record) -> PluginSpec {
+        let dir = lock(&self.store).plugin_dir(&record.plugin.id);
+        let p = &record.plugin;
+        PluginSpec {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            config: p.config.clone(),
+            settings: p.settings.clone(),
+            rootfs: dir.join("rootfs"),
+            propagated_mount: (!p.config.propagated_mount.is_empty()).then(|| dir.join("propagated-mount")),
+            runtime_dir: self.cfg.exec_root.join("plugins").join(&p.id),
+        }
+    }
+
+    /// `POST /plugins/create`: unpacks, validates, compiles (through the runtime's `prepare`) and stores
+    /// the plugin, disabled. Nothing is visible unless everything succeeded. Returns the warnings.
+    pub async fn create(&self, name: &str, body: impl std::io::Read + Send + 'static) -> Result<Vec<String>> {
+        let reference = Reference::parse(name).map_err(|e| Error::invalid(e.to_string()))?;
+        let name = reference.to_string();
+        let _ops = self.ops.lock().await;
+        if lock(&self.store).by_name(&name).is_some() {
+            return Err(Error::conflict(format!("plugin {name} already exists")));
+        }
+        let staging = lock(&self.store).staging_path();
+        let result = self.stage(&name, &staging, body).await;
+        match result {
+            Ok(record) => {
+                let warnings = record.warnings.clone();
+                if let Err(e) = lock(&self.store).commit_new(&staging, record) {
+                    let _ = std::fs::remove_dir_all(&staging);
+                    return Err(e);
+                }
+                tracing::info!(plugin = %name, "created");
+                Ok(warnings)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                Err(e)
+            }
+        }
+    }
+
+    async fn stage(&self, name: &str, staging: &Path, body: impl std::io::Read + Send + 'static) -> Result<Record> {
+        let dest = staging.to_path_buf();
+        let unpacked = tokio::task::spawn_blocking(move || bundle::unpack(body, &dest, &bundle::Limits::default()))
+            .await
+            .map_err(|e| Error::system(format!("unpacking bundle: {e}")))?
+            .map_err(|e| Error::invalid(e.to_string()))?;
+        let (mut config, warnings) = PluginConfig::parse(&unpacked.config_json).map_err(|e| Error::invalid(e.to_string()))?;
+        config.rootfs = Some(RootFs { diff_ids: Some(vec![unpacked.digest.clone()]), kind: "layers".into() });
+        let settings = Settings::initial(&config);
+        let mut record = Record {
+            plugin: PluginObject {
+                config,
+                enabled: false,
+                id: new_id(),
+                name: name.to_string(),
+                plugin_reference: name.to_string(),
+                settings,
+            },
+            warnings: warnings.iter().map(|w| w.to_string()).collect(),
+        };
+        // Compile now, so enable is fast; a privilege this runtime cannot honour is refused at enable
+        // (settings may still change), so here it is only a warning.
+        let mut spec = self.spec(&record);
+        spec.rootfs = unpacked.rootfs.clone();
+        let runtime = (self.select)(&spec).map_err(runtime_err)?;
+        match runtime.prepare(&spec).await {
+            Ok(()) => {}
+            Err(e @ RuntimeError::Unsupported { .. }) => record.warnings.push(format!("{e}; enable will refuse it")),
+            Err(e) => return Err(runtime_err(e)),
+        }
+        Ok(record)
+    }
+
+    /// `POST /plugins/{name}/enable?timeout=N`: ready within `timeout` (zero: the default) or refused,
+    /// with everything started so far undone.
+    pub async fn enable(&self, name: &str, timeout: Duration) -> Result<()> {
+        let _ops = self.ops.lock().await;
+        let record = lock(&self.store).resolve(name)?.clone();
+        if lock(&self.running).contains_key(&record.plugin.id) {
+            return Err(Error::conflict(format!("plugin {} is enabled", record.plugin.name)).wrap("plugin already enabled"));
+        }
+        let timeout = if timeout.is_zero() { self.cfg.default_enable_timeout } else { timeout };
+        self.start(&record, timeout).await?;
+        let mut saved = record.clone();
+        saved.plugin.enabled = true;
+        let saved = lock(&self.store).save(saved);
+        if let Err(e) = saved {
+            self.stop(&record.plugin.id).await;
+            return Err(e);
+        }
+        tracing::info!(plugin = %record.plugin.name, "enabled");
+        Ok(())
+    }
+
+    async fn start(&self, record: &Record, timeout: Duration) -> Result<()> {
+        let p = &record.plugin;
+        let socket_name = Reference::parse(&p.name).map_err(|e| Error::system(e.to_string()))?.socket_name().to_string();
+        if let Some((_, other)) = lock(&self.running).iter().find(|(_, r)| r.socket_name == socket_name) {
+            return Err(Error::conflict(format!(
+                "plugin {} cannot be enabled: its socket name {socket_name:?} is already served by another enabled plugin ({} runtime)",
+                p.name, other.runtime
+            )));
+        }
+        let spec = self.spec(record);
+        if let Some(pm) = &spec.propagated_mount {
+            fsutil::create_dir_all(pm, 0o755)?;
+        }
+        fsutil::create_dir_all(&spec.runtime_dir, 0o700)?;
+        let runtime = (self.select)(&spec).map_err(runtime_err)?;
+        let instance = match tokio::time::timeout(timeout, async {
+            runtime.prepare(&spec).await?;
+            runtime.start(&spec).await
+        })
+        .await
+        {
+            Ok(r) => r.map_err(runtime_err)?,
+            Err(_) => {
+                return Err(Error::system(format!("plugin {} did not become ready within {}s", p.name, timeout.as_secs_f64())));
+            }
+        };
+        let paths = PathMap::new(&spec.rootfs, spec.propagated_mount.as_deref().map(|h| (p.config.propagated_mount.as_str(), h)))?;
+        let mounts = Arc::new(Mounts::default());
+        let types = p.config.interface.types.clone().unwrap_or_default();
+        let gateway = Arc::new(Gateway::new(&p.name, &types, instance.clone(), paths, mounts.clone()));
+        let path = self.cfg.plugin_socket_dir.join(format!("{socket_name}.sock"));
+        let socket = match PluginSocket::bind(&path, &self.registry, gateway) {
+            Ok(s) => s,
+            Err(e) => {
+                instance.stop(self.cfg.stop_grace).await;
+                return Err(Error::new(Kind::Conflict, format!("plugin {}: {e}", p.name)));
+            }
+        };
+        let runtime_name = runtime.name();
+        lock(&self.running).insert(p.id.clone(), Running { instance, socket, socket_name, mounts, runtime: runtime_name });
+        Ok(())
+    }
+
+    async fn stop(&self, id: &str) {
+        let running = lock(&self.running).remove(id);
+        if let Some(r) = running {
+            r.socket.close(&self.registry).await;
+            r.instance.stop(self.cfg.stop_grace).await;
+        }
+    }
+
+    fn in_use(&self, id: &str) -> Vec<String> {
+        lock(&self.running).get(id).map(|r| r.mounts.in_use()).unwrap_or_default()
+    }
+
+    /// `POST /plugins/{name}/disable?force=`: refused while volumes are mounted through it, unless forced.
+    pub async fn disable(&self, name: &str, force: bool) -> Result<()> {
+        let _ops = self.ops.lock().await;
+        let mut record = lock(&self.store).resolve(name)?.clone();
+        let id = record.plugin.id.clone();
+        if !lock(&self.running).contains_key(&id) {
+            return Err(Error::conflict(format!("plugin {} found but disabled", record.plugin.name)).wrap("plugin is already disabled"));
+        }
+        let busy = self.in_use(&id);
+        if !busy.is_empty() && !force {
+            tracing::info!(plugin = %record.plugin.name, volumes = ?busy, "disable refused: volumes mounted");
+            return Err(Error::conflict(format!("plugin {} is in use", record.plugin.name)));
+        }
+        self.stop(&id).await;
+        record.plugin.enabled = false;
+        lock(&self.store).save(record)?;
+        tracing::info!(plugin = %name, "disabled");
+        Ok(())
+    }
+
+    /// `DELETE /plugins/{name}?force=`.
+    pub async fn remove(&self, name: &str, force: bool) -> Result<()> {
+        let _ops = self.ops.lock().await;
+        let record = lock(&self.store).resolve(name)?.clone();
+        let id = record.plugin.id.clone();
+        let enabled = lock(&self.running).contains_key(&id);
+        if !force {
+            if !self.in_use(&id).is_empty() {
+                return Err(Error::conflict(format!("plugin {} is in use", record.plugin.name)));
+            }
+            if enabled {
+                return Err(Error::conflict(format!("plugin {} is enabled", record.plugin.name)));
+            }
+        }
+        self.stop(&id).await;
+        lock(&self.store).remove(&id)?;
+        let _ = std::fs::remove_dir_all(self.cfg.exec_root.join("plugins").join(&id));
+        tracing::info!(plugin = %record.plugin.name, "removed");
+        Ok(())
+    }
+
+    /// `POST /plugins/{name}/set`: all arguments apply or none; the result is re-validated.
+    pub async fn set(&self, name: &str, args: &[String]) -> Result<()> {
+        let _ops = self.ops.lock().await;
+        let mut record = lock(&self.store).resolve(name)?.clone();
+        if lock(&self.running).contains_key(&record.plugin.id) {
+            return Err(Error::system("cannot set on an active plugin, disable plugin before setting"));
+        }
+        let p = &mut record.plugin;
+        plugd_core::settable::apply(&mut p.config, &mut p.settings, args).map_err(|e| Error::system(e.to_string()))?;
+        p.config.validate().map_err(|e| Error::invalid(e.to_string()))?;
+        lock(&self.store).save(record)
+    }
+
+    /// At daemon start: enables every plugin stored as enabled. A failure leaves it shown as disabled
+    /// (but still marked enabled on disk, so the next start tries again), as dockerd does.
+    pub async fn restore(&self) {
+        let _ops = self.ops.lock().await;
+        let enabled: Vec<Record> = lock(&self.store).list().filter(|r| r.plugin.enabled).cloned().collect();
+        for record in enabled {
+            match self.start(&record, self.cfg.default_enable_timeout).await {
+                Ok(()) => tracing::info!(plugin = %record.plugin.name, "restored"),
+                Err(e) => tracing::error!(plugin = %record.plugin.name, error = %e, "could not restore plugin"),
+            }
+        }
+    }
+
+    /// One supervision pass. An instance that reports [`Health::Failed`] is stopped; every plugin
+    /// stored as enabled but not running (failed, or not restorable at start) is started again with
+    /// exponential backoff (1 s doubling to 30 s, reset once it runs). Its engine-facing socket is
+    /// recreated and the plugin stays enabled throughout. Returns the plugins (re)started.
+    pub async fn supervise(&self) -> Vec<String> {
+        let _ops = self.ops.lock().await;
+        let failed: Vec<(String, String)> = lock(&self.running)
+            .iter()
+            .filter_map(|(id, r)| match r.instance.health() {
+                Health::Ready => None,
+                Health::Failed(why) => Some((id.clone(), why)),
+            })
+            .collect();
+        for (id, why) in failed {
+            tracing::warn!(plugin = %id, reason = %why, "plugin failed its health check; restarting");
+            self.stop(&id).await;
+        }
+        let wanted: Vec<Record> = {
+            let store = lock(&self.store);
+            let running = lock(&self.running);
+            store.list().filter(|r| r.plugin.enabled && !running.contains_key(&r.plugin.id)).cloned().collect()
+        };
+        let now = std::time::Instant::now();
+        let mut started = Vec::new();
+        for record in wanted {
+            let id = record.plugin.id.clone();
+            let due = lock(&self.backoff).get(&id).map(|(at, _)| *at);
+            if due.is_some_and(|at| at > now) {
+                continue;
+            }
+            match self.start(&record, self.cfg.default_enable_timeout).await {
+                Ok(()) => {
+                    lock(&self.backoff).remove(&id);
+                    tracing::info!(plugin = %record.plugin.name, "plugin restarted");
+                    started.push(record.plugin.name.clone());
+                }
+                Err(e) => {
+                    let mut backoff = lock(&self.backoff);
+                    let delay = backoff.get(&id).map_or(BACKOFF.0, |(_, d)| (*d * 2).min(BACKOFF.1));
+                    backoff.insert(id, (now + delay, delay));
+                    tracing::error!(plugin = %record.plugin.name, error = %e, retry_in = ?delay, "restart failed");
+                }
+            }
+        }
+        started
+    }
+
+    /// At daemon shutdown: stops every instance and removes every engine-facing socket; the enabled
+    /// set on disk is kept so the next start restores it.
+    pub async fn shutdown(&self) {
+        let _ops = self.ops.lock().await;
+        let ids: Vec<String> = lock(&self.running).keys().cloned().collect();
+        for id in ids {
+            self.stop(&id).await;
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! [`WasmRuntime`]: plugd's [`Runtime`] for component bundles.
+
+use crate::RUNTIME_NAME;
+use crate::bindings::VolumePluginPre;
+use crate::cache::{CacheError, ComponentCache};
+use crate::engine::{EpochTicker, new_engine};
+use crate::entrypoint::read_component;
+use crate::instance::{CallLimits, HostState, WasmInstance};
+use crate::policy::Policy;
+use bytes::Bytes;
+use plugd_core::runtime::BoxFuture;
+use plugd_core::{Health, Instance, PluginSpec, Reply, Runtime, RuntimeError};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::Engine;
+use wasmtime::component::{Component, Linker};
+
+/// Default per-call deadline: well under dockerd's 60 s per-call timeout (2 min for Create and
+/// Mount), so a hung plugin is reported by plugd, not by dockerd's generic timeout.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default cap on each linear memory of a plugin instance.
+pub const DEFAULT_MEMORY_LIMIT: usize = 128 << 20;
+
+/// Why a [`WasmRuntime`] could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// [`WasmRuntimeBuilder::cache_dir`] was not called.
+    #[error("the wasm runtime needs a cache directory")]
+    NoCacheDir,
+    /// A limit is zero.
+    #[error("invalid wasm runtime setting: {0}")]
+    Invalid(String),
+    /// wasmtime refused the engine configuration.
+    #[error("cannot create the wasm engine: {0}")]
+    Engine(String),
+    /// The cache directory is unusable.
+    #[error("{0}")]
+    Cache(String),
+    /// The epoch ticker thread could not be spawned.
+    #[error("cannot start the wasm epoch thread: {0}")]
+    Ticker(#[source] std::io::Error),
+}
+
+/// Builds a [`WasmRuntime`]; see [`WasmRuntime::builder`].
+#[derive(Debug, Clone)]
+pub struct WasmRuntimeBuilder {
+    cache_dir: Option<PathBuf>,
+    call_timeout: Duration,
+    memory_limit: usize,
+}
+
+impl WasmRuntimeBuilder {
+    /// Where precompiled components are kept (created mode 0700; must be plugd's own, e.g.
+    /// `<data-root>/wasm-cache`). Required.
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Wall-clock budget of each protocol call (and of each instantiation). Default
+    /// [`DEFAULT_CALL_TIMEOUT`]; resolution 10 ms.
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// Bytes each linear memory of an instance may grow to. Default [`DEFAULT_MEMORY_LIMIT`].
+    pub fn memory_limit(mut self, bytes: usize) -> Self {
+        self.memory_limit = bytes;
+        self
+    }
+
+    /// Creates the engine, starts its epoch thread and opens the cache directory.
+    pub fn build(self) -> Result<WasmRuntime, BuildError> {
+        let cache_dir = self.cache_dir.ok_or(BuildError::NoCacheDir)?;
+        if self.call_timeout.is_zero() {
+            return Err(BuildError::Invalid("call timeout is zero".to_string()));
+        }
+        if self.memory_limit < 1 << 16 {
+            return Err(BuildError::Invalid(format!(
+                "memory limit {} is below one wasm page (64 KiB)",
+                self.memory_limit
+            )));
+        }
+        let engine = new_engine().map_err(|e| BuildError::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| BuildError::Engine(format!("{e:#}")))?;
+        let cache = ComponentCache::open(&cache_dir, &engine)
+            .map_err(|e| BuildError::Cache(e.to_string()))?;
+        let ticker = EpochTicker::start(engine.clone()).map_err(BuildError::Ticker)?;
+        let limits = CallLimits {
+            call_timeout: self.call_timeout,
+            memory_limit: self.memory_limit,
+        };
+        Ok(WasmRuntime {
+            shared: Arc::new(Shared {
+                engine,
+                linker,
+                cache,
+                limits,
+                _ticker: ticker,
+            }),
+        })
+    }
+}
+
+/// What the runtime and its instances share. The last holder to drop it stops the epoch thread,
+/// so running instances keep their deadlines even if the runtime is dropped first.
+struct Shared {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: ComponentCache,
+    limits: CallLimits,
+    _ticker: EpochTicker,
+}
+
+/// The wasm runtime: one engine per daemon, components compiled once and cached on disk, one
+/// long-lived instance per enabled plugin. Implements [`Runtime`] (name `wasm`).
+#[derive(Clone)]
+pub struct WasmRuntime {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for WasmRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmRuntime")
+            .field("limits", &self.shared.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WasmRuntime {
+    /// A builder with the defaults ([`DEFAULT_CALL_TIMEOUT`], [`DEFAULT_MEMORY_LIMIT`]) and no
+    /// cache directory yet.
+    pub fn builder() -> WasmRuntimeBuilder {
+        WasmRuntimeBuilder {
+            cache_dir: None,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+        }
+    }
+
+    /// The configured per-call timeout.
+    pub fn call_timeout(&self) -> Duration {
+        self.shared.limits.call_timeout
+    }
+
+    /// The configured memory cap.
+    pub fn memory_limit(&self) -> usize {
+        self.shared.limits.memory_limit
+    }
+
+    /// Reads the entrypoint and loads its precompiled code, compiling on a cache miss (off the
+    /// async threads: compiling takes 0.1–25 s).
+    async fn load(&self, spec: &PluginSpec) -> Result<Component, RuntimeError> {
+        let shared = self.shared.clone();
+        let spec = spec.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let wasm = read_component(&spec)?;
+            shared
+                .cache
+                .load_or_compile(&shared.engine, &wasm, &spec.name)
+                .map(|(c, _)| c)
+                .map_err(|e| match e {
+                    CacheError::Compile(_) => RuntimeError::Bundle(format!("{}: {e}", spec.name)),
+                    e => RuntimeError::Start(e.to_string()),
+                })
+        });
+        task.await
+            .map_err(|e| RuntimeError::Start(format!("component load task failed: {e}")))?
+    }
+
+    /// Resolves imports and checks exports against the `volume-plugin` world.
+    fn pre(
+        &self,
+        spec: &PluginSpec,
+        component: &Component,
+    ) -> Result<VolumePluginPre<HostState>, RuntimeError> {
+        let mismatch = |e: wasmtime::Error| {
+            RuntimeError::Bundle(format!(
+                "{}: the component does not fit world docker:plugin/volume-plugin@0.1.0 under WASI 0.2: {e:#}",
+                spec.name
+            ))
+        };
+        let pre = self
+            .shared
+            .linker
+            .instantiate_pre(component)
+            .map_err(mismatch)?;
+        VolumePluginPre::new(pre).map_err(mismatch)
+    }
+}
+
+impl Runtime for WasmRuntime {
+    fn name(&self) -> &'static str {
+        RUNTIME_NAME
+    }
+
+    fn prepare<'a>(&'a self, spec: &'a PluginSpec) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move {
+            Policy::check(spec)?;
+            let component = self.load(spec).await?;
+            self.pre(spec, &component).map(drop)
+        })
+    }
+
+    fn start<'a>(
+        &'a self,
+        spec: &'a PluginSpec,
+    ) -> BoxFuture<'a, Result<Arc<dyn Instance>, RuntimeError>> {
+        Box::pin(async move {
+            let policy = Policy::resolve(spec)?;
+            let component = self.load(spec).await?;
+            let pre = self.pre(spec, &component)?;
+            let keepalive: Arc<dyn Send + Sync> = self.shared.clone();
+            let instance = WasmInstance::start(
+                spec.name.clone(),
+                pre,
+                policy,
+                self.shared.limits,
+                keepalive,
+            )
+            .await
+            .map_err(|e| {
+                RuntimeError::Start(format!("plugin {:?}: cannot instantiate: {e}", spec.name))
+            })?;
+            tracing::info!(plugin = %spec.name, "wasm plugin started");
+            Ok(Arc::new(instance) as Arc<dyn Instance>)
+        })
+    }
+}
+
+impl Instance for WasmInstance {
+    fn call<'a>(&'a self, method: &'a str, body: Bytes) -> BoxFuture<'a, Reply> {
+        Box::pin(async move { WasmInstance::call(self, method, &body).await })
+    }
+
+    fn health(&self) -> Health {
+        WasmInstance::health(self)
+    }
+
+    fn stop(&self, grace: Duration) -> BoxFuture<'_, ()> {
+        Box::pin(WasmInstance::stop(self, grace))
+    }
+}
