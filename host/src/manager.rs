@@ -181,6 +181,10 @@ impl Manager {
             .map_err(|e| Error::system(format!("unpacking bundle: {e}")))?
             .map_err(|e| Error::invalid(e.to_string()))?;
         let (mut config, warnings) = PluginConfig::parse(&unpacked.config_json).map_err(|e| Error::invalid(e.to_string()))?;
+        let mut warnings: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
+        if config.docker_version.take().is_some() {
+            warnings.push("`DockerVersion` is set by the engine, not by the plugin; ignored".to_string());
+        }
         config.rootfs = Some(RootFs { diff_ids: Some(vec![unpacked.digest.clone()]), kind: "layers".into() });
         let settings = Settings::initial(&config);
         let mut record = Record {
@@ -192,7 +196,7 @@ impl Manager {
                 plugin_reference: name.to_string(),
                 settings,
             },
-            warnings: warnings.iter().map(|w| w.to_string()).collect(),
+            warnings,
         };
         // Compile now, so enable is fast; a privilege this runtime cannot honour is refused at enable
         // (settings may still change), so here it is only a warning.

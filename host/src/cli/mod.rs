@@ -48,6 +48,7 @@ pub(crate) const DEFAULT_SOCKET: &str = "/run/plugd/plugd.sock";
     name = "plugd",
     version,
     about = "Manage plugins on a plugd daemon",
+    after_help = "Run 'plugd daemon --help' for the daemon itself.",
     disable_help_subcommand = true
 )]
 pub struct Cli {
