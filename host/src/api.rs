@@ -32,7 +32,10 @@ const MAX_JSON_BODY: usize = 1 << 20;
 type Resp = Response<Full<Bytes>>;
 
 /// Serves one Engine API request.
-pub async fn handle(manager: Arc<Manager>, req: Request<Incoming>) -> std::result::Result<Resp, Infallible> {
+pub async fn handle(
+    manager: Arc<Manager>,
+    req: Request<Incoming>,
+) -> std::result::Result<Resp, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let resp = match route(&manager, req).await {
@@ -45,8 +48,12 @@ pub async fn handle(manager: Arc<Manager>, req: Request<Incoming>) -> std::resul
 
 fn error_response(e: &Error) -> Resp {
     let body = serde_json::json!({ "message": e.message });
-    let mut r = json_response(StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &body);
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut r = json_response(
+        StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &body,
+    );
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
@@ -55,7 +62,8 @@ fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Resp {
     body.push(b'\n');
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
@@ -67,7 +75,16 @@ fn empty(status: StatusCode) -> Resp {
 
 fn with_warnings(mut r: Resp, warnings: &[String]) -> Resp {
     for w in warnings {
-        let printable: String = w.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
+        let printable: String = w
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect();
         if let Ok(v) = HeaderValue::from_str(&printable) {
             r.headers_mut().append("Plugd-Warning", v);
         }
@@ -77,13 +94,19 @@ fn with_warnings(mut r: Resp, warnings: &[String]) -> Resp {
 
 /// Splits `/v1.41/x` into the version and `/x`, refusing versions dockerd 20.10 would refuse.
 fn strip_version(path: &str) -> Result<&str> {
-    let Some(rest) = path.strip_prefix("/v") else { return Ok(path) };
+    let Some(rest) = path.strip_prefix("/v") else {
+        return Ok(path);
+    };
     let (ver, tail) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let Some((maj, min)) = ver.split_once('.') else { return Ok(path) };
-    let (Ok(maj), Ok(min)) = (maj.parse::<u32>(), min.parse::<u32>()) else { return Ok(path) };
+    let Some((maj, min)) = ver.split_once('.') else {
+        return Ok(path);
+    };
+    let (Ok(maj), Ok(min)) = (maj.parse::<u32>(), min.parse::<u32>()) else {
+        return Ok(path);
+    };
     if (maj, min) > MAX_API_VERSION {
         return Err(Error::invalid(format!(
             "client version {ver} is too new. Maximum supported API version is {API_VERSION}"
@@ -99,12 +122,17 @@ fn strip_version(path: &str) -> Result<&str> {
 }
 
 fn query(req: &Request<Incoming>) -> HashMap<String, String> {
-    form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect()
+    form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
 }
 
 /// dockerd's `httputils.BoolValue`.
 fn bool_value(q: &HashMap<String, String>, key: &str) -> bool {
-    let v = q.get(key).map(|s| s.trim().to_ascii_lowercase()).unwrap_or_default();
+    let v = q
+        .get(key)
+        .map(|s| s.trim().to_ascii_lowercase())
+        .unwrap_or_default();
     !matches!(v.as_str(), "" | "0" | "no" | "false" | "none")
 }
 
@@ -116,11 +144,15 @@ async fn route(manager: &Arc<Manager>, req: Request<Incoming>) -> Result<Resp> {
         (&Method::GET | &Method::HEAD, "/_ping") => Ok(ping(&method)),
         (&Method::GET, "/version") => Ok(json_response(StatusCode::OK, &version())),
         (&Method::GET, "/plugins") => {
-            let filter = parse_filters(query(&req).get("filters").map(String::as_str).unwrap_or(""))?;
+            let filter =
+                parse_filters(query(&req).get("filters").map(String::as_str).unwrap_or(""))?;
             Ok(json_response(StatusCode::OK, &manager.list(&filter)))
         }
         (&Method::GET, "/plugins/privileges") | (&Method::POST, "/plugins/pull") => {
-            Err(Error::new(crate::error::Kind::NotImplemented, "plugd: installing from a registry is not supported yet"))
+            Err(Error::new(
+                crate::error::Kind::NotImplemented,
+                "plugd: installing from a registry is not supported yet",
+            ))
         }
         (&Method::POST, "/plugins/create") => {
             let name = query(&req).get("name").cloned().unwrap_or_default();
@@ -128,12 +160,19 @@ async fn route(manager: &Arc<Manager>, req: Request<Incoming>) -> Result<Resp> {
             let warnings = manager.create(&name, reader).await?;
             Ok(with_warnings(empty(StatusCode::NO_CONTENT), &warnings))
         }
-        (_, p) if p.starts_with("/plugins/") => plugin_route(manager, method, &p["/plugins/".len()..], req).await,
+        (_, p) if p.starts_with("/plugins/") => {
+            plugin_route(manager, method, &p["/plugins/".len()..], req).await
+        }
         _ => Err(Error::not_found("page not found")),
     }
 }
 
-async fn plugin_route(manager: &Arc<Manager>, method: Method, rest: &str, req: Request<Incoming>) -> Result<Resp> {
+async fn plugin_route(
+    manager: &Arc<Manager>,
+    method: Method,
+    rest: &str,
+    req: Request<Incoming>,
+) -> Result<Resp> {
     let q = query(&req);
     if method == Method::DELETE {
         manager.remove(rest, bool_value(&q, "force")).await?;
@@ -145,14 +184,19 @@ async fn plugin_route(manager: &Arc<Manager>, method: Method, rest: &str, req: R
     match (method, action) {
         (Method::GET, "json") => {
             let (plugin, warnings) = manager.inspect(name)?;
-            Ok(with_warnings(json_response(StatusCode::OK, &plugin), &warnings))
+            Ok(with_warnings(
+                json_response(StatusCode::OK, &plugin),
+                &warnings,
+            ))
         }
         (Method::POST, "enable") => {
             let raw = q.get("timeout").map(String::as_str).unwrap_or("");
-            let secs: i64 = raw
-                .parse()
-                .map_err(|_| Error::invalid(format!("strconv.Atoi: parsing {raw:?}: invalid syntax")))?;
-            manager.enable(name, Duration::from_secs(secs.max(0) as u64)).await?;
+            let secs: i64 = raw.parse().map_err(|_| {
+                Error::invalid(format!("strconv.Atoi: parsing {raw:?}: invalid syntax"))
+            })?;
+            manager
+                .enable(name, Duration::from_secs(secs.max(0) as u64))
+                .await?;
             Ok(empty(StatusCode::OK))
         }
         (Method::POST, "disable") => {
@@ -164,9 +208,10 @@ async fn plugin_route(manager: &Arc<Manager>, method: Method, rest: &str, req: R
             manager.set(name, &args).await?;
             Ok(empty(StatusCode::NO_CONTENT))
         }
-        (Method::POST, "push" | "upgrade") => {
-            Err(Error::new(crate::error::Kind::NotImplemented, format!("plugd: {action} is not supported yet")))
-        }
+        (Method::POST, "push" | "upgrade") => Err(Error::new(
+            crate::error::Kind::NotImplemented,
+            format!("plugd: {action} is not supported yet"),
+        )),
         _ => Err(Error::not_found("page not found")),
     }
 }
@@ -177,7 +222,9 @@ async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Re
         let ct = ct.to_str().unwrap_or("");
         let media = ct.split(';').next().unwrap_or("").trim();
         if !media.eq_ignore_ascii_case("application/json") {
-            return Err(Error::invalid(format!("unsupported Content-Type header ({ct}): must be 'application/json'")));
+            return Err(Error::invalid(format!(
+                "unsupported Content-Type header ({ct}): must be 'application/json'"
+            )));
         }
     }
     let body = Limited::new(req.into_body(), MAX_JSON_BODY)
@@ -189,8 +236,10 @@ async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Re
         return Ok(None);
     }
     let mut de = serde_json::Deserializer::from_slice(&body);
-    let value = T::deserialize(&mut de).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))?;
-    de.end().map_err(|_| Error::invalid("unexpected content after JSON"))?;
+    let value =
+        T::deserialize(&mut de).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))?;
+    de.end()
+        .map_err(|_| Error::invalid("unexpected content after JSON"))?;
     Ok(Some(value))
 }
 
@@ -200,12 +249,22 @@ fn parse_filters(raw: &str) -> Result<ListFilter> {
     if raw.trim().is_empty() {
         return Ok(filter);
     }
-    let value: serde_json::Value = serde_json::from_str(raw).map_err(|e| Error::invalid(format!("invalid filter: {e}")))?;
-    let obj = value.as_object().ok_or_else(|| Error::invalid("invalid filter"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(raw).map_err(|e| Error::invalid(format!("invalid filter: {e}")))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| Error::invalid("invalid filter"))?;
     for (key, vals) in obj {
         let vals: Vec<String> = match vals {
-            serde_json::Value::Object(m) => m.iter().filter(|(_, v)| v.as_bool() == Some(true)).map(|(k, _)| k.clone()).collect(),
-            serde_json::Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+            serde_json::Value::Object(m) => m
+                .iter()
+                .filter(|(_, v)| v.as_bool() == Some(true))
+                .map(|(k, _)| k.clone())
+                .collect(),
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect(),
             _ => return Err(Error::invalid(format!("invalid filter '{key}'"))),
         };
         match key.as_str() {
@@ -219,7 +278,9 @@ fn parse_filters(raw: &str) -> Result<ListFilter> {
             }
             "capability" => {
                 for v in vals {
-                    let re = regex_lite::Regex::new(&v).map_err(|e| Error::invalid(format!("invalid filter 'capability={v}': {e}")))?;
+                    let re = regex_lite::Regex::new(&v).map_err(|e| {
+                        Error::invalid(format!("invalid filter 'capability={v}': {e}"))
+                    })?;
                     filter.capability.push(re);
                 }
             }
@@ -230,15 +291,25 @@ fn parse_filters(raw: &str) -> Result<ListFilter> {
 }
 
 fn ping(method: &Method) -> Resp {
-    let body = if method == Method::HEAD { Bytes::new() } else { Bytes::from_static(b"OK") };
+    let body = if method == Method::HEAD {
+        Bytes::new()
+    } else {
+        Bytes::from_static(b"OK")
+    };
     let mut r = Response::new(Full::new(body));
     let h = r.headers_mut();
     h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
     h.insert("Ostype", HeaderValue::from_static("linux"));
     h.insert("Docker-Experimental", HeaderValue::from_static("false"));
-    h.insert("Cache-Control", HeaderValue::from_static("no-cache, no-store, must-revalidate"));
+    h.insert(
+        "Cache-Control",
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
     h.insert("Pragma", HeaderValue::from_static("no-cache"));
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -281,7 +352,10 @@ impl BodyReader {
                 }
             }
         });
-        BodyReader { rx, current: Bytes::new() }
+        BodyReader {
+            rx,
+            current: Bytes::new(),
+        }
     }
 }
 
@@ -307,22 +381,54 @@ mod tests {
     #[test]
     fn versions_are_checked_like_dockerd() {
         assert_eq!(strip_version("/v1.41/plugins").unwrap(), "/plugins");
-        assert_eq!(strip_version("/v1.24/plugins/x/json").unwrap(), "/plugins/x/json");
+        assert_eq!(
+            strip_version("/v1.24/plugins/x/json").unwrap(),
+            "/plugins/x/json"
+        );
         assert_eq!(strip_version("/plugins").unwrap(), "/plugins");
         assert_eq!(
             strip_version("/v1.42/plugins").unwrap_err().message,
             "client version 1.42 is too new. Maximum supported API version is 1.41"
         );
-        assert!(strip_version("/v1.11/plugins").unwrap_err().message.starts_with("client version 1.11 is too old"));
+        assert!(
+            strip_version("/v1.11/plugins")
+                .unwrap_err()
+                .message
+                .starts_with("client version 1.11 is too old")
+        );
     }
 
     #[test]
     fn filters_accept_both_encodings_and_refuse_unknown_keys() {
-        assert_eq!(parse_filters(r#"{"enabled":{"true":true}}"#).unwrap().enabled, Some(true));
-        assert_eq!(parse_filters(r#"{"enabled":["false"]}"#).unwrap().enabled, Some(false));
-        assert_eq!(parse_filters(r#"{"enabled":{"maybe":true}}"#).unwrap_err().message, "invalid filter 'enabled=maybe'");
-        assert_eq!(parse_filters(r#"{"color":{"red":true}}"#).unwrap_err().message, "invalid filter 'color'");
-        assert_eq!(parse_filters(r#"{"capability":{"volume":true}}"#).unwrap().capability.len(), 1);
+        assert_eq!(
+            parse_filters(r#"{"enabled":{"true":true}}"#)
+                .unwrap()
+                .enabled,
+            Some(true)
+        );
+        assert_eq!(
+            parse_filters(r#"{"enabled":["false"]}"#).unwrap().enabled,
+            Some(false)
+        );
+        assert_eq!(
+            parse_filters(r#"{"enabled":{"maybe":true}}"#)
+                .unwrap_err()
+                .message,
+            "invalid filter 'enabled=maybe'"
+        );
+        assert_eq!(
+            parse_filters(r#"{"color":{"red":true}}"#)
+                .unwrap_err()
+                .message,
+            "invalid filter 'color'"
+        );
+        assert_eq!(
+            parse_filters(r#"{"capability":{"volume":true}}"#)
+                .unwrap()
+                .capability
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -18,7 +18,11 @@ pub struct DaemonArgs {
     #[arg(long, default_value = "/run/plugd")]
     pub exec_root: PathBuf,
     /// The Engine API socket (root-equivalent: created 0660, root-owned).
-    #[arg(short = 'H', long = "host", default_value = "unix:///run/plugd/plugd.sock")]
+    #[arg(
+        short = 'H',
+        long = "host",
+        default_value = "unix:///run/plugd/plugd.sock"
+    )]
     pub host: String,
     /// Where engine-facing plugin sockets go; dockerd looks only in /run/docker/plugins.
     #[arg(long, default_value = "/run/docker/plugins")]
@@ -46,7 +50,10 @@ pub struct DaemonArgs {
 /// Parses `500ms`, `2s`, `1m`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
     let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
     let secs = match unit {
         "" | "s" => n,
@@ -94,14 +101,21 @@ fn bind_api(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
         }
         std::fs::remove_file(path)?;
     }
-    let listener = tokio::net::UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("binding {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
     Ok(listener)
 }
 
 fn selector(wasm: Arc<plugd_wasm::WasmRuntime>) -> RuntimeSelector {
     Arc::new(move |spec| {
-        let entry = spec.config.entrypoint.as_ref().and_then(|e| e.first()).cloned().unwrap_or_default();
+        let entry = spec
+            .config
+            .entrypoint
+            .as_ref()
+            .and_then(|e| e.first())
+            .cloned()
+            .unwrap_or_default();
         match plugd_wasm::entrypoint_kind(spec)? {
             plugd_wasm::EntrypointKind::Component => Ok(wasm.clone() as Arc<dyn Runtime>),
             plugd_wasm::EntrypointKind::CoreModule => Err(RuntimeError::Bundle(format!(
@@ -117,11 +131,15 @@ fn selector(wasm: Arc<plugd_wasm::WasmRuntime>) -> RuntimeSelector {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log_level).context("--log-level")?)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&args.log_level).context("--log-level")?,
+        )
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(serve(args))
 }
 
@@ -129,7 +147,10 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     let api_path = unix_path(&args.host)?;
     crate::fsutil::create_dir_all(&args.data_root, 0o700)?;
     crate::fsutil::create_dir_all(&args.exec_root, 0o700)?;
-    let cache = args.wasm_cache.clone().unwrap_or_else(|| args.data_root.join("wasm-cache"));
+    let cache = args
+        .wasm_cache
+        .clone()
+        .unwrap_or_else(|| args.data_root.join("wasm-cache"));
     let wasm = plugd_wasm::WasmRuntime::builder()
         .cache_dir(&cache)
         .call_timeout(args.call_timeout)

@@ -43,7 +43,10 @@ pub struct Error {
 impl Error {
     /// Builds an error of `kind`.
     pub fn new(kind: Kind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into() }
+        Error {
+            kind,
+            message: message.into(),
+        }
     }
     /// 400.
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -63,7 +66,10 @@ impl Error {
     }
     /// Prefixes the message, keeping the kind (like Go's `errors.Wrap`).
     pub fn wrap(self, prefix: &str) -> Self {
-        Error { kind: self.kind, message: format!("{prefix}: {}", self.message) }
+        Error {
+            kind: self.kind,
+            message: format!("{prefix}: {}", self.message),
+        }
     }
 }
 

@@ -13,7 +13,9 @@ fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == "daemon") {
         use clap::Parser;
-        let cli = DaemonCli::parse_from(std::iter::once("plugd daemon".into()).chain(args.into_iter().skip(2)));
+        let cli = DaemonCli::parse_from(
+            std::iter::once("plugd daemon".into()).chain(args.into_iter().skip(2)),
+        );
         return match plugd::daemon::run(cli.args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -21,7 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Picks the runtime for a plugin (by its entrypoint), so the manager never names a runtime.
-pub type RuntimeSelector = Arc<dyn Fn(&PluginSpec) -> std::result::Result<Arc<dyn Runtime>, RuntimeError> + Send + Sync>;
+pub type RuntimeSelector =
+    Arc<dyn Fn(&PluginSpec) -> std::result::Result<Arc<dyn Runtime>, RuntimeError> + Send + Sync>;
 
 /// Where the manager keeps things and its defaults.
 #[derive(Debug, Clone)]
@@ -141,14 +142,19 @@ impl Manager {
             config: p.config.clone(),
             settings: p.settings.clone(),
             rootfs: dir.join("rootfs"),
-            propagated_mount: (!p.config.propagated_mount.is_empty()).then(|| dir.join("propagated-mount")),
+            propagated_mount: (!p.config.propagated_mount.is_empty())
+                .then(|| dir.join("propagated-mount")),
             runtime_dir: self.cfg.exec_root.join("plugins").join(&p.id),
         }
     }
 
     /// `POST /plugins/create`: unpacks, validates, compiles (through the runtime's `prepare`) and stores
     /// the plugin, disabled. Nothing is visible unless everything succeeded. Returns the warnings.
-    pub async fn create(&self, name: &str, body: impl std::io::Read + Send + 'static) -> Result<Vec<String>> {
+    pub async fn create(
+        &self,
+        name: &str,
+        body: impl std::io::Read + Send + 'static,
+    ) -> Result<Vec<String>> {
         let reference = Reference::parse(name).map_err(|e| Error::invalid(e.to_string()))?;
         let name = reference.to_string();
         let _ops = self.ops.lock().await;
@@ -174,18 +180,31 @@ impl Manager {
         }
     }
 
-    async fn stage(&self, name: &str, staging: &Path, body: impl std::io::Read + Send + 'static) -> Result<Record> {
+    async fn stage(
+        &self,
+        name: &str,
+        staging: &Path,
+        body: impl std::io::Read + Send + 'static,
+    ) -> Result<Record> {
         let dest = staging.to_path_buf();
-        let unpacked = tokio::task::spawn_blocking(move || bundle::unpack(body, &dest, &bundle::Limits::default()))
-            .await
-            .map_err(|e| Error::system(format!("unpacking bundle: {e}")))?
+        let unpacked = tokio::task::spawn_blocking(move || {
+            bundle::unpack(body, &dest, &bundle::Limits::default())
+        })
+        .await
+        .map_err(|e| Error::system(format!("unpacking bundle: {e}")))?
+        .map_err(|e| Error::invalid(e.to_string()))?;
+        let (mut config, warnings) = PluginConfig::parse(&unpacked.config_json)
             .map_err(|e| Error::invalid(e.to_string()))?;
-        let (mut config, warnings) = PluginConfig::parse(&unpacked.config_json).map_err(|e| Error::invalid(e.to_string()))?;
         let mut warnings: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
         if config.docker_version.take().is_some() {
-            warnings.push("`DockerVersion` is set by the engine, not by the plugin; ignored".to_string());
+            warnings.push(
+                "`DockerVersion` is set by the engine, not by the plugin; ignored".to_string(),
+            );
         }
-        config.rootfs = Some(RootFs { diff_ids: Some(vec![unpacked.digest.clone()]), kind: "layers".into() });
+        config.rootfs = Some(RootFs {
+            diff_ids: Some(vec![unpacked.digest.clone()]),
+            kind: "layers".into(),
+        });
         let settings = Settings::initial(&config);
         let mut record = Record {
             plugin: PluginObject {
@@ -205,7 +224,9 @@ impl Manager {
         let runtime = (self.select)(&spec).map_err(runtime_err)?;
         match runtime.prepare(&spec).await {
             Ok(()) => {}
-            Err(e @ RuntimeError::Unsupported { .. }) => record.warnings.push(format!("{e}; enable will refuse it")),
+            Err(e @ RuntimeError::Unsupported { .. }) => {
+                record.warnings.push(format!("{e}; enable will refuse it"))
+            }
             Err(e) => return Err(runtime_err(e)),
         }
         Ok(record)
@@ -217,9 +238,16 @@ impl Manager {
         let _ops = self.ops.lock().await;
         let record = lock(&self.store).resolve(name)?.clone();
         if lock(&self.running).contains_key(&record.plugin.id) {
-            return Err(Error::conflict(format!("plugin {} is enabled", record.plugin.name)).wrap("plugin already enabled"));
+            return Err(
+                Error::conflict(format!("plugin {} is enabled", record.plugin.name))
+                    .wrap("plugin already enabled"),
+            );
         }
-        let timeout = if timeout.is_zero() { self.cfg.default_enable_timeout } else { timeout };
+        let timeout = if timeout.is_zero() {
+            self.cfg.default_enable_timeout
+        } else {
+            timeout
+        };
         self.start(&record, timeout).await?;
         let mut saved = record.clone();
         saved.plugin.enabled = true;
@@ -234,8 +262,14 @@ impl Manager {
 
     async fn start(&self, record: &Record, timeout: Duration) -> Result<()> {
         let p = &record.plugin;
-        let socket_name = Reference::parse(&p.name).map_err(|e| Error::system(e.to_string()))?.socket_name().to_string();
-        if let Some((_, other)) = lock(&self.running).iter().find(|(_, r)| r.socket_name == socket_name) {
+        let socket_name = Reference::parse(&p.name)
+            .map_err(|e| Error::system(e.to_string()))?
+            .socket_name()
+            .to_string();
+        if let Some((_, other)) = lock(&self.running)
+            .iter()
+            .find(|(_, r)| r.socket_name == socket_name)
+        {
             return Err(Error::conflict(format!(
                 "plugin {} cannot be enabled: its socket name {socket_name:?} is already served by another enabled plugin ({} runtime)",
                 p.name, other.runtime
@@ -255,23 +289,53 @@ impl Manager {
         {
             Ok(r) => r.map_err(runtime_err)?,
             Err(_) => {
-                return Err(Error::system(format!("plugin {} did not become ready within {}s", p.name, timeout.as_secs_f64())));
+                return Err(Error::system(format!(
+                    "plugin {} did not become ready within {}s",
+                    p.name,
+                    timeout.as_secs_f64()
+                )));
             }
         };
-        let paths = PathMap::new(&spec.rootfs, spec.propagated_mount.as_deref().map(|h| (p.config.propagated_mount.as_str(), h)))?;
+        let paths = PathMap::new(
+            &spec.rootfs,
+            spec.propagated_mount
+                .as_deref()
+                .map(|h| (p.config.propagated_mount.as_str(), h)),
+        )?;
         let mounts = Arc::new(Mounts::default());
         let types = p.config.interface.types.clone().unwrap_or_default();
-        let gateway = Arc::new(Gateway::new(&p.name, &types, instance.clone(), paths, mounts.clone()));
-        let path = self.cfg.plugin_socket_dir.join(format!("{socket_name}.sock"));
+        let gateway = Arc::new(Gateway::new(
+            &p.name,
+            &types,
+            instance.clone(),
+            paths,
+            mounts.clone(),
+        ));
+        let path = self
+            .cfg
+            .plugin_socket_dir
+            .join(format!("{socket_name}.sock"));
         let socket = match PluginSocket::bind(&path, &self.registry, gateway) {
             Ok(s) => s,
             Err(e) => {
                 instance.stop(self.cfg.stop_grace).await;
-                return Err(Error::new(Kind::Conflict, format!("plugin {}: {e}", p.name)));
+                return Err(Error::new(
+                    Kind::Conflict,
+                    format!("plugin {}: {e}", p.name),
+                ));
             }
         };
         let runtime_name = runtime.name();
-        lock(&self.running).insert(p.id.clone(), Running { instance, socket, socket_name, mounts, runtime: runtime_name });
+        lock(&self.running).insert(
+            p.id.clone(),
+            Running {
+                instance,
+                socket,
+                socket_name,
+                mounts,
+                runtime: runtime_name,
+            },
+        );
         Ok(())
     }
 
@@ -284,7 +348,10 @@ impl Manager {
     }
 
     fn in_use(&self, id: &str) -> Vec<String> {
-        lock(&self.running).get(id).map(|r| r.mounts.in_use()).unwrap_or_default()
+        lock(&self.running)
+            .get(id)
+            .map(|r| r.mounts.in_use())
+            .unwrap_or_default()
     }
 
     /// `POST /plugins/{name}/disable?force=`: refused while volumes are mounted through it, unless forced.
@@ -293,12 +360,19 @@ impl Manager {
         let mut record = lock(&self.store).resolve(name)?.clone();
         let id = record.plugin.id.clone();
         if !lock(&self.running).contains_key(&id) {
-            return Err(Error::conflict(format!("plugin {} found but disabled", record.plugin.name)).wrap("plugin is already disabled"));
+            return Err(Error::conflict(format!(
+                "plugin {} found but disabled",
+                record.plugin.name
+            ))
+            .wrap("plugin is already disabled"));
         }
         let busy = self.in_use(&id);
         if !busy.is_empty() && !force {
             tracing::info!(plugin = %record.plugin.name, volumes = ?busy, "disable refused: volumes mounted");
-            return Err(Error::conflict(format!("plugin {} is in use", record.plugin.name)));
+            return Err(Error::conflict(format!(
+                "plugin {} is in use",
+                record.plugin.name
+            )));
         }
         self.stop(&id).await;
         record.plugin.enabled = false;
@@ -315,10 +389,16 @@ impl Manager {
         let enabled = lock(&self.running).contains_key(&id);
         if !force {
             if !self.in_use(&id).is_empty() {
-                return Err(Error::conflict(format!("plugin {} is in use", record.plugin.name)));
+                return Err(Error::conflict(format!(
+                    "plugin {} is in use",
+                    record.plugin.name
+                )));
             }
             if enabled {
-                return Err(Error::conflict(format!("plugin {} is enabled", record.plugin.name)));
+                return Err(Error::conflict(format!(
+                    "plugin {} is enabled",
+                    record.plugin.name
+                )));
             }
         }
         self.stop(&id).await;
@@ -333,11 +413,16 @@ impl Manager {
         let _ops = self.ops.lock().await;
         let mut record = lock(&self.store).resolve(name)?.clone();
         if lock(&self.running).contains_key(&record.plugin.id) {
-            return Err(Error::system("cannot set on an active plugin, disable plugin before setting"));
+            return Err(Error::system(
+                "cannot set on an active plugin, disable plugin before setting",
+            ));
         }
         let p = &mut record.plugin;
-        plugd_core::settable::apply(&mut p.config, &mut p.settings, args).map_err(|e| Error::system(e.to_string()))?;
-        p.config.validate().map_err(|e| Error::invalid(e.to_string()))?;
+        plugd_core::settable::apply(&mut p.config, &mut p.settings, args)
+            .map_err(|e| Error::system(e.to_string()))?;
+        p.config
+            .validate()
+            .map_err(|e| Error::invalid(e.to_string()))?;
         lock(&self.store).save(record)
     }
 
@@ -345,11 +430,17 @@ impl Manager {
     /// (but still marked enabled on disk, so the next start tries again), as dockerd does.
     pub async fn restore(&self) {
         let _ops = self.ops.lock().await;
-        let enabled: Vec<Record> = lock(&self.store).list().filter(|r| r.plugin.enabled).cloned().collect();
+        let enabled: Vec<Record> = lock(&self.store)
+            .list()
+            .filter(|r| r.plugin.enabled)
+            .cloned()
+            .collect();
         for record in enabled {
             match self.start(&record, self.cfg.default_enable_timeout).await {
                 Ok(()) => tracing::info!(plugin = %record.plugin.name, "restored"),
-                Err(e) => tracing::error!(plugin = %record.plugin.name, error = %e, "could not restore plugin"),
+                Err(e) => {
+                    tracing::error!(plugin = %record.plugin.name, error = %e, "could not restore plugin")
+                }
             }
         }
     }
@@ -374,7 +465,11 @@ impl Manager {
         let wanted: Vec<Record> = {
             let store = lock(&self.store);
             let running = lock(&self.running);
-            store.list().filter(|r| r.plugin.enabled && !running.contains_key(&r.plugin.id)).cloned().collect()
+            store
+                .list()
+                .filter(|r| r.plugin.enabled && !running.contains_key(&r.plugin.id))
+                .cloned()
+                .collect()
         };
         let now = std::time::Instant::now();
         let mut started = Vec::new();
@@ -392,7 +487,9 @@ impl Manager {
                 }
                 Err(e) => {
                     let mut backoff = lock(&self.backoff);
-                    let delay = backoff.get(&id).map_or(BACKOFF.0, |(_, d)| (*d * 2).min(BACKOFF.1));
+                    let delay = backoff
+                        .get(&id)
+                        .map_or(BACKOFF.0, |(_, d)| (*d * 2).min(BACKOFF.1));
                     backoff.insert(id, (now + delay, delay));
                     tracing::error!(plugin = %record.plugin.name, error = %e, retry_in = ?delay, "restart failed");
                 }

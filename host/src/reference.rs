@@ -62,11 +62,15 @@ fn is_tag(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 fn is_domain(s: &str) -> bool {
-    s.contains('.') || s.contains(':') || s == "localhost" || s.chars().any(|c| c.is_ascii_uppercase())
+    (s.contains('.') && !s.split('.').any(str::is_empty))
+        || s.contains(':')
+        || s == "localhost"
+        || s.chars().any(|c| c.is_ascii_uppercase())
 }
 
 impl Reference {
@@ -103,9 +107,10 @@ impl Reference {
             None => "latest".to_string(),
         };
         let (domain, path) = match first.as_deref() {
-            Some("docker.io") | Some("index.docker.io") => {
-                (None, path.strip_prefix("library/").unwrap_or(path).to_string())
-            }
+            Some("docker.io") | Some("index.docker.io") => (
+                None,
+                path.strip_prefix("library/").unwrap_or(path).to_string(),
+            ),
             _ => (first, path.to_string()),
         };
         Ok(Reference { domain, path, tag })
@@ -151,7 +156,10 @@ mod tests {
     #[test]
     fn refuses_bad_names() {
         assert_eq!(Reference::parse("Foo"), Err(ReferenceError::Uppercase));
-        assert_eq!(Reference::parse("foo@sha256:abc"), Err(ReferenceError::Digest));
+        assert_eq!(
+            Reference::parse("foo@sha256:abc"),
+            Err(ReferenceError::Digest)
+        );
         assert_eq!(Reference::parse(""), Err(ReferenceError::Format));
         assert_eq!(Reference::parse("a//b"), Err(ReferenceError::Format));
         assert_eq!(Reference::parse("a:b:c"), Err(ReferenceError::Format));

@@ -48,7 +48,9 @@ pub fn new_id() -> String {
 }
 
 fn is_id(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl Store {
@@ -77,13 +79,22 @@ impl Store {
                     Ok(record) if record.plugin.id == name => {
                         plugins.insert(name, record);
                     }
-                    Ok(_) => tracing::warn!(path = %state.display(), "state file names another id; skipped"),
-                    Err(e) => tracing::warn!(path = %state.display(), error = %e, "unreadable state file; skipped"),
+                    Ok(_) => {
+                        tracing::warn!(path = %state.display(), "state file names another id; skipped")
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %state.display(), error = %e, "unreadable state file; skipped")
+                    }
                 },
-                Err(e) => tracing::warn!(path = %state.display(), error = %e, "plugin without state file; skipped"),
+                Err(e) => {
+                    tracing::warn!(path = %state.display(), error = %e, "plugin without state file; skipped")
+                }
             }
         }
-        Ok(Store { root: root.to_path_buf(), plugins })
+        Ok(Store {
+            root: root.to_path_buf(),
+            plugins,
+        })
     }
 
     /// The data root.
@@ -116,7 +127,11 @@ impl Store {
     /// Persists a changed record (atomically) and updates the in-memory copy only if that worked.
     pub fn save(&mut self, record: Record) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(&record).map_err(|e| Error::system(e.to_string()))?;
-        fsutil::write_atomic(&self.plugin_dir(&record.plugin.id).join(STATE_FILE), &bytes, 0o600)?;
+        fsutil::write_atomic(
+            &self.plugin_dir(&record.plugin.id).join(STATE_FILE),
+            &bytes,
+            0o600,
+        )?;
         self.plugins.insert(record.plugin.id.clone(), record);
         Ok(())
     }
@@ -148,10 +163,15 @@ impl Store {
         {
             return Ok(r);
         }
-        let mut matches = self.plugins.iter().filter(|(id, _)| !key.is_empty() && id.starts_with(key));
+        let mut matches = self
+            .plugins
+            .iter()
+            .filter(|(id, _)| !key.is_empty() && id.starts_with(key));
         match (matches.next(), matches.next()) {
             (Some((_, r)), None) => Ok(r),
-            (Some(_), Some(_)) => Err(Error::invalid(format!("multiple plugins found for {key:?}"))),
+            (Some(_), Some(_)) => Err(Error::invalid(format!(
+                "multiple plugins found for {key:?}"
+            ))),
             (None, _) => Err(Error::not_found(format!("plugin {key:?} not found"))),
         }
     }
@@ -201,9 +221,15 @@ mod tests {
         assert_eq!(s.resolve("bar:v1").unwrap().plugin.id, b);
         assert_eq!(s.resolve("abd").unwrap().plugin.id, b);
         let e = s.resolve("ab").unwrap_err();
-        assert_eq!((e.kind.status(), e.message.as_str()), (400, "multiple plugins found for \"ab\""));
+        assert_eq!(
+            (e.kind.status(), e.message.as_str()),
+            (400, "multiple plugins found for \"ab\"")
+        );
         let e = s.resolve("nope").unwrap_err();
-        assert_eq!((e.kind.status(), e.message.as_str()), (404, "plugin \"nope\" not found"));
+        assert_eq!(
+            (e.kind.status(), e.message.as_str()),
+            (404, "plugin \"nope\" not found")
+        );
         // Survives a reopen.
         let s2 = Store::open(&root).unwrap();
         assert_eq!(s2.list().count(), 2);
@@ -226,7 +252,10 @@ mod tests {
         // manual deletion can): skipped, like dockerd.
         fsutil::create_dir_all(&root.join("plugins").join(new_id()), 0o700).unwrap();
         let s = Store::open(&root).unwrap();
-        assert_eq!(s.list().map(|r| r.plugin.name.as_str()).collect::<Vec<_>>(), ["keep:latest"]);
+        assert_eq!(
+            s.list().map(|r| r.plugin.name.as_str()).collect::<Vec<_>>(),
+            ["keep:latest"]
+        );
         assert!(!staging.exists());
         assert!(!gone.exists());
         assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);

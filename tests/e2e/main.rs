@@ -1,1 +1,16 @@
+//! plugd's end-to-end tests: the single integration-test binary of crate `plugd`.
+//!
+//! Every test module is declared here; each test body runs through [`harness::isolated`] in its
+//! own process and private mount namespace against a real dockerd (Debian docker.io 20.10), real
+//! docker CLIs and the `plugd` binary. See `tests/README.md` for how to run them.
 
+// Shared helpers: not every helper is used by every set of tests.
+#[allow(dead_code, unused_imports)]
+mod harness;
+
+mod bad_input;
+mod cli_diff;
+mod faults;
+mod harness_selftest;
+mod restart;
+mod volume;

@@ -107,7 +107,11 @@ pub mod volume {
         #[serde(rename = "Name")]
         pub name: String,
         /// Host path (after plugd's translation).
-        #[serde(rename = "Mountpoint", skip_serializing_if = "String::is_empty", default)]
+        #[serde(
+            rename = "Mountpoint",
+            skip_serializing_if = "String::is_empty",
+            default
+        )]
         pub mountpoint: String,
         /// RFC 3339; must be absent rather than `""` or dockerd fails to decode it.
         #[serde(rename = "CreatedAt", skip_serializing_if = "Option::is_none", default)]
@@ -173,9 +177,15 @@ mod tests {
 
     #[test]
     fn implements_maps_only_docker_prefixed_known_types() {
-        assert_eq!(implements_for_type("docker.volumedriver/1.0"), Some("VolumeDriver"));
+        assert_eq!(
+            implements_for_type("docker.volumedriver/1.0"),
+            Some("VolumeDriver")
+        );
         assert_eq!(implements_for_type("docker.authz/1.0"), Some("authz"));
-        assert_eq!(implements_for_type("docker.ipamdriver/1.1"), Some("IpamDriver"));
+        assert_eq!(
+            implements_for_type("docker.ipamdriver/1.1"),
+            Some("IpamDriver")
+        );
         assert_eq!(implements_for_type("Docker.VolumeDriver/1.0"), None);
         assert_eq!(implements_for_type("docker.dummy/1.0"), None);
         assert_eq!(implements_for_type("volumedriver"), None);
@@ -183,7 +193,8 @@ mod tests {
 
     #[test]
     fn requests_tolerate_null_and_lowercase() {
-        let r: volume::CreateRequest = serde_json::from_str(r#"{"Name":"v1","Opts":null}"#).unwrap();
+        let r: volume::CreateRequest =
+            serde_json::from_str(r#"{"Name":"v1","Opts":null}"#).unwrap();
         assert_eq!(r.opts, None);
         let r: volume::MountRequest = serde_json::from_str(r#"{"name":"v1","id":"x"}"#).unwrap();
         assert_eq!((r.name.as_str(), r.id.as_str()), ("v1", "x"));

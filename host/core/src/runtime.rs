@@ -47,7 +47,10 @@ pub struct PluginSpec {
 impl PluginSpec {
     /// The effective environment: settings, which start as the config's non-null values.
     pub fn env(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.settings.env.iter().map(|kv| kv.split_once('=').unwrap_or((kv.as_str(), "")))
+        self.settings
+            .env
+            .iter()
+            .map(|kv| kv.split_once('=').unwrap_or((kv.as_str(), "")))
     }
 
     /// argv: entrypoint followed by the effective args.
@@ -70,14 +73,22 @@ pub struct Reply {
 impl Reply {
     /// A 200 with a JSON body.
     pub fn ok(body: impl Into<Bytes>) -> Self {
-        Reply { status: 200, body: body.into() }
+        Reply {
+            status: 200,
+            body: body.into(),
+        }
     }
 
     /// An error in the protocol's shape: `{"Err": message}` with the given status.
     pub fn err(status: u16, message: &str) -> Self {
-        let body = serde_json::to_vec(&crate::protocol::ErrBody { err: message.to_string() })
-            .expect("a string always serializes");
-        Reply { status, body: body.into() }
+        let body = serde_json::to_vec(&crate::protocol::ErrBody {
+            err: message.to_string(),
+        })
+        .expect("a string always serializes");
+        Reply {
+            status,
+            body: body.into(),
+        }
     }
 }
 

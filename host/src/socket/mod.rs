@@ -46,10 +46,16 @@ pub struct Mounts(Mutex<BTreeSet<(String, String)>>);
 
 impl Mounts {
     fn add(&self, name: String, id: String) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert((name, id));
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((name, id));
     }
     fn remove(&self, name: &str, id: &str) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&(name.to_string(), id.to_string()));
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(name.to_string(), id.to_string()));
     }
     /// Names of mounted volumes, deduplicated and sorted.
     pub fn in_use(&self) -> Vec<String> {
@@ -86,13 +92,25 @@ impl Gateway {
             }
         }
         let manifest = serde_json::to_vec(&Manifest { implements }).unwrap_or_default();
-        Gateway { name: name.to_string(), instance, manifest: manifest.into(), paths, mounts }
+        Gateway {
+            name: name.to_string(),
+            instance,
+            manifest: manifest.into(),
+            paths,
+            mounts,
+        }
     }
 
     /// Serves one request; never fails at the HTTP level.
     pub async fn serve(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         if req.method() != Method::POST {
-            return respond(Reply::err(405, &format!("method {} not allowed; the plugin protocol is POST only", req.method())));
+            return respond(Reply::err(
+                405,
+                &format!(
+                    "method {} not allowed; the plugin protocol is POST only",
+                    req.method()
+                ),
+            ));
         }
         let method = req.uri().path().trim_start_matches('/').to_string();
         if method == "Plugin.Activate" {
@@ -114,7 +132,12 @@ impl Gateway {
         let Ok(mut value) = serde_json::from_slice::<Value>(&reply.body) else {
             return reply;
         };
-        if value.as_object().and_then(|o| get_ci(o, "Err")).and_then(Value::as_str).is_some_and(|e| !e.is_empty()) {
+        if value
+            .as_object()
+            .and_then(|o| get_ci(o, "Err"))
+            .and_then(Value::as_str)
+            .is_some_and(|e| !e.is_empty())
+        {
             return reply;
         }
         let translated = match method {
@@ -125,7 +148,9 @@ impl Gateway {
             },
             volume::LIST => {
                 let mut changed = Ok(false);
-                if let Some(Value::Array(vols)) = value.as_object_mut().and_then(|o| get_ci_mut(o, "Volumes")) {
+                if let Some(Value::Array(vols)) =
+                    value.as_object_mut().and_then(|o| get_ci_mut(o, "Volumes"))
+                {
                     for v in vols {
                         match self.translate(v.as_object_mut(), "Mountpoint") {
                             Ok(c) => changed = changed.map(|x| x | c),
@@ -158,14 +183,25 @@ impl Gateway {
             }
         }
         match serde_json::to_vec(&value) {
-            Ok(body) => Reply { status: 200, body: body.into() },
+            Ok(body) => Reply {
+                status: 200,
+                body: body.into(),
+            },
             Err(_) => reply,
         }
     }
 
-    fn translate(&self, obj: Option<&mut serde_json::Map<String, Value>>, key: &str) -> Result<bool, String> {
-        let Some(slot) = obj.and_then(|o| get_ci_mut(o, key)) else { return Ok(false) };
-        let Some(inside) = slot.as_str().filter(|s| !s.is_empty()) else { return Ok(false) };
+    fn translate(
+        &self,
+        obj: Option<&mut serde_json::Map<String, Value>>,
+        key: &str,
+    ) -> Result<bool, String> {
+        let Some(slot) = obj.and_then(|o| get_ci_mut(o, key)) else {
+            return Ok(false);
+        };
+        let Some(inside) = slot.as_str().filter(|s| !s.is_empty()) else {
+            return Ok(false);
+        };
         let host = self.paths.to_host(inside)?;
         *slot = Value::String(host.to_string_lossy().into_owned());
         Ok(true)
@@ -174,7 +210,11 @@ impl Gateway {
 
 /// dockerd decodes replies case-insensitively, so a native plugin may answer `mountpoint`.
 fn get_ci<'a>(o: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a Value> {
-    o.get(key).or_else(|| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
+    o.get(key).or_else(|| {
+        o.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
 }
 
 fn get_ci_mut<'a>(o: &'a mut serde_json::Map<String, Value>, key: &str) -> Option<&'a mut Value> {
@@ -190,7 +230,10 @@ fn respond(reply: Reply) -> Response<Full<Bytes>> {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = Response::new(Full::new(reply.body));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(MEDIA_TYPE));
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(MEDIA_TYPE),
+    );
     resp
 }
 
@@ -203,14 +246,21 @@ pub struct PluginSocket {
 
 impl PluginSocket {
     /// Binds `path` (refusing to replace anything already there) and starts serving `gateway`.
-    pub fn bind(path: &Path, registry: &SocketRegistry, gateway: Arc<Gateway>) -> std::io::Result<PluginSocket> {
+    pub fn bind(
+        path: &Path,
+        registry: &SocketRegistry,
+        gateway: Arc<Gateway>,
+    ) -> std::io::Result<PluginSocket> {
         if let Some(parent) = path.parent() {
             crate::fsutil::create_dir_all(parent, 0o755)?;
         }
         if std::fs::symlink_metadata(path).is_ok() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::AlreadyExists,
-                format!("{} already exists and was not created by this plugd; refusing to replace it", path.display()),
+                format!(
+                    "{} already exists and was not created by this plugd; refusing to replace it",
+                    path.display()
+                ),
             ));
         }
         let listener = UnixListener::bind(path)?;
@@ -219,7 +269,11 @@ impl PluginSocket {
         registry.record(path)?;
         let (shutdown, rx) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, gateway, rx));
-        Ok(PluginSocket { path: path.to_path_buf(), shutdown, task })
+        Ok(PluginSocket {
+            path: path.to_path_buf(),
+            shutdown,
+            task,
+        })
     }
 
     /// The socket's path.
@@ -237,7 +291,11 @@ impl PluginSocket {
     }
 }
 
-async fn accept_loop(listener: UnixListener, gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: UnixListener,
+    gateway: Arc<Gateway>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {

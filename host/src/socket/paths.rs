@@ -24,7 +24,10 @@ impl PathMap {
             Some((inside, host)) => Some((PathBuf::from(inside), host.canonicalize()?)),
             None => None,
         };
-        Ok(PathMap { rootfs: rootfs.canonicalize()?, propagated })
+        Ok(PathMap {
+            rootfs: rootfs.canonicalize()?,
+            propagated,
+        })
     }
 
     /// The host path for a path the plugin returned, or a message saying why it was refused.
@@ -47,7 +50,10 @@ impl PathMap {
         let (base, rel) = match &self.propagated {
             Some((pm, host)) if Path::new("/").join(&clean).starts_with(pm) => {
                 let rest = Path::new("/").join(&clean);
-                let rel = rest.strip_prefix(pm).map(Path::to_path_buf).unwrap_or_default();
+                let rel = rest
+                    .strip_prefix(pm)
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default();
                 (host.as_path(), rel)
             }
             _ => (self.rootfs.as_path(), clean),
@@ -64,7 +70,11 @@ fn resolve_beneath(base: &Path, rel: &Path) -> std::io::Result<PathBuf> {
     let dir = File::open(base)?;
     for existing in (0..=parts.len()).rev() {
         let prefix: PathBuf = parts[..existing].iter().collect();
-        let target = if prefix.as_os_str().is_empty() { PathBuf::from(".") } else { prefix };
+        let target = if prefix.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            prefix
+        };
         let how = OpenHow::new()
             .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
             .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
@@ -73,14 +83,18 @@ fn resolve_beneath(base: &Path, rel: &Path) -> std::io::Result<PathBuf> {
                 use std::os::fd::AsRawFd;
                 let mut real = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
                 if !real.starts_with(base) {
-                    return Err(std::io::Error::other("resolved outside the plugin's filesystem"));
+                    return Err(std::io::Error::other(
+                        "resolved outside the plugin's filesystem",
+                    ));
                 }
                 for p in &parts[existing..] {
                     real.push(p);
                 }
                 return Ok(real);
             }
-            Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::ENOTDIR) if existing > 0 => continue,
+            Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::ENOTDIR) if existing > 0 => {
+                continue;
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -105,13 +119,22 @@ mod tests {
     fn maps_propagated_mount_and_rootfs() {
         let (root, map) = fixture("map");
         let root = root.canonicalize().unwrap();
-        assert_eq!(map.to_host("/data/volumes/v1").unwrap(), root.join("pm/volumes/v1"));
+        assert_eq!(
+            map.to_host("/data/volumes/v1").unwrap(),
+            root.join("pm/volumes/v1")
+        );
         assert_eq!(map.to_host("/data").unwrap(), root.join("pm"));
         assert_eq!(map.to_host("/etc").unwrap(), root.join("rootfs/etc"));
         // Not created yet: appended lexically under the deepest existing directory.
-        assert_eq!(map.to_host("/data/volumes/new/x").unwrap(), root.join("pm/volumes/new/x"));
+        assert_eq!(
+            map.to_host("/data/volumes/new/x").unwrap(),
+            root.join("pm/volumes/new/x")
+        );
         // `/database` is not under `/data`.
-        assert_eq!(map.to_host("/database").unwrap(), root.join("rootfs/database"));
+        assert_eq!(
+            map.to_host("/database").unwrap(),
+            root.join("rootfs/database")
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 

@@ -16,6 +16,9 @@ struct Marker {
     path: PathBuf,
     dev: u64,
     ino: u64,
+    /// Inode numbers are reused; the change time (set by our chmod right after bind) tells a new
+    /// socket at the same path and inode number from ours.
+    ctime: (i64, i64),
 }
 
 /// The marker directory.
@@ -34,13 +37,20 @@ impl SocketRegistry {
     /// Uses (creating) `dir`.
     pub fn new(dir: &Path) -> io::Result<SocketRegistry> {
         fsutil::create_dir_all(dir, 0o700)?;
-        Ok(SocketRegistry { dir: dir.to_path_buf() })
+        Ok(SocketRegistry {
+            dir: dir.to_path_buf(),
+        })
     }
 
     /// Records a socket plugd just bound.
     pub fn record(&self, path: &Path) -> io::Result<()> {
         let meta = fs::symlink_metadata(path)?;
-        let marker = Marker { path: path.to_path_buf(), dev: meta.dev(), ino: meta.ino() };
+        let marker = Marker {
+            path: path.to_path_buf(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        };
         let bytes = serde_json::to_vec(&marker).map_err(io::Error::other)?;
         fsutil::write_atomic(&self.dir.join(marker_name(path)), &bytes, 0o600)
     }
@@ -79,7 +89,12 @@ impl SocketRegistry {
 
 fn remove_if_same(marker: &Marker) -> io::Result<bool> {
     match fs::symlink_metadata(&marker.path) {
-        Ok(m) if m.file_type().is_socket() && m.dev() == marker.dev && m.ino() == marker.ino => {
+        Ok(m)
+            if m.file_type().is_socket()
+                && m.dev() == marker.dev
+                && m.ino() == marker.ino
+                && (m.ctime(), m.ctime_nsec()) == marker.ctime =>
+        {
             fs::remove_file(&marker.path)?;
             Ok(true)
         }
@@ -112,7 +127,10 @@ mod tests {
         let _l3 = UnixListener::bind(&replaced).unwrap();
         assert_eq!(reg.remove_stale().unwrap(), 1);
         assert!(!ours.exists());
-        assert!(replaced.exists(), "a socket plugd did not create is never unlinked");
+        assert!(
+            replaced.exists(),
+            "a socket plugd did not create is never unlinked"
+        );
         drop(l1);
         fs::remove_dir_all(&root).unwrap();
     }

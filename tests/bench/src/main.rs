@@ -66,7 +66,9 @@ enum Cmd {
     },
 }
 
-async fn connect(socket: &Path) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+async fn connect(
+    socket: &Path,
+) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
     let stream = UnixStream::connect(socket).await?;
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
@@ -94,14 +96,23 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn rtt_round(socket: &Path, path: &str, body: &Bytes, clients: usize, requests: usize) -> anyhow::Result<(Duration, Duration, f64)> {
+async fn rtt_round(
+    socket: &Path,
+    path: &str,
+    body: &Bytes,
+    clients: usize,
+    requests: usize,
+) -> anyhow::Result<(Duration, Duration, f64)> {
     let per_client = requests.div_ceil(clients);
     let mut senders = Vec::new();
     for _ in 0..clients {
         let mut s = connect(socket).await?;
         let (status, reply) = post(&mut s, path, body.clone()).await?;
         if status != 200 {
-            bail!("warm-up request answered {status}: {}", String::from_utf8_lossy(&reply));
+            bail!(
+                "warm-up request answered {status}: {}",
+                String::from_utf8_lossy(&reply)
+            );
         }
         senders.push(s);
     }
@@ -129,24 +140,40 @@ async fn rtt_round(socket: &Path, path: &str, body: &Bytes, clients: usize, requ
     }
     let wall = start.elapsed();
     all.sort();
-    Ok((percentile(&all, 0.5), percentile(&all, 0.99), all.len() as f64 / wall.as_secs_f64()))
+    Ok((
+        percentile(&all, 0.5),
+        percentile(&all, 0.99),
+        all.len() as f64 / wall.as_secs_f64(),
+    ))
 }
 
 async fn api(socket: &Path, method: &str, path: &str) -> anyhow::Result<(u16, Bytes)> {
     let mut s = connect(socket).await?;
     s.ready().await?;
-    let req = Request::builder().method(method).uri(path).header("Host", "api").body(Full::new(Bytes::new()))?;
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("Host", "api")
+        .body(Full::new(Bytes::new()))?;
     let resp = s.send_request(req).await?;
     let status = resp.status().as_u16();
     Ok((status, resp.into_body().collect().await?.to_bytes()))
 }
 
-async fn enable(api_sock: &Path, name: &str, plugin_socket: &Path) -> anyhow::Result<(Duration, Duration)> {
+async fn enable(
+    api_sock: &Path,
+    name: &str,
+    plugin_socket: &Path,
+) -> anyhow::Result<(Duration, Duration)> {
     let start = Instant::now();
     let call = {
         let api_sock = api_sock.to_path_buf();
         let path = format!("/v1.41/plugins/{name}/enable?timeout=30");
-        tokio::spawn(async move { api(&api_sock, "POST", &path).await.map(|r| (r, start.elapsed())) })
+        tokio::spawn(async move {
+            api(&api_sock, "POST", &path)
+                .await
+                .map(|r| (r, start.elapsed()))
+        })
     };
     let deadline = start + Duration::from_secs(30);
     let answered = loop {
@@ -162,7 +189,10 @@ async fn enable(api_sock: &Path, name: &str, plugin_socket: &Path) -> anyhow::Re
     };
     let ((status, body), returned) = call.await??;
     if status != 200 {
-        bail!("enable answered {status}: {}", String::from_utf8_lossy(&body));
+        bail!(
+            "enable answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
     }
     Ok((answered, returned))
 }
@@ -174,18 +204,39 @@ fn us(d: Duration) -> f64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     match Args::parse().cmd {
-        Cmd::Rtt { socket, path, body, clients, requests, rounds, label } => {
+        Cmd::Rtt {
+            socket,
+            path,
+            body,
+            clients,
+            requests,
+            rounds,
+            label,
+        } => {
             let body = Bytes::from(body);
             let mut results = Vec::new();
             for _ in 0..rounds {
-                results.push(rtt_round(&socket, &path, &body, clients, requests).await.context("round")?);
+                results.push(
+                    rtt_round(&socket, &path, &body, clients, requests)
+                        .await
+                        .context("round")?,
+                );
             }
-            results.sort_by(|a, b| a.0.cmp(&b.0));
+            results.sort_by_key(|r| r.0);
             let (p50, p99, rps) = results[results.len() / 2];
             let best = results.iter().map(|r| r.2).fold(0.0, f64::max);
-            println!("rtt\t{label}\tclients={clients}\tp50_us={:.0}\tp99_us={:.0}\treq_s={rps:.0}\tbest_req_s={best:.0}", us(p50), us(p99));
+            println!(
+                "rtt\t{label}\tclients={clients}\tp50_us={:.0}\tp99_us={:.0}\treq_s={rps:.0}\tbest_req_s={best:.0}",
+                us(p50),
+                us(p99)
+            );
         }
-        Cmd::Enable { api: api_sock, name, plugin_socket, label } => {
+        Cmd::Enable {
+            api: api_sock,
+            name,
+            plugin_socket,
+            label,
+        } => {
             let (answered, returned) = enable(&api_sock, &name, &plugin_socket).await?;
             println!(
                 "enable\t{label}\tsocket_answers_ms={:.1}\tapi_returns_ms={:.1}",
