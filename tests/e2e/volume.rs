@@ -1,1 +1,224 @@
-//! (being written)
+//! The wasm example volume plugin used by a real dockerd: volumes created, listed, inspected and
+//! mounted into a container, data on the host under the propagated mount, "in use" refusals.
+
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+use crate::harness::{
+    self, BUSYBOX_IMAGE, Cli, Env, PLUGIN_SOCKET_DIR, Plugd, example_volume_wasm,
+};
+
+/// The example's own config.json, as shipped in guest-examples/volume.
+pub fn example_config() -> serde_json::Value {
+    let text = include_str!("../../guest-examples/volume/config.json");
+    serde_json::from_str(text).expect("guest-examples/volume/config.json is JSON")
+}
+
+/// Creates and enables the wasm example volume plugin as `name` in plugd; returns its id.
+pub fn create_example(env: &Env, p: &Plugd, name: &str) -> String {
+    let bundle = env
+        .bundle(&name.replace(['/', ':'], "_"))
+        .config(&example_config())
+        .copy("plugin.wasm", &example_volume_wasm(), 0o644);
+    env.plugd_cli_cmd(p, ["create", name])
+        .arg(bundle.path())
+        .run()
+        .assert_ok();
+    env.plugd_cli(p, ["inspect", "--format", "{{.Id}}", name])
+        .assert_ok()
+        .trimmed()
+        .to_owned()
+}
+
+fn socket_path(name: &str) -> PathBuf {
+    Path::new(PLUGIN_SOCKET_DIR).join(format!("{name}.sock"))
+}
+
+fn is_socket(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
+}
+
+#[test]
+fn wasm_volume_plugin_serves_a_real_dockerd() {
+    harness::isolated(|env| {
+        let d = env.dockerd();
+        env.import_busybox(&d);
+        let p = env.plugd(&[]);
+        let id = create_example(env, &p, "example-volume");
+        env.plugd_cli(&p, ["enable", "example-volume"]).assert_ok();
+        let sock = socket_path("example-volume");
+        assert!(
+            is_socket(&sock),
+            "{} is a real listening socket (dockerd's scan skips links)",
+            sock.display()
+        );
+
+        let docker = |args: &[&str]| env.docker(Cli::Docker28, &d, args);
+        assert_eq!(
+            docker(&["volume", "create", "-d", "example-volume", "v1"])
+                .assert_ok()
+                .trimmed(),
+            "v1"
+        );
+        let ls = docker(&["volume", "ls", "--format", "{{.Driver}} {{.Name}}"]);
+        assert!(
+            ls.assert_ok().lines().contains(&"example-volume v1"),
+            "{ls}"
+        );
+
+        let propagated = p
+            .data_root()
+            .join("plugins")
+            .join(&id)
+            .join("propagated-mount");
+        let inspect = docker(&["volume", "inspect", "v1"]).assert_ok().json();
+        assert_eq!(inspect[0]["Driver"], "example-volume");
+        assert_eq!(
+            inspect[0]["Mountpoint"].as_str().map(PathBuf::from),
+            Some(propagated.canonicalize().unwrap().join("v1")),
+            "plugd translates the plugin-internal /data/v1 into the host path"
+        );
+
+        docker(&[
+            "run",
+            "--rm",
+            "-v",
+            "v1:/data",
+            BUSYBOX_IMAGE,
+            "sh",
+            "-c",
+            "echo hi > /data/f",
+        ])
+        .assert_ok();
+        assert_eq!(
+            std::fs::read_to_string(propagated.join("v1/f")).unwrap(),
+            "hi\n"
+        );
+        // The Debian CLI (20.10) reads the same data through the same plugin.
+        let cat = env.docker(
+            Cli::Docker20,
+            &d,
+            [
+                "run",
+                "--rm",
+                "-v",
+                "v1:/data",
+                BUSYBOX_IMAGE,
+                "cat",
+                "/data/f",
+            ],
+        );
+        assert_eq!(cat.assert_ok().trimmed(), "hi");
+
+        // A container keeps v1 mounted: disable and rm are refused as "in use", dockerd's message.
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            "holder",
+            "-v",
+            "v1:/data",
+            BUSYBOX_IMAGE,
+            "sleep",
+            "300",
+        ])
+        .assert_ok();
+        for verb in [
+            &["disable", "example-volume"][..],
+            &["rm", "example-volume"][..],
+        ] {
+            let out = env.plugd_cli(&p, verb);
+            out.assert_failed();
+            assert_eq!(
+                out.stderr.trim(),
+                "Error response from daemon: plugin example-volume:latest is in use",
+                "{out}"
+            );
+        }
+        // The docker CLI against plugd's API sees the same refusal.
+        env.docker(Cli::Docker28, &p, ["plugin", "disable", "example-volume"])
+            .assert_failed()
+            .assert_stderr_contains("plugin example-volume:latest is in use");
+        assert!(
+            is_socket(&sock),
+            "a refused disable leaves the plugin serving"
+        );
+
+        // Once the container is gone (dockerd sends Unmount), the plugin is free again.
+        docker(&["rm", "-f", "holder"]).assert_ok();
+        docker(&["volume", "rm", "v1"]).assert_ok();
+        assert!(
+            !propagated.join("v1").exists(),
+            "Remove deleted the volume's directory"
+        );
+        env.plugd_cli(&p, ["disable", "example-volume"]).assert_ok();
+        assert!(!sock.exists(), "disable removes the engine-facing socket");
+        let out = env.plugd_cli(&p, ["ls", "--format", "{{.Name}} {{.Enabled}}"]);
+        assert_eq!(out.assert_ok().lines(), ["example-volume:latest false"]);
+        env.plugd_cli(&p, ["rm", "example-volume"]).assert_ok();
+        assert!(!p.data_root().join("plugins").join(&id).exists());
+    })
+}
+
+#[test]
+fn force_disable_while_mounted_and_socket_conflicts() {
+    harness::isolated(|env| {
+        let p = env.plugd(&[]);
+        create_example(env, &p, "vol:v1");
+        create_example(env, &p, "other/vol:v2");
+        env.plugd_cli(&p, ["enable", "vol:v1"]).assert_ok();
+        let sock = socket_path("vol");
+        // A mount made straight through the socket counts, whoever sends it.
+        let mount = harness::http(
+            &sock,
+            "POST",
+            "/VolumeDriver.Create",
+            Some(br#"{"Name":"m","Opts":null}"#),
+        )
+        .unwrap();
+        assert_eq!(mount.status, 200, "{}", mount.text());
+        let mount = harness::http(
+            &sock,
+            "POST",
+            "/VolumeDriver.Mount",
+            Some(br#"{"Name":"m","ID":"abc"}"#),
+        )
+        .unwrap();
+        assert_eq!(mount.status, 200, "{}", mount.text());
+        env.plugd_cli(&p, ["disable", "vol:v1"])
+            .assert_failed()
+            .assert_stderr_contains("is in use");
+        env.plugd_cli(&p, ["disable", "-f", "vol:v1"]).assert_ok();
+        assert!(!sock.exists());
+
+        // Socket names are the repository path without registry and tag: `other/vol` is its own,
+        // nested name; a second `vol` (another tag) would collide with the first and is refused.
+        create_example(env, &p, "vol:v2");
+        env.plugd_cli(&p, ["enable", "vol:v1"]).assert_ok();
+        let out = env.plugd_cli(&p, ["enable", "vol:v2"]);
+        out.assert_failed()
+            .assert_stderr_contains("already served by another enabled plugin");
+        env.plugd_cli(&p, ["enable", "other/vol:v2"]).assert_ok();
+        assert!(is_socket(&socket_path("other/vol")));
+        let activate =
+            harness::http(&socket_path("other/vol"), "POST", "/Plugin.Activate", None).unwrap();
+        assert_eq!(
+            activate.json(),
+            serde_json::json!({"Implements": ["VolumeDriver"]})
+        );
+
+        // A file plugd did not create is never replaced or removed.
+        env.plugd_cli(&p, ["disable", "vol:v1"]).assert_ok();
+        std::fs::write(&sock, "not ours").unwrap();
+        let out = env.plugd_cli(&p, ["enable", "vol:v1"]);
+        out.assert_failed()
+            .assert_stderr_contains("was not created by this plugd");
+        assert_eq!(std::fs::read_to_string(&sock).unwrap(), "not ours");
+        let out = env.plugd_cli(&p, ["ls", "--format", "{{.Name}} {{.Enabled}}"]);
+        assert_eq!(
+            out.assert_ok().lines(),
+            ["other/vol:v2 true", "vol:v1 false", "vol:v2 false"],
+            "a refused enable leaves the plugin disabled"
+        );
+    })
+}
