@@ -353,9 +353,15 @@ fn go_float(f: f64) -> String {
             "0".into()
         };
     }
+    shortest(f, -4..6)
+}
+
+/// The shortest digits of a finite, non-zero `f`, in plain form when the decimal exponent is in
+/// `plain`, else as `d.ddde±XX` (the two Go formatters differ only in that range).
+fn shortest(f: f64, plain: std::ops::Range<i32>) -> String {
     let (digits, exp) = shortest_digits(f);
     let sign = if f < 0.0 { "-" } else { "" };
-    if !(-4..6).contains(&exp) {
+    if !plain.contains(&exp) {
         let mut m = digits[..1].to_string();
         if digits.len() > 1 {
             m.push('.');
@@ -391,18 +397,7 @@ fn json_float(f: f64) -> String {
     if f == 0.0 {
         return "0".into();
     }
-    let (digits, exp) = shortest_digits(f);
-    let sign = if f < 0.0 { "-" } else { "" };
-    if !(-7..21).contains(&exp) {
-        let mut m = digits[..1].to_string();
-        if digits.len() > 1 {
-            m.push('.');
-            m.push_str(&digits[1..]);
-        }
-        let esign = if exp < 0 { '-' } else { '+' };
-        return format!("{sign}{m}e{esign}{:02}", exp.abs());
-    }
-    format!("{sign}{}", place_point(&digits, exp))
+    shortest(f, -7..21)
 }
 
 /// The raw-JSON view (`json.Decoder` with `UseNumber` into `interface{}`).

@@ -1,0 +1,4 @@
+//! `plugd-init`: see the crate docs. (Steps pending.)
+fn main() {
+    std::process::exit(2);
+}

@@ -1,0 +1,2 @@
+//! plugd's native runtime (pending).
+#![deny(missing_docs)]
