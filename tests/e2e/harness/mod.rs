@@ -133,7 +133,9 @@ fn run_parent() {
             "harness::isolated must run on a libtest test thread (its name is the test's path)"
         ),
     };
-    let exe = std::env::current_exe().expect("current_exe");
+    // Not `current_exe()`: when the test binary is rebuilt while tests run, that path names a new
+    // (or a "(deleted)") file; `/proc/<our pid>/exe` keeps pointing at the binary that is running.
+    let exe = PathBuf::from(format!("/proc/{}/exe", std::process::id()));
     let dir = reserve_test_dir();
     let timeout = test_timeout();
     let (reader, writer) = std::io::pipe().expect("pipe");
