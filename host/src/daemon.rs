@@ -39,6 +39,9 @@ pub struct DaemonArgs {
     /// How long enable waits for readiness when the API passes timeout=0, and at start.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub enable_timeout: Duration,
+    /// Largest plugin bundle `create` accepts (the upload, and the tar after gunzip).
+    #[arg(long, default_value = "2GiB", value_parser = parse_size)]
+    pub max_bundle_size: u64,
     /// How often running plugins are health-checked (and failed ones restarted).
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub health_interval: Duration,
@@ -165,6 +168,7 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
                 plugin_socket_dir: args.plugin_socket_dir.clone(),
                 default_enable_timeout: args.enable_timeout,
                 stop_grace: Duration::from_secs(10),
+                max_bundle_size: args.max_bundle_size,
             },
             selector(Arc::new(wasm)),
         )

@@ -37,6 +37,8 @@ pub struct ManagerConfig {
     pub default_enable_timeout: Duration,
     /// Grace period of a stop before it is forced (dockerd: 10 s).
     pub stop_grace: Duration,
+    /// Cap on a create upload, compressed and decompressed.
+    pub max_bundle_size: u64,
 }
 
 struct Running {
@@ -157,19 +159,28 @@ impl Manager {
     ) -> Result<Vec<String>> {
         let reference = Reference::parse(name).map_err(|e| Error::invalid(e.to_string()))?;
         let name = reference.to_string();
-        let _ops = self.ops.lock().await;
-        if lock(&self.store).by_name(&name).is_some() {
-            return Err(Error::conflict(format!("plugin {name} already exists")));
-        }
+        let exists = || -> Result<()> {
+            match lock(&self.store).by_name(&name) {
+                Some(_) => Err(Error::conflict(format!("plugin {name} already exists"))),
+                None => Ok(()),
+            }
+        };
+        exists()?;
+        // The upload, unpacking and compiling run without the lifecycle lock: a slow or stalled
+        // client must not hold up every other verb. The name is checked again under the lock.
         let staging = lock(&self.store).staging_path();
-        let result = self.stage(&name, &staging, body).await;
-        match result {
+        let result = match self.stage(&name, &staging, body).await {
             Ok(record) => {
+                let _ops = self.ops.lock().await;
                 let warnings = record.warnings.clone();
-                if let Err(e) = lock(&self.store).commit_new(&staging, record) {
-                    let _ = std::fs::remove_dir_all(&staging);
-                    return Err(e);
-                }
+                exists()
+                    .and_then(|()| lock(&self.store).commit_new(&staging, record))
+                    .map(|()| warnings)
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(warnings) => {
                 tracing::info!(plugin = %name, "created");
                 Ok(warnings)
             }
@@ -187,12 +198,14 @@ impl Manager {
         body: impl std::io::Read + Send + 'static,
     ) -> Result<Record> {
         let dest = staging.to_path_buf();
-        let unpacked = tokio::task::spawn_blocking(move || {
-            bundle::unpack(body, &dest, &bundle::Limits::default())
-        })
-        .await
-        .map_err(|e| Error::system(format!("unpacking bundle: {e}")))?
-        .map_err(|e| Error::invalid(e.to_string()))?;
+        let limits = bundle::Limits {
+            max_body_bytes: self.cfg.max_bundle_size,
+            ..bundle::Limits::default()
+        };
+        let unpacked = tokio::task::spawn_blocking(move || bundle::unpack(body, &dest, &limits))
+            .await
+            .map_err(|e| Error::system(format!("unpacking bundle: {e}")))?
+            .map_err(|e| Error::invalid(e.to_string()))?;
         let (mut config, warnings) = PluginConfig::parse(&unpacked.config_json)
             .map_err(|e| Error::invalid(e.to_string()))?;
         let mut warnings: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
