@@ -39,12 +39,26 @@ pub struct DaemonArgs {
     /// How long enable waits for readiness when the API passes timeout=0, and at start.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub enable_timeout: Duration,
+    /// How long a stopping plugin gets after SIGTERM before SIGKILL (dockerd: 10 s).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub stop_grace: Duration,
     /// Largest plugin bundle `create` accepts (the upload, and the tar after gunzip).
     #[arg(long, default_value = "2GiB", value_parser = parse_size)]
     pub max_bundle_size: u64,
     /// How often running plugins are health-checked (and failed ones restarted).
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub health_interval: Duration,
+    /// The native runtime's sandbox init (a static binary from native-runtime/init) [default: a
+    /// `plugd-init` next to this binary, or cargo's musl build of it].
+    #[arg(long, env = "PLUGD_INIT")]
+    pub init_binary: Option<PathBuf>,
+    /// Build native sandboxes with MS_MOVE + chroot instead of pivot_root (for a ramfs root; the
+    /// init also falls back by itself when pivot_root fails there).
+    #[arg(long)]
+    pub no_pivot: bool,
+    /// Deadline of one call forwarded to a native plugin (dockerd's longest is 2 min).
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    pub native_call_timeout: Duration,
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(long, env = "PLUGD_LOG", default_value = "info")]
     pub log_level: String,
@@ -110,7 +124,28 @@ fn bind_api(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
     Ok(listener)
 }
 
-fn selector(wasm: Arc<plugd_wasm::WasmRuntime>) -> RuntimeSelector {
+/// Where `plugd-init` is when `--init-binary` is not given: beside this binary (an installed
+/// layout), else where cargo puts its musl build next to this binary's profile dir.
+fn default_init_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    let profile = dir.file_name()?;
+    [
+        dir.join("plugd-init"),
+        dir.join("../x86_64-unknown-linux-musl")
+            .join(profile)
+            .join("plugd-init"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+}
+
+/// Chooses the runtime by the entrypoint's bytes: a wasm component runs under wasm, anything else
+/// under the native sandbox (when plugd has one: without `plugd-init` native bundles are refused).
+fn selector(
+    wasm: Arc<plugd_wasm::WasmRuntime>,
+    native: std::result::Result<Arc<plugd_native::NativeRuntime>, String>,
+) -> RuntimeSelector {
     Arc::new(move |spec| {
         let entry = spec
             .config
@@ -124,11 +159,31 @@ fn selector(wasm: Arc<plugd_wasm::WasmRuntime>) -> RuntimeSelector {
             plugd_wasm::EntrypointKind::CoreModule => Err(RuntimeError::Bundle(format!(
                 "entrypoint {entry:?} is a core wasm module; plugd runs wasm components (build for wasm32-wasip2)"
             ))),
-            plugd_wasm::EntrypointKind::NotWasm => Err(RuntimeError::Bundle(format!(
-                "entrypoint {entry:?} is not a wasm component, and this plugd has no native runtime yet"
-            ))),
+            plugd_wasm::EntrypointKind::NotWasm => match &native {
+                Ok(native) => Ok(native.clone() as Arc<dyn Runtime>),
+                Err(why) => Err(RuntimeError::Bundle(format!(
+                    "entrypoint {entry:?} is not a wasm component, and the native runtime is unavailable: {why}"
+                ))),
+            },
         }
     })
+}
+
+fn native_runtime(
+    args: &DaemonArgs,
+) -> std::result::Result<Arc<plugd_native::NativeRuntime>, String> {
+    let init = args
+        .init_binary
+        .clone()
+        .or_else(default_init_binary)
+        .ok_or("plugd-init not found (build native-runtime/init for x86_64-unknown-linux-musl, or pass --init-binary)")?;
+    plugd_native::NativeRuntime::builder()
+        .init_binary(&init)
+        .call_timeout(args.native_call_timeout)
+        .no_pivot(args.no_pivot)
+        .build()
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -160,6 +215,10 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
         .memory_limit(usize::try_from(args.memory_limit).unwrap_or(usize::MAX))
         .build()
         .context("starting the wasm runtime")?;
+    let native = native_runtime(&args);
+    if let Err(why) = &native {
+        tracing::warn!("native runtime unavailable: {why}");
+    }
     let manager = Arc::new(
         Manager::new(
             ManagerConfig {
@@ -167,10 +226,10 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
                 exec_root: args.exec_root.clone(),
                 plugin_socket_dir: args.plugin_socket_dir.clone(),
                 default_enable_timeout: args.enable_timeout,
-                stop_grace: Duration::from_secs(10),
+                stop_grace: args.stop_grace,
                 max_bundle_size: args.max_bundle_size,
             },
-            selector(Arc::new(wasm)),
+            selector(Arc::new(wasm), native),
         )
         .map_err(|e| anyhow::anyhow!("opening {}: {e}", args.data_root.display()))?,
     );

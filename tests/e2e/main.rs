@@ -12,5 +12,8 @@ mod bad_input;
 mod cli_diff;
 mod faults;
 mod harness_selftest;
+mod hostile;
+mod native;
+mod parity;
 mod restart;
 mod volume;

@@ -12,10 +12,12 @@
 //!    plugin process is the **daemon's** child (the daemon reaps it through a pidfd; nobody ever calls
 //!    `waitpid(-1)`) and PID 1 of its pid namespace.
 //! 3. `plugd-init` writes `Report::Started { pid }` (pid in the daemon's pid namespace), then waits on
-//!    an error pipe shared with the child: the child runs the in-sandbox steps and execs the
-//!    entrypoint; the pipe is close-on-exec, so EOF without a message means the exec succeeded.
+//!    an error pipe shared with the child: the child runs the in-sandbox steps, says "exec" on the
+//!    pipe and execs the entrypoint; the pipe is close-on-exec, so "exec" then EOF means the exec
+//!    succeeded (EOF with no message: the child died before it, e.g. killed).
 //!    `plugd-init` writes `Report::Running` or `Report::Failed { step, message }` and exits 0.
-//!    A child that fails exits 127 after writing its message; the daemon reaps it.
+//!    A child that fails exits 127 after writing its message; the daemon reaps it. A child that
+//!    finds plugd-init gone right before the exec gives up (exit 127) instead of running unowned.
 //! 4. After the exec the plugin has no parent-death signal: it keeps running if the daemon is killed,
 //!    and a restarted daemon re-adopts it (recorded pid + start time).
 

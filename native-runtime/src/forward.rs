@@ -1,0 +1,403 @@
+//! Protocol calls → the plugin's own socket, the way dockerd's plugin client makes them.
+//!
+//! `POST /<method>` over HTTP/1.1 with dockerd's headers (an empty `Host`, `Content-Length`,
+//! `Accept: application/vnd.docker.plugins.v1.2+json`, no `Content-Type`), on keep-alive
+//! connections from a small pool (dockerd keeps up to 6 idle ones). The status and body are relayed
+//! as they are; whether a status means success is the engine's business.
+//!
+//! A pooled connection the plugin closed (it restarted, or dropped idle connections) is skipped when
+//! that is already known; when a call fails on a pooled connection before any reply arrived, it is
+//! sent once more on a fresh connection (dockerd's client retries such transport failures too, with
+//! backoff). Connection failures and the per-call deadline become a 500 `{"Err"}` naming the
+//! plugin.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::{Method, Request, header};
+use hyper_util::rt::TokioIo;
+use plugd_core::Reply;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::net::UnixStream;
+
+/// What dockerd sends as `Accept` (`transport.VersionMimetype`).
+pub(crate) const ACCEPT: &str = "application/vnd.docker.plugins.v1.2+json";
+/// Default per-call deadline: dockerd's longest (`VolumeDriver.Create`/`Mount`: 2 min).
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(120);
+/// Idle connections kept per plugin (dockerd's `MaxIdleConns`).
+const MAX_IDLE: usize = 6;
+/// Largest reply body relayed.
+const MAX_REPLY: usize = 64 << 20;
+
+type Sender = SendRequest<Full<Bytes>>;
+
+/// A keep-alive HTTP/1.1 client for one plugin's unix socket.
+#[derive(Debug)]
+pub(crate) struct Forwarder {
+    plugin: String,
+    socket: PathBuf,
+    timeout: Duration,
+    idle: Mutex<Vec<Sender>>,
+}
+
+/// Why a call produced no reply.
+enum CallError {
+    /// Connecting or talking to the socket failed.
+    Unreachable(String),
+    /// The reply was malformed or too large.
+    Reply(String),
+}
+
+impl Forwarder {
+    /// A client for `socket`; `plugin` names it in error replies.
+    pub(crate) fn new(plugin: &str, socket: &Path, timeout: Duration) -> Self {
+        Forwarder {
+            plugin: plugin.to_string(),
+            socket: socket.to_path_buf(),
+            timeout,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Makes one call; never fails at this level (errors are 500 replies).
+    pub(crate) async fn call(&self, method: &str, body: Bytes) -> Reply {
+        match tokio::time::timeout(self.timeout, self.call_inner(method, body)).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(CallError::Unreachable(e))) => Reply::err(
+                500,
+                &format!("plugin {} is not reachable: {e}", self.plugin),
+            ),
+            Ok(Err(CallError::Reply(e))) => Reply::err(
+                500,
+                &format!("plugin {}: bad reply to {method}: {e}", self.plugin),
+            ),
+            Err(_) => Reply::err(
+                500,
+                &format!(
+                    "plugin {}: {method} timed out after {}s",
+                    self.plugin,
+                    self.timeout.as_secs_f64()
+                ),
+            ),
+        }
+    }
+
+    /// Drops every idle connection.
+    pub(crate) fn close(&self) {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    async fn call_inner(&self, method: &str, body: Bytes) -> Result<Reply, CallError> {
+        let (mut sender, mut reused) = match self.pooled().await {
+            Some(s) => (s, true),
+            None => (self.connect().await?, false),
+        };
+        loop {
+            match sender.try_send_request(request(method, body.clone())).await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let body = Limited::new(resp.into_body(), MAX_REPLY)
+                        .collect()
+                        .await
+                        .map_err(|e| CallError::Reply(e.to_string()))?
+                        .to_bytes();
+                    self.put_back(sender);
+                    return Ok(Reply { status, body });
+                }
+                // No reply head on a pooled connection: the plugin closed it or restarted. The
+                // other idle ones are as stale; try once more on a fresh connection.
+                Err(e) if reused => {
+                    tracing::debug!(plugin = %self.plugin, method, error = %e.error(), "pooled connection failed; retrying on a new one");
+                    self.close();
+                    sender = self.connect().await?;
+                    reused = false;
+                }
+                Err(e) => return Err(CallError::Unreachable(e.into_error().to_string())),
+            }
+        }
+    }
+
+    /// An idle connection that still looks usable.
+    async fn pooled(&self) -> Option<Sender> {
+        loop {
+            let mut sender = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
+            if sender.is_closed() {
+                continue;
+            }
+            if sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+    }
+
+    fn put_back(&self, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(sender);
+        }
+    }
+
+    async fn connect(&self) -> Result<Sender, CallError> {
+        let stream = UnixStream::connect(&self.socket).await.map_err(|e| {
+            CallError::Unreachable(format!("dial unix {}: {e}", self.socket.display()))
+        })?;
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| CallError::Unreachable(e.to_string()))?;
+        let plugin = self.plugin.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(plugin, error = %e, "plugin connection ended");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+fn request(method: &str, body: Bytes) -> Request<Full<Bytes>> {
+    let path = format!("/{}", method.trim_start_matches('/'));
+    let len = body.len();
+    let mut req = Request::new(Full::new(body));
+    *req.method_mut() = Method::POST;
+    // A method name that is not a valid path is sent as `/` rather than panicking; the plugin
+    // answers it as an unknown endpoint.
+    *req.uri_mut() = path
+        .parse()
+        .unwrap_or_else(|_| hyper::Uri::from_static("/"));
+    let h = req.headers_mut();
+    h.insert(header::HOST, header::HeaderValue::from_static(""));
+    h.insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
+    h.insert(header::ACCEPT, header::HeaderValue::from_static(ACCEPT));
+    req
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::TempDir;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+    use tokio::net::UnixListener;
+
+    /// What the fake plugin saw: one entry per request, with its connection number.
+    #[derive(Debug, Clone)]
+    struct Seen {
+        conn: usize,
+        head: String,
+        body: Vec<u8>,
+    }
+
+    /// A minimal HTTP/1.1 keep-alive server: answers `POST /Echo` with 200 and the request body,
+    /// anything else with 404 `{"Err":"not found"}`.
+    struct FakePlugin {
+        task: tokio::task::JoinHandle<()>,
+        seen: Arc<Mutex<Vec<Seen>>>,
+    }
+
+    impl FakePlugin {
+        fn start(path: &Path, seen: Arc<Mutex<Vec<Seen>>>) -> FakePlugin {
+            let _ = std::fs::remove_file(path);
+            let listener = UnixListener::bind(path).unwrap();
+            let conns = Arc::new(AtomicUsize::new(0));
+            let seen2 = seen.clone();
+            let task = tokio::spawn(async move {
+                let mut set = tokio::task::JoinSet::new();
+                loop {
+                    let (stream, _) = listener.accept().await.unwrap();
+                    let n = conns.fetch_add(1, Ordering::SeqCst);
+                    set.spawn(serve(stream, n, seen2.clone()));
+                }
+            });
+            FakePlugin { task, seen }
+        }
+
+        fn stop(self) {
+            // Aborting drops the JoinSet, which aborts (and closes) every connection.
+            self.task.abort();
+        }
+    }
+
+    async fn serve(stream: UnixStream, conn: usize, seen: Arc<Mutex<Vec<Seen>>>) {
+        let mut r = BufReader::new(stream);
+        loop {
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).await.unwrap();
+            let echo = head.starts_with("POST /Echo ");
+            seen.lock().unwrap().push(Seen {
+                conn,
+                head,
+                body: body.clone(),
+            });
+            let (status, out) = if echo {
+                ("200 OK", body)
+            } else {
+                ("404 Not Found", br#"{"Err":"not found"}"#.to_vec())
+            };
+            let resp = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n", out.len());
+            let s = r.get_mut();
+            s.write_all(resp.as_bytes()).await.unwrap();
+            s.write_all(&out).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn relays_status_and_body_with_dockerds_headers() {
+        let dir = TempDir::new("fwd");
+        let sock = dir.path().join("p.sock");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let fake = FakePlugin::start(&sock, seen.clone());
+        let f = Forwarder::new("p:latest", &sock, Duration::from_secs(5));
+
+        let reply = f
+            .call("Echo", Bytes::from_static(b"{\"Name\":\"v1\"}\n"))
+            .await;
+        assert_eq!(reply, Reply::ok(&b"{\"Name\":\"v1\"}\n"[..]));
+        let reply = f.call("VolumeDriver.Nope", Bytes::new()).await;
+        assert_eq!(reply.status, 404);
+        assert_eq!(&reply.body[..], br#"{"Err":"not found"}"#);
+
+        let seen = fake.seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2);
+        let head = seen[0].head.to_ascii_lowercase();
+        assert!(head.starts_with("post /echo http/1.1\r\n"), "{head}");
+        assert!(head.contains("\r\nhost: \r\n"), "{head}");
+        assert!(
+            head.contains(&format!("\r\naccept: {ACCEPT}\r\n")),
+            "{head}"
+        );
+        assert!(head.contains("\r\ncontent-length: 14\r\n"), "{head}");
+        assert!(!head.contains("content-type"), "{head}");
+        assert!(
+            seen[1]
+                .head
+                .to_ascii_lowercase()
+                .contains("content-length: 0\r\n")
+        );
+        assert!(seen[1].body.is_empty());
+        fake.stop();
+    }
+
+    #[tokio::test]
+    async fn keep_alive_reuses_one_connection() {
+        let dir = TempDir::new("fwd-ka");
+        let sock = dir.path().join("p.sock");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let fake = FakePlugin::start(&sock, seen.clone());
+        let f = Forwarder::new("p:latest", &sock, Duration::from_secs(5));
+        for i in 0..20 {
+            let reply = f.call("Echo", Bytes::from(format!("{i}"))).await;
+            assert_eq!(reply, Reply::ok(format!("{i}")));
+        }
+        let conns: Vec<usize> = fake.seen.lock().unwrap().iter().map(|s| s.conn).collect();
+        assert_eq!(conns, vec![0; 20]);
+
+        // Concurrent calls open more connections, and at most MAX_IDLE stay pooled.
+        let f = Arc::new(f);
+        let tasks: Vec<_> = (0..10)
+            .map(|i| {
+                let f = f.clone();
+                tokio::spawn(async move { (i, f.call("Echo", Bytes::from(format!("c{i}"))).await) })
+            })
+            .collect();
+        for t in tasks {
+            let (i, reply) = t.await.unwrap();
+            assert_eq!(reply, Reply::ok(format!("c{i}")));
+        }
+        assert!(f.idle.lock().unwrap().len() <= MAX_IDLE);
+        fake.stop();
+    }
+
+    #[tokio::test]
+    async fn reconnects_after_the_plugin_restarts() {
+        let dir = TempDir::new("fwd-restart");
+        let sock = dir.path().join("p.sock");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let f = Forwarder::new("p:latest", &sock, Duration::from_secs(5));
+        let fake = FakePlugin::start(&sock, seen.clone());
+        assert_eq!(f.call("Echo", Bytes::from("a")).await.status, 200);
+        assert_eq!(f.idle.lock().unwrap().len(), 1);
+        fake.stop();
+        // Immediately, without letting the pooled connection notice the close first.
+        let fake = FakePlugin::start(&sock, seen.clone());
+        let reply = f.call("Echo", Bytes::from("b")).await;
+        assert_eq!(reply, Reply::ok("b"));
+        // And again after it had time to notice.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        fake.stop();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let _fake = FakePlugin::start(&sock, seen.clone());
+        assert_eq!(f.call("Echo", Bytes::from("c")).await, Reply::ok("c"));
+        let bodies: Vec<Vec<u8>> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.body.clone())
+            .collect();
+        assert_eq!(bodies, [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+    }
+
+    #[tokio::test]
+    async fn dead_socket_is_a_500_naming_the_plugin() {
+        let dir = TempDir::new("fwd-dead");
+        let sock = dir.path().join("p.sock");
+        let f = Forwarder::new("p:latest", &sock, Duration::from_secs(5));
+        let reply = f.call("VolumeDriver.List", Bytes::new()).await;
+        assert_eq!(reply.status, 500);
+        let err: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        let msg = err["Err"].as_str().unwrap();
+        assert!(
+            msg.starts_with("plugin p:latest is not reachable: dial unix "),
+            "{msg}"
+        );
+
+        // A socket nobody accepts on (bound, not listening) is refused the same way.
+        let _std = std::os::unix::net::UnixDatagram::bind(&sock).unwrap();
+        let reply = f.call("VolumeDriver.List", Bytes::new()).await;
+        assert_eq!(reply.status, 500);
+    }
+
+    #[tokio::test]
+    async fn a_hung_plugin_times_out() {
+        let dir = TempDir::new("fwd-hang");
+        let sock = dir.path().join("p.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        let hold = tokio::spawn(async move {
+            let (_s, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        });
+        let f = Forwarder::new("p:latest", &sock, Duration::from_millis(100));
+        let reply = f.call("VolumeDriver.Get", Bytes::new()).await;
+        assert_eq!(reply.status, 500);
+        let text = String::from_utf8_lossy(&reply.body).into_owned();
+        assert!(
+            text.contains("VolumeDriver.Get timed out after 0.1s"),
+            "{text}"
+        );
+        hold.abort();
+    }
+}

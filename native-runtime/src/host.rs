@@ -1,0 +1,199 @@
+//! What one plugin holds on the host outside its process: the stdout/stderr FIFOs and their
+//! logging tasks, its cgroup, the rshared propagated-mount directory and `state.json`.
+//!
+//! [`HostSide::setup`] creates them before a launch (and builds the sandbox spec that names them);
+//! [`HostSide::adopt`] reattaches to those of a plugin a previous plugd launched;
+//! [`HostSide::teardown`] releases all of them and can run any number of times, after a stop, a
+//! failed launch, or on a previous plugd's leftovers. The plugin's runtime dir itself is the
+//! manager's.
+
+use crate::cgroup::PluginCgroup;
+use crate::logs::{Fifos, Logs};
+use crate::propagation;
+use crate::spec::{SandboxPaths, build};
+use crate::state::State;
+use plugd_core::{PluginSpec, RuntimeError};
+use plugd_init::spec::PlugdExt;
+use std::path::PathBuf;
+
+/// The host-side resources of one plugin (see the module docs).
+#[derive(Debug)]
+pub(crate) struct HostSide {
+    id: String,
+    name: String,
+    runtime_dir: PathBuf,
+    propagated: Option<PathBuf>,
+    cgroup: Option<PluginCgroup>,
+    logs: Option<Logs>,
+}
+
+impl HostSide {
+    /// Nothing acquired yet.
+    pub(crate) fn new(spec: &PluginSpec) -> Self {
+        HostSide {
+            id: spec.id.clone(),
+            name: spec.name.clone(),
+            runtime_dir: spec.runtime_dir.clone(),
+            propagated: spec.propagated_mount.clone(),
+            cgroup: None,
+            logs: None,
+        }
+    }
+
+    fn fifos(&self) -> Fifos {
+        Fifos::in_dir(&self.runtime_dir)
+    }
+
+    fn start_error(&self, what: &str, e: impl std::fmt::Display) -> RuntimeError {
+        RuntimeError::Start(format!("plugin {}: {what}: {e}", self.name))
+    }
+
+    /// Creates everything a launch needs and returns the sandbox spec (JSON) naming it.
+    pub(crate) async fn setup(
+        &mut self,
+        spec: &PluginSpec,
+        no_pivot: bool,
+    ) -> Result<Vec<u8>, RuntimeError> {
+        let fifos = self.fifos();
+        let paths = SandboxPaths {
+            stdout: fifos.stdout.clone(),
+            stderr: fifos.stderr.clone(),
+            cgroups: Vec::new(),
+            no_pivot,
+            metrics_socket: None,
+        };
+        // First what can be refused without side effects.
+        let mut sandbox = build(spec, &paths)
+            .map_err(|e| RuntimeError::Bundle(format!("plugin {}: {e}", self.name)))?;
+
+        fifos
+            .create()
+            .map_err(|e| self.start_error("creating its output FIFOs", e))?;
+        self.logs = Some(
+            fifos
+                .attach(&self.name)
+                .map_err(|e| self.start_error("opening its output FIFOs", e))?,
+        );
+
+        let (id, rules) = (self.id.clone(), sandbox.linux.resources.devices.clone());
+        let cgroup = tokio::task::spawn_blocking(move || PluginCgroup::create(&id, &rules))
+            .await
+            .map_err(|e| self.start_error("creating its cgroup", e))?
+            .map_err(|e| self.start_error("creating its cgroup", e))?;
+        sandbox.plugd.get_or_insert_with(PlugdExt::default).cgroups = cgroup.join_paths().to_vec();
+        self.cgroup = Some(cgroup);
+
+        if let Some(dir) = &self.propagated {
+            propagation::make_rshared(dir)
+                .map_err(|e| self.start_error("preparing its propagated mount", e))?;
+        }
+        serde_json::to_vec(&sandbox).map_err(|e| self.start_error("encoding its sandbox spec", e))
+    }
+
+    /// Reattaches to the FIFOs and cgroup of a plugin launched by a previous plugd, which
+    /// recorded the cgroup directories `recorded`.
+    pub(crate) async fn adopt(&mut self, recorded: Vec<PathBuf>) {
+        match self.fifos().attach(&self.name) {
+            Ok(logs) => self.logs = Some(logs),
+            Err(e) => {
+                tracing::warn!(plugin = %self.name, error = %e, "cannot reattach the plugin's output; it is not logged")
+            }
+        }
+        self.cgroup = self.existing_cgroup(recorded).await;
+    }
+
+    /// The plugin's cgroup directories that still exist: those `recorded` in `state.json` and
+    /// those named after the plugin under plugd's own cgroup (a crash may have come before the
+    /// state was written).
+    async fn existing_cgroup(&self, recorded: Vec<PathBuf>) -> Option<PluginCgroup> {
+        let (id, name) = (self.id.clone(), self.name.clone());
+        let found = tokio::task::spawn_blocking(move || {
+            let mut dirs = recorded;
+            match PluginCgroup::open_existing(&id) {
+                Ok(Some(cgroup)) => dirs.extend(cgroup.join_paths().iter().cloned()),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(plugin = %name, error = %e, "cannot look for the plugin's cgroup"),
+            }
+            dirs.sort();
+            dirs.dedup();
+            PluginCgroup::from_recorded(&id, dirs)
+        })
+        .await;
+        found.unwrap_or_else(|e| {
+            tracing::warn!(plugin = %self.name, error = %e, "cannot look for the plugin's cgroup");
+            None
+        })
+    }
+
+    /// The cgroup directories, for `state.json`.
+    pub(crate) fn cgroup_paths(&self) -> Vec<PathBuf> {
+        self.cgroup
+            .as_ref()
+            .map(|c| c.join_paths().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// The last stderr lines of the plugin read so far.
+    pub(crate) fn stderr_tail(&self) -> String {
+        self.logs
+            .as_ref()
+            .map(Logs::stderr_tail)
+            .unwrap_or_default()
+    }
+
+    /// Cleans up what a previous plugd left behind for this plugin (nothing is adopted): every
+    /// process in its cgroup (`recorded` in `state.json`, or found by name), the cgroup, mounts
+    /// under the propagated-mount dir, FIFOs, state.
+    pub(crate) async fn clean_leftovers(&mut self, recorded: Vec<PathBuf>) {
+        self.cgroup = self.existing_cgroup(recorded).await;
+        self.teardown().await;
+    }
+
+    /// Releases everything (see the module docs). Failures are logged: a stop cannot fail.
+    pub(crate) async fn teardown(&mut self) {
+        if let Some(mut logs) = self.logs.take() {
+            logs.drain_and_close().await;
+        }
+        if let Some(cgroup) = self.cgroup.take() {
+            let name = self.name.clone();
+            let removed = tokio::task::spawn_blocking(move || {
+                if let Err(e) = cgroup.kill_all() {
+                    tracing::warn!(plugin = %name, error = %e, "killing what is left in the plugin's cgroup");
+                }
+                cgroup.remove()
+            })
+            .await;
+            match removed {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(plugin = %self.name, error = %e, "removing the plugin's cgroup")
+                }
+                Err(e) => {
+                    tracing::warn!(plugin = %self.name, error = %e, "removing the plugin's cgroup")
+                }
+            }
+        }
+        if let Some(dir) = self.propagated.clone() {
+            let unmounted =
+                tokio::task::spawn_blocking(move || propagation::unmount_all(&dir)).await;
+            match unmounted {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => {
+                    tracing::debug!(plugin = %self.name, unmounted = n, "propagated mounts released")
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(plugin = %self.name, error = %e, "unmounting the propagated mount")
+                }
+                Err(e) => {
+                    tracing::warn!(plugin = %self.name, error = %e, "unmounting the propagated mount")
+                }
+            }
+        }
+        if let Err(e) = self.fifos().remove() {
+            tracing::warn!(plugin = %self.name, error = %e, "removing the output FIFOs");
+        }
+        if let Err(e) = State::remove(&self.runtime_dir) {
+            tracing::warn!(plugin = %self.name, error = %e, "removing state.json");
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! A plugin's stdout and stderr → plugd's log, as dockerd does it: one record per line with the
+//! field `plugin=<name>`, stdout at info and stderr at error.
+//!
+//! The plugin writes to two FIFOs in its runtime dir, `init-stdout` and `init-stderr` (dockerd's
+//! names), which `plugd-init` opened read-write for it. plugd opens them read-write and
+//! non-blocking as well, so neither side ever blocks on `open`, neither ever sees EOF/EPIPE, and a
+//! restarted plugd just reopens them: what the plugin wrote meanwhile waits in the pipe buffer.
+//!
+//! Lines are bounded ([`MAX_LINE`]): a longer line is logged truncated, with the number of bytes
+//! dropped. The last lines of stderr are kept ([`Tail`]) for error messages.
+
+use rustix::fs::{CWD, FileType, Mode, mknodat};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::io::AsyncReadExt as _;
+use tokio::net::unix::pipe;
+use tokio::task::JoinHandle;
+
+/// FIFO for the plugin's stdout (dockerd's name).
+pub(crate) const STDOUT_FIFO: &str = "init-stdout";
+/// FIFO for the plugin's stderr.
+pub(crate) const STDERR_FIFO: &str = "init-stderr";
+/// Longest line logged as is, in bytes.
+pub(crate) const MAX_LINE: usize = 16 * 1024;
+/// stderr lines kept for error messages.
+const TAIL_LINES: usize = 20;
+
+/// Which stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stream {
+    /// stdout: logged at info.
+    Stdout,
+    /// stderr: logged at error.
+    Stderr,
+}
+
+/// One complete (or flushed) line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Line {
+    /// The line without its newline, lossily decoded, at most [`MAX_LINE`] bytes of input.
+    pub(crate) text: String,
+    /// Bytes of this line that were dropped.
+    pub(crate) truncated: usize,
+}
+
+/// Splits a byte stream into bounded lines; memory use stays below `max` bytes.
+#[derive(Debug)]
+pub(crate) struct LineSplitter {
+    max: usize,
+    buf: Vec<u8>,
+    dropped: usize,
+}
+
+impl LineSplitter {
+    /// Lines longer than `max` bytes are truncated to `max`.
+    pub(crate) fn new(max: usize) -> Self {
+        LineSplitter {
+            max,
+            buf: Vec::new(),
+            dropped: 0,
+        }
+    }
+
+    /// Feeds `data`; returns the lines it completed.
+    pub(crate) fn push(&mut self, mut data: &[u8]) -> Vec<Line> {
+        let mut lines = Vec::new();
+        while !data.is_empty() {
+            let (part, complete) = match data.iter().position(|&b| b == b'\n') {
+                Some(i) => (&data[..i], Some(i + 1)),
+                None => (data, None),
+            };
+            let room = self.max - self.buf.len();
+            let keep = part.len().min(room);
+            self.buf.extend_from_slice(&part[..keep]);
+            self.dropped += part.len() - keep;
+            match complete {
+                Some(n) => {
+                    lines.push(self.take());
+                    data = &data[n..];
+                }
+                None => break,
+            }
+        }
+        lines
+    }
+
+    /// The unterminated rest, if any (at EOF).
+    pub(crate) fn finish(&mut self) -> Option<Line> {
+        (!self.buf.is_empty() || self.dropped > 0).then(|| self.take())
+    }
+
+    fn take(&mut self) -> Line {
+        let mut text = String::from_utf8_lossy(&self.buf).into_owned();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+        let line = Line {
+            text,
+            truncated: self.dropped,
+        };
+        self.buf.clear();
+        self.dropped = 0;
+        line
+    }
+}
+
+/// The last lines of a stream, for error messages.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Tail(Arc<Mutex<VecDeque<String>>>);
+
+impl Tail {
+    fn push(&self, line: &str) {
+        let mut q = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() == TAIL_LINES {
+            q.pop_front();
+        }
+        q.push_back(line.to_string());
+    }
+
+    /// The kept lines joined by `\n` (empty when none).
+    pub(crate) fn text(&self) -> String {
+        let q = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        q.iter().map(String::as_str).collect::<Vec<_>>().join("\n")
+    }
+}
+
+/// Logs one line of `plugin`'s output at dockerd's level for `stream`.
+fn emit(plugin: &str, source: &str, stream: Stream, line: &Line) {
+    let text = line.text.as_str();
+    match (stream, line.truncated) {
+        (Stream::Stdout, 0) => tracing::info!(plugin = %plugin, source, "{text}"),
+        (Stream::Stderr, 0) => tracing::error!(plugin = %plugin, source, "{text}"),
+        (Stream::Stdout, n) => tracing::info!(plugin = %plugin, source, truncated = n, "{text}…"),
+        (Stream::Stderr, n) => tracing::error!(plugin = %plugin, source, truncated = n, "{text}…"),
+    }
+}
+
+/// Reads `rx` until EOF or error, logging lines and keeping stderr's tail.
+async fn pump(
+    mut rx: pipe::Receiver,
+    plugin: String,
+    source: &'static str,
+    stream: Stream,
+    tail: Tail,
+) {
+    let mut splitter = LineSplitter::new(MAX_LINE);
+    let mut buf = vec![0u8; 8192];
+    loop {
+        let n = match rx.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(plugin = %plugin, source, error = %e, "reading plugin output");
+                break;
+            }
+        };
+        for line in splitter.push(&buf[..n]) {
+            if stream == Stream::Stderr {
+                tail.push(&line.text);
+            }
+            emit(&plugin, source, stream, &line);
+        }
+    }
+    if let Some(line) = splitter.finish() {
+        if stream == Stream::Stderr {
+            tail.push(&line.text);
+        }
+        emit(&plugin, source, stream, &line);
+    }
+}
+
+/// Spawns a task logging everything read from `rx`; `source` says whose output it is.
+pub(crate) fn spawn_pump(
+    rx: pipe::Receiver,
+    plugin: &str,
+    source: &'static str,
+    stream: Stream,
+    tail: Tail,
+) -> JoinHandle<()> {
+    tokio::spawn(pump(rx, plugin.to_string(), source, stream, tail))
+}
+
+/// The two FIFOs of one plugin.
+#[derive(Debug, Clone)]
+pub(crate) struct Fifos {
+    /// `<runtime_dir>/init-stdout`.
+    pub(crate) stdout: PathBuf,
+    /// `<runtime_dir>/init-stderr`.
+    pub(crate) stderr: PathBuf,
+}
+
+impl Fifos {
+    /// The FIFO paths inside `runtime_dir`.
+    pub(crate) fn in_dir(runtime_dir: &Path) -> Self {
+        Fifos {
+            stdout: runtime_dir.join(STDOUT_FIFO),
+            stderr: runtime_dir.join(STDERR_FIFO),
+        }
+    }
+
+    /// Creates both (mode 0600), replacing whatever was there.
+    pub(crate) fn create(&self) -> std::io::Result<()> {
+        for path in [&self.stdout, &self.stderr] {
+            remove_file(path)?;
+            mknodat(CWD, path, FileType::Fifo, Mode::from_raw_mode(0o600), 0)?;
+        }
+        Ok(())
+    }
+
+    /// Removes both (absent is fine).
+    pub(crate) fn remove(&self) -> std::io::Result<()> {
+        remove_file(&self.stdout)?;
+        remove_file(&self.stderr)
+    }
+
+    /// Opens both read-write, non-blocking, and starts logging them.
+    pub(crate) fn attach(&self, plugin: &str) -> std::io::Result<Logs> {
+        let open = |p: &Path| pipe::OpenOptions::new().read_write(true).open_receiver(p);
+        let stdout = open(&self.stdout)?;
+        let stderr = open(&self.stderr)?;
+        let tail = Tail::default();
+        Ok(Logs {
+            tasks: vec![
+                spawn_pump(stdout, plugin, "plugin", Stream::Stdout, tail.clone()),
+                spawn_pump(stderr, plugin, "plugin", Stream::Stderr, tail.clone()),
+            ],
+            tail,
+        })
+    }
+}
+
+fn remove_file(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The logging tasks of one plugin; they end when this is dropped.
+#[derive(Debug)]
+pub(crate) struct Logs {
+    tasks: Vec<JoinHandle<()>>,
+    tail: Tail,
+}
+
+impl Logs {
+    /// The last stderr lines read so far.
+    pub(crate) fn stderr_tail(&self) -> String {
+        self.tail.text()
+    }
+
+    /// Lets the tasks log what is already buffered, then stops them.
+    pub(crate) async fn drain_and_close(&mut self) {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Logs {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::TempDir;
+
+    fn texts(lines: &[Line]) -> Vec<&str> {
+        lines.iter().map(|l| l.text.as_str()).collect()
+    }
+
+    #[test]
+    fn splits_on_newlines_across_chunks() {
+        let mut s = LineSplitter::new(64);
+        assert!(s.push(b"hel").is_empty());
+        let lines = s.push(b"lo\nwor");
+        assert_eq!(texts(&lines), ["hello"]);
+        let lines = s.push(b"ld\r\n\nlast");
+        assert_eq!(texts(&lines), ["world", ""]);
+        assert_eq!(s.finish().unwrap().text, "last");
+        assert_eq!(s.finish(), None);
+    }
+
+    #[test]
+    fn long_lines_are_truncated_and_counted() {
+        let mut s = LineSplitter::new(4);
+        let lines = s.push(b"abcdefgh\nij");
+        assert_eq!(
+            lines,
+            [Line {
+                text: "abcd".into(),
+                truncated: 4
+            }]
+        );
+        // The bound holds across chunks, and the next line starts clean.
+        assert!(s.push(b"klmnop").is_empty());
+        assert!(s.buf.len() <= 4);
+        let lines = s.push(b"q\nok\n");
+        assert_eq!(
+            lines,
+            [
+                Line {
+                    text: "ijkl".into(),
+                    truncated: 5
+                },
+                Line {
+                    text: "ok".into(),
+                    truncated: 0
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced() {
+        let mut s = LineSplitter::new(64);
+        let lines = s.push(b"a\xffb\n");
+        assert_eq!(lines[0].text, "a\u{fffd}b");
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        let tail = Tail::default();
+        for i in 0..30 {
+            tail.push(&format!("l{i}"));
+        }
+        let text = tail.text();
+        assert!(text.starts_with("l10\n"), "{text}");
+        assert!(text.ends_with("l29"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn fifos_open_without_a_writer_and_feed_the_tail() {
+        let dir = TempDir::new("fifo");
+        let fifos = Fifos::in_dir(dir.path());
+        fifos.create().unwrap();
+        // Creating again replaces them.
+        fifos.create().unwrap();
+        let logs = fifos.attach("p:latest").unwrap();
+        // A writer that opens, writes and goes away: the reader sees no EOF (it holds a write end).
+        {
+            use std::io::Write as _;
+            let mut w = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&fifos.stderr)
+                .unwrap();
+            w.write_all(b"first\nsecond\n").unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while logs.stderr_tail() != "first\nsecond" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tail: {:?}",
+                logs.stderr_tail()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        drop(logs);
+        fifos.remove().unwrap();
+        fifos.remove().unwrap();
+        assert!(!fifos.stdout.exists() && !fifos.stderr.exists());
+    }
+}

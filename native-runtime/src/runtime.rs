@@ -1,0 +1,420 @@
+//! [`NativeRuntime`]: plugd's [`Runtime`] for rootfs plugins whose entrypoint is a native program.
+//!
+//! `start` first tries to **adopt** a plugin a previous plugd launched (`state.json` names a pid
+//! whose start time and plugin id still match: a pidfd is opened, the output FIFOs reopened, and
+//! readiness checked), so a plugd that was killed does not restart its plugins, as dockerd with
+//! containerd does not. Otherwise it cleans up whatever is left (processes through the cgroup,
+//! propagated mounts, FIFOs) and **launches**: host side ([`crate::host`]), `plugd-init` on the
+//! launcher thread ([`crate::launcher`]), `state.json`, then readiness.
+
+use crate::forward::DEFAULT_CALL_TIMEOUT;
+use crate::host::HostSide;
+use crate::instance::{NativeInstance, StartGuard};
+use crate::launcher::{Launcher, SealedInit};
+use crate::process::{PluginProcess, start_time};
+use crate::state::State;
+use crate::{RUNTIME_NAME, rootfs};
+use plugd_core::runtime::BoxFuture;
+use plugd_core::{Instance, PluginSpec, Runtime, RuntimeError};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::OwnedMutexGuard;
+
+/// Longest unix socket path (`sun_path` is 108 bytes, NUL included).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// Why a [`NativeRuntime`] could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// [`NativeRuntimeBuilder::init_binary`] was not called.
+    #[error("the native runtime needs the path of the plugd-init binary")]
+    NoInitBinary,
+    /// The init binary cannot be read or sealed.
+    #[error("cannot use {path} as plugd-init: {source}")]
+    InitBinary {
+        /// The configured path.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The launcher thread could not be started.
+    #[error("cannot start the native runtime's launcher thread: {0}")]
+    Launcher(#[source] std::io::Error),
+    /// A setting is out of range.
+    #[error("invalid native runtime setting: {0}")]
+    Invalid(String),
+}
+
+/// Builds a [`NativeRuntime`]; see [`NativeRuntime::builder`].
+#[derive(Debug, Clone)]
+pub struct NativeRuntimeBuilder {
+    init_binary: Option<PathBuf>,
+    call_timeout: Duration,
+    no_pivot: bool,
+}
+
+impl NativeRuntimeBuilder {
+    /// The `plugd-init` binary (built from `native-runtime/init`). Required. It is copied once,
+    /// at [`build`](Self::build), into a sealed in-memory file; the path is not used afterwards.
+    pub fn init_binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.init_binary = Some(path.into());
+        self
+    }
+
+    /// Deadline of each protocol call forwarded to a plugin. Default [`DEFAULT_CALL_TIMEOUT`]
+    /// (120 s: dockerd's longest, for `VolumeDriver.Create` and `Mount`).
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// Use `MS_MOVE` + `chroot` instead of `pivot_root` (for hosts whose root is a ramfs, where
+    /// `pivot_root` fails; the init also falls back by itself). Default off.
+    pub fn no_pivot(mut self, no_pivot: bool) -> Self {
+        self.no_pivot = no_pivot;
+        self
+    }
+
+    /// Seals the init binary and starts the launcher thread.
+    pub fn build(self) -> Result<NativeRuntime, BuildError> {
+        let path = self.init_binary.ok_or(BuildError::NoInitBinary)?;
+        if self.call_timeout.is_zero() {
+            return Err(BuildError::Invalid("call timeout is zero".to_string()));
+        }
+        let init = SealedInit::copy_of(&path).map_err(|source| BuildError::InitBinary {
+            path: path.clone(),
+            source,
+        })?;
+        let launcher = Launcher::start(init).map_err(BuildError::Launcher)?;
+        Ok(NativeRuntime {
+            shared: Arc::new(Shared {
+                launcher,
+                call_timeout: self.call_timeout,
+                no_pivot: self.no_pivot,
+                locks: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    launcher: Launcher,
+    call_timeout: Duration,
+    no_pivot: bool,
+    /// One lock per plugin id: a start waits for the cleanup of a cancelled one.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// The native runtime (name `native`): runs a plugin's rootfs in plugd's own sandbox through
+/// `plugd-init`, without an OCI runtime or a shim per plugin. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct NativeRuntime {
+    shared: Arc<Shared>,
+}
+
+impl NativeRuntime {
+    /// A builder with the defaults and no init binary yet.
+    pub fn builder() -> NativeRuntimeBuilder {
+        NativeRuntimeBuilder {
+            init_binary: None,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+            no_pivot: false,
+        }
+    }
+
+    /// The configured per-call timeout.
+    pub fn call_timeout(&self) -> Duration {
+        self.shared.call_timeout
+    }
+
+    fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.shared.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(id.to_string()).or_default().clone()
+    }
+
+    fn socket_path(spec: &PluginSpec) -> Result<PathBuf, RuntimeError> {
+        let name = &spec.config.interface.socket;
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            return Err(RuntimeError::Bundle(format!(
+                "Interface.Socket {name:?} is not a file name"
+            )));
+        }
+        let path = spec.runtime_dir.join(name);
+        if path.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(RuntimeError::Start(format!(
+                "plugin {}: socket path {} is longer than {MAX_SOCKET_PATH} bytes; use a shorter exec-root",
+                spec.name,
+                path.display()
+            )));
+        }
+        Ok(path)
+    }
+
+    fn check(spec: &PluginSpec) -> Result<(), RuntimeError> {
+        let scheme = spec.config.interface.protocol_scheme.as_str();
+        if !matches!(scheme, "" | "moby.plugins.http/v1") {
+            return Err(RuntimeError::Unsupported {
+                runtime: RUNTIME_NAME,
+                what: format!("interface protocol scheme {scheme:?} (only HTTP is spoken)"),
+            });
+        }
+        Self::socket_path(spec)?;
+        rootfs::check_entrypoint(spec)?;
+        if !rustix::process::geteuid().is_root() {
+            return Err(RuntimeError::Unsupported {
+                runtime: RUNTIME_NAME,
+                what: "a plugin sandbox while plugd does not run as root".to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn start_plugin(&self, spec: &PluginSpec) -> Result<Arc<NativeInstance>, RuntimeError> {
+        let socket = Self::socket_path(spec)?;
+        let lock = self.lock_for(&spec.id);
+        let guard = lock.clone().lock_owned().await;
+        let guard = match self.adopt(spec, &socket, lock.clone(), guard).await? {
+            Adopted::Yes(instance) => return Ok(instance),
+            Adopted::No(guard) => guard,
+        };
+        self.launch(spec, &socket, lock, guard).await
+    }
+
+    /// Adopts the plugin recorded in `state.json` if it is still the same process; otherwise
+    /// cleans up after it and hands the lock back.
+    async fn adopt(
+        &self,
+        spec: &PluginSpec,
+        socket: &std::path::Path,
+        lock: Arc<tokio::sync::Mutex<()>>,
+        guard: OwnedMutexGuard<()>,
+    ) -> Result<Adopted, RuntimeError> {
+        let recorded = match State::load(&spec.runtime_dir) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(plugin = %spec.name, error = %e, "ignoring unreadable state.json");
+                None
+            }
+        };
+        let alive = recorded.as_ref().filter(|s| s.id == spec.id).and_then(|s| {
+            // pidfd first, then the start time: if it still matches, the pidfd is that process.
+            let process = PluginProcess::open(s.pid).ok()?;
+            (start_time(s.pid).ok()? == s.start_time && process.try_exit().is_none())
+                .then_some(process)
+        });
+        let mut host = HostSide::new(spec);
+        let cgroups = recorded
+            .as_ref()
+            .filter(|s| s.id == spec.id)
+            .map(|s| s.cgroups.clone())
+            .unwrap_or_default();
+        let Some(process) = alive else {
+            if recorded.is_some() {
+                tracing::info!(plugin = %spec.name, "the plugin recorded by a previous plugd is gone; cleaning up after it");
+            }
+            host.clean_leftovers(cgroups).await;
+            return Ok(Adopted::No(guard));
+        };
+        let pid = process.pid();
+        host.adopt(cgroups).await;
+        let instance = Arc::new(NativeInstance::new(
+            &spec.name,
+            socket,
+            process,
+            host,
+            self.shared.call_timeout,
+            lock,
+        ));
+        let start = StartGuard::new(instance.clone(), guard);
+        match instance.wait_ready().await {
+            Ok(()) => {
+                start.disarm();
+                tracing::info!(plugin = %spec.name, pid, "adopted the running plugin");
+                Ok(Adopted::Yes(instance))
+            }
+            Err(msg) => {
+                start.fail().await;
+                Err(RuntimeError::Start(format!("adopted {msg}")))
+            }
+        }
+    }
+
+    async fn launch(
+        &self,
+        spec: &PluginSpec,
+        socket: &std::path::Path,
+        lock: Arc<tokio::sync::Mutex<()>>,
+        guard: OwnedMutexGuard<()>,
+    ) -> Result<Arc<NativeInstance>, RuntimeError> {
+        let started = std::time::Instant::now();
+        let mut host = HostSide::new(spec);
+        // A socket left by an earlier run would make readiness succeed at once.
+        remove_stale_socket(socket);
+        let sandbox = match host.setup(spec, self.shared.no_pivot).await {
+            Ok(s) => s,
+            Err(e) => {
+                host.teardown().await;
+                return Err(e);
+            }
+        };
+        let process = match self.shared.launcher.launch(&spec.name, sandbox).await {
+            Ok(p) => p,
+            Err(e) => {
+                host.teardown().await;
+                return Err(RuntimeError::Start(format!("plugin {}: {e}", spec.name)));
+            }
+        };
+        let pid = process.pid();
+        let state =
+            start_time(pid).map(|t| State::new(&spec.id, &spec.name, pid, t, host.cgroup_paths()));
+        let instance = Arc::new(NativeInstance::new(
+            &spec.name,
+            socket,
+            process,
+            host,
+            self.shared.call_timeout,
+            lock,
+        ));
+        let start = StartGuard::new(instance.clone(), guard);
+        if let Err(e) = state.and_then(|s| s.save(&spec.runtime_dir)) {
+            start.fail().await;
+            return Err(RuntimeError::Start(format!(
+                "plugin {}: cannot record its state: {e}",
+                spec.name
+            )));
+        }
+        let launched = started.elapsed();
+        match instance.wait_ready().await {
+            Ok(()) => {
+                start.disarm();
+                tracing::info!(
+                    plugin = %spec.name,
+                    pid,
+                    launch_ms = launched.as_millis() as u64,
+                    ready_ms = started.elapsed().as_millis() as u64,
+                    "native plugin started"
+                );
+                Ok(instance)
+            }
+            Err(msg) => {
+                start.fail().await;
+                Err(RuntimeError::Start(msg))
+            }
+        }
+    }
+}
+
+enum Adopted {
+    Yes(Arc<NativeInstance>),
+    No(OwnedMutexGuard<()>),
+}
+
+fn remove_stale_socket(path: &std::path::Path) {
+    use std::os::unix::fs::FileTypeExt as _;
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && meta.file_type().is_socket()
+    {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+impl Runtime for NativeRuntime {
+    fn name(&self) -> &'static str {
+        RUNTIME_NAME
+    }
+
+    fn prepare<'a>(&'a self, spec: &'a PluginSpec) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move { Self::check(spec) })
+    }
+
+    fn start<'a>(
+        &'a self,
+        spec: &'a PluginSpec,
+    ) -> BoxFuture<'a, Result<Arc<dyn Instance>, RuntimeError>> {
+        Box::pin(async move {
+            let instance = self.start_plugin(spec).await?;
+            tracing::debug!(plugin = %spec.name, pid = instance.pid(), "native instance ready");
+            Ok(instance as Arc<dyn Instance>)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{TempDir, plugin_spec};
+    use std::path::Path;
+
+    #[test]
+    fn build_needs_a_readable_elf_init() {
+        assert!(matches!(
+            NativeRuntime::builder().build(),
+            Err(BuildError::NoInitBinary)
+        ));
+        let err = NativeRuntime::builder()
+            .init_binary("/nonexistent/plugd-init")
+            .build()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot use /nonexistent/plugd-init as plugd-init: "),
+            "{err}"
+        );
+        let rt = NativeRuntime::builder()
+            .init_binary("/proc/self/exe")
+            .build()
+            .unwrap();
+        assert_eq!(rt.name(), "native");
+        assert_eq!(rt.call_timeout(), DEFAULT_CALL_TIMEOUT);
+        let zero = NativeRuntime::builder()
+            .init_binary("/proc/self/exe")
+            .call_timeout(Duration::ZERO)
+            .build();
+        assert!(matches!(zero, Err(BuildError::Invalid(_))));
+    }
+
+    #[tokio::test]
+    async fn prepare_refuses_what_cannot_run() {
+        let dir = TempDir::new("prepare");
+        let rootfs = dir.path().join("rootfs");
+        std::fs::create_dir_all(&rootfs).unwrap();
+        let rt = NativeRuntime::builder()
+            .init_binary("/proc/self/exe")
+            .build()
+            .unwrap();
+        let mut spec = plugin_spec(&rootfs, &dir.path().join("run"));
+
+        let err = rt.prepare(&spec).await.unwrap_err();
+        assert_eq!(
+            err,
+            RuntimeError::Bundle("entrypoint \"/plugin\" does not exist in the rootfs".into())
+        );
+
+        std::fs::copy("/proc/self/exe", rootfs.join("plugin")).unwrap();
+        if rustix::process::geteuid().is_root() {
+            rt.prepare(&spec).await.unwrap();
+        }
+
+        spec.config.interface.protocol_scheme = "moby.plugins.grpc/v1".into();
+        let err = rt.prepare(&spec).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RuntimeError::Unsupported {
+                    runtime: "native",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        spec.config.interface.protocol_scheme = String::new();
+
+        spec.runtime_dir = Path::new("/run").join("x".repeat(100));
+        let err = rt.prepare(&spec).await.unwrap_err().to_string();
+        assert!(err.contains("is longer than 107 bytes"), "{err}");
+    }
+}
