@@ -315,7 +315,7 @@ impl Manager {
                 .as_deref()
                 .map(|h| (p.config.propagated_mount.as_str(), h)),
         )?;
-        let mounts = Arc::new(Mounts::default());
+        let mounts = Arc::new(Mounts::persisted(spec.runtime_dir.join("mounts.json")));
         let types = p.config.interface.types.clone().unwrap_or_default();
         let gateway = Arc::new(Gateway::new(
             &p.name,
@@ -350,6 +350,16 @@ impl Manager {
             },
         );
         Ok(())
+    }
+
+    /// Stops a plugin the user disabled or removed: its mount table goes too (a daemon shutdown or a
+    /// crash restart keeps it, since containers still hold those volumes).
+    async fn stop_and_forget(&self, id: &str) {
+        let mounts = lock(&self.running).get(id).map(|r| r.mounts.clone());
+        if let Some(m) = mounts {
+            m.clear();
+        }
+        self.stop(id).await;
     }
 
     async fn stop(&self, id: &str) {
@@ -387,7 +397,7 @@ impl Manager {
                 record.plugin.name
             )));
         }
-        self.stop(&id).await;
+        self.stop_and_forget(&id).await;
         record.plugin.enabled = false;
         lock(&self.store).save(record)?;
         tracing::info!(plugin = %name, "disabled");
@@ -414,7 +424,7 @@ impl Manager {
                 )));
             }
         }
-        self.stop(&id).await;
+        self.stop_and_forget(&id).await;
         lock(&self.store).remove(&id)?;
         let _ = std::fs::remove_dir_all(self.cfg.exec_root.join("plugins").join(&id));
         tracing::info!(plugin = %record.plugin.name, "removed");

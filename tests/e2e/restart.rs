@@ -61,3 +61,44 @@ fn enabled_plugins_come_back_after_sigterm_and_sigkill() {
             .assert_ok();
     })
 }
+
+#[test]
+fn volumes_in_use_stay_in_use_across_a_plugd_restart() {
+    harness::isolated(|env| {
+        let d = env.dockerd();
+        env.import_busybox(&d);
+        let mut p = env.plugd(&[]);
+        create_example(env, &p, "held");
+        env.plugd_cli(&p, ["enable", "held"]).assert_ok();
+        env.docker(Cli::Docker28, &d, ["volume", "create", "-d", "held", "hv"])
+            .assert_ok();
+        env.docker(
+            Cli::Docker28,
+            &d,
+            [
+                "run",
+                "-d",
+                "--name",
+                "holder",
+                "-v",
+                "hv:/data",
+                harness::BUSYBOX_IMAGE,
+                "sleep",
+                "300",
+            ],
+        )
+        .assert_ok();
+        p.kill();
+        p.start();
+        // The container still holds hv; the restarted plugd knows it from the mount table it kept.
+        env.plugd_cli(&p, ["disable", "held"])
+            .assert_failed()
+            .assert_stderr_contains("plugin held:latest is in use");
+        env.docker(Cli::Docker28, &d, ["rm", "-f", "holder"])
+            .assert_ok();
+        env.plugd_cli(&p, ["disable", "held"]).assert_ok();
+        // A user-requested disable forgets the table: enabling again starts with nothing in use.
+        env.plugd_cli(&p, ["enable", "held"]).assert_ok();
+        env.plugd_cli(&p, ["disable", "held"]).assert_ok();
+    })
+}

@@ -40,28 +40,60 @@ const MAX_REQUEST: usize = 16 << 20;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Volumes currently mounted through this plugin: `(volume name, mount id)` pairs from successful
-/// `Mount` calls not yet matched by an `Unmount`.
+/// `Mount` calls not yet matched by an `Unmount`. Kept in a file in the plugin's runtime dir as well,
+/// so a restarted plugd still refuses to disable a plugin whose volumes containers hold.
 #[derive(Debug, Default)]
-pub struct Mounts(Mutex<BTreeSet<(String, String)>>);
+pub struct Mounts {
+    set: Mutex<BTreeSet<(String, String)>>,
+    file: Option<PathBuf>,
+}
 
 impl Mounts {
+    /// A table persisted in `file`, starting from what an earlier plugd left there.
+    pub fn persisted(file: PathBuf) -> Mounts {
+        let set = std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<BTreeSet<(String, String)>>(&b).ok())
+            .unwrap_or_default();
+        Mounts {
+            set: Mutex::new(set),
+            file: Some(file),
+        }
+    }
+
+    fn change(&self, f: impl FnOnce(&mut BTreeSet<(String, String)>)) {
+        let mut set = self.set.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut set);
+        if let Some(file) = &self.file {
+            let bytes = serde_json::to_vec(&*set).unwrap_or_default();
+            if let Err(e) = crate::fsutil::write_atomic(file, &bytes, 0o600) {
+                tracing::warn!(path = %file.display(), error = %e, "cannot record mounted volumes");
+            }
+        }
+    }
+
     fn add(&self, name: String, id: String) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((name, id));
+        self.change(|s| {
+            s.insert((name, id));
+        });
     }
+
     fn remove(&self, name: &str, id: &str) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&(name.to_string(), id.to_string()));
+        self.change(|s| {
+            s.remove(&(name.to_string(), id.to_string()));
+        });
     }
+
     /// Names of mounted volumes, deduplicated and sorted.
     pub fn in_use(&self) -> Vec<String> {
-        let set = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let set = self.set.lock().unwrap_or_else(|p| p.into_inner());
         let names: BTreeSet<_> = set.iter().map(|(n, _)| n.clone()).collect();
         names.into_iter().collect()
+    }
+
+    /// Forgets everything (the plugin was stopped: nothing is mounted through it any more).
+    pub fn clear(&self) {
+        self.change(BTreeSet::clear);
     }
 }
 
