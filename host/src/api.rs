@@ -26,6 +26,8 @@ use std::time::Duration;
 pub const API_VERSION: &str = "1.41";
 const MIN_API_VERSION: (u32, u32) = (1, 12);
 const MAX_API_VERSION: (u32, u32) = (1, 41);
+/// How much of a refused upload is still read so the client sees the reply (Go's server: 256 KiB).
+const DRAIN_AFTER_ERROR: usize = 1 << 20;
 /// `set` bodies are a handful of strings.
 const MAX_JSON_BODY: usize = 1 << 20;
 
@@ -347,7 +349,19 @@ impl BodyReader {
                     Err(e) => Err(e.to_string()),
                 };
                 let stop = item.is_err();
-                if tx.send(item).await.is_err() || stop {
+                if stop {
+                    break;
+                }
+                if tx.send(item).await.is_err() {
+                    // Refused early (the name exists, a bad entry): read on a little, as Go's
+                    // server does, so the client gets the error reply instead of a broken pipe.
+                    let mut drained = 0usize;
+                    while drained < DRAIN_AFTER_ERROR {
+                        match body.frame().await {
+                            Some(Ok(f)) => drained += f.data_ref().map_or(0, |d| d.len()),
+                            _ => break,
+                        }
+                    }
                     break;
                 }
             }
