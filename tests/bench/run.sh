@@ -4,7 +4,10 @@
 #      (cold: compile cache emptied first; warm: cached) vs the static native fixture under dockerd;
 #   2. POST /VolumeDriver.Get round trips (p50/p99, req/s) with 1 and 8 keep-alive clients, through
 #      plugd's socket (wasm) and on dockerd's managed plugin socket (static native);
-#   3. plugd's RSS per enabled wasm plugin.
+#   3. plugd's RSS per enabled plugin (wasm, native) vs dockerd's shim per plugin;
+#   4. the SDK volume example in both packagings: native under plugd vs the same bundle under
+#      dockerd (enable), and Get round trips through plugd's socket (native and wasm builds of the
+#      same logic) vs the native plugin's own socket directly (the cost of plugd's forwarding).
 # Release builds (plugd, plugd-bench, the static fixture); guests are always release.
 # Run as root: tests/bench/run.sh [REPS]. Prints tab-separated figures; asserts nothing.
 set -euo pipefail
@@ -13,9 +16,11 @@ if [ -z "${PLUGD_BENCH_INNER:-}" ]; then
   cd "$(dirname "$(readlink -f "$0")")/../.."
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/plugd/target}"
   cargo build --release -p plugd -p plugd-bench
-  cargo build --release -p plugd-static-plugin --target x86_64-unknown-linux-musl
+  cargo build --release -p plugd-static-plugin -p plugd-init --target x86_64-unknown-linux-musl
   CARGO_TARGET_DIR="$CARGO_TARGET_DIR/wasm-guests" cargo build --release --target wasm32-wasip2 \
     --manifest-path guest-examples/Cargo.toml
+  CARGO_TARGET_DIR="$CARGO_TARGET_DIR/wasm-guests" cargo build --release --target x86_64-unknown-linux-musl \
+    --manifest-path guest-examples/Cargo.toml -p plugd-example-volume-native
   export PLUGD_BENCH_INNER=1 REPO="$PWD"
   exec unshare -m --propagation private "$0" "$@"
 fi
@@ -86,10 +91,38 @@ printf 'rss\tplugd\tbase_kb=%s\twith_%s_wasm_plugins_kb=%s\tper_plugin_kb=%s\n' 
 shim=$(pgrep -f "containerd-shim-runc-v2 -namespace plugins.moby" | head -1 || true)
 [ -n "$shim" ] && printf 'rss\tdockerd-shim\tper_plugin_kb=%s\n' "$(rss_kb "$shim")"
 
+# The SDK example, native packaging (same bundle for plugd and dockerd).
+native_bundle() {
+  rm -rf "$W/native"; mkdir -p "$W/native/rootfs/data" "$W/native/rootfs/run/docker/plugins" "$W/native/rootfs/etc"
+  cp "$REPO/guest-examples/volume/config-native.json" "$W/native/config.json"
+  cp "$T/wasm-guests/x86_64-unknown-linux-musl/release/plugd-example-volume" "$W/native/rootfs/"
+  echo "$1" >"$W/native/rootfs/etc/plugd-bundle"
+}
+rss1=$(rss_kb "$plugd_pid")
+for i in $(seq "$REPS"); do
+  native_bundle "n$i"
+  P create "n$i" "$W/native" >/dev/null
+  "$BENCH" enable --api "$W/p.sock" --name "n$i" --plugin-socket "/run/docker/plugins/n$i.sock" --label plugd-native-example
+  D plugin create "dn$i" "$W/native" >/dev/null
+  did=$(D plugin inspect -f '{{.Id}}' "dn$i")
+  "$BENCH" enable --api "$W/d.sock" --name "dn$i" --plugin-socket "/run/docker/plugins/$did/volume.sock" --label dockerd-native-example
+done
+rss2=$(rss_kb "$plugd_pid")
+printf 'rss\tplugd\twith_%s_more_native_plugins_kb=%s\tper_native_plugin_kb=%s\n' "$REPS" "$rss2" "$(( (rss2 - rss1) / REPS ))"
+n1=$(P inspect -f '{{.Id}}' n1)
+n1pid=$(grep -o '"pid": *[0-9]*' "$W/pe/plugins/$n1/state.json" | grep -o '[0-9]*$')
+printf 'rss\tnative-example-process_kb=%s\n' "$(rss_kb "$n1pid")"
+
 vol='{"Name":"bench","Opts":null}'
 curl -sf --unix-socket /run/docker/plugins/warm1.sock -X POST -d "$vol" http://x/VolumeDriver.Create >/dev/null
 curl -sf --unix-socket "/run/docker/plugins/$id/static.sock" -X POST -d "$vol" http://x/VolumeDriver.Create >/dev/null
+for s in /run/docker/plugins/n1.sock "/run/docker/plugins/$did/volume.sock"; do
+  curl -sf --unix-socket "$s" -X POST -d "$vol" http://x/VolumeDriver.Create >/dev/null
+done
 for c in 1 8; do
-  "$BENCH" rtt --socket /run/docker/plugins/warm1.sock --clients "$c" --label plugd-wasm
-  "$BENCH" rtt --socket "/run/docker/plugins/$id/static.sock" --clients "$c" --label dockerd-native
+  "$BENCH" rtt --socket /run/docker/plugins/warm1.sock --clients "$c" --label plugd-wasm-example
+  "$BENCH" rtt --socket /run/docker/plugins/n1.sock --clients "$c" --label plugd-native-example-via-plugd
+  "$BENCH" rtt --socket "$W/pe/plugins/$n1/volume.sock" --clients "$c" --label plugd-native-example-direct
+  "$BENCH" rtt --socket "/run/docker/plugins/$did/volume.sock" --clients "$c" --label dockerd-native-example
+  "$BENCH" rtt --socket "/run/docker/plugins/$id/static.sock" --clients "$c" --label dockerd-static-fixture
 done
