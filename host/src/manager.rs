@@ -147,6 +147,7 @@ impl Manager {
             propagated_mount: (!p.config.propagated_mount.is_empty())
                 .then(|| dir.join("propagated-mount")),
             runtime_dir: self.cfg.exec_root.join("plugins").join(&p.id),
+            state_dir: self.cfg.exec_root.join("state").join(&p.id),
         }
     }
 
@@ -293,6 +294,7 @@ impl Manager {
             fsutil::create_dir_all(pm, 0o755)?;
         }
         fsutil::create_dir_all(&spec.runtime_dir, 0o700)?;
+        fsutil::create_dir_all(&spec.state_dir, 0o700)?;
         let runtime = (self.select)(&spec).map_err(runtime_err)?;
         let instance = match tokio::time::timeout(timeout, async {
             runtime.prepare(&spec).await?;
@@ -315,7 +317,7 @@ impl Manager {
                 .as_deref()
                 .map(|h| (p.config.propagated_mount.as_str(), h)),
         )?;
-        let mounts = Arc::new(Mounts::persisted(spec.runtime_dir.join("mounts.json")));
+        let mounts = Arc::new(Mounts::persisted(spec.state_dir.join("mounts.json")));
         let types = p.config.interface.types.clone().unwrap_or_default();
         let gateway = Arc::new(Gateway::new(
             &p.name,
@@ -427,6 +429,7 @@ impl Manager {
         self.stop_and_forget(&id).await;
         lock(&self.store).remove(&id)?;
         let _ = std::fs::remove_dir_all(self.cfg.exec_root.join("plugins").join(&id));
+        let _ = std::fs::remove_dir_all(self.cfg.exec_root.join("state").join(&id));
         tracing::info!(plugin = %record.plugin.name, "removed");
         Ok(())
     }

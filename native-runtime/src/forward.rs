@@ -143,7 +143,7 @@ impl Forwarder {
     }
 
     async fn connect(&self) -> Result<Sender, CallError> {
-        let stream = UnixStream::connect(&self.socket).await.map_err(|e| {
+        let stream = connect_no_follow(&self.socket).await.map_err(|e| {
             CallError::Unreachable(format!("dial unix {}: {e}", self.socket.display()))
         })?;
         let (sender, conn) = http1::handshake(TokioIo::new(stream))
@@ -157,6 +157,25 @@ impl Forwarder {
         });
         Ok(sender)
     }
+}
+
+/// Connects to the plugin's socket without following a symlink: the socket lives in the runtime
+/// dir, which the plugin can write, so a symlink there could otherwise point plugd (root) at any
+/// other unix socket on the host. The path is opened `O_PATH|O_NOFOLLOW`, checked to be a socket,
+/// and connected through its `/proc/self/fd` entry, which names that very inode.
+pub(crate) async fn connect_no_follow(path: &std::path::Path) -> std::io::Result<UnixStream> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    if !file.metadata()?.file_type().is_socket() {
+        return Err(std::io::Error::other(
+            "not a socket (a symlink or another file in its place)",
+        ));
+    }
+    UnixStream::connect(format!("/proc/self/fd/{}", file.as_raw_fd())).await
 }
 
 fn request(method: &str, body: Bytes) -> Request<Full<Bytes>> {

@@ -1,6 +1,12 @@
 //! What one plugin holds on the host outside its process: the stdout/stderr FIFOs and their
 //! logging tasks, its cgroup, the rshared propagated-mount directory and `state.json`.
 //!
+//! The FIFOs and `state.json` live in the plugin's **state dir** (`PluginSpec::state_dir`, 0700,
+//! never bound into the sandbox), not in its runtime dir: the runtime dir is the plugin's own
+//! `/run/docker/plugins`, where it can write anything, and what a restarted plugd reads there
+//! would decide what it kills and opens. Even so, recorded cgroups are only accepted where
+//! `PluginCgroup::create` would put them, and the FIFOs are opened only if they are FIFOs.
+//!
 //! [`HostSide::setup`] creates them before a launch (and builds the sandbox spec that names them);
 //! [`HostSide::adopt`] reattaches to those of a plugin a previous plugd launched;
 //! [`HostSide::teardown`] releases all of them and can run any number of times, after a stop, a
@@ -21,7 +27,7 @@ use std::path::PathBuf;
 pub(crate) struct HostSide {
     id: String,
     name: String,
-    runtime_dir: PathBuf,
+    state_dir: PathBuf,
     propagated: Option<PathBuf>,
     cgroup: Option<PluginCgroup>,
     logs: Option<Logs>,
@@ -33,7 +39,7 @@ impl HostSide {
         HostSide {
             id: spec.id.clone(),
             name: spec.name.clone(),
-            runtime_dir: spec.runtime_dir.clone(),
+            state_dir: spec.state_dir.clone(),
             propagated: spec.propagated_mount.clone(),
             cgroup: None,
             logs: None,
@@ -41,7 +47,7 @@ impl HostSide {
     }
 
     fn fifos(&self) -> Fifos {
-        Fifos::in_dir(&self.runtime_dir)
+        Fifos::in_dir(&self.state_dir)
     }
 
     fn start_error(&self, what: &str, e: impl std::fmt::Display) -> RuntimeError {
@@ -102,9 +108,10 @@ impl HostSide {
         self.cgroup = self.existing_cgroup(recorded).await;
     }
 
-    /// The plugin's cgroup directories that still exist: those `recorded` in `state.json` and
-    /// those named after the plugin under plugd's own cgroup (a crash may have come before the
-    /// state was written).
+    /// The plugin's cgroup directories that still exist: those named after the plugin under
+    /// plugd's own cgroup (a crash may have come before the state was written) and those
+    /// `recorded` in `state.json`, which are accepted only where `PluginCgroup::create` would
+    /// have made them.
     async fn existing_cgroup(&self, recorded: Vec<PathBuf>) -> Option<PluginCgroup> {
         let (id, name) = (self.id.clone(), self.name.clone());
         let found = tokio::task::spawn_blocking(move || {
@@ -114,15 +121,20 @@ impl HostSide {
                 Ok(None) => {}
                 Err(e) => tracing::warn!(plugin = %name, error = %e, "cannot look for the plugin's cgroup"),
             }
-            dirs.sort();
-            dirs.dedup();
             PluginCgroup::from_recorded(&id, dirs)
         })
         .await;
-        found.unwrap_or_else(|e| {
-            tracing::warn!(plugin = %self.name, error = %e, "cannot look for the plugin's cgroup");
-            None
-        })
+        match found {
+            Ok(Ok(cgroup)) => cgroup,
+            Ok(Err(e)) => {
+                tracing::warn!(plugin = %self.name, error = %e, "cannot look for the plugin's cgroup");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(plugin = %self.name, error = %e, "cannot look for the plugin's cgroup");
+                None
+            }
+        }
     }
 
     /// The cgroup directories, for `state.json`.
@@ -192,7 +204,7 @@ impl HostSide {
         if let Err(e) = self.fifos().remove() {
             tracing::warn!(plugin = %self.name, error = %e, "removing the output FIFOs");
         }
-        if let Err(e) = State::remove(&self.runtime_dir) {
+        if let Err(e) = State::remove(&self.state_dir) {
             tracing::warn!(plugin = %self.name, error = %e, "removing state.json");
         }
     }

@@ -20,7 +20,6 @@ use rustix::process::Signal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::UnixStream;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 /// Interval of readiness probes.
@@ -72,7 +71,10 @@ impl NativeInstance {
     pub(crate) async fn wait_ready(&self) -> Result<(), String> {
         let probe = async {
             loop {
-                if UnixStream::connect(&self.socket).await.is_ok() {
+                if crate::forward::connect_no_follow(&self.socket)
+                    .await
+                    .is_ok()
+                {
                     return;
                 }
                 tokio::time::sleep(READY_POLL).await;

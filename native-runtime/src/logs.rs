@@ -1,16 +1,20 @@
 //! A plugin's stdout and stderr → plugd's log, as dockerd does it: one record per line with the
 //! field `plugin=<name>`, stdout at info and stderr at error.
 //!
-//! The plugin writes to two FIFOs in its runtime dir, `init-stdout` and `init-stderr` (dockerd's
-//! names), which `plugd-init` opened read-write for it. plugd opens them read-write and
-//! non-blocking as well, so neither side ever blocks on `open`, neither ever sees EOF/EPIPE, and a
-//! restarted plugd just reopens them: what the plugin wrote meanwhile waits in the pipe buffer.
+//! The plugin writes to two FIFOs in its state dir (`PluginSpec::state_dir`, never visible inside
+//! the sandbox), `init-stdout` and `init-stderr` (dockerd's names), which `plugd-init` opened
+//! read-write for it. plugd opens them read-write and non-blocking as well, so neither side ever
+//! blocks on `open`, neither ever sees EOF/EPIPE, and a restarted plugd just reopens them: what
+//! the plugin wrote meanwhile waits in the pipe buffer. Whatever is found at those paths must be
+//! a FIFO itself: a symlink is not followed, and nothing else is opened for reading (see
+//! [`open_fifo`]).
 //!
 //! Lines are bounded ([`MAX_LINE`]): a longer line is logged truncated, with the number of bytes
 //! dropped. The last lines of stderr are kept ([`Tail`]) for error messages.
 
-use rustix::fs::{CWD, FileType, Mode, mknodat};
+use rustix::fs::{CWD, FileType, Mode, OFlags, mknodat};
 use std::collections::VecDeque;
+use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::io::AsyncReadExt as _;
@@ -184,18 +188,18 @@ pub(crate) fn spawn_pump(
 /// The two FIFOs of one plugin.
 #[derive(Debug, Clone)]
 pub(crate) struct Fifos {
-    /// `<runtime_dir>/init-stdout`.
+    /// `<state_dir>/init-stdout`.
     pub(crate) stdout: PathBuf,
-    /// `<runtime_dir>/init-stderr`.
+    /// `<state_dir>/init-stderr`.
     pub(crate) stderr: PathBuf,
 }
 
 impl Fifos {
-    /// The FIFO paths inside `runtime_dir`.
-    pub(crate) fn in_dir(runtime_dir: &Path) -> Self {
+    /// The FIFO paths inside `state_dir`.
+    pub(crate) fn in_dir(state_dir: &Path) -> Self {
         Fifos {
-            stdout: runtime_dir.join(STDOUT_FIFO),
-            stderr: runtime_dir.join(STDERR_FIFO),
+            stdout: state_dir.join(STDOUT_FIFO),
+            stderr: state_dir.join(STDERR_FIFO),
         }
     }
 
@@ -214,11 +218,10 @@ impl Fifos {
         remove_file(&self.stderr)
     }
 
-    /// Opens both read-write, non-blocking, and starts logging them.
+    /// Opens both read-write, non-blocking ([`open_fifo`]), and starts logging them.
     pub(crate) fn attach(&self, plugin: &str) -> std::io::Result<Logs> {
-        let open = |p: &Path| pipe::OpenOptions::new().read_write(true).open_receiver(p);
-        let stdout = open(&self.stdout)?;
-        let stderr = open(&self.stderr)?;
+        let stdout = pipe::Receiver::from_owned_fd(open_fifo(&self.stdout)?)?;
+        let stderr = pipe::Receiver::from_owned_fd(open_fifo(&self.stderr)?)?;
         let tail = Tail::default();
         Ok(Logs {
             tasks: vec![
@@ -228,6 +231,41 @@ impl Fifos {
             tail,
         })
     }
+}
+
+/// Opens the FIFO at `path` read-write and non-blocking. The path itself is opened first with
+/// `O_PATH | O_NOFOLLOW` (no symlink is followed, and opening an `O_PATH` fd has no side effect
+/// even on a device node) and must be a FIFO; only then is that same inode opened for reading,
+/// through `/proc/self/fd`, so nothing but the FIFO that was checked is ever read.
+pub(crate) fn open_fifo(path: &Path) -> std::io::Result<OwnedFd> {
+    let not_a_fifo = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} is not a FIFO", path.display()),
+        )
+    };
+    let at = rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        // O_NOFOLLOW | O_PATH opens a symlink itself; ELOOP is for older kernels.
+        rustix::io::Errno::LOOP => not_a_fifo(),
+        e => e.into(),
+    })?;
+    if FileType::from_raw_mode(rustix::fs::fstat(&at)?.st_mode) != FileType::Fifo {
+        return Err(not_a_fifo());
+    }
+    let fd = rustix::fs::open(
+        format!("/proc/self/fd/{}", at.as_raw_fd()),
+        OFlags::RDWR | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    if FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) != FileType::Fifo {
+        return Err(not_a_fifo());
+    }
+    Ok(fd)
 }
 
 fn remove_file(path: &Path) -> std::io::Result<()> {
@@ -366,5 +404,36 @@ mod tests {
         fifos.remove().unwrap();
         fifos.remove().unwrap();
         assert!(!fifos.stdout.exists() && !fifos.stderr.exists());
+    }
+
+    #[tokio::test]
+    async fn only_a_fifo_itself_is_opened() {
+        let dir = TempDir::new("fifo-kinds");
+        // A FIFO elsewhere, reached through a symlink: not followed.
+        let target = dir.path().join("target-fifo");
+        mknodat(CWD, &target, FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = open_fifo(&link).unwrap_err();
+        assert!(err.to_string().contains("is not a FIFO"), "{err}");
+        // A regular file, a directory, a device node: refused before any read-open.
+        let file = dir.path().join("file");
+        std::fs::write(&file, "secret").unwrap();
+        for p in [file.as_path(), dir.path(), Path::new("/dev/null")] {
+            let err = open_fifo(p).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                std::io::ErrorKind::InvalidInput,
+                "{}",
+                p.display()
+            );
+        }
+        let fifos = Fifos {
+            stdout: link,
+            stderr: target.clone(),
+        };
+        assert!(fifos.attach("p").is_err());
+        // The FIFO itself is fine.
+        open_fifo(&target).unwrap();
     }
 }

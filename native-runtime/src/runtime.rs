@@ -1,6 +1,7 @@
 //! [`NativeRuntime`]: plugd's [`Runtime`] for rootfs plugins whose entrypoint is a native program.
 //!
-//! `start` first tries to **adopt** a plugin a previous plugd launched (`state.json` names a pid
+//! `start` first tries to **adopt** a plugin a previous plugd launched (`state.json`, in the
+//! plugin's state dir, which the plugin cannot see, names a pid
 //! whose start time and plugin id still match: a pidfd is opened, the output FIFOs reopened, and
 //! readiness checked), so a plugd that was killed does not restart its plugins, as dockerd with
 //! containerd does not. Otherwise it cleans up whatever is left (processes through the cgroup,
@@ -193,7 +194,7 @@ impl NativeRuntime {
         lock: Arc<tokio::sync::Mutex<()>>,
         guard: OwnedMutexGuard<()>,
     ) -> Result<Adopted, RuntimeError> {
-        let recorded = match State::load(&spec.runtime_dir) {
+        let recorded = match State::load(&spec.state_dir) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(plugin = %spec.name, error = %e, "ignoring unreadable state.json");
@@ -202,9 +203,13 @@ impl NativeRuntime {
         };
         let alive = recorded.as_ref().filter(|s| s.id == spec.id).and_then(|s| {
             // pidfd first, then the start time: if it still matches, the pidfd is that process.
+            // And only a process in the plugin's own cgroup: a record is never enough to make
+            // plugd adopt (and later kill) some other process.
             let process = PluginProcess::open(s.pid).ok()?;
-            (start_time(s.pid).ok()? == s.start_time && process.try_exit().is_none())
-                .then_some(process)
+            (start_time(s.pid).ok()? == s.start_time
+                && process.try_exit().is_none()
+                && crate::cgroup::process_is_in(&spec.id, s.pid))
+            .then_some(process)
         });
         let mut host = HostSide::new(spec);
         let cgroups = recorded
@@ -280,7 +285,7 @@ impl NativeRuntime {
             lock,
         ));
         let start = StartGuard::new(instance.clone(), guard);
-        if let Err(e) = state.and_then(|s| s.save(&spec.runtime_dir)) {
+        if let Err(e) = state.and_then(|s| s.save(&spec.state_dir)) {
             start.fail().await;
             return Err(RuntimeError::Start(format!(
                 "plugin {}: cannot record its state: {e}",

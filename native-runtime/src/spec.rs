@@ -32,7 +32,9 @@
 //!
 //! **Deliberate differences from dockerd 20.10** (1–5 are each asserted by a test in
 //! `spec/tests.rs`; 6 is covered by the parity tests, whose binds carry exactly dockerd's options):
-//! 1. The `plugd` section ([`PlugdExt`]) is filled from [`SandboxPaths`]; dockerd's spec has none.
+//! 1. The `plugd` section ([`PlugdExt`]) is filled from [`SandboxPaths`] (and names the
+//!    propagated-mount directory, the one host mount the sandbox may share a peer group with);
+//!    dockerd's spec has none.
 //! 2. The `/dev/*` override: dockerd removes every mount, its own defaults *and the plugin's*, whose
 //!    destination starts with `/dev/` and equals a `Settings.Mounts` destination, in a loop that
 //!    shifts the slice under its own index (so it also skips the entry after each removal). The
@@ -357,6 +359,9 @@ fn build_with(
             stderr: paths.stderr.clone(),
             cgroups: paths.cgroups.clone(),
             no_pivot: paths.no_pivot,
+            propagated_mount: (!config.propagated_mount.is_empty())
+                .then(|| spec.propagated_mount.clone())
+                .flatten(),
         }),
     })
 }

@@ -1,4 +1,6 @@
-//! `<runtime_dir>/state.json`: what a restarted plugd needs to find a plugin it launched.
+//! `<state_dir>/state.json`: what a restarted plugd needs to find a plugin it launched. It lives
+//! in the plugin's state dir (`PluginSpec::state_dir`), never in its runtime dir, which the
+//! plugin sees (and can write) as `/run/docker/plugins`.
 //!
 //! Written atomically (temporary file, fsync, rename) once the plugin's entrypoint is exec'd, and
 //! removed by a complete stop. At the next start the recorded pid is adopted only when its
@@ -9,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-/// File name inside the runtime dir.
+/// File name inside the state dir.
 pub(crate) const STATE_FILE: &str = "state.json";
 /// Format version; a file with another version is treated as stale.
 const VERSION: u32 = 1;

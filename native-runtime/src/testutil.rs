@@ -48,5 +48,6 @@ pub(crate) fn plugin_spec(rootfs: &Path, runtime_dir: &Path) -> PluginSpec {
         rootfs: rootfs.to_path_buf(),
         propagated_mount: None,
         runtime_dir: runtime_dir.to_path_buf(),
+        state_dir: runtime_dir.with_file_name("state"),
     }
 }

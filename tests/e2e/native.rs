@@ -50,7 +50,7 @@ fn create_enable(env: &Env, p: &Plugd, name: &str, bundle: &Bundle) -> String {
 /// The native runtime's record of a running plugin (`<exec-root>/plugins/<id>/state.json`).
 fn state(p: &Plugd, id: &str) -> Option<serde_json::Value> {
     let text =
-        std::fs::read_to_string(p.exec_root().join("plugins").join(id).join("state.json")).ok()?;
+        std::fs::read_to_string(p.exec_root().join("state").join(id).join("state.json")).ok()?;
     serde_json::from_str(&text).ok()
 }
 

@@ -40,8 +40,13 @@ pub struct PluginSpec {
     pub rootfs: PathBuf,
     /// Host directory backing `PropagatedMount`, created by the manager; `None` when not declared.
     pub propagated_mount: Option<PathBuf>,
-    /// A private per-plugin directory under the exec-root (runtime sockets, FIFOs).
+    /// The plugin's runtime dir under the exec-root: where it puts its socket. The native runtime
+    /// binds it at `/run/docker/plugins` inside the sandbox, so **the plugin can write here**:
+    /// nothing plugd trusts may live in it.
     pub runtime_dir: PathBuf,
+    /// A per-plugin directory for the runtime's own bookkeeping (state files, log FIFOs), created
+    /// 0700 by the manager and never visible to the plugin.
+    pub state_dir: PathBuf,
 }
 
 impl PluginSpec {

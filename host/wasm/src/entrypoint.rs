@@ -208,6 +208,7 @@ pub(crate) mod tests {
             rootfs,
             propagated_mount: None,
             runtime_dir: PathBuf::from("/nonexistent"),
+            state_dir: PathBuf::from("/nonexistent/state"),
         }
     }
 

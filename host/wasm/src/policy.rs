@@ -349,6 +349,7 @@ mod tests {
             rootfs: PathBuf::from("/nonexistent/rootfs"),
             propagated_mount: None,
             runtime_dir: PathBuf::from("/nonexistent/run"),
+            state_dir: PathBuf::from("/nonexistent/state"),
         }
     }
 

@@ -105,6 +105,7 @@ fn bundle(dir: &Path, wasm: &[u8], name: &str) -> PluginSpec {
         rootfs,
         propagated_mount: None,
         runtime_dir: dir.join("run"),
+        state_dir: dir.join("state"),
     }
 }
 

@@ -1,7 +1,8 @@
 //! The state the steps share: the validated spec, what was derived from it before the clone
 //! (namespaces, capability masks), and what earlier steps hand to later ones (the root fd, the
-//! tmpfs mounts to make read-only after pivot_root).
+//! tmpfs mounts to make read-only after pivot_root, the host's peer groups).
 
+use std::collections::BTreeSet;
 use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
@@ -82,6 +83,12 @@ pub struct Ctx {
     /// tmpfs mounts asked to be `ro`: mounted rw (their contents may still be set up) and
     /// remounted read-only after pivot_root, as runc's `finalizeRootfs` does.
     pub deferred_ro: Vec<(String, MsFlags)>,
+    /// The peer groups (`shared:N`) the host's mounts were in when the mount namespace was new,
+    /// recorded before `/` is made shared: after pivot_root, no sandbox mount but the propagated
+    /// mount may be in one of them.
+    pub host_peer_groups: BTreeSet<u64>,
+    /// Of those, the propagated-mount directory's: the one group the sandbox may join.
+    pub propagated_group: Option<u64>,
 }
 
 impl Ctx {
@@ -120,6 +127,8 @@ impl Ctx {
             sync: None,
             root: None,
             deferred_ro: Vec::new(),
+            host_peer_groups: BTreeSet::new(),
+            propagated_group: None,
         };
         Ok((ctx, warnings))
     }

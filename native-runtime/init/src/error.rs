@@ -74,6 +74,14 @@ pub enum StepError {
     /// Making the rootfs a private mount point of its own.
     #[error("rootfs: {0}")]
     Rootfs(#[source] Failure),
+    /// One of the files and directories dockerd's `initlayer.Setup` puts in the rootfs.
+    #[error("initlayer {path}: {source}")]
+    InitLayer {
+        /// Path inside the rootfs.
+        path: String,
+        /// Why.
+        source: Failure,
+    },
     /// One spec mount.
     #[error("mount {dest}: {source}")]
     Mount {
@@ -96,6 +104,9 @@ pub enum StepError {
     /// pivot_root (or its MS_MOVE fallback).
     #[error("pivot_root: {0}")]
     PivotRoot(#[source] Failure),
+    /// A sandbox mount other than the propagated mount is a peer of a host mount.
+    #[error("host peer groups: {0}")]
+    HostPeers(#[source] Failure),
     /// Re-pointing fds 0-2 from the host's /dev/null to the sandbox's.
     #[error("reopen /dev/null: {0}")]
     DevNull(#[source] Failure),
@@ -156,11 +167,12 @@ impl StepError {
             JoinCgroup { source, .. }
             | Mount { source, .. }
             | Device { source, .. }
+            | InitLayer { source, .. }
             | ReadonlyPath { source, .. }
             | MaskedPath { source, .. } => Some(source.to_string()),
             Clone(f) | Setsid(f) | Stdio(f) | Hostname(f) | RootPropagation(f) | Rootfs(f)
-            | Network(f) | PivotRoot(f) | DevNull(f) | Cwd(f) | Capabilities(f) | CloseFds(f)
-            | VerifyCwd(f) | Exec(f) => Some(f.to_string()),
+            | Network(f) | PivotRoot(f) | HostPeers(f) | DevNull(f) | Cwd(f) | Capabilities(f)
+            | CloseFds(f) | VerifyCwd(f) | Exec(f) => Some(f.to_string()),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `/proc/self/mountinfo` parsing (proc(5)): the init reads it to find the host's cgroup v1
-//! hierarchies (to bind the plugin's own cgroups, as runc does) and, for the MS_MOVE fallback,
-//! the host's full proc/sysfs mounts that must be hidden before chroot.
+//! hierarchies (to bind the plugin's own cgroups, as runc does), the mounts that are peers of
+//! the host's (before `/` is made shared, and to check the sandbox after pivot_root) and, for the
+//! MS_MOVE fallback, the host's full proc/sysfs mounts that must be hidden before chroot.
 
 /// One line of mountinfo, the fields the init uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +14,8 @@ pub struct MountInfo {
     pub fstype: String,
     /// Per-superblock options (for cgroup v1: `rw,cpu,cpuacct` or `rw,name=systemd`).
     pub superopts: String,
+    /// The peer group of a shared mount (`shared:N`), None for a private or slave-only one.
+    pub shared: Option<u64>,
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
@@ -49,11 +52,16 @@ fn parse_line(line: &str) -> Option<MountInfo> {
     let fstype = post.next()?.to_owned();
     let _source = post.next()?;
     let superopts = post.next().unwrap_or("").to_owned();
+    let shared = pre
+        .iter()
+        .skip(6)
+        .find_map(|o| o.strip_prefix("shared:")?.parse().ok());
     Some(MountInfo {
         root: unescape(pre.get(3)?),
         mountpoint: unescape(pre.get(4)?),
         fstype,
         superopts,
+        shared,
     })
 }
 
@@ -69,12 +77,15 @@ mod tests {
     #[test]
     fn parses_optional_fields_and_escapes() {
         let text = "31 23 0:28 / /sys/fs/cgroup rw,relatime shared:9 - tmpfs tmpfs rw,mode=755\n\
-                    32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
+                    32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw master:3 shared:12 - cgroup cgroup rw,cpu,cpuacct\n\
                     40 27 254:0 /a\\040b /mnt/x\\040y rw - ext4 /dev/vda rw\n\
                     garbage\n";
         let m = parse(text);
         assert_eq!(m.len(), 3);
         assert_eq!(m[0].fstype, "tmpfs");
+        assert_eq!(m[0].shared, Some(9));
+        assert_eq!(m[1].shared, Some(12));
+        assert_eq!(m[2].shared, None);
         assert_eq!(m[1].superopts, "rw,cpu,cpuacct");
         assert_eq!(m[1].mountpoint, "/sys/fs/cgroup/cpu,cpuacct");
         assert_eq!(m[2].root, "/a b");

@@ -203,4 +203,10 @@ pub struct PlugdExt {
     /// Use MS_MOVE + chroot instead of pivot_root (a test switch; also chosen automatically when
     /// pivot_root fails with EINVAL on a ramfs/tmpfs root).
     pub no_pivot: bool,
+    /// The host directory behind the propagated mount (already an rshared mount point of its
+    /// own): the one host mount whose peer group the sandbox may join. With a shared root, every
+    /// other mount that is a peer of a host mount is made a slave before `/` is made shared, so
+    /// no other sandbox mount can propagate to the host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub propagated_mount: Option<PathBuf>,
 }

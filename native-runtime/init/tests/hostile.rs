@@ -1,6 +1,8 @@
 //! Root-only: hostile plugin rootfs content. Symlinks at mount destinations, device paths and
 //! `/proc` must never make plugd-init touch a host path: a destination is either refused or
-//! resolved inside the rootfs. Each test checks host files and host paths stay untouched (a
+//! resolved inside the rootfs, and a symlink at one of dockerd's initlayer paths (`/etc/hosts`,
+//! `/etc/resolv.conf`, `/dev`, ...; not `/proc` or `/sys`) is replaced by a real file or
+//! directory, as dockerd does. Each test checks host files and host paths stay untouched (a
 //! symlink target that does not exist on the host must still not exist afterwards: creating it
 //! would be the escape) and that no mount appears in the test's namespace.
 
@@ -37,15 +39,27 @@ fn expect_failed(l: &Launch, want_step: &str, want_in_message: &str) {
     }
 }
 
+/// A plugin bind of a test file onto `dest` (a file destination that is not an initlayer path).
+fn with_file_bind(sb: &mut Sandbox, dest: &str) {
+    let src = sb.dir.join("plugin.conf");
+    fs::write(&src, "PLUGIN-CONF-MARKER\n").unwrap();
+    let src = src.display().to_string();
+    sb.spec
+        .mounts
+        .push(mount(dest, "bind", &src, &["rbind", "ro"]));
+}
+
 #[test]
 fn symlinked_bind_destinations_stay_inside_the_rootfs() {
     isolated(|| {
         let shadow = fs::read("/etc/shadow").ok();
+        let gshadow = fs::read("/etc/gshadow").ok();
         let before = mount_points();
         let mut sb = Sandbox::new(
-            "echo '== hosts'; cat /etc/hosts; echo '== mountinfo'; cat /proc/self/mountinfo; echo '== END'; exec sleep 1000",
+            "echo '== hosts'; cat /etc/hosts; echo '== conf'; cat /etc/gshadow; echo '== mountinfo'; cat /proc/self/mountinfo; echo '== END'; exec sleep 1000",
         );
         sb.with_plugin_mounts();
+        with_file_bind(&mut sb, "/etc/plugin.conf");
         let escape = sb.dir.join("escape");
         let escape_data = sb.dir.join("escape-data");
         link(Path::new("/etc/shadow"), &sb.rootfs.join("etc/hosts"));
@@ -53,32 +67,57 @@ fn symlinked_bind_destinations_stay_inside_the_rootfs() {
             &escape.join("resolv.conf"),
             &sb.rootfs.join("etc/resolv.conf"),
         );
+        link(
+            Path::new("/etc/gshadow"),
+            &sb.rootfs.join("etc/plugin.conf"),
+        );
         link(&escape_data, &sb.rootfs.join("data"));
         sb.with_propagated_mount("/data");
         let launch = sb.launch();
         assert_eq!(launch.last(), &Report::Running, "{launch:?}");
         let out = sb.output();
 
-        // /etc/hosts -> /etc/shadow: bound over the rootfs's own /etc/shadow.
+        // /etc/hosts -> /etc/shadow and /etc/resolv.conf -> <escape>: dockerd's initlayer paths,
+        // replaced by real files (the links themselves, never their targets) and bound there.
         assert!(
             section(&out, "hosts")
                 .iter()
                 .any(|l| l.contains("HOSTS-MARKER")),
             "{out}"
         );
-        assert!(mount_line(&out, "/etc/shadow").starts_with(|c: char| c.is_ascii_digit()));
+        assert!(mount_line(&out, "/etc/hosts").starts_with(|c: char| c.is_ascii_digit()));
+        assert!(mount_line(&out, "/etc/resolv.conf").starts_with(|c: char| c.is_ascii_digit()));
+        for f in ["etc/hosts", "etc/resolv.conf"] {
+            let m = fs::symlink_metadata(sb.rootfs.join(f)).unwrap();
+            assert!(m.is_file(), "{f} is now a file in the rootfs");
+        }
+        assert!(!inside(&sb, Path::new("/etc/shadow")).exists());
+        // /etc/plugin.conf -> /etc/gshadow: not an initlayer path, so the link is followed
+        // inside the root: bound over the rootfs's own /etc/gshadow.
+        assert!(
+            section(&out, "conf")
+                .iter()
+                .any(|l| l.contains("PLUGIN-CONF-MARKER")),
+            "{out}"
+        );
+        assert!(mount_line(&out, "/etc/gshadow").starts_with(|c: char| c.is_ascii_digit()));
         assert_eq!(
             fs::read("/etc/shadow").ok(),
             shadow,
             "the host's /etc/shadow is untouched"
         );
-        // Absolute links to host paths that do not exist: created inside, never on the host.
+        assert_eq!(
+            fs::read("/etc/gshadow").ok(),
+            gshadow,
+            "the host's /etc/gshadow is untouched"
+        );
+        // Absolute links to host paths that do not exist: never created on the host.
         assert!(
             !escape.exists(),
             "{} was created on the host",
             escape.display()
         );
-        assert!(inside(&sb, &escape).join("resolv.conf").is_file());
+        assert!(!inside(&sb, &escape).exists());
         assert!(
             !escape_data.exists(),
             "{} was created on the host",
@@ -131,6 +170,7 @@ fn a_symlink_at_proc_is_refused() {
 fn a_symlinked_dev_and_device_paths_stay_inside_the_rootfs() {
     isolated(|| {
         let mut sb = Sandbox::new("echo '== dev'; ls -l /dev/; echo '== END'; exec sleep 1000");
+        // `/dev` is an initlayer path: the link is replaced by a real directory.
         let escape_dev = sb.dir.join("escape-dev");
         let escape_node = sb.dir.join("escape-node");
         link(&escape_dev, &sb.rootfs.join("dev"));
@@ -160,7 +200,13 @@ fn a_symlinked_dev_and_device_paths_stay_inside_the_rootfs() {
             "{} was created on the host",
             escape_node.display()
         );
-        assert!(inside(&sb, &escape_dev).is_dir());
+        assert!(!inside(&sb, &escape_dev).exists());
+        assert!(
+            fs::symlink_metadata(sb.rootfs.join("dev"))
+                .unwrap()
+                .is_dir(),
+            "the rootfs's /dev is a real directory now"
+        );
         assert!(
             fs::symlink_metadata(inside(&sb, &escape_node)).is_ok(),
             "the node is inside the rootfs"
@@ -177,10 +223,10 @@ fn magic_links_and_proc_targets_are_refused() {
         ];
         for (target, why) in cases {
             let mut sb = Sandbox::new("echo '== END'");
-            sb.with_plugin_mounts();
-            link(Path::new(target), &sb.rootfs.join("etc/hosts"));
+            with_file_bind(&mut sb, "/etc/plugin.conf");
+            link(Path::new(target), &sb.rootfs.join("etc/plugin.conf"));
             let launch = sb.launch();
-            expect_failed(&launch, "mount /etc/hosts", why);
+            expect_failed(&launch, "mount /etc/plugin.conf", why);
             assert!(matches!(sb.reap(), Some(WaitStatus::Exited(_, 127))));
         }
     });

@@ -229,6 +229,96 @@ fn propagated_mount_reaches_the_host() {
     });
 }
 
+/// The peer-group fields (`shared:N`, `master:N`) of a mountinfo line.
+fn peers(line: &str) -> Vec<&str> {
+    line.split(" - ")
+        .next()
+        .unwrap()
+        .split(' ')
+        .skip(6)
+        .collect()
+}
+
+/// The `N` of `<tag>:N` in a mountinfo line.
+fn group<'a>(line: &'a str, tag: &str) -> Option<&'a str> {
+    peers(line)
+        .into_iter()
+        .find_map(|f| f.strip_prefix(tag)?.strip_prefix(':'))
+}
+
+#[test]
+fn peer_groups_are_runc_1_1s_and_none_is_the_hosts_but_the_propagated_mount() {
+    isolated(|| {
+        let mut sb = Sandbox::new(
+            "echo '== mountinfo'; cat /proc/self/mountinfo; echo '== END'; exec sleep 1000",
+        );
+        sb.with_plugin_mounts();
+        let bindsrc = sb.dir.join("bindsrc");
+        fs::create_dir_all(&bindsrc).unwrap();
+        let src = bindsrc.display().to_string();
+        sb.spec
+            .mounts
+            .push(mount("/hostdir", "bind", &src, &["rbind", "rw"]));
+        // A bind whose source is a shared host mount (every mount is shared under systemd).
+        let shared_src = sb.with_shared_host_bind("shared-src", "/shared", &["rbind", "rw"]);
+        let host_side = sb.with_propagated_mount("/data");
+        assert_running(&sb.launch());
+        let out = sb.output();
+        let host = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let host_line = |mp: &Path| {
+            host.lines()
+                .rfind(|l| l.split(' ').nth(4) == Some(&*mp.display().to_string()))
+                .unwrap()
+                .to_owned()
+        };
+        let host_groups: Vec<&str> = host.lines().filter_map(|l| group(l, "shared")).collect();
+
+        // `/` and every filesystem mounted fresh (and the masks) are private, as under runc 1.1.
+        for mp in [
+            "/",
+            "/proc",
+            "/dev",
+            "/dev/pts",
+            "/sys",
+            "/sys/fs/cgroup",
+            "/dev/mqueue",
+            "/dev/shm",
+            "/proc/keys",
+            "/proc/sys",
+            "/sys/firmware",
+        ] {
+            assert_eq!(peers(mount_line(&out, mp)), Vec::<&str>::new(), "{mp}");
+        }
+        // Binds of paths on the test's `/` (private here): one group, the namespace's copy of
+        // `/`, not a host group.
+        let g = group(mount_line(&out, "/etc/hosts"), "shared").expect("/etc/hosts is shared");
+        for mp in ["/etc/resolv.conf", "/hostdir", "/run/docker/plugins"] {
+            assert_eq!(group(mount_line(&out, mp), "shared"), Some(g), "{mp}");
+        }
+        assert!(!host_groups.contains(&g), "group {g} is a host group");
+        // The propagated mount is in the host dir's group.
+        assert_eq!(
+            group(mount_line(&out, "/data"), "shared"),
+            group(&host_line(&host_side), "shared")
+        );
+        // A bind of a shared host mount: a slave of the host's group, in a group of its own.
+        let shared_host_line = host_line(&shared_src);
+        let host_group = group(&shared_host_line, "shared").unwrap();
+        let line = mount_line(&out, "/shared");
+        assert_eq!(group(line, "master"), Some(host_group), "{line}");
+        assert_ne!(group(line, "shared"), Some(host_group), "{line}");
+        // And nothing else in the sandbox is in a host group.
+        for line in section(&out, "mountinfo") {
+            let mp = line.split(' ').nth(4).unwrap();
+            if let Some(g) = group(line, "shared")
+                && mp != "/data"
+            {
+                assert!(!host_groups.contains(&g), "{line}");
+            }
+        }
+    });
+}
+
 #[test]
 fn host_network_and_host_pid() {
     isolated(|| {

@@ -22,8 +22,10 @@
 //! everything it forks are in them; after stop [`PluginCgroup::kill_all`] (nothing may outlive the
 //! plugin, which matters with `PidHost`, where killing PID 1 kills nothing else) and
 //! [`PluginCgroup::remove`]. After a daemon restart [`PluginCgroup::open_existing`] finds the same
-//! directories again (the daemon restarts into the same cgroup; if it may not, record
-//! `join_paths()` and use [`PluginCgroup::from_recorded`]). `kill_all` and `remove` sleep between
+//! directories again (the daemon restarts into the same cgroup). Recorded directories (the
+//! plugin's `state.json`) go through [`PluginCgroup::from_recorded`], which accepts only the
+//! directories `create` would make for that plugin id on this host: a state file, wherever it
+//! lives, never decides which processes get killed. `kill_all` and `remove` sleep between
 //! attempts: call them from a blocking thread.
 //!
 //! **Layouts** (detected by `statfs("/sys/fs/cgroup")`, see [`layout`]):
@@ -316,19 +318,48 @@ impl PluginCgroup {
 
     /// [`PluginCgroup::open_existing`] for a given layout.
     pub fn open_existing_in(layout: &Layout, id: &str) -> Option<Self> {
-        let name = dir_name(id).ok()?;
-        let dirs = layout
+        Self::existing(id, Self::expected_dirs(layout, id))
+    }
+
+    /// The plugin's cgroups at recorded directories (`state.json`) that still exist, keeping only
+    /// the directories [`PluginCgroup::create`] would make for `id` on this host: `plugd-<id>`
+    /// inside the daemon's own cgroup of a mounted hierarchy ([`Layout::detect`], so a record
+    /// made under the v2 test switch is accepted too). Anything else is ignored with a warning —
+    /// a record is never trusted to name a cgroup whose processes get killed.
+    pub fn from_recorded(id: &str, dirs: Vec<PathBuf>) -> Result<Option<Self>, CgroupError> {
+        Ok(Self::from_recorded_in(&Layout::detect()?, id, dirs))
+    }
+
+    /// [`PluginCgroup::from_recorded`] for a given layout.
+    pub fn from_recorded_in(layout: &Layout, id: &str, dirs: Vec<PathBuf>) -> Option<Self> {
+        let expected = Self::expected_dirs(layout, id);
+        for dir in dirs.iter().filter(|d| !expected.contains(d)) {
+            tracing::warn!(id, dir = %dir.display(), "ignoring a recorded cgroup that is not this plugin's");
+        }
+        // In the layout's order, each once.
+        let kept = expected.into_iter().filter(|e| dirs.contains(e)).collect();
+        Self::existing(id, kept)
+    }
+
+    /// `plugd-<id>` in the daemon's own cgroup of every hierarchy of `layout` (none for an id
+    /// that cannot name a directory).
+    fn expected_dirs(layout: &Layout, id: &str) -> Vec<PathBuf> {
+        let Ok(name) = dir_name(id) else {
+            return Vec::new();
+        };
+        layout
             .hierarchies
             .iter()
             .map(|h| h.own_dir.join(&name))
-            .collect();
-        Self::from_recorded(id, dirs)
+            .collect()
     }
 
-    /// The plugin's cgroups at recorded directories (those that still exist), when the daemon may
-    /// come back in another cgroup than the one it created them from.
-    pub fn from_recorded(id: &str, dirs: Vec<PathBuf>) -> Option<Self> {
-        let dirs: Vec<PathBuf> = dirs.into_iter().filter(|d| d.is_dir()).collect();
+    /// Those of `dirs` that are directories (not followed if symlinks), if any.
+    fn existing(id: &str, dirs: Vec<PathBuf>) -> Option<Self> {
+        let dirs: Vec<PathBuf> = dirs
+            .into_iter()
+            .filter(|d| fs::symlink_metadata(d).is_ok_and(|m| m.is_dir()))
+            .collect();
         (!dirs.is_empty()).then(|| PluginCgroup {
             id: id.to_owned(),
             dirs,
@@ -427,6 +458,21 @@ impl PluginCgroup {
             }
         })
     }
+}
+
+/// Whether `pid` is in plugin `id`'s cgroup (`plugd-<id>`) in some hierarchy, by its
+/// `/proc/<pid>/cgroup`. False when that cannot be read.
+pub fn process_is_in(id: &str, pid: i32) -> bool {
+    let Ok(name) = dir_name(id) else {
+        return false;
+    };
+    fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|text| {
+        text.lines().any(|l| {
+            l.splitn(3, ':')
+                .nth(2)
+                .is_some_and(|path| Path::new(path).file_name() == Some(name.as_ref()))
+        })
+    })
 }
 
 /// `plugd-<id>`, for an id that is a plain file name.

@@ -115,6 +115,65 @@ fn a_stale_empty_cgroup_is_replaced_and_a_busy_one_refused() {
 }
 
 #[test]
+fn recorded_dirs_are_accepted_only_where_create_would_put_them() {
+    let scratch = Scratch::new("recorded");
+    let (a, b, c) = (
+        scratch.0.join("a"),
+        scratch.0.join("b"),
+        scratch.0.join("c"),
+    );
+    let layout = fake_layout(
+        Mode::Hybrid,
+        &[(&["pids"], &a), (&["memory"], &c), (&[], &b)],
+    );
+    let own = [a.join("plugd-abc"), b.join("plugd-abc")];
+    let decoy = a.join("decoy");
+    let other = a.join("plugd-other");
+    for d in own.iter().chain([&decoy, &other]) {
+        fs::create_dir_all(d).unwrap();
+    }
+    fs::create_dir_all(&c).unwrap();
+    // Where create would put it, but a symlink (to the decoy): not followed.
+    std::os::unix::fs::symlink(&decoy, c.join("plugd-abc")).unwrap();
+    // What a tampered state.json could name: a decoy, a hierarchy's own dir, its parent, the
+    // host's cgroup root, another plugin's cgroup, a path that climbs out of the plugin's.
+    let forged = vec![
+        decoy.clone(),
+        a.clone(),
+        scratch.0.clone(),
+        PathBuf::from("/sys/fs/cgroup"),
+        other,
+        a.join("plugd-abc/../decoy"),
+        c.join("plugd-abc"),
+        own[0].clone(),
+    ];
+    let found = PluginCgroup::from_recorded_in(&layout, "abc", forged).unwrap();
+    assert_eq!(found.join_paths(), &own[..1]);
+    // Nothing acceptable: nothing at all.
+    assert_eq!(
+        PluginCgroup::from_recorded_in(&layout, "abc", vec![decoy.clone()]),
+        None
+    );
+    assert_eq!(
+        PluginCgroup::from_recorded_in(&layout, "../x", vec![decoy]),
+        None
+    );
+    // Both of its own, deduplicated; and what open_existing finds is the same.
+    let both = vec![own[1].clone(), own[0].clone(), own[1].clone()];
+    let found = PluginCgroup::from_recorded_in(&layout, "abc", both).unwrap();
+    assert_eq!(found.join_paths(), &own[..]);
+    assert_eq!(PluginCgroup::open_existing_in(&layout, "abc"), Some(found));
+}
+
+#[test]
+fn this_process_is_in_no_plugin_cgroup() {
+    let me = std::process::id() as i32;
+    assert!(!process_is_in("abc", me));
+    assert!(!process_is_in("../x", me));
+    assert!(!process_is_in("abc", i32::MAX));
+}
+
+#[test]
 fn ids_must_be_plain_names_and_v1_needs_a_devices_hierarchy() {
     let scratch = Scratch::new("ids");
     let layout = fake_layout(Mode::Unified, &[(&[], &scratch.0)]);
@@ -378,8 +437,16 @@ mod root {
         };
         let found = PluginCgroup::open_existing_in(&layout, g.0.id()).unwrap();
         assert_eq!(found, g.0);
-        let recorded = PluginCgroup::from_recorded(g.0.id(), g.0.join_paths().to_vec()).unwrap();
+        let recorded = PluginCgroup::from_recorded(g.0.id(), g.0.join_paths().to_vec())
+            .unwrap()
+            .unwrap();
         assert_eq!(recorded, g.0);
+        // A member is in the plugin's cgroup; this test is not.
+        let (mut child, _) = spawn_member(&g.0, &[]);
+        assert!(process_is_in(g.0.id(), child.id() as i32));
+        assert!(!process_is_in(g.0.id(), std::process::id() as i32));
+        g.0.kill_all().unwrap();
+        let _ = child.wait();
         // Creating it again while it exists (empty) replaces it.
         let again = PluginCgroup::create_in(&layout, g.0.id(), &[], &SysBpf).unwrap();
         assert_eq!(again, g.0);

@@ -61,6 +61,7 @@ fn plugin_spec(inspect: &str) -> PluginSpec {
             .then(|| dir.join("propagated-mount")),
         rootfs: dir.join("rootfs"),
         runtime_dir: PathBuf::from("/run/plugd/plugins").join(&p.id),
+        state_dir: PathBuf::from("/run/plugd/state").join(&p.id),
         id: p.id,
         name: p.name,
         config: p.config,
@@ -131,6 +132,7 @@ fn assert_parity(inspect: &str, oci_spec: &str) {
     assert_eq!(plugd.stderr, paths.stderr);
     assert_eq!(plugd.cgroups, paths.cgroups);
     assert!(!plugd.no_pivot);
+    assert_eq!(plugd.propagated_mount, spec.propagated_mount);
 
     let captured: SandboxSpec = serde_json::from_str(&read_fixture(oci_spec)).unwrap();
     assert!(captured.plugd.is_none());
@@ -210,6 +212,7 @@ fn minimal() -> PluginSpec {
         rootfs: "/var/lib/plugd/plugins/a/rootfs".into(),
         propagated_mount: None,
         runtime_dir: "/run/plugd/plugins/a".into(),
+        state_dir: "/run/plugd/state/a".into(),
     }
 }
 
@@ -576,11 +579,20 @@ fn plugd_section_carries_the_sandbox_paths() {
         s.plugd,
         Some(PlugdExt {
             id: p.id.clone(),
-            stdout: paths.stdout,
-            stderr: paths.stderr,
-            cgroups: paths.cgroups,
+            stdout: paths.stdout.clone(),
+            stderr: paths.stderr.clone(),
+            cgroups: paths.cgroups.clone(),
             no_pivot: true,
+            propagated_mount: None,
         })
+    );
+    let mut p = minimal();
+    p.config.propagated_mount = "/data".into();
+    p.propagated_mount = Some("/var/lib/plugd/plugins/a/propagated-mount".into());
+    let s = build_with(&p, &paths, &FakeDevices::dockerd_host()).unwrap();
+    assert_eq!(
+        s.plugd.unwrap().propagated_mount,
+        Some(PathBuf::from("/var/lib/plugd/plugins/a/propagated-mount"))
     );
 }
 

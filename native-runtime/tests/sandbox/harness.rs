@@ -5,8 +5,9 @@
 //! In the child, the body gets an [`Env`]: a fresh dir `/tmp/pn-XXXXXXXX/` with a plugin rootfs
 //! built from busybox-static and the static fixture plugin. Afterwards, also when the body
 //! panicked, the child kills every process it started (it is a child subreaper, so orphans are its
-//! own), kills and removes the cgroups recorded in any `state.json` left, unmounts everything under
-//! the dir and removes it. Without root the tests are skipped with a note.
+//! own), kills and removes the plugin cgroups (`plugd-*`) recorded in any `state.json` left in a
+//! state dir, unmounts everything under the dir and removes it. Without root the tests are skipped
+//! with a note.
 
 use plugd_core::config::Settings;
 use plugd_core::{PluginConfig, PluginSpec};
@@ -87,12 +88,19 @@ struct PluginDirs {
     propagated: PathBuf,
     /// `<dir>/run/<id>`.
     runtime_dir: PathBuf,
+    /// `<dir>/state/<id>`.
+    state_dir: PathBuf,
 }
 
 impl Env {
+    /// The test's scratch dir (`/tmp/pn-XXXXXXXX`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// A plugin of the static fixture: its config.json with `edit` applied, a rootfs with
     /// `/static-plugin`, busybox as `/bin/{busybox,sh,sleep}`, and the dirs the manager would
-    /// create (runtime dir 0700, propagated-mount dir).
+    /// create (runtime dir and state dir 0700, propagated-mount dir).
     pub fn static_plugin(
         &self,
         tag: &str,
@@ -103,6 +111,7 @@ impl Env {
             rootfs: self.dir.join(tag).join("rootfs"),
             propagated: self.dir.join(tag).join("propagated-mount"),
             runtime_dir: self.dir.join("run").join(&id),
+            state_dir: self.dir.join("state").join(&id),
         };
         let r = &dirs.rootfs;
         for d in [
@@ -123,9 +132,10 @@ impl Env {
             symlink("busybox", r.join("bin").join(applet)).unwrap();
         }
         std::fs::create_dir_all(&dirs.propagated).unwrap();
-        std::fs::create_dir_all(&dirs.runtime_dir).unwrap();
-        std::fs::set_permissions(&dirs.runtime_dir, std::fs::Permissions::from_mode(0o700))
-            .unwrap();
+        for dir in [&dirs.runtime_dir, &dirs.state_dir] {
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
 
         let mut json: serde_json::Value = serde_json::from_str(STATIC_PLUGIN_CONFIG).unwrap();
         edit(&mut json);
@@ -139,6 +149,7 @@ impl Env {
             rootfs: dirs.rootfs,
             propagated_mount: Some(dirs.propagated),
             runtime_dir: dirs.runtime_dir,
+            state_dir: dirs.state_dir,
         }
     }
 }
@@ -258,13 +269,8 @@ fn cleanup(dir: &Path) -> Vec<String> {
     let mut problems = vec![];
     let me = std::process::id() as i32;
     // Cgroups a failed test left (the runtime removes them on stop).
-    for state in glob_states(&dir.join("run")) {
-        for cg in state["cgroups"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c.as_str())
-        {
+    for state in glob_states(&dir.join("state")) {
+        for cg in plugin_cgroups(&state) {
             let cg = Path::new(cg);
             let _ = std::fs::write(cg.join("cgroup.kill"), "1");
             if let Ok(procs) = std::fs::read_to_string(cg.join("cgroup.procs")) {
@@ -300,13 +306,8 @@ fn cleanup(dir: &Path) -> Vec<String> {
             let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG);
         }
     }
-    for state in glob_states(&dir.join("run")) {
-        for cg in state["cgroups"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c.as_str())
-        {
+    for state in glob_states(&dir.join("state")) {
+        for cg in plugin_cgroups(&state) {
             let cg = Path::new(cg);
             if cg.exists()
                 && !wait_until(Duration::from_secs(5), || {
@@ -334,8 +335,23 @@ fn cleanup(dir: &Path) -> Vec<String> {
     problems
 }
 
-fn glob_states(run: &Path) -> Vec<serde_json::Value> {
-    let Ok(rd) = std::fs::read_dir(run) else {
+/// The `plugd-*` cgroups a state records (a test may have forged others into it).
+fn plugin_cgroups(state: &serde_json::Value) -> Vec<&str> {
+    state["cgroups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.as_str())
+        .filter(|c| {
+            Path::new(c)
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("plugd-"))
+        })
+        .collect()
+}
+
+fn glob_states(states: &Path) -> Vec<serde_json::Value> {
+    let Ok(rd) = std::fs::read_dir(states) else {
         return vec![];
     };
     rd.filter_map(|e| std::fs::read(e.ok()?.path().join("state.json")).ok())
@@ -343,9 +359,9 @@ fn glob_states(run: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// `<runtime_dir>/state.json` as JSON, if present.
+/// `<state_dir>/state.json` as JSON, if present.
 pub fn state(spec: &PluginSpec) -> Option<serde_json::Value> {
-    let bytes = std::fs::read(spec.runtime_dir.join("state.json")).ok()?;
+    let bytes = std::fs::read(spec.state_dir.join("state.json")).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 

@@ -66,7 +66,7 @@ async fn call_ok(i: &dyn Instance, method: &str, body: serde_json::Value) -> ser
 }
 
 /// Nothing of the plugin is left on the host: process, mounts under the propagated dir, cgroups,
-/// FIFOs, state.json; the runtime dir itself stays (it is the manager's).
+/// FIFOs, state.json; the runtime and state dirs themselves stay (they are the manager's).
 fn assert_clean(spec: &PluginSpec, pid: i32, cgroups: &[PathBuf]) {
     assert!(!alive(pid), "plugin process {pid} still alive");
     let pm = spec.propagated_mount.as_deref().unwrap();
@@ -80,13 +80,17 @@ fn assert_clean(spec: &PluginSpec, pid: i32, cgroups: &[PathBuf]) {
     }
     for f in ["init-stdout", "init-stderr", "state.json"] {
         assert!(
+            !spec.state_dir.join(f).exists(),
+            "{f} left in the state dir"
+        );
+        assert!(
             !spec.runtime_dir.join(f).exists(),
-            "{f} left in the runtime dir"
+            "{f} in the runtime dir (the plugin's, never plugd's)"
         );
     }
     assert!(
-        spec.runtime_dir.is_dir(),
-        "the runtime dir is the manager's to remove"
+        spec.runtime_dir.is_dir() && spec.state_dir.is_dir(),
+        "the runtime and state dirs are the manager's to remove"
     );
 }
 
@@ -348,7 +352,7 @@ fn a_plugin_that_exits_before_its_socket_is_reported_with_its_stderr() {
             let pm = spec.propagated_mount.as_deref().unwrap();
             assert_eq!(mounts_under(pm), Vec::<PathBuf>::new());
             for f in ["init-stdout", "init-stderr", "state.json"] {
-                assert!(!spec.runtime_dir.join(f).exists(), "{f} left");
+                assert!(!spec.state_dir.join(f).exists(), "{f} left");
             }
         });
     });
@@ -390,7 +394,7 @@ fn a_failed_sandbox_step_is_reported_and_cleaned_up() {
             let pm = spec.propagated_mount.as_deref().unwrap();
             assert_eq!(mounts_under(pm), Vec::<PathBuf>::new());
             for f in ["init-stdout", "init-stderr", "state.json"] {
-                assert!(!spec.runtime_dir.join(f).exists(), "{f} left");
+                assert!(!spec.state_dir.join(f).exists(), "{f} left");
             }
             assert!(!cgroup_named(&spec.id), "the plugin's cgroup is removed");
         });
@@ -526,4 +530,231 @@ fn processes_running(exe: &Path) -> Vec<i32> {
                 .unwrap_or(false)
         })
         .collect()
+}
+
+/// A cgroup that is not the plugin's, with a `sleep` in it: what a forged `state.json` names.
+struct Decoy {
+    dirs: Vec<PathBuf>,
+    sleep: std::process::Child,
+}
+
+impl Decoy {
+    /// `decoy-<n>` in plugd's own cgroup of every hierarchy but cpuset (a new v1 cpuset cgroup
+    /// takes no task until configured), with a `sleep` joined to all of them.
+    fn new() -> Decoy {
+        let layout = plugd_native::cgroup::Layout::detect().expect("cgroup layout");
+        let name = format!("decoy-{}", &harness::random_hex()[..8]);
+        let dirs: Vec<PathBuf> = layout
+            .hierarchies
+            .iter()
+            .filter(|h| !h.controllers.iter().any(|c| c == "cpuset"))
+            .map(|h| h.own_dir.join(&name))
+            .collect();
+        let sleep = std::process::Command::new("/usr/bin/busybox")
+            .args(["sleep", "1000"])
+            .spawn()
+            .unwrap();
+        for d in &dirs {
+            std::fs::create_dir(d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+            std::fs::write(d.join("cgroup.procs"), sleep.id().to_string())
+                .unwrap_or_else(|e| panic!("join {}: {e}", d.display()));
+        }
+        Decoy { dirs, sleep }
+    }
+
+    fn pid(&self) -> i32 {
+        self.sleep.id() as i32
+    }
+
+    /// The decoy's process is alive and its cgroups exist.
+    fn assert_intact(&self, when: &str) {
+        assert!(alive(self.pid()), "{when}: the decoy's process was killed");
+        for d in &self.dirs {
+            assert!(
+                d.is_dir(),
+                "{when}: the decoy cgroup {} is gone",
+                d.display()
+            );
+        }
+    }
+}
+
+impl Drop for Decoy {
+    fn drop(&mut self) {
+        let _ = self.sleep.kill();
+        let _ = self.sleep.wait();
+        for d in &self.dirs {
+            wait_until(Duration::from_secs(5), || {
+                std::fs::remove_dir(d).is_ok() || !d.exists()
+            });
+        }
+    }
+}
+
+/// A FIFO standing for a secret host file: a secret is buffered in it, and whoever opens and
+/// reads it takes the secret out.
+struct SecretFifo {
+    path: PathBuf,
+    held: std::fs::File,
+    secret: String,
+}
+
+impl SecretFifo {
+    fn new(path: PathBuf) -> SecretFifo {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &path,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let mut held = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .unwrap();
+        let secret = format!("SECRET-{}\n", harness::random_hex());
+        held.write_all(secret.as_bytes()).unwrap();
+        SecretFifo { path, held, secret }
+    }
+
+    /// Nobody read it: the whole secret is still buffered.
+    fn assert_unread(&mut self, when: &str) {
+        use std::io::{Read as _, Write as _};
+        // Give a reader that opened it a moment to drain it.
+        std::thread::sleep(Duration::from_millis(100));
+        let mut buf = vec![0u8; 4096];
+        let n = self.held.read(&mut buf).unwrap_or(0);
+        assert_eq!(
+            String::from_utf8_lossy(&buf[..n]),
+            self.secret,
+            "{when}: someone read the secret FIFO"
+        );
+        self.held.write_all(self.secret.as_bytes()).unwrap();
+    }
+}
+
+/// `/proc/<pid>/stat` field 22.
+fn start_time_of(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = stat.rsplit_once(')').unwrap().1;
+    rest.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+/// A `state.json` naming `pid` (with its real start time) and `cgroups`, for plugin `id`.
+fn forged_state(id: &str, pid: i32, cgroups: &[PathBuf]) -> String {
+    json!({
+        "version": 1,
+        "id": id,
+        "name": "forged",
+        "pid": pid,
+        "start_time": start_time_of(pid),
+        "cgroups": cgroups,
+    })
+    .to_string()
+}
+
+#[test]
+fn a_hostile_plugin_cannot_make_a_restarted_plugd_kill_or_read_host_things() {
+    harness::isolated(|env: &Env| {
+        harness::init_logging();
+        let decoy = Decoy::new();
+        let mut secret = SecretFifo::new(env.dir().join("secret-fifo"));
+        let mut spec = env.static_plugin("hostile", |_| {});
+        // The plugin rewrites whatever it sees in /run/docker/plugins: every FIFO (and the names
+        // plugd's FIFOs had) becomes a symlink to the secret, and a state.json names the decoy's
+        // pid (with its real start time) and cgroups. Then it serves as usual.
+        let forged = forged_state(&spec.id, decoy.pid(), &decoy.dirs);
+        let script = format!(
+            "cd /run/docker/plugins && \
+             for f in *; do [ -p \"$f\" ] && /bin/busybox rm -f \"$f\" && /bin/busybox ln -s '{s}' \"$f\"; done; \
+             /bin/busybox ln -sf '{s}' init-stdout; /bin/busybox ln -sf '{s}' init-stderr; \
+             echo '{forged}' > state.json; exec /static-plugin",
+            s = secret.path.display()
+        );
+        spec.config.entrypoint = Some(vec!["/bin/sh".into(), "-c".into(), script]);
+        block_on(async {
+            // 1. Launch; plugd is then killed (the runtime dropped without a stop).
+            let pid = {
+                let rt = runtime();
+                let instance = start(&rt, &spec).await;
+                call_ok(&*instance, "VolumeDriver.List", json!({})).await;
+                recorded_pid(&spec)
+            };
+            let runtime_dir: Vec<String> = std::fs::read_dir(&spec.runtime_dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert!(
+                runtime_dir.iter().any(|f| f == "state.json"),
+                "the plugin wrote its forged state: {runtime_dir:?}"
+            );
+
+            // 2. A restarted plugd adopts the real plugin, from its own state dir.
+            let rt = runtime();
+            let instance = start(&rt, &spec).await;
+            assert_eq!(
+                recorded_pid(&spec),
+                pid,
+                "adopted the plugin, not the decoy"
+            );
+            call_ok(&*instance, "VolumeDriver.List", json!({})).await;
+            decoy.assert_intact("after adoption");
+            secret.assert_unread("after adoption");
+            let cgroups = recorded_cgroups(&spec);
+            instance.stop(Duration::from_secs(10)).await;
+            assert!(!alive(pid));
+            for cg in &cgroups {
+                assert!(!cg.exists(), "cgroup {} left", cg.display());
+            }
+            decoy.assert_intact("after stop");
+            secret.assert_unread("after stop");
+
+            // 3. Defence in depth: even a tampered state dir (which the plugin cannot reach)
+            // does not get the decoy killed or the secret read. Launch, kill plugd, then make
+            // the state name the decoy's cgroups and the stdout FIFO a symlink to the secret.
+            let pid = {
+                let rt = runtime();
+                let _instance = start(&rt, &spec).await;
+                recorded_pid(&spec)
+            };
+            let state_file = spec.state_dir.join("state.json");
+            let mut state = harness::state(&spec).unwrap();
+            state["cgroups"] = json!(decoy.dirs);
+            std::fs::write(&state_file, state.to_string()).unwrap();
+            let stdout_fifo = spec.state_dir.join("init-stdout");
+            std::fs::remove_file(&stdout_fifo).unwrap();
+            std::os::unix::fs::symlink(&secret.path, &stdout_fifo).unwrap();
+            let rt = runtime();
+            let instance = start(&rt, &spec).await;
+            assert_eq!(recorded_pid(&spec), pid, "adopted");
+            secret.assert_unread("after adopting with a tampered state dir");
+            decoy.assert_intact("after adopting with a tampered state dir");
+            instance.stop(Duration::from_secs(10)).await;
+            assert!(!alive(pid));
+            decoy.assert_intact("after the stop of an adopted plugin");
+
+            // 4. A state naming the decoy's *pid* (its real start time, the plugin's id) and
+            // cgroups, with no plugin running: the decoy is neither adopted nor killed.
+            std::fs::write(
+                &state_file,
+                forged_state(&spec.id, decoy.pid(), &decoy.dirs),
+            )
+            .unwrap();
+            let rt = runtime();
+            let instance = start(&rt, &spec).await;
+            let pid = recorded_pid(&spec);
+            assert_ne!(pid, decoy.pid(), "a fresh launch, not the decoy");
+            decoy.assert_intact("after cleaning up a forged state");
+            call_ok(&*instance, "VolumeDriver.List", json!({})).await;
+            instance.stop(Duration::from_secs(10)).await;
+            decoy.assert_intact("at the end");
+            secret.assert_unread("at the end");
+        });
+        drop(decoy);
+    });
 }

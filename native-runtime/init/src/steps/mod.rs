@@ -1,8 +1,10 @@
 //! The in-sandbox steps, one module per kernel concept, and their order — written down once,
-//! as data, in [`STEPS`], following the reference's §1.2 (runc/youki order): session and stdio;
-//! root propagation, rootfs parent private, rootfs self-bind; spec mounts; devices; loopback;
-//! pivot_root; post-pivot propagation; /dev/null reopen; read-only tmpfs and root, readonly paths, masked
-//! paths; cwd; capabilities and ids; close-on-exec; verify cwd; exec.
+//! as data, in [`STEPS`], following the reference's §1.2 (runc 1.1's order): session and stdio;
+//! root propagation, the rootfs as a mount point, rootfs parent private, rootfs self-bind;
+//! dockerd's initlayer files; spec mounts; devices; loopback; pivot_root; the host peer group
+//! check; /dev/null reopen; read-only tmpfs and root, readonly paths, masked paths; cwd;
+//! capabilities and ids; close-on-exec; verify cwd; exec. (runc 1.1 does not make the new root
+//! shared again after pivot_root; see [`propagation`].)
 //!
 //! Each step is `fn(&mut Ctx, &dyn Syscall) -> Result<(), StepError>`, so it runs the same against
 //! the kernel and against the recording double.
@@ -12,6 +14,7 @@ pub mod cgroup_mount;
 pub mod devices;
 pub mod devnull;
 pub mod hostname;
+pub mod initlayer;
 pub mod masks;
 pub mod mounts;
 pub mod network;
@@ -54,12 +57,20 @@ pub static STEPS: &[Step] = &[
         run: propagation::before_pivot,
     },
     Step {
+        name: "rootfs mount point",
+        run: rootfs::mount_point,
+    },
+    Step {
         name: "rootfs parent private",
         run: rootfs::make_parent_private,
     },
     Step {
         name: "rootfs bind",
         run: rootfs::bind_self,
+    },
+    Step {
+        name: "initlayer",
+        run: initlayer::setup,
     },
     Step {
         name: "mounts",
@@ -82,8 +93,8 @@ pub static STEPS: &[Step] = &[
         run: pivot::pivot,
     },
     Step {
-        name: "root propagation after pivot",
-        run: propagation::after_pivot,
+        name: "host peer groups",
+        run: propagation::check_host_peers,
     },
     Step {
         name: "reopen /dev/null",

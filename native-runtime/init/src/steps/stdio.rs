@@ -1,6 +1,8 @@
 //! The plugin's stdio: stdin is `/dev/null` (dockerd attaches none), stdout and stderr are the
 //! daemon's FIFOs, opened **read-write** so the plugin always holds a reader itself and never
 //! gets EPIPE/SIGPIPE while the daemon restarts (a pipe would be gone with the old daemon).
+//! The FIFOs live in the plugin's state dir, which the plugin never sees; they are still opened
+//! with `O_NOFOLLOW` and must be FIFOs.
 
 use std::os::fd::AsFd as _;
 use std::path::Path;
@@ -24,8 +26,12 @@ fn attach(s: &dyn Syscall, path: &Path, target: i32, kind: Option<SFlag>) -> Res
     if path.as_os_str().is_empty() {
         return Ok(());
     }
+    let flags = match kind {
+        Some(_) => OFlag::O_RDWR | OFlag::O_NOFOLLOW,
+        None => OFlag::O_RDWR,
+    };
     let fd = s
-        .open(path, OFlag::O_RDWR)
+        .open(path, flags)
         .map_err(sys(format!("open {}", path.display())))?;
     let st = s
         .fstat(fd.as_fd())

@@ -170,6 +170,10 @@ impl Syscall for Linux {
         nix::unistd::symlinkat(target, dir, name)
     }
 
+    fn unlinkat(&self, dir: BorrowedFd<'_>, name: &Path) -> SysResult<()> {
+        nix::unistd::unlinkat(dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir)
+    }
+
     fn readlinkat(&self, dir: BorrowedFd<'_>, name: &Path) -> SysResult<PathBuf> {
         nix::fcntl::readlinkat(dir, name).map(PathBuf::from)
     }

@@ -126,6 +126,8 @@ pub trait Syscall {
     ) -> SysResult<()>;
     /// `symlinkat(target, dir, name)`.
     fn symlinkat(&self, target: &Path, dir: BorrowedFd<'_>, name: &Path) -> SysResult<()>;
+    /// `unlinkat(dir, name, 0)`: removes the entry itself (a symlink is not followed).
+    fn unlinkat(&self, dir: BorrowedFd<'_>, name: &Path) -> SysResult<()>;
     /// `readlinkat(dir, name)`: a symlink's target, to follow it inside the root.
     fn readlinkat(&self, dir: BorrowedFd<'_>, name: &Path) -> SysResult<PathBuf>;
     /// `fchownat(fd, "", uid, gid, AT_EMPTY_PATH)`: works on `O_PATH` fds.

@@ -1,7 +1,8 @@
 //! A [`Syscall`] double that changes nothing: it logs each call with its arguments (one line
 //! per call, fds shown as the path they were opened at), simulates just enough state for the
-//! steps' checks (which paths exist, what `stat` says, file contents, the cwd), and fails the
-//! Nth call of a kind (or the first call matching a string) with a chosen errno.
+//! steps' checks (which paths exist, which are symlinks, what `stat` says, file contents before
+//! and after pivot_root, the cwd), and fails the Nth call of a kind (or the first call matching a
+//! string) with a chosen errno.
 //!
 //! Returned fds are real (`/dev/null`, opened read-only) so `OwnedFd` stays honest; the double
 //! remembers a label per fd number and prints `fd:<label>` wherever the step passes one.
@@ -48,6 +49,8 @@ pub struct Recording {
     stats: RefCell<HashMap<String, FileStat>>,
     statfs: RefCell<HashMap<String, FsStat>>,
     files: RefCell<HashMap<String, String>>,
+    files_after_pivot: RefCell<HashMap<String, String>>,
+    pivoted: Cell<bool>,
     links: RefCell<HashMap<String, String>>,
     cwd: RefCell<String>,
     umask: Cell<u32>,
@@ -124,6 +127,8 @@ impl Recording {
             stats: RefCell::default(),
             statfs: RefCell::default(),
             files: RefCell::default(),
+            files_after_pivot: RefCell::default(),
+            pivoted: Cell::new(false),
             links: RefCell::default(),
             cwd: RefCell::new("/".into()),
             umask: Cell::new(0o022),
@@ -178,8 +183,19 @@ impl Recording {
         self
     }
 
-    /// Makes `path` a dangling symlink to `target` (it stays absent; `readlinkat` reports it,
-    /// and creating it fails with EEXIST until its target exists).
+    /// The contents `read_file(path)` returns once `pivot_root` (or `chroot`) succeeded: the
+    /// sandbox's own mount table, say.
+    pub fn set_file_after_pivot(&self, path: &str, contents: &str) -> &Self {
+        self.files_after_pivot
+            .borrow_mut()
+            .insert(path.into(), contents.into());
+        self
+    }
+
+    /// Makes `path` a dangling symlink to `target` (it stays absent to path lookups;
+    /// `readlinkat` reports it, an `O_NOFOLLOW` open without `O_DIRECTORY` opens the link itself
+    /// (`fstat`: `S_IFLNK`), creating it fails with EEXIST until its target exists, and
+    /// `unlinkat` removes it).
     pub fn set_symlink(&self, path: &str, target: &str) -> &Self {
         self.links.borrow_mut().insert(path.into(), target.into());
         self.set_absent(path)
@@ -293,7 +309,28 @@ impl Recording {
     }
 
     fn stat_of(&self, path: &str) -> FileStat {
+        if self.links.borrow().contains_key(path) {
+            return FileStat {
+                mode: libc::S_IFLNK | 0o777,
+                rdev: 0,
+            };
+        }
         self.stats.borrow().get(path).copied().unwrap_or(DIR)
+    }
+
+    /// The outcome of opening `path` without creating it: a symlink opened with `O_NOFOLLOW`
+    /// is the link itself (or ENOTDIR with `O_DIRECTORY`, ELOOP without `O_PATH`).
+    fn open_existing(&self, path: &str, fl: OFlag) -> Option<Errno> {
+        if fl.contains(OFlag::O_NOFOLLOW) && self.links.borrow().contains_key(path) {
+            return if fl.contains(OFlag::O_DIRECTORY) {
+                Some(Errno::ENOTDIR)
+            } else if fl.contains(OFlag::O_PATH) {
+                None
+            } else {
+                Some(Errno::ELOOP)
+            };
+        }
+        self.missing(path)
     }
 }
 
@@ -347,7 +384,7 @@ impl Syscall for Recording {
         let sim = if creating {
             self.link_exists(&p)
         } else {
-            self.missing(&p)
+            self.open_existing(&p, fl)
         };
         self.call("openat", args, sim)?;
         if creating {
@@ -403,6 +440,19 @@ impl Syscall for Recording {
         Ok(())
     }
 
+    fn unlinkat(&self, dir: BorrowedFd<'_>, name: &Path) -> SysResult<()> {
+        let p = join(&self.label(dir), name);
+        let sim = match self.links.borrow().contains_key(&p) {
+            true => None,
+            false => self.missing(&p),
+        };
+        self.call("unlinkat", p.clone(), sim)?;
+        self.links.borrow_mut().remove(&p);
+        self.stats.borrow_mut().remove(&p);
+        self.absent.borrow_mut().insert(p);
+        Ok(())
+    }
+
     fn readlinkat(&self, dir: BorrowedFd<'_>, name: &Path) -> SysResult<PathBuf> {
         let p = join(&self.label(dir), name);
         self.call("readlinkat", p.clone(), None)?;
@@ -449,6 +499,11 @@ impl Syscall for Recording {
     fn read_file(&self, path: &Path) -> SysResult<String> {
         let p = path.display().to_string();
         self.call("read_file", p.clone(), None)?;
+        if self.pivoted.get()
+            && let Some(text) = self.files_after_pivot.borrow().get(&p)
+        {
+            return Ok(text.clone());
+        }
         self.files.borrow().get(&p).cloned().ok_or(Errno::ENOENT)
     }
 
@@ -517,11 +572,15 @@ impl Syscall for Recording {
 
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> SysResult<()> {
         let args = format!("{} {}", new_root.display(), put_old.display());
-        self.call("pivot_root", args, None)
+        self.call("pivot_root", args, None)?;
+        self.pivoted.set(true);
+        Ok(())
     }
 
     fn chroot(&self, path: &Path) -> SysResult<()> {
-        self.call("chroot", path.display().to_string(), None)
+        self.call("chroot", path.display().to_string(), None)?;
+        self.pivoted.set(true);
+        Ok(())
     }
 
     fn chdir(&self, path: &Path) -> SysResult<()> {

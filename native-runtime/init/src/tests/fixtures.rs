@@ -177,6 +177,7 @@ pub fn dockerd_spec() -> SandboxSpec {
             stderr: "/run/plugd/p1.stderr".into(),
             cgroups: Vec::new(),
             no_pivot: false,
+            propagated_mount: Some("/plugins/p1/propagated-mount".into()),
         }),
     }
 }
@@ -204,15 +205,29 @@ pub fn ro_bind() -> Mount {
     )
 }
 
+/// The host's mount table: `/` shared (as under systemd), the propagated-mount directory an
+/// rshared mount of its own (plugd's `make_rshared`), the rest private.
 const MOUNTINFO: &str = "\
 22 27 0:21 / /proc rw,relatime - proc proc rw
 23 27 0:22 / /sys rw,relatime - sysfs sysfs rw
-27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+27 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
 32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
 35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
 41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
 60 27 0:40 / /rootfs/proc rw - proc proc rw
+70 27 254:0 /plugins/p1/propagated-mount /plugins/p1/propagated-mount rw shared:5 - ext4 /dev/vda rw
+";
+
+/// The sandbox's mount table after pivot_root (abridged): private `/` and proc, the propagated
+/// mount in the host's group 5, the other binds in groups of their own (slaves of the host's).
+pub const SANDBOX_MOUNTINFO: &str = "\
+100 99 254:0 /rootfs / rw,relatime - ext4 /dev/vda rw
+101 100 0:40 / /proc rw - proc proc rw
+102 100 254:0 /plugins/p1/propagated-mount /data rw shared:5 - ext4 /dev/vda rw
+103 102 0:60 / /data/vol rw shared:11 - tmpfs tmpfs rw
+104 100 254:0 /run/docker/plugins/p1 /run/docker/plugins rw shared:9 master:1 - ext4 /dev/vda rw
+105 100 254:0 /etc/hosts /etc/hosts ro shared:9 master:1 - ext4 /dev/vda rw
 ";
 
 /// A double describing the reference VM: cgroup v1 (cpu,cpuacct co-mounted), no /proc/kcore,
@@ -236,7 +251,8 @@ pub fn host() -> Recording {
             flags: 0,
         },
     );
-    r.set_file("/proc/self/mountinfo", MOUNTINFO);
+    r.set_file("/proc/self/mountinfo", MOUNTINFO)
+        .set_file_after_pivot("/proc/self/mountinfo", SANDBOX_MOUNTINFO);
     r.set_file(
         "/proc/self/cgroup",
         "3:memory:/p1\n2:cpu,cpuacct:/p1\n0::/p1\n",
@@ -260,5 +276,10 @@ pub fn host() -> Recording {
     r.set_absent("/rootfs/etc/hosts")
         .set_absent("/rootfs/etc/resolv.conf")
         .set_absent("/rootfs/data");
+    // What dockerd's initlayer adds and a plugin rootfs usually lacks.
+    r.set_absent("/rootfs/.dockerenv")
+        .set_absent("/rootfs/etc/hostname")
+        .set_absent("/rootfs/etc/mtab")
+        .set_absent("/rootfs/dev/console");
     r
 }

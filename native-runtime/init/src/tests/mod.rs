@@ -84,6 +84,17 @@ fn default_spec_with_propagated_mount() {
             .unwrap_or_else(|| panic!("{needle}"))
     };
     assert!(pos("mount - -> / MS_REC|MS_SHARED") < pos("mount - -> /rootfs MS_PRIVATE"));
+    // runc 1.1: the new root is not made shared again after pivot_root.
+    let pivot = pos("pivot_root . .");
+    assert!(
+        calls[pivot..]
+            .iter()
+            .all(|c| !c.contains("-> / MS_REC|MS_SHARED")),
+        "{calls:#?}"
+    );
+    // dockerd's initlayer files, before the mounts.
+    assert!(pos("symlinkat /rootfs/etc/mtab -> /proc/mounts") < pos("type=proc"));
+    assert!(pos("openat /rootfs/.dockerenv O_CREAT") < pos("type=proc"));
     assert!(pos("mount /rootfs -> /rootfs MS_BIND|MS_REC") < pos("type=proc"));
     assert!(pos("type=proc") < pos("pivot_root . ."));
     assert!(pos("mknodat /rootfs/dev/null") < pos("pivot_root . ."));
@@ -300,10 +311,111 @@ fn a_symlink_at_proc_is_refused() {
 #[test]
 fn a_destination_resolving_into_proc_is_refused() {
     let (step, message) = failed_step(|r| {
-        r.set_symlink("/rootfs/etc/hosts", "/proc/sys/kernel/hostname");
+        r.set_symlink("/rootfs/data", "/proc/sys/kernel");
     });
-    assert_eq!(step, "mount /etc/hosts");
+    assert_eq!(step, "mount /data");
     assert!(message.contains("into /proc"), "{message}");
+}
+
+#[test]
+fn an_initlayer_symlink_is_replaced_before_the_mount_lands_there() {
+    // dockerd's initlayer rewrites /etc/hosts into a file; the bind then lands on it, not on
+    // the link's target (even one inside the root).
+    let r = host();
+    r.set_symlink("/rootfs/etc/hosts", "/proc/sys/kernel/hostname");
+    run(dockerd_spec(), &r).unwrap();
+    let calls = r.calls();
+    let pos = |line: &str| {
+        calls
+            .iter()
+            .position(|c| c == line)
+            .unwrap_or_else(|| panic!("{line}\n{calls:#?}"))
+    };
+    let unlinked = pos("unlinkat /rootfs/etc/hosts");
+    let created = pos("openat /rootfs/etc/hosts O_CREAT|O_EXCL|O_NOFOLLOW|O_WRONLY 755");
+    let bound = pos("mount /etc/hosts -> fd:/rootfs/etc/hosts MS_BIND|MS_REC");
+    assert!(unlinked < created && created < bound);
+    assert!(
+        calls.iter().all(|c| !c.starts_with("readlinkat")),
+        "{calls:#?}"
+    );
+}
+
+#[test]
+fn host_peers_are_made_slaves_except_the_propagated_mount_dir() {
+    let r = host();
+    run(dockerd_spec(), &r).unwrap();
+    let mounts = r.calls_of("mount");
+    // The host's `/` (shared:1) becomes a slave before `/` is made shared; the propagated-mount
+    // dir (shared:5) stays the host's peer, and the sandbox's /data joins it.
+    assert_eq!(
+        mounts[..3],
+        [
+            "mount - -> / MS_SLAVE",
+            "mount - -> / MS_REC|MS_SHARED",
+            "mount /rootfs -> /rootfs MS_BIND|MS_REC",
+        ]
+    );
+    assert!(
+        mounts.iter().all(|m| !m.contains("-> /plugins/p1")),
+        "{mounts:#?}"
+    );
+    let reads = r.calls_of("read_file");
+    assert_eq!(
+        reads.iter().filter(|c| c.ends_with("mountinfo")).count(),
+        3,
+        "before `/` is shared, for the cgroups, after pivot_root: {reads:#?}"
+    );
+}
+
+#[test]
+fn a_host_peer_that_is_no_longer_a_mount_point_is_left_to_the_check() {
+    // EINVAL: covered by a later mount; guard 2 catches it if it reaches the sandbox.
+    let r = host();
+    r.fail_matching("mount", "-> / MS_SLAVE", Errno::EINVAL);
+    assert!(run(dockerd_spec(), &r).is_ok(), "{:#?}", r.calls());
+    // Anything else fails the step.
+    let (step, message) = failed_step(|r| {
+        r.fail_matching("mount", "-> / MS_SLAVE", Errno::EPERM);
+    });
+    assert_eq!(step, "root propagation");
+    assert_eq!(message, "make / a slave: EPERM: Operation not permitted");
+}
+
+#[test]
+fn a_sandbox_mount_in_a_host_peer_group_fails_the_start() {
+    let r = host();
+    r.set_file_after_pivot(
+        "/proc/self/mountinfo",
+        &format!(
+            "{SANDBOX_MOUNTINFO}\
+             106 100 254:0 /srv /hidden rw shared:1 - ext4 /dev/vda rw\n"
+        ),
+    );
+    let rep = report(run(dockerd_spec(), &r));
+    assert_eq!(
+        rep,
+        Report::Failed {
+            step: "host peer groups".into(),
+            message: "sandbox mounts in a host mount's peer group (a mount made on them would \
+                      reach the host): /hidden (shared:1)"
+                .into()
+        }
+    );
+}
+
+#[test]
+fn without_a_shared_root_the_host_peers_are_left_to_rslave() {
+    let mut spec = dockerd_spec();
+    spec.linux.rootfs_propagation = String::new();
+    let r = host();
+    run(spec, &r).unwrap();
+    let mounts = r.calls_of("mount");
+    assert_eq!(mounts[0], "mount - -> / MS_REC|MS_SLAVE");
+    assert_eq!(mounts[2], "mount - -> /rootfs MS_SLAVE");
+    // No mountinfo read of guard 1 or 2: only the cgroup step's.
+    let reads = r.calls_of("read_file");
+    assert_eq!(reads.iter().filter(|c| c.ends_with("mountinfo")).count(), 1);
 }
 
 #[test]
@@ -471,14 +583,16 @@ fn step_order_is_the_reference_order() {
             "stdio",
             "hostname",
             "root propagation",
+            "rootfs mount point",
             "rootfs parent private",
             "rootfs bind",
+            "initlayer",
             "mounts",
             "devices",
             "dev symlinks",
             "network",
             "pivot_root",
-            "root propagation after pivot",
+            "host peer groups",
             "reopen /dev/null",
             "read-only tmpfs",
             "read-only root",

@@ -260,6 +260,36 @@ impl Sandbox {
             .mounts
             .push(mount(dest, "bind", &src, &["rbind", "rw", "rshared"]));
         self.spec.linux.rootfs_propagation = "rshared".into();
+        if let Some(ext) = self.spec.plugd.as_mut() {
+            ext.propagated_mount = Some(host.clone());
+        }
+        host
+    }
+
+    /// A host directory `<dir>/<name>` made a shared mount of its own (as every mount is on a
+    /// systemd host), bound at `dest` with `options`. Returns the host dir.
+    pub fn with_shared_host_bind(&mut self, name: &str, dest: &str, options: &[&str]) -> PathBuf {
+        let host = self.dir.join(name);
+        fs::create_dir_all(&host).unwrap();
+        nix::mount::mount(
+            Some(&host),
+            &host,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .unwrap();
+        self.mounted.push(host.clone());
+        nix::mount::mount(
+            None::<&str>,
+            &host,
+            None::<&str>,
+            MsFlags::MS_SHARED,
+            None::<&str>,
+        )
+        .unwrap();
+        let src = host.display().to_string();
+        self.spec.mounts.push(mount(dest, "bind", &src, options));
         host
     }
 
@@ -454,6 +484,7 @@ fn base_spec(dir: &Path, rootfs: &Path, script: &str) -> SandboxSpec {
             stderr: dir.join("stderr"),
             cgroups: Vec::new(),
             no_pivot: false,
+            propagated_mount: None,
         }),
         ..Default::default()
     };
