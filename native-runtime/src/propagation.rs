@@ -68,31 +68,9 @@ pub(crate) fn mount_points() -> std::io::Result<Vec<PathBuf>> {
     Ok(text.lines().filter_map(mount_point).collect())
 }
 
-/// Field 5 of one mountinfo line, with the kernel's octal escapes (`\040` for a space...) undone.
+/// Field 5 of one mountinfo line, byte-exact (the init's parser: one place for the format).
 pub(crate) fn mount_point(line: &str) -> Option<PathBuf> {
-    let raw = line.split(' ').nth(4)?;
-    Some(PathBuf::from(
-        <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(unescape(raw)),
-    ))
-}
-
-fn unescape(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
+    plugd_init::mountinfo::mount_point_of(line)
 }
 
 fn annotate(e: std::io::Error, what: &str) -> std::io::Error {
@@ -114,7 +92,6 @@ mod tests {
         assert_eq!(mount_point(line), Some(PathBuf::from("/run")));
         assert_eq!(mount_point("garbage"), None);
         // A lone backslash or a short escape is kept as is.
-        assert_eq!(unescape(r"a\b\12"), br"a\b\12".to_vec());
     }
 
     #[test]

@@ -304,7 +304,29 @@ fn plugins_outlive_a_killed_plugd_and_are_adopted_by_the_next() {
             !mounts_below(&pm).is_empty(),
             "the propagated mount stays while the plugin runs"
         );
-        p.start();
+        // A dockerd call made while plugd is down is served once plugd is back: dockerd retries
+        // a plugin it cannot reach (≈15 s), and the restarted plugd adopts the running plugin.
+        let outage = std::thread::scope(|scope| {
+            let call = scope.spawn(|| {
+                env.docker(
+                    Cli::Docker28,
+                    &d,
+                    [
+                        "run",
+                        "--rm",
+                        "-v",
+                        "va:/data",
+                        BUSYBOX_IMAGE,
+                        "cat",
+                        "/data/f",
+                    ],
+                )
+            });
+            std::thread::sleep(Duration::from_secs(1));
+            p.start();
+            call.join().expect("docker call thread")
+        });
+        assert_eq!(outage.assert_ok().trimmed(), "kept", "{outage}");
         assert_eq!(
             plugin_pid(&p, &id),
             pid,

@@ -19,7 +19,9 @@ pub struct MountInfo {
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
-fn unescape(s: &str) -> String {
+/// A mountinfo field with the kernel's octal escapes (`\040` for a space, ...) undone, byte-exact:
+/// a mount point need not be UTF-8, and cleanup must unmount exactly the path the kernel names.
+pub fn unescape_bytes(s: &str) -> Vec<u8> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -41,10 +43,21 @@ fn unescape(s: &str) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
-/// Parses one line; None for a malformed one.
+/// [`unescape_bytes`] as text (lossy), for fields only compared with known ASCII paths.
+pub fn unescape(s: &str) -> String {
+    String::from_utf8_lossy(&unescape_bytes(s)).into_owned()
+}
+
+/// The mount point (field 5) of one mountinfo line, byte-exact.
+pub fn mount_point_of(line: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let raw = line.split(' ').nth(4)?;
+    Some(std::ffi::OsString::from_vec(unescape_bytes(raw)).into())
+}
+
 fn parse_line(line: &str) -> Option<MountInfo> {
     let (pre, post) = line.split_once(" - ")?;
     let pre: Vec<&str> = pre.split(' ').collect();

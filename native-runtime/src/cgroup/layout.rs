@@ -182,8 +182,8 @@ fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
             let _source = right.next()?;
             let superopts = right.next().unwrap_or("");
             Some(MountEntry {
-                root: unescape(left.get(3)?),
-                mountpoint: PathBuf::from(unescape(left.get(4)?)),
+                root: plugd_init::mountinfo::unescape(left.get(3)?),
+                mountpoint: PathBuf::from(plugd_init::mountinfo::unescape(left.get(4)?)),
                 fstype: fstype.to_owned(),
                 superopts: superopts.split(',').map(str::to_owned).collect(),
             })
@@ -217,29 +217,6 @@ fn relative_to_root<'a>(path: &'a str, root: &str) -> Option<&'a str> {
     } else {
         None
     }
-}
-
-/// mountinfo's octal escapes (`\040` for a space, …).
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
-        {
-            let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn fs_magic(path: &Path) -> Result<i64, CgroupError> {
