@@ -2,17 +2,18 @@
 //! and against plugd, with each docker CLI (28.x and Debian's 20.10), and stdout, stderr and exit
 //! code of every pair must be equal after a few targeted normalisations.
 //!
-//! Both sides get a bundle with the same `config.json` apart from the entrypoint. Until plugd has
-//! its native runtime, each side runs a bundle it can enable: dockerd the static native fixture
-//! (`/static-plugin`), plugd the wasm example component (`/plugin.wasm`). The config is valid for
-//! both (plugd validates configs, Docker does not; see docs/protocol.md §3).
+//! Both sides get the same bundle: the static native fixture (`/static-plugin`, as
+//! [`Env::static_plugin_bundle`] makes it) with this module's `config.json`, run by dockerd as a
+//! managed plugin and by plugd in its native runtime. Each side has bundle dirs of its own, which
+//! differ only in `/etc/plugd-bundle` (the bundle's name): dockerd 20.10 refuses a second plugin
+//! whose layer it already has. The config is valid for both (plugd validates configs, Docker does
+//! not; see docs/protocol.md §3).
 //!
 //! Normalisations (see [`SideState::normalise`]), all applied to both sides alike but the last:
 //! - ids (64-hex plugin ids, 12-hex short ids) → `<ID>`: random per create;
 //! - `rootfs.diff_ids` (`sha256:<64 hex>`) → `sha256:<ID>` by the same rule: dockerd digests a gzip
-//!   it makes itself, plugd the uploaded tar (docs/architecture.md), and the rootfs differ anyway;
-//! - the entrypoint string, only inside an `"Entrypoint": [...]` array of inspect's JSON →
-//!   `<ENTRYPOINT>`: the two bundles differ there by design;
+//!   it makes itself, plugd the uploaded tar (docs/architecture.md), and the two sides' rootfs
+//!   differ in `/etc/plugd-bundle` anyway;
 //! - in the ambiguous-prefix steps only, the quoted prefix (`"7"`) → `"<PREFIX>"`: the prefix is
 //!   picked per side from that side's random ids;
 //! - dockerd's side only: the exact line `"DockerVersion": "<dockerd's version>",`, which dockerd
@@ -35,12 +36,11 @@ use crate::harness::{self, Cli, Dockerd, Env, Output, Plugd, normalize_ids};
 
 /// The plugin every step is about (`cdiff:latest` once normalised by either daemon).
 const NAME: &str = "cdiff";
-/// dockerd's bundle: the static native fixture.
-const NATIVE_ENTRYPOINT: &str = "/static-plugin";
-/// plugd's bundle: the wasm example component, named as in `guest-examples/volume/config.json`.
-const WASM_ENTRYPOINT: &str = "/plugin.wasm";
-/// Socket name in the config; the native plugin gets it as `argv[1]` (through `args`), so dockerd
-/// finds it at `/run/docker/plugins/<id>/cdiff.sock`. plugd serves its own socket.
+/// Both sides' bundle: the static native fixture, where [`Env::static_plugin_bundle`] puts it.
+const ENTRYPOINT: &str = "/static-plugin";
+/// Socket name in the config; the native plugin gets it as `argv[1]` (through `args`) and listens
+/// in its `/run/docker/plugins`, so dockerd finds it at `/run/docker/plugins/<id>/cdiff.sock`;
+/// plugd forwards its own engine-facing socket to it.
 const SOCKET: &str = "cdiff.sock";
 /// With 17 plugins, two ids share their first hex digit (pigeonhole): at most 16 extra creates.
 const MAX_EXTRAS: usize = 16;
@@ -55,13 +55,13 @@ fn docker20_same_output_from_dockerd_and_plugd() {
     harness::isolated(|env| differential(env, Cli::Docker20));
 }
 
-/// The config both bundles share; only `entrypoint` differs. Valid for Docker and for plugd's
-/// validation: `docker.volumedriver/1.0`, a socket name, network `none`, propagatedMount `/data`.
-fn config(entrypoint: &str) -> Value {
+/// The config of every bundle on both sides. Valid for Docker and for plugd's validation:
+/// `docker.volumedriver/1.0`, a socket name, network `none`, propagatedMount `/data`.
+fn config() -> Value {
     json!({
-        "description": "plugd cli_diff plugin: one config, native on dockerd, wasm on plugd",
+        "description": "plugd cli_diff plugin: one config, the static native fixture on both daemons",
         "documentation": "https://example.invalid/plugd/tests/e2e/cli_diff",
-        "entrypoint": [entrypoint],
+        "entrypoint": [ENTRYPOINT],
         "workdir": "/",
         "interface": {
             "socket": SOCKET,
@@ -78,19 +78,13 @@ fn config(entrypoint: &str) -> Value {
         "env": [
             {
                 "name": "DATA_DIR",
-                "description": "native plugin: where volumes are kept",
-                "settable": ["value"],
-                "value": "/data"
-            },
-            {
-                "name": "VOLUME_ROOT",
-                "description": "wasm plugin: where volumes are kept",
+                "description": "where the plugin keeps volumes",
                 "settable": ["value"],
                 "value": "/data"
             },
             {
                 "name": "GREETING",
-                "description": "read by neither plugin; the variable `plugin set` changes",
+                "description": "not read by the plugin; the variable `plugin set` changes",
                 "settable": ["value"],
                 "value": "hello"
             },
@@ -116,6 +110,14 @@ impl Side {
             Side::Plugd => "plugd",
         }
     }
+
+    /// Prefix of this side's bundle dirs (`d-main`, `p-extra1`, ...).
+    fn tag(self) -> &'static str {
+        match self {
+            Side::Dockerd => "d",
+            Side::Plugd => "p",
+        }
+    }
 }
 
 /// What a step must do on each side, checked on its own: two identical failures where a success
@@ -129,17 +131,15 @@ enum Expect {
 /// Per-side values of the placeholders a step's arguments may contain (`<BUNDLE>`, `<PREFIX>`, ...).
 struct SideState {
     side: Side,
-    entrypoint: &'static str,
     /// Exact lines (after trimming) removed from this side's output; see [`differential`].
     drop_lines: Vec<String>,
     vars: BTreeMap<&'static str, String>,
 }
 
 impl SideState {
-    fn new(side: Side, entrypoint: &'static str) -> SideState {
+    fn new(side: Side) -> SideState {
         SideState {
             side,
-            entrypoint,
             drop_lines: Vec::new(),
             vars: BTreeMap::new(),
         }
@@ -165,8 +165,6 @@ impl SideState {
             .collect();
         // Plugin ids and short ids are random; diff_ids are `sha256:<64 hex>` and covered too.
         let mut t = normalize_ids(&kept);
-        // The bundles' entrypoints differ by design: only inside the Entrypoint array.
-        t = normalise_entrypoint(&t, self.entrypoint);
         if prefix {
             // The ambiguous prefix is picked from this side's own random ids.
             let p = &self.vars["<PREFIX>"];
@@ -174,23 +172,6 @@ impl SideState {
         }
         t
     }
-}
-
-/// Replaces `"<entrypoint>"` with `"<ENTRYPOINT>"` only between `"Entrypoint": [` and its `]`.
-fn normalise_entrypoint(text: &str, entrypoint: &str) -> String {
-    const KEY: &str = "\"Entrypoint\": [";
-    let quoted = serde_json::to_string(entrypoint).expect("string to JSON");
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find(KEY) {
-        let (before, from_key) = rest.split_at(at + KEY.len());
-        out.push_str(before);
-        let end = from_key.find(']').unwrap_or(from_key.len());
-        out.push_str(&from_key[..end].replace(&quoted, "\"<ENTRYPOINT>\""));
-        rest = &from_key[end..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// One compared step, as the report shows it.
@@ -437,20 +418,9 @@ fn differential(env: &Env, cli: Cli) {
     let started = Instant::now();
     let d = env.dockerd();
     let p = env.plugd(&[]);
-    let wasm = harness::example_volume_wasm();
 
-    let native_bundle = env
-        .static_plugin_bundle("d-main")
-        .config(&config(NATIVE_ENTRYPOINT));
-    let wasm_bundle =
-        env.bundle("p-main")
-            .config(&config(WASM_ENTRYPOINT))
-            .copy(WASM_ENTRYPOINT, &wasm, 0o644);
     let path = |p: &Path| p.display().to_string();
-    let mut sides = [
-        SideState::new(Side::Dockerd, NATIVE_ENTRYPOINT),
-        SideState::new(Side::Plugd, WASM_ENTRYPOINT),
-    ];
+    let mut sides = [SideState::new(Side::Dockerd), SideState::new(Side::Plugd)];
     // dockerd 20.10 stamps its own version into every plugin config it creates
     // (`"DockerVersion": "20.10.24+dfsg1"`); plugd deliberately has none (docs/protocol.md: the
     // field is engine-set, `omitempty` in API 1.41, gone from current moby's plugin.Config). That
@@ -465,8 +435,13 @@ fn differential(env: &Env, cli: Cli) {
         "\"DockerVersion\": {},",
         serde_json::to_string(&server_version).expect("string to JSON")
     ));
-    sides[0].vars.insert("<BUNDLE>", path(native_bundle.path()));
-    sides[1].vars.insert("<BUNDLE>", path(wasm_bundle.path()));
+    // The same bundle for both, in a dir of each side's own (`d-main`, `p-main`).
+    for s in &mut sides {
+        let bundle = env
+            .static_plugin_bundle(&format!("{}-main", s.side.tag()))
+            .config(&config());
+        s.vars.insert("<BUNDLE>", path(bundle.path()));
+    }
     let mut t = Diff {
         env,
         cli,
@@ -537,21 +512,14 @@ fn differential(env: &Env, cli: Cli) {
         );
         extras += 1;
         let extra = format!("extra{extras}");
-        // dockerd refuses a layer it already has: its extra rootfs hold their own name.
-        let native = env
-            .bundle(&format!("d-{extra}"))
-            .config(&config(NATIVE_ENTRYPOINT))
-            .file("etc/plugd-bundle", format!("{extra}\n").as_bytes(), 0o644);
-        let wasm_extra = env
-            .bundle(&format!("p-{extra}"))
-            .config(&config(WASM_ENTRYPOINT))
-            .copy(WASM_ENTRYPOINT, &wasm, 0o644);
-        t.sides[0]
-            .vars
-            .insert("<EXTRA_BUNDLE>", path(native.path()));
-        t.sides[1]
-            .vars
-            .insert("<EXTRA_BUNDLE>", path(wasm_extra.path()));
+        // The same bundle as the main one: plugd checks at create that a native entrypoint
+        // exists in the rootfs (its runtime's `prepare`), dockerd only at enable.
+        for s in &mut t.sides {
+            let bundle = env
+                .static_plugin_bundle(&format!("{}-{extra}", s.side.tag()))
+                .config(&config());
+            s.vars.insert("<EXTRA_BUNDLE>", path(bundle.path()));
+        }
         t.step(Ok, &["create", &extra, "<EXTRA_BUNDLE>"]);
         for i in 0..2 {
             if !t.sides[i].vars.contains_key("<PREFIX>")
@@ -574,16 +542,16 @@ fn differential(env: &Env, cli: Cli) {
     t.step(Ok, &["rm", NAME]);
     t.step(Fail, &["rm", NAME]);
     t.step(Fail, &["rm", "nosuch"]);
-    // An existing name, uploading a tiny bundle on both sides: dockerd refuses the name before
-    // reading the upload, and Go's HTTP server then drains at most 256 KB of it before closing the
-    // connection; with a larger rootfs (the 6.8 MB native bundle) the CLI also logs "Can't add file
-    // ... to tar: io: read/write on closed pipe". That depends on the rootfs size, which differs
-    // between the sides by design, not on the daemon.
-    for (i, entrypoint) in [NATIVE_ENTRYPOINT, WASM_ENTRYPOINT].into_iter().enumerate() {
+    // An existing name, uploading a tiny bundle (the config, an empty rootfs) on both sides:
+    // dockerd refuses the name before reading the upload, and Go's HTTP server then drains at most
+    // 256 KB of it before closing the connection; with a larger rootfs (the 6.8 MB native bundle)
+    // the CLI may also log "Can't add file ... to tar: io: read/write on closed pipe", depending
+    // on how far the upload got when the connection closed, not on what the daemon said.
+    for s in &mut t.sides {
         let tiny = env
-            .bundle(&format!("{}-tiny", t.sides[i].side.label()))
-            .config(&config(entrypoint));
-        t.sides[i].vars.insert("<TINY_BUNDLE>", path(tiny.path()));
+            .bundle(&format!("{}-tiny", s.side.tag()))
+            .config(&config());
+        s.vars.insert("<TINY_BUNDLE>", path(tiny.path()));
     }
     t.step(Fail, &["create", "extra1", "<TINY_BUNDLE>"]);
     t.step(Ok, &["ls", "--format", name_enabled]);
@@ -605,30 +573,38 @@ fn differential(env: &Env, cli: Cli) {
     );
 }
 
-/// The normalisations touch only what they are meant to (no daemons needed).
+/// The normalisations touch only what they are meant to (no daemons needed): whatever they leave
+/// alone still makes the two sides differ.
 #[test]
 fn normalisations_are_targeted() {
-    let mut side = SideState::new(Side::Dockerd, NATIVE_ENTRYPOINT);
+    let mut side = SideState::new(Side::Dockerd);
     side.drop_lines
         .push("\"DockerVersion\": \"20.10.24+dfsg1\",".to_owned());
     side.vars.insert("<PREFIX>", "7".to_owned());
     let id = "3943f174f463aab93acccf721b8887ece5dc354665d9a2c967a9336a60751b25";
     let text = format!(
-        "{{\n  \"DockerVersion\": \"20.10.24+dfsg1\",\n  \"Description\": \"\\\"DockerVersion\\\": x\",\n  \"Entrypoint\": [\n    \"/static-plugin\"\n  ],\n  \"Env\": [\"/static-plugin\"],\n  \"Id\": \"{id}\",\n  \"diff_ids\": [\"sha256:{id}\"]\n}}\nmultiple plugins found for \"7\" (7)\n"
+        "{{\n  \"DockerVersion\": \"20.10.24+dfsg1\",\n  \"Description\": \"\\\"DockerVersion\\\": x\",\n  \"Entrypoint\": [\n    \"/static-plugin\"\n  ],\n  \"Id\": \"{id}\",\n  \"diff_ids\": [\"sha256:{id}\"]\n}}\nmultiple plugins found for \"7\" (7)\n"
     );
     assert_eq!(
         side.normalise(&text, true),
-        "{\n  \"Description\": \"\\\"DockerVersion\\\": x\",\n  \"Entrypoint\": [\n    \"<ENTRYPOINT>\"\n  ],\n  \"Env\": [\"/static-plugin\"],\n  \"Id\": \"<ID>\",\n  \"diff_ids\": [\"sha256:<ID>\"]\n}\nmultiple plugins found for \"<PREFIX>\" (7)\n"
+        "{\n  \"Description\": \"\\\"DockerVersion\\\": x\",\n  \"Entrypoint\": [\n    \"/static-plugin\"\n  ],\n  \"Id\": \"<ID>\",\n  \"diff_ids\": [\"sha256:<ID>\"]\n}\nmultiple plugins found for \"<PREFIX>\" (7)\n"
     );
-    // Without `prefix`, the prefix stays; plugd's side drops no line and keeps dockerd's entrypoint.
+    // Without `prefix`, the prefix stays.
     assert!(side.normalise(&text, false).contains("for \"7\""));
-    let plugd = SideState::new(Side::Plugd, WASM_ENTRYPOINT);
+    // plugd's side drops no line: a DockerVersion from plugd would show up as a difference.
+    let plugd = SideState::new(Side::Plugd);
     let p = plugd.normalise(&text, false);
     assert!(p.contains("\"DockerVersion\": \"20.10.24+dfsg1\","), "{p}");
-    assert!(
-        p.contains("\"Entrypoint\": [\n    \"/static-plugin\""),
-        "{p}"
-    );
+    // Only dockerd's exact version line is dropped, not another version.
+    let other = "  \"DockerVersion\": \"28.0.0\",\n";
+    assert_eq!(side.normalise(other, false), other);
+    // The entrypoint is no longer normalised: another entrypoint on one side is a difference.
+    let wasm = text.replace("/static-plugin", "/plugin.wasm");
+    assert_ne!(side.normalise(&text, true), side.normalise(&wasm, true));
+    // Only 64- and 12-hex runs are ids: a 63-hex digest or a 13-hex prefix still differs.
+    for not_id in [&id[1..], &id[..13]] {
+        assert_eq!(side.normalise(not_id, false), not_id);
+    }
     assert_eq!(
         shared_first_digit(&["ab".into(), "cd".into(), "a0".into()]),
         Some("a".into())
