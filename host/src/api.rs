@@ -348,8 +348,10 @@ impl BodyReader {
                     },
                     Err(e) => Err(e.to_string()),
                 };
-                let stop = item.is_err();
-                if stop {
+                if item.is_err() {
+                    // Hand the reader the error, so it says "connection reset" rather than
+                    // "truncated archive".
+                    let _ = tx.send(item).await;
                     break;
                 }
                 if tx.send(item).await.is_err() {

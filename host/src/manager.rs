@@ -317,7 +317,7 @@ impl Manager {
                 .as_deref()
                 .map(|h| (p.config.propagated_mount.as_str(), h)),
         )?;
-        let mounts = Arc::new(Mounts::persisted(spec.state_dir.join("mounts.json")));
+        let mounts = Arc::new(Mounts::persisted(&spec.state_dir));
         let types = p.config.interface.types.clone().unwrap_or_default();
         let gateway = Arc::new(Gateway::new(
             &p.name,
@@ -358,10 +358,15 @@ impl Manager {
     /// crash restart keeps it, since containers still hold those volumes).
     async fn stop_and_forget(&self, id: &str) {
         let mounts = lock(&self.running).get(id).map(|r| r.mounts.clone());
-        if let Some(m) = mounts {
-            m.clear();
-        }
+        mounts
+            .unwrap_or_else(|| Arc::new(self.mount_table(id)))
+            .clear();
         self.stop(id).await;
+    }
+
+    /// The recorded mount table of a plugin that is not running (a crash, a failed restore).
+    fn mount_table(&self, id: &str) -> Mounts {
+        Mounts::persisted(&self.cfg.exec_root.join("state").join(id))
     }
 
     async fn stop(&self, id: &str) {
@@ -373,10 +378,8 @@ impl Manager {
     }
 
     fn in_use(&self, id: &str) -> Vec<String> {
-        lock(&self.running)
-            .get(id)
-            .map(|r| r.mounts.in_use())
-            .unwrap_or_default()
+        let running = lock(&self.running).get(id).map(|r| r.mounts.clone());
+        running.map_or_else(|| self.mount_table(id).in_use(), |m| m.in_use())
     }
 
     /// `POST /plugins/{name}/disable?force=`: refused while volumes are mounted through it, unless forced.
@@ -385,11 +388,16 @@ impl Manager {
         let mut record = lock(&self.store).resolve(name)?.clone();
         let id = record.plugin.id.clone();
         if !lock(&self.running).contains_key(&id) {
-            return Err(Error::conflict(format!(
-                "plugin {} found but disabled",
-                record.plugin.name
-            ))
-            .wrap("plugin is already disabled"));
+            if !record.plugin.enabled {
+                return Err(Error::conflict(format!(
+                    "plugin {} found but disabled",
+                    record.plugin.name
+                ))
+                .wrap("plugin is already disabled"));
+            }
+            // Stored as enabled but not running (it crashed and supervision is retrying, or it
+            // could not be restored): disabling stops the retries.
+            lock(&self.backoff).remove(&id);
         }
         let busy = self.in_use(&id);
         if !busy.is_empty() && !force {

@@ -110,7 +110,7 @@ done
 rss2=$(rss_kb "$plugd_pid")
 printf 'rss\tplugd\twith_%s_more_native_plugins_kb=%s\tper_native_plugin_kb=%s\n' "$REPS" "$rss2" "$(( (rss2 - rss1) / REPS ))"
 n1=$(P inspect -f '{{.Id}}' n1)
-n1pid=$(grep -o '"pid": *[0-9]*' "$W/pe/plugins/$n1/state.json" | grep -o '[0-9]*$')
+n1pid=$(grep -o '"pid": *[0-9]*' "$W/pe/state/$n1/state.json" | grep -o '[0-9]*$')
 printf 'rss\tnative-example-process_kb=%s\n' "$(rss_kb "$n1pid")"
 
 vol='{"Name":"bench","Opts":null}'

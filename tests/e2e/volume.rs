@@ -222,3 +222,65 @@ fn force_disable_while_mounted_and_socket_conflicts() {
         );
     })
 }
+
+/// A Mount reply is pinned: plugd binds the directory the plugin named onto a path only plugd
+/// controls and gives dockerd that one, so swapping the volume's directory for a symlink afterwards
+/// (as a hostile plugin could) cannot redirect what dockerd binds into a container.
+#[test]
+fn mount_replies_are_pinned_against_later_symlink_swaps() {
+    harness::isolated(|env| {
+        let p = env.plugd(&[]);
+        let id = create_example(env, &p, "pin");
+        env.plugd_cli(&p, ["enable", "pin"]).assert_ok();
+        let sock = socket_path("pin");
+        let call = |method: &str, body: &[u8]| {
+            let r = harness::http(&sock, "POST", method, Some(body)).unwrap();
+            assert_eq!(r.status, 200, "{method}: {}", r.text());
+            r.json()
+        };
+        call("/VolumeDriver.Create", br#"{"Name":"pv","Opts":null}"#);
+        let reply = call("/VolumeDriver.Mount", br#"{"Name":"pv","ID":"m1"}"#);
+        let pinned = PathBuf::from(reply["Mountpoint"].as_str().unwrap());
+        assert_eq!(
+            pinned,
+            p.exec_root().join("state").join(&id).join("mounts/m1")
+        );
+        let volume_dir = p
+            .data_root()
+            .join("plugins")
+            .join(&id)
+            .join("propagated-mount/pv");
+        std::fs::write(volume_dir.join("f"), "data").unwrap();
+        assert_eq!(std::fs::read_to_string(pinned.join("f")).unwrap(), "data");
+
+        // The plugin (here: the test, on its behalf) swaps the volume dir for a symlink to a secret.
+        let secret = env.path("secret");
+        std::fs::create_dir(&secret).unwrap();
+        std::fs::write(secret.join("key"), "s3cret").unwrap();
+        std::fs::rename(&volume_dir, env.path("moved")).unwrap();
+        std::os::unix::fs::symlink(&secret, &volume_dir).unwrap();
+        assert!(
+            !pinned.join("key").exists(),
+            "the pin still shows the volume, not the symlink's target"
+        );
+        assert_eq!(std::fs::read_to_string(pinned.join("f")).unwrap(), "data");
+
+        // A Mount of a path that is a symlink out of the plugin's filesystem is refused... by
+        // resolving it inside: /data/pv now leads to <pm>/<secret's absolute path>, which does not exist.
+        let r = harness::http(
+            &sock,
+            "POST",
+            "/VolumeDriver.Mount",
+            Some(br#"{"Name":"pv","ID":"m2"}"#),
+        )
+        .unwrap();
+        assert_ne!(r.status, 200, "{}", r.text());
+
+        // Put the volume back so the guest's own Unmount succeeds, then the pin goes with it.
+        std::fs::remove_file(&volume_dir).unwrap();
+        std::fs::rename(env.path("moved"), &volume_dir).unwrap();
+        call("/VolumeDriver.Unmount", br#"{"Name":"pv","ID":"m1"}"#);
+        assert!(!pinned.exists(), "Unmount removes the pin");
+        env.plugd_cli(&p, ["disable", "pin"]).assert_ok();
+    })
+}

@@ -40,17 +40,25 @@ const MAX_REQUEST: usize = 16 << 20;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Volumes currently mounted through this plugin: `(volume name, mount id)` pairs from successful
-/// `Mount` calls not yet matched by an `Unmount`. Kept in a file in the plugin's runtime dir as well,
+/// `Mount` calls not yet matched by an `Unmount`, kept in a file in plugd's private state dir too,
 /// so a restarted plugd still refuses to disable a plugin whose volumes containers hold.
+///
+/// Each mounted volume is also **pinned**: the directory the plugin named is opened once, inside
+/// the plugin's filesystem, and bind-mounted onto `<state-dir>/mounts/<mount id>`, a directory only
+/// plugd controls; that is the path dockerd gets. dockerd follows the path when it binds the volume
+/// into a container, so returning the plugin's own path would let a plugin swap a component for a
+/// symlink after plugd checked it and have dockerd bind any host directory.
 #[derive(Debug, Default)]
 pub struct Mounts {
     set: Mutex<BTreeSet<(String, String)>>,
     file: Option<PathBuf>,
+    pins: Option<PathBuf>,
 }
 
 impl Mounts {
-    /// A table persisted in `file`, starting from what an earlier plugd left there.
-    pub fn persisted(file: PathBuf) -> Mounts {
+    /// A table persisted in `state_dir`, starting from what an earlier plugd left there.
+    pub fn persisted(state_dir: &Path) -> Mounts {
+        let file = state_dir.join("mounts.json");
         let set = std::fs::read(&file)
             .ok()
             .and_then(|b| serde_json::from_slice::<BTreeSet<(String, String)>>(&b).ok())
@@ -58,6 +66,7 @@ impl Mounts {
         Mounts {
             set: Mutex::new(set),
             file: Some(file),
+            pins: Some(state_dir.join("mounts")),
         }
     }
 
@@ -72,6 +81,42 @@ impl Mounts {
         }
     }
 
+    /// Where the pin of mount `id` lives; `None` for an id that is not a plain name.
+    fn pin_path(&self, id: &str) -> Option<PathBuf> {
+        let ok = !id.is_empty()
+            && id.len() <= 128
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        self.pins.as_ref().filter(|_| ok).map(|d| d.join(id))
+    }
+
+    /// Binds `dir` (an `O_PATH` fd of the volume's directory) onto the pin for `id`.
+    fn pin(&self, id: &str, dir: &std::os::fd::OwnedFd) -> Result<PathBuf, String> {
+        use std::os::fd::AsRawFd;
+        let target = self
+            .pin_path(id)
+            .ok_or_else(|| format!("mount id {id:?} is not a plain name"))?;
+        if let Some(parent) = target.parent() {
+            crate::fsutil::create_dir_all(parent, 0o700).map_err(|e| e.to_string())?;
+        }
+        unpin(&target);
+        std::fs::create_dir(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+        let source = format!("/proc/self/fd/{}", dir.as_raw_fd());
+        nix::mount::mount(
+            Some(source.as_str()),
+            &target,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| {
+            let _ = std::fs::remove_dir(&target);
+            format!("pinning the volume at {}: {e}", target.display())
+        })?;
+        Ok(target)
+    }
+
     fn add(&self, name: String, id: String) {
         self.change(|s| {
             s.insert((name, id));
@@ -79,6 +124,9 @@ impl Mounts {
     }
 
     fn remove(&self, name: &str, id: &str) {
+        if let Some(target) = self.pin_path(id) {
+            unpin(&target);
+        }
         self.change(|s| {
             s.remove(&(name.to_string(), id.to_string()));
         });
@@ -91,10 +139,23 @@ impl Mounts {
         names.into_iter().collect()
     }
 
-    /// Forgets everything (the plugin was stopped: nothing is mounted through it any more).
+    /// Forgets everything and removes every pin (the plugin was disabled or removed).
     pub fn clear(&self) {
+        if let Some(dir) = &self.pins
+            && let Ok(entries) = std::fs::read_dir(dir)
+        {
+            for e in entries.flatten() {
+                unpin(&e.path());
+            }
+        }
         self.change(BTreeSet::clear);
     }
+}
+
+/// Lazily unmounts a pin (and what was mounted below it) and removes its directory.
+fn unpin(target: &Path) {
+    while nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
+    let _ = std::fs::remove_dir(target);
 }
 
 /// What every connection of one plugin shares.
@@ -173,7 +234,8 @@ impl Gateway {
             return reply;
         }
         let translated = match method {
-            volume::MOUNT | volume::PATH => self.translate(value.as_object_mut(), "Mountpoint"),
+            volume::MOUNT => self.pin(value.as_object_mut(), request),
+            volume::PATH => self.translate(value.as_object_mut(), "Mountpoint"),
             volume::GET => match value.as_object_mut().and_then(|o| get_ci_mut(o, "Volume")) {
                 Some(v) => self.translate(v.as_object_mut(), "Mountpoint"),
                 None => Ok(false),
@@ -221,6 +283,25 @@ impl Gateway {
             },
             Err(_) => reply,
         }
+    }
+
+    /// For a successful Mount: pins the directory the plugin named and answers with the pin.
+    fn pin(
+        &self,
+        obj: Option<&mut serde_json::Map<String, Value>>,
+        request: &[u8],
+    ) -> Result<bool, String> {
+        let Some(slot) = obj.and_then(|o| get_ci_mut(o, "Mountpoint")) else {
+            return Ok(false);
+        };
+        let Some(inside) = slot.as_str().filter(|s| !s.is_empty()) else {
+            return Ok(false);
+        };
+        let req: volume::MountRequest = serde_json::from_slice(request).unwrap_or_default();
+        let dir = self.paths.open_dir(inside)?;
+        let pinned = self.mounts.pin(&req.id, &dir)?;
+        *slot = Value::String(pinned.to_string_lossy().into_owned());
+        Ok(true)
     }
 
     fn translate(

@@ -30,8 +30,33 @@ impl PathMap {
         })
     }
 
+    /// Opens (`O_PATH`) the existing directory a plugin-internal path names, resolved inside the
+    /// plugin's filesystem: what a `Mount` reply hands dockerd is then pinned to this very inode
+    /// (see `Mounts::pin`), so no symlink the plugin creates later can redirect dockerd's bind.
+    pub fn open_dir(&self, inside: &str) -> Result<std::os::fd::OwnedFd, String> {
+        let (base, rel) = self.split(inside)?;
+        let dir = File::open(base).map_err(|e| format!("opening {}: {e}", base.display()))?;
+        let target = if rel.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            rel
+        };
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        openat2(&dir, &target, how)
+            .map_err(|e| format!("plugin returned mountpoint {inside:?}, which is not a directory inside its filesystem: {e}"))
+    }
+
     /// The host path for a path the plugin returned, or a message saying why it was refused.
     pub fn to_host(&self, inside: &str) -> Result<PathBuf, String> {
+        let (base, rel) = self.split(inside)?;
+        resolve_beneath(base, &rel)
+            .map_err(|e| format!("cannot resolve {inside:?} inside the plugin's filesystem: {e}"))
+    }
+
+    /// Which base (propagated mount or rootfs) a plugin path is under, and the rest of it.
+    fn split(&self, inside: &str) -> Result<(&Path, PathBuf), String> {
         let path = Path::new(inside);
         if !path.is_absolute() {
             return Err(format!("plugin returned a relative path {inside:?}"));
@@ -58,8 +83,7 @@ impl PathMap {
             }
             _ => (self.rootfs.as_path(), clean),
         };
-        resolve_beneath(base, &rel)
-            .map_err(|e| format!("cannot resolve {inside:?} inside the plugin's filesystem: {e}"))
+        Ok((base, rel))
     }
 }
 
