@@ -101,6 +101,7 @@ impl WasmRuntimeBuilder {
                 cache,
                 limits,
                 _ticker: ticker,
+                prepared: Default::default(),
             }),
         })
     }
@@ -114,7 +115,16 @@ struct Shared {
     cache: ComponentCache,
     limits: CallLimits,
     _ticker: EpochTicker,
+    /// What the last `prepare` of each plugin (by id) resolved, so the `start` that follows it at
+    /// enable does not read, hash and load the component again. Entries expire after
+    /// [`PREPARED_TTL`]: a `prepare` at create is not followed by a `start`.
+    prepared: std::sync::Mutex<
+        std::collections::HashMap<String, (std::time::Instant, VolumePluginPre<HostState>)>,
+    >,
 }
+
+/// How long a `prepare` result waits for its `start`.
+const PREPARED_TTL: Duration = Duration::from_secs(60);
 
 /// The wasm runtime: one engine per daemon, components compiled once and cached on disk, one
 /// long-lived instance per enabled plugin. Implements [`Runtime`] (name `wasm`).
@@ -202,7 +212,15 @@ impl Runtime for WasmRuntime {
         Box::pin(async move {
             Policy::check(spec)?;
             let component = self.load(spec).await?;
-            self.pre(spec, &component).map(drop)
+            let pre = self.pre(spec, &component)?;
+            let mut prepared = self
+                .shared
+                .prepared
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            prepared.retain(|_, (at, _)| at.elapsed() < PREPARED_TTL);
+            prepared.insert(spec.id.clone(), (std::time::Instant::now(), pre));
+            Ok(())
         })
     }
 
@@ -212,8 +230,20 @@ impl Runtime for WasmRuntime {
     ) -> BoxFuture<'a, Result<Arc<dyn Instance>, RuntimeError>> {
         Box::pin(async move {
             let policy = Policy::resolve(spec)?;
-            let component = self.load(spec).await?;
-            let pre = self.pre(spec, &component)?;
+            let prepared = self
+                .shared
+                .prepared
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&spec.id)
+                .filter(|(at, _)| at.elapsed() < PREPARED_TTL);
+            let pre = match prepared {
+                Some((_, pre)) => pre,
+                None => {
+                    let component = self.load(spec).await?;
+                    self.pre(spec, &component)?
+                }
+            };
             let keepalive: Arc<dyn Send + Sync> = self.shared.clone();
             let instance = WasmInstance::start(
                 spec.name.clone(),
