@@ -81,6 +81,11 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// Names the path an I/O error happened on: `map_err(at(&path))`.
+pub fn at(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |e| Error::system(format!("{}: {e}", path.display()))
+}
+
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
         Error::system(e.to_string())

@@ -8,7 +8,7 @@
 //! never wait behind a slow enable.
 
 use crate::bundle;
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, Kind, Result, at};
 use crate::fsutil;
 use crate::reference::Reference;
 use crate::socket::{Gateway, Mounts, PathMap, PluginSocket, SocketRegistry};
@@ -89,7 +89,8 @@ impl Manager {
         let store = Store::open(&cfg.data_root)?;
         let registry = SocketRegistry::new(&cfg.exec_root.join("sockets"))?;
         registry.remove_stale()?;
-        fsutil::create_dir_all(&cfg.plugin_socket_dir, 0o755)?;
+        fsutil::create_dir_all(&cfg.plugin_socket_dir, 0o755)
+            .map_err(at(&cfg.plugin_socket_dir))?;
         Ok(Manager {
             cfg,
             select,
@@ -291,10 +292,10 @@ impl Manager {
         }
         let spec = self.spec(record);
         if let Some(pm) = &spec.propagated_mount {
-            fsutil::create_dir_all(pm, 0o755)?;
+            fsutil::create_dir_all(pm, 0o755).map_err(at(pm))?;
         }
-        fsutil::create_dir_all(&spec.runtime_dir, 0o700)?;
-        fsutil::create_dir_all(&spec.state_dir, 0o700)?;
+        fsutil::create_dir_all(&spec.runtime_dir, 0o700).map_err(at(&spec.runtime_dir))?;
+        fsutil::create_dir_all(&spec.state_dir, 0o700).map_err(at(&spec.state_dir))?;
         let runtime = (self.select)(&spec).map_err(runtime_err)?;
         let instance = match tokio::time::timeout(timeout, async {
             runtime.prepare(&spec).await?;
@@ -316,7 +317,8 @@ impl Manager {
             spec.propagated_mount
                 .as_deref()
                 .map(|h| (p.config.propagated_mount.as_str(), h)),
-        )?;
+        )
+        .map_err(at(&spec.rootfs))?;
         let mounts = Arc::new(Mounts::persisted(&spec.state_dir));
         let types = p.config.interface.types.clone().unwrap_or_default();
         let gateway = Arc::new(Gateway::new(

@@ -12,7 +12,7 @@
 //! A create is staged completely (rootfs and state file) and becomes visible with a single rename, so
 //! a kill -9 at any point leaves either nothing or a whole plugin.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, at};
 use crate::fsutil;
 use crate::reference::Reference;
 use plugd_core::config::PluginObject;
@@ -56,18 +56,19 @@ fn is_id(s: &str) -> bool {
 impl Store {
     /// Opens (creating) the store, finishing interrupted removals and discarding interrupted creates.
     pub fn open(root: &Path) -> Result<Store> {
-        fsutil::create_dir_all(&root.join("plugins"), 0o700)?;
+        let plugins = root.join("plugins");
+        fsutil::create_dir_all(&plugins, 0o700).map_err(at(&plugins))?;
         let tmp = root.join("tmp");
         if tmp.exists() {
-            fs::remove_dir_all(&tmp)?;
+            fs::remove_dir_all(&tmp).map_err(at(&tmp))?;
         }
-        fsutil::create_dir_all(&tmp, 0o700)?;
+        fsutil::create_dir_all(&tmp, 0o700).map_err(at(&tmp))?;
         let mut plugins = BTreeMap::new();
         for entry in fs::read_dir(root.join("plugins"))? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with("-removing") {
-                fs::remove_dir_all(entry.path())?;
+                fs::remove_dir_all(entry.path()).map_err(at(&entry.path()))?;
                 continue;
             }
             if !is_id(&name) {
@@ -116,10 +117,11 @@ impl Store {
     pub fn commit_new(&mut self, staging: &Path, record: Record) -> Result<()> {
         let id = record.plugin.id.clone();
         let bytes = serde_json::to_vec_pretty(&record).map_err(|e| Error::system(e.to_string()))?;
-        fsutil::write_atomic(&staging.join(STATE_FILE), &bytes, 0o600)?;
+        let state = staging.join(STATE_FILE);
+        fsutil::write_atomic(&state, &bytes, 0o600).map_err(at(&state))?;
         let dir = self.plugin_dir(&id);
-        fs::rename(staging, &dir)?;
-        fsutil::sync_dir(&self.root.join("plugins"))?;
+        fs::rename(staging, &dir).map_err(at(&dir))?;
+        fsutil::sync_dir(&self.root.join("plugins")).map_err(at(&self.root))?;
         self.plugins.insert(id, record);
         Ok(())
     }
@@ -127,18 +129,16 @@ impl Store {
     /// Persists a changed record (atomically) and updates the in-memory copy only if that worked.
     pub fn save(&mut self, record: Record) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(&record).map_err(|e| Error::system(e.to_string()))?;
-        fsutil::write_atomic(
-            &self.plugin_dir(&record.plugin.id).join(STATE_FILE),
-            &bytes,
-            0o600,
-        )?;
+        let state = self.plugin_dir(&record.plugin.id).join(STATE_FILE);
+        fsutil::write_atomic(&state, &bytes, 0o600).map_err(at(&state))?;
         self.plugins.insert(record.plugin.id.clone(), record);
         Ok(())
     }
 
     /// Deletes a plugin's directory (rename first) and forgets it.
     pub fn remove(&mut self, id: &str) -> Result<()> {
-        fsutil::remove_dir_atomic(&self.plugin_dir(id))?;
+        let dir = self.plugin_dir(id);
+        fsutil::remove_dir_atomic(&dir).map_err(at(&dir))?;
         self.plugins.remove(id);
         Ok(())
     }
