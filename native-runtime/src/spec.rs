@@ -79,23 +79,8 @@ pub const PLUGIN_RUNTIME_DESTINATION: &str = "/run/docker/plugins";
 pub const DEFAULT_PATH_ENV: &str =
     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// moby's default capabilities (`oci/caps/defaults.go`), in its order: `CapEff = 0xa80425fb`.
-pub const DEFAULT_CAPABILITIES: [&str; 14] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
+/// moby's default capabilities (defined with the spec types in `plugd-init`).
+pub use plugd_init::spec::DEFAULT_CAPABILITIES;
 
 /// dockerd 20.10's masked paths, in its order (captured spec).
 pub const MASKED_PATHS: [&str; 10] = [

@@ -79,22 +79,7 @@ mod tests {
         v.iter().map(|s| s.to_string()).collect()
     }
 
-    const DEFAULT_14: [&str; 14] = [
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FSETID",
-        "CAP_FOWNER",
-        "CAP_MKNOD",
-        "CAP_NET_RAW",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETFCAP",
-        "CAP_SETPCAP",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_SYS_CHROOT",
-        "CAP_KILL",
-        "CAP_AUDIT_WRITE",
-    ];
+    use crate::spec::DEFAULT_CAPABILITIES as DEFAULT_14;
 
     #[test]
     fn dockerd_default_set_is_a80425fb() {

@@ -10,6 +10,25 @@
 //! before launch and kept here so the comparison is complete.
 
 use serde::{Deserialize, Serialize};
+
+/// moby's default capabilities for a plugin (`oci/caps/defaults.go`), in its order:
+/// `CapEff = 0xa80425fb`. The daemon builds specs from it; the init's tests check against it.
+pub const DEFAULT_CAPABILITIES: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
 use std::path::PathBuf;
 
 /// The whole plan for one sandbox.

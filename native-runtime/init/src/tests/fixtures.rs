@@ -8,22 +8,7 @@ use crate::sys::recording::{Recording, char_dev, regular};
 use crate::sys::{FileStat, FsStat};
 
 /// dockerd's default 14 capabilities.
-pub const DEFAULT_CAPS: [&str; 14] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
+pub use crate::spec::DEFAULT_CAPABILITIES as DEFAULT_CAPS;
 
 fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()

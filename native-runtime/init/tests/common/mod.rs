@@ -33,22 +33,7 @@ const CHILD_ENV: &str = "PLUGD_INIT_TEST_CHILD";
 pub const END: &str = "== END";
 
 /// dockerd's default capabilities for plugins (CapEff a80425fb).
-pub const DEFAULT_CAPS: [&str; 14] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
+pub use plugd_init::spec::DEFAULT_CAPABILITIES as DEFAULT_CAPS;
 
 /// Runs `body` in a private mount namespace (see the module docs). Skips, loudly, when not root.
 pub fn isolated(body: impl FnOnce()) {
