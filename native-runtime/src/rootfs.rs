@@ -1,5 +1,5 @@
 //! Is there something to run? The entrypoint (`argv[0]`) is looked up the way the sandbox will:
-//! inside the rootfs as if it were `/` (`openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`:
+//! inside the rootfs as if it were `/` ([`plugd_fs::InRoot`], `O_PATH` only, nothing is opened:
 //! symlinks resolve within the rootfs, `..` stops at it), relative to the working directory when it
 //! has a `/`, else in each directory of the sandbox's `PATH` (the last `PATH=` of dockerd's default
 //! followed by the settings' env). It must be a regular file with an execute bit.
@@ -7,7 +7,8 @@
 //! The plugin's rootfs is untrusted content, so nothing here follows a path outside it.
 
 use plugd_core::{PluginSpec, RuntimeError};
-use rustix::fs::{Mode, OFlags, ResolveFlags, fstat, open, openat2};
+use plugd_fs::InRoot;
+use rustix::fs::{Mode, fstat};
 use rustix::io::Errno;
 
 /// The sandbox's `PATH` unless the settings override it (dockerd's `oci.DefaultPathEnv`).
@@ -35,12 +36,7 @@ pub(crate) fn check_entrypoint(spec: &PluginSpec) -> Result<(), RuntimeError> {
             ));
         }
     };
-    let root = open(
-        &spec.rootfs,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| {
+    let root = InRoot::open(&spec.rootfs).map_err(|e| {
         RuntimeError::Bundle(format!("cannot open rootfs {}: {e}", spec.rootfs.display()))
     })?;
     let cwd = if spec.config.work_dir.is_empty() {
@@ -64,10 +60,6 @@ pub(crate) fn check_entrypoint(spec: &PluginSpec) -> Result<(), RuntimeError> {
                 first_problem.get_or_insert(format!("{candidate:?} {what}"));
             }
             Ok(Found::Missing) => {}
-            Err(Errno::NOSYS) => {
-                tracing::warn!(plugin = %spec.name, "openat2 is unavailable (Linux < 5.6?): entrypoint not checked");
-                return Ok(());
-            }
             Err(e) => {
                 first_problem.get_or_insert(format!("{candidate:?} cannot be opened: {e}"));
             }
@@ -100,19 +92,11 @@ fn join(base: &str, rel: &str) -> String {
     }
 }
 
-fn lookup(root: &impl std::os::fd::AsFd, path: &str) -> Result<Found, Errno> {
-    let rel = path.trim_start_matches('/');
-    if rel.is_empty() {
+fn lookup(root: &InRoot, path: &str) -> Result<Found, Errno> {
+    if path.trim_start_matches('/').is_empty() {
         return Ok(Found::NotExecutable("is the rootfs itself"));
     }
-    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-    let fd = match openat2(
-        root,
-        rel,
-        OFlags::PATH | OFlags::CLOEXEC,
-        Mode::empty(),
-        resolve,
-    ) {
+    let fd = match root.resolve(path) {
         Ok(fd) => fd,
         Err(Errno::NOENT | Errno::NOTDIR) => return Ok(Found::Missing),
         Err(e) => return Err(e),

@@ -3,19 +3,17 @@
 //! A bundle's entrypoint is `config.Entrypoint[0]`, a path inside the plugin's root filesystem. It
 //! is resolved the way the plugin itself would see it: as if the rootfs were `/` (a symlink to
 //! `/usr/lib/x.wasm` means `<rootfs>/usr/lib/x.wasm`; `..` stops at the rootfs), via
-//! `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`. Where `openat2` is unavailable (Linux older
-//! than 5.6, or a seccomp filter), every path component is opened with `O_NOFOLLOW` instead, so
-//! any symlink is refused. Either way the opened file must be a regular file (checked on the open
-//! descriptor, so nothing can swap it afterwards), it is opened non-blocking (a FIFO cannot hang
-//! plugd) and at most [`MAX_ENTRYPOINT_BYTES`] are read.
+//! [`plugd_fs::InRoot`] (plugd's one in-root resolver and its one fallback). The path is resolved
+//! to an `O_PATH` descriptor, which opens nothing; only if that inode is a regular file is it
+//! opened for reading (a device node or FIFO a running plugin planted there is never opened), and
+//! at most [`MAX_ENTRYPOINT_BYTES`] are read.
 
 use plugd_core::{PluginSpec, RuntimeError};
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use plugd_fs::{InRoot, Resolver};
 use rustix::io::Errno;
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::OwnedFd;
-use std::path::{Component, Path};
+use std::path::Path;
 
 /// The largest entrypoint plugd reads (componentize-py output is about 18 MB).
 pub const MAX_ENTRYPOINT_BYTES: u64 = 256 << 20;
@@ -112,39 +110,14 @@ fn open_in_root(rootfs: &Path, entry: &str) -> Result<File, RuntimeError> {
     open_in_root_with(rootfs, entry, Resolver::Openat2)
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Resolver {
-    /// `openat2(RESOLVE_IN_ROOT)`, falling back to [`Resolver::NoFollowWalk`] when unavailable.
-    Openat2,
-    /// One `openat(O_NOFOLLOW)` per component (forced only by tests; otherwise the fallback).
-    #[cfg(test)]
-    NoFollowWalk,
-}
-
 fn open_in_root_with(rootfs: &Path, entry: &str, resolver: Resolver) -> Result<File, RuntimeError> {
-    let root = rustix::fs::open(
-        rootfs,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| RuntimeError::Bundle(format!("cannot open rootfs {}: {e}", rootfs.display())))?;
-    let rel = entry.trim_start_matches('/');
-    if rel.is_empty() {
+    let root = InRoot::open(rootfs)
+        .map_err(|e| RuntimeError::Bundle(format!("cannot open rootfs {}: {e}", rootfs.display())))?
+        .with_resolver(resolver);
+    if entry.trim_start_matches('/').is_empty() {
         return Err(bundle(entry, "names the rootfs itself"));
     }
-    let read_flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
-    let opened = match resolver {
-        Resolver::Openat2 => {
-            let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-            match rustix::fs::openat2(&root, rel, read_flags, Mode::empty(), resolve) {
-                Err(Errno::NOSYS | Errno::PERM) => walk_nofollow(&root, rel, read_flags),
-                other => other,
-            }
-        }
-        #[cfg(test)]
-        Resolver::NoFollowWalk => walk_nofollow(&root, rel, read_flags),
-    };
-    let fd = opened.map_err(|e| match e {
+    let fd = root.resolve(entry).map_err(|e| match e {
         Errno::NOENT => bundle(entry, "does not exist in the rootfs"),
         Errno::LOOP | Errno::NOTDIR => bundle(
             entry,
@@ -153,41 +126,16 @@ fn open_in_root_with(rootfs: &Path, entry: &str, resolver: Resolver) -> Result<F
         Errno::XDEV => bundle(entry, "resolves outside the rootfs"),
         e => bundle(entry, &format!("cannot be opened: {e}")),
     })?;
-    let file = File::from(fd);
-    let meta = file.metadata().map_err(|e| bundle(entry, &e.to_string()))?;
-    if !meta.is_file() {
-        return Err(bundle(entry, "is not a regular file"));
-    }
-    Ok(file)
-}
-
-/// Opens `rel` below `root` one component at a time with `O_NOFOLLOW`: a symlink anywhere fails
-/// (`ELOOP` for the last component, `ENOTDIR` for a directory), and `..` is refused outright.
-fn walk_nofollow(root: &OwnedFd, rel: &str, last_flags: OFlags) -> rustix::io::Result<OwnedFd> {
-    let parts: Vec<_> = Path::new(rel).components().collect();
-    let mut dir: Option<OwnedFd> = None;
-    for (i, part) in parts.iter().enumerate() {
-        let name = match part {
-            Component::Normal(name) => *name,
-            Component::CurDir => continue,
-            _ => return Err(Errno::XDEV),
-        };
-        let at = dir.as_ref().unwrap_or(root);
-        let fd = if i + 1 == parts.len() {
-            rustix::fs::openat(at, name, last_flags | OFlags::NOFOLLOW, Mode::empty())?
-        } else {
-            let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            rustix::fs::openat(at, name, flags, Mode::empty())?
-        };
-        dir = Some(fd);
-    }
-    dir.ok_or(Errno::NOENT)
+    // Checked on the O_PATH descriptor before anything is opened for reading: a device node or a
+    // FIFO the plugin planted is never opened (no driver `open`, no wait for a writer).
+    plugd_fs::read_regular(&fd).map_err(|e| bundle(entry, &e.to_string()))
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use plugd_core::PluginConfig;
+    use rustix::fs::Mode;
     use std::os::unix::fs::symlink;
     use std::path::PathBuf;
 
@@ -283,7 +231,7 @@ pub(crate) mod tests {
         let rootfs = dir.path().join("rootfs");
         std::fs::create_dir(&rootfs).unwrap();
         symlink("/dev/zero", rootfs.join("plugin.wasm")).unwrap();
-        for resolver in [Resolver::Openat2, Resolver::NoFollowWalk] {
+        for resolver in [Resolver::Openat2, Resolver::Walk] {
             let err = open_in_root_with(&rootfs, "/plugin.wasm", resolver).unwrap_err();
             assert!(
                 matches!(err, RuntimeError::Bundle(_)),
@@ -310,7 +258,7 @@ pub(crate) mod tests {
         symlink("../outside.wasm", rootfs.join("rel.wasm")).unwrap();
         symlink("../../outside.wasm", rootfs.join("sub/deep.wasm")).unwrap();
         symlink(dir.path(), rootfs.join("updir")).unwrap();
-        for resolver in [Resolver::Openat2, Resolver::NoFollowWalk] {
+        for resolver in [Resolver::Openat2, Resolver::Walk] {
             for entry in [
                 "/abs.wasm",
                 "/rel.wasm",
@@ -334,8 +282,8 @@ pub(crate) mod tests {
         let bytes = read_component(&spec_with(rootfs.clone(), "/plugin.wasm"));
         // openat2 is on every kernel this runs on (>= 5.6); the fallback refuses all symlinks.
         assert_eq!(bytes.unwrap(), COMPONENT);
-        assert!(open_in_root_with(&rootfs, "/plugin.wasm", Resolver::NoFollowWalk).is_err());
-        assert!(open_in_root_with(&rootfs, "/usr/lib/p.wasm", Resolver::NoFollowWalk).is_ok());
+        assert!(open_in_root_with(&rootfs, "/plugin.wasm", Resolver::Walk).is_err());
+        assert!(open_in_root_with(&rootfs, "/usr/lib/p.wasm", Resolver::Walk).is_ok());
     }
 
     #[test]
@@ -352,5 +300,36 @@ pub(crate) mod tests {
         .unwrap();
         let err = read_component(&spec_with(dir.path().to_path_buf(), "/plugin.wasm")).unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+
+    /// A FIFO or device node planted as the entrypoint is never opened: inotify reports no
+    /// `IN_OPEN` on it (an `O_PATH` lookup is not an open). Reading it used to open it first
+    /// and check its type afterwards.
+    #[test]
+    fn special_files_are_never_opened() {
+        use rustix::fs::inotify;
+        let dir = TempDir::new("noopen");
+        let fifo = dir.path().join("plugin.wasm");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let ino =
+            inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC).unwrap();
+        inotify::add_watch(&ino, &fifo, inotify::WatchFlags::OPEN).unwrap();
+        let spec = spec_with(dir.path().to_path_buf(), "/plugin.wasm");
+        assert!(entrypoint_kind(&spec).is_err());
+        assert!(read_component(&spec).is_err());
+        let mut buf = [std::mem::MaybeUninit::uninit(); 1024];
+        let mut reader = inotify::Reader::new(&ino, &mut buf);
+        match reader.next() {
+            Err(Errno::AGAIN) => {}
+            Ok(event) => panic!("the FIFO was opened: {event:?}"),
+            Err(e) => panic!("inotify: {e}"),
+        }
     }
 }
