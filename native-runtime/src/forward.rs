@@ -6,9 +6,10 @@
 //! as they are; whether a status means success is the engine's business.
 //!
 //! A pooled connection the plugin closed (it restarted, or dropped idle connections) is skipped when
-//! that is already known; when a call fails on a pooled connection before any reply arrived, it is
-//! sent once more on a fresh connection (dockerd's client retries such transport failures too, with
-//! backoff). Connection failures and the per-call deadline become a 500 `{"Err"}` naming the
+//! that is already known; when it turns out closed before any byte of a request was written, the
+//! request goes once more on a fresh connection. A request that was written is **never** sent
+//! again, whatever happened next: the plugin may have acted on it, and Mount or Create are not
+//! idempotent. Connection failures and the per-call deadline become a 500 `{"Err"}` naming the
 //! plugin.
 
 use bytes::Bytes;
@@ -94,8 +95,9 @@ impl Forwarder {
             Some(s) => (s, true),
             None => (self.connect().await?, false),
         };
+        let mut req = request(method, body);
         loop {
-            match sender.try_send_request(request(method, body.clone())).await {
+            match sender.try_send_request(req).await {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let body = Limited::new(resp.into_body(), MAX_REPLY)
@@ -106,15 +108,28 @@ impl Forwarder {
                     self.put_back(sender);
                     return Ok(Reply { status, body });
                 }
-                // No reply head on a pooled connection: the plugin closed it or restarted. The
-                // other idle ones are as stale; try once more on a fresh connection.
-                Err(e) if reused => {
-                    tracing::debug!(plugin = %self.plugin, method, error = %e.error(), "pooled connection failed; retrying on a new one");
-                    self.close();
-                    sender = self.connect().await?;
-                    reused = false;
-                }
-                Err(e) => return Err(CallError::Unreachable(e.into_error().to_string())),
+                Err(mut e) => match e.take_message() {
+                    // hyper hands the request back only if none of it was written: the plugin
+                    // cannot have seen it, so it may go once more on a fresh connection. The
+                    // other idle ones are as stale.
+                    Some(unsent) if reused => {
+                        tracing::debug!(plugin = %self.plugin, method, error = %e.error(), "pooled connection closed before the request was sent; sending it on a new one");
+                        self.close();
+                        sender = self.connect().await?;
+                        reused = false;
+                        req = unsent;
+                    }
+                    Some(_) => return Err(CallError::Unreachable(e.into_error().to_string())),
+                    // Written (perhaps in part) and no reply: the plugin may have acted on it.
+                    // Mount and Create are not idempotent, so it is never sent again.
+                    None => {
+                        self.close();
+                        return Err(CallError::Unreachable(format!(
+                            "{}; the request was sent and is not sent again",
+                            e.into_error()
+                        )));
+                    }
+                },
             }
         }
     }
@@ -267,11 +282,16 @@ mod tests {
             let mut body = vec![0; len];
             r.read_exact(&mut body).await.unwrap();
             let echo = head.starts_with("POST /Echo ");
+            let drop = head.starts_with("POST /Drop ");
             seen.lock().unwrap().push(Seen {
                 conn,
                 head,
                 body: body.clone(),
             });
+            if drop {
+                // Read the request, then close without a reply.
+                return;
+            }
             let (status, out) = if echo {
                 ("200 OK", body)
             } else {
@@ -361,11 +381,12 @@ mod tests {
         assert_eq!(f.call("Echo", Bytes::from("a")).await.status, 200);
         assert_eq!(f.idle.lock().unwrap().len(), 1);
         fake.stop();
-        // Immediately, without letting the pooled connection notice the close first.
+        // Once the pooled connection has noticed the close, it is skipped.
+        tokio::time::sleep(Duration::from_millis(20)).await;
         let fake = FakePlugin::start(&sock, seen.clone());
         let reply = f.call("Echo", Bytes::from("b")).await;
         assert_eq!(reply, Reply::ok("b"));
-        // And again after it had time to notice.
+        // And again.
         tokio::time::sleep(Duration::from_millis(20)).await;
         fake.stop();
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -418,5 +439,32 @@ mod tests {
             "{text}"
         );
         hold.abort();
+    }
+
+    /// A request the plugin received on a pooled connection that then broke is not sent again
+    /// (it used to be resent on a fresh connection, so the plugin saw it twice).
+    #[tokio::test]
+    async fn a_sent_request_is_never_resent() {
+        let dir = TempDir::new("fwd-once");
+        let sock = dir.path().join("p.sock");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let fake = FakePlugin::start(&sock, seen.clone());
+        let f = Forwarder::new("p:latest", &sock, Duration::from_secs(5));
+        assert_eq!(f.call("Echo", Bytes::from("a")).await.status, 200);
+        assert_eq!(f.idle.lock().unwrap().len(), 1, "a pooled connection");
+        let reply = f.call("Drop", Bytes::from("mount-me")).await;
+        assert_eq!(reply.status, 500);
+        let text = String::from_utf8_lossy(&reply.body).into_owned();
+        assert!(text.contains("is not sent again"), "{text}");
+        let drops = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.head.starts_with("POST /Drop "))
+            .count();
+        assert_eq!(drops, 1, "the plugin saw the request once");
+        // The forwarder still works afterwards.
+        assert_eq!(f.call("Echo", Bytes::from("b")).await, Reply::ok("b"));
+        fake.stop();
     }
 }
