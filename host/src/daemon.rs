@@ -106,7 +106,7 @@ fn unix_path(host: &str) -> anyhow::Result<PathBuf> {
 
 /// Binds the API socket, replacing a stale one but never a live daemon's.
 fn bind_api(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    use std::os::unix::fs::FileTypeExt;
     if let Some(parent) = path.parent() {
         crate::fsutil::create_dir_all(parent, 0o755)?;
     }
@@ -119,10 +119,7 @@ fn bind_api(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
         }
         std::fs::remove_file(path)?;
     }
-    let listener = tokio::net::UnixListener::bind(path)
-        .with_context(|| format!("binding {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
-    Ok(listener)
+    crate::fsutil::bind_unix(path, 0o660).with_context(|| format!("binding {}", path.display()))
 }
 
 /// Where `plugd-init` is when `--init-binary` is not given: beside this binary (an installed

@@ -68,6 +68,26 @@ pub fn remove_dir_atomic(path: &Path) -> io::Result<()> {
     fs::remove_dir_all(&removing)
 }
 
+/// Binds a listening unix socket at `path` that is born with `mode` (less the process umask), so
+/// there is no moment at which it exists with the wider default mode and a caller outside the
+/// intended group could connect. Linux takes a socket file's mode from the socket inode's mode,
+/// which `fchmod` sets before `bind`.
+pub fn bind_unix(path: &Path, mode: u32) -> io::Result<tokio::net::UnixListener> {
+    use nix::sys::socket::{AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
+    use nix::sys::stat::{Mode, fchmod};
+    let fd = nix::sys::socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    fchmod(&fd, Mode::from_bits_truncate(mode))?;
+    let addr = UnixAddr::new(path)?;
+    nix::sys::socket::bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr)?;
+    nix::sys::socket::listen(&fd, Backlog::MAXCONN)?;
+    tokio::net::UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +107,24 @@ mod tests {
         assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
         remove_dir_atomic(&dir).unwrap();
         assert!(!dir.exists());
+    }
+
+    /// The socket file never exists with more than the mode asked for (less the umask): it is
+    /// born with it, where a plain `bind` gives `0777 & !umask` until a later chmod.
+    #[tokio::test]
+    async fn sockets_are_born_with_their_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let umask = std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .map(|v| u32::from_str_radix(v.trim(), 8).unwrap())
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let _l = bind_unix(&path, 0o600).unwrap();
+        let mode = fs::symlink_metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600 & !umask);
+        std::os::unix::net::UnixStream::connect(&path).unwrap();
     }
 }

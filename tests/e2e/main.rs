@@ -13,6 +13,7 @@ mod cli_diff;
 mod faults;
 mod harness_selftest;
 mod hostile;
+mod hostile_replies;
 mod native;
 mod parity;
 mod restart;

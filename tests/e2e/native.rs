@@ -132,12 +132,11 @@ fn dockerd_uses_a_plain_managed_bundle_and_the_sdk_native_example() {
                 host_file.display()
             );
             let inspect = docker(&["volume", "inspect", &vol]).assert_ok().json();
-            assert!(
-                inspect[0]["Mountpoint"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with(pm.canonicalize().unwrap().to_str().unwrap()),
-                "plugd translated the plugin's /data path: {inspect}"
+            crate::volume::assert_reported_through_a_view(
+                &p,
+                &id,
+                &inspect[0]["Mountpoint"],
+                &pm.join(format!("{volume_dir}{vol}")),
             );
             docker(&["volume", "rm", &vol]).assert_ok();
             let cgroups: Vec<PathBuf> = state(&p, &id).unwrap()["cgroups"]

@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod gojson;
 pub mod privileges;
 pub mod protocol;
 pub mod runtime;

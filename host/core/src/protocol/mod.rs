@@ -4,6 +4,8 @@
 //! success; errors travel as `{"Err": "..."}`. The request structs accept `null` where dockerd sends
 //! it (`"Opts":null`) and an empty body where dockerd sends none.
 
+pub mod replies;
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -1,0 +1,283 @@
+//! The typed layer: a [`Json`] tree read into the Go type dockerd decodes it into, and re-encoded.
+//!
+//! A [`Kind`] describes a Go type the way `encoding/json` sees it. [`decode`] applies Go's rules —
+//! key-to-field matching, `null` as a no-op, type errors failing the call — but refuses wherever
+//! the outcome would depend on a rule a strict reader does not share (two keys for one field, a
+//! key matching only through Unicode folding). The result is a `serde_json::Value` holding exactly
+//! the fields of the Go type under their exact names, with Go's zero value for what was absent:
+//! re-encoded, it decodes in dockerd to the very value plugd checked.
+
+use super::fold::{KeyMatch, key_match};
+use super::parse::{Json, parse};
+use super::{DecodeError, forms};
+use serde_json::{Map, Number, Value};
+
+/// A Go type as `encoding/json` decodes into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `string`, with the form dockerd parses it as.
+    Str(Form),
+    /// `bool`.
+    Bool,
+    /// `int` (64-bit): an integer literal; `1e2` and `1.0` are type errors in Go.
+    Int,
+    /// `float64`.
+    Float,
+    /// `time.Time`: an RFC 3339 string; absent or `null` is the zero time.
+    Time,
+    /// `interface{}`: any JSON, numbers as `float64`.
+    Any,
+    /// A struct with these exported fields (their Go names are their JSON keys).
+    Struct(&'static [Field]),
+    /// `map[string]T`.
+    Map(&'static Kind),
+    /// `[]T`.
+    Slice(&'static Kind),
+    /// `*T`: `null` is nil.
+    Ptr(&'static Kind),
+}
+
+/// What dockerd does with a string, and so what plugd checks it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// Free text (names, messages, paths the caller checks itself).
+    Text,
+    /// An IP address.
+    Ip,
+    /// `address/prefix`.
+    Cidr,
+    /// A Linux interface name.
+    IfName,
+    /// An interface name prefix.
+    IfPrefix,
+    /// A MAC address.
+    Mac,
+}
+
+/// One struct field: its Go name (= its JSON key, no tags in the protocol types) and type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    /// The Go field name.
+    pub name: &'static str,
+    /// Its type.
+    pub kind: Kind,
+}
+
+impl Field {
+    /// A field; `const` so reply types can be written as statics.
+    pub const fn new(name: &'static str, kind: Kind) -> Field {
+        Field { name, kind }
+    }
+}
+
+/// Reads `input` as Go would read it into `kind`, or says why that reading is not certain.
+pub fn decode(input: &[u8], kind: &Kind) -> Result<Value, DecodeError> {
+    let json = parse(input)?;
+    Ok(read(&json, kind, "reply")?.unwrap_or(Value::Null))
+}
+
+/// Go's zero value as it would be re-encoded; `None` where the field is left out instead (a zero
+/// `time.Time`, which dockerd decodes the same from absence and which some readers refuse as `""`).
+pub fn zero(kind: &Kind) -> Option<Value> {
+    Some(match kind {
+        Kind::Str(_) => Value::String(String::new()),
+        Kind::Bool => Value::Bool(false),
+        Kind::Int | Kind::Float => Value::Number(0.into()),
+        Kind::Time => return None,
+        Kind::Any | Kind::Map(_) | Kind::Slice(_) | Kind::Ptr(_) => Value::Null,
+        Kind::Struct(fields) => Value::Object(
+            fields
+                .iter()
+                .filter_map(|f| Some((f.name.to_string(), zero(&f.kind)?)))
+                .collect(),
+        ),
+    })
+}
+
+fn type_error(at: &str, expected: &'static str, found: &Json) -> DecodeError {
+    DecodeError::Type {
+        at: at.to_string(),
+        expected,
+        found: found.kind_name(),
+    }
+}
+
+/// One value at `at` (a path for messages). `None` means "leave the field out".
+fn read(j: &Json, kind: &Kind, at: &str) -> Result<Option<Value>, DecodeError> {
+    if let Json::Null = j {
+        // Go: null sets pointers, maps, slices and interfaces to nil and leaves the rest alone.
+        return Ok(match kind {
+            Kind::Ptr(_) | Kind::Map(_) | Kind::Slice(_) | Kind::Any => Some(Value::Null),
+            _ => zero(kind),
+        });
+    }
+    let v = match (kind, j) {
+        (Kind::Str(form), Json::String(s)) => {
+            check_form(*form, s).map_err(|message| DecodeError::Invalid {
+                at: at.to_string(),
+                message,
+            })?;
+            Value::String(s.clone())
+        }
+        (Kind::Str(_), _) => return Err(type_error(at, "a string", j)),
+        (Kind::Bool, Json::Bool(b)) => Value::Bool(*b),
+        (Kind::Bool, _) => return Err(type_error(at, "a bool", j)),
+        (Kind::Int, Json::Number(lit)) => Value::Number(int(lit, at)?),
+        (Kind::Int, _) => return Err(type_error(at, "an integer", j)),
+        (Kind::Float, Json::Number(lit)) => Value::Number(float(lit, at)?),
+        (Kind::Float, _) => return Err(type_error(at, "a number", j)),
+        (Kind::Time, Json::String(s)) => {
+            forms::rfc3339(s).map_err(|message| DecodeError::Invalid {
+                at: at.to_string(),
+                message,
+            })?;
+            Value::String(s.clone())
+        }
+        (Kind::Time, _) => return Err(type_error(at, "an RFC 3339 time string", j)),
+        (Kind::Any, _) => any(j, at)?,
+        (Kind::Struct(fields), Json::Object(members)) => structure(fields, members, at)?,
+        (Kind::Struct(_), _) => return Err(type_error(at, "an object", j)),
+        (Kind::Map(elem), Json::Object(members)) => {
+            let mut out = Map::new();
+            for (k, v) in members {
+                if out.contains_key(k) {
+                    return Err(DecodeError::Duplicate {
+                        at: format!("{at}[{k:?}]"),
+                        first: k.clone(),
+                        second: k.clone(),
+                    });
+                }
+                let item = read(v, elem, &format!("{at}[{k:?}]"))?;
+                out.insert(k.clone(), item.unwrap_or(Value::Null));
+            }
+            Value::Object(out)
+        }
+        (Kind::Map(_), _) => return Err(type_error(at, "an object", j)),
+        (Kind::Slice(elem), Json::Array(items)) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let here = format!("{at}[{i}]");
+                if matches!(item, Json::Null) && **elem != Kind::Any {
+                    // Go stores a nil (pointer) or zero element; dockerd then dereferences or
+                    // registers an unnamed entry. No honest driver sends one.
+                    return Err(DecodeError::Invalid {
+                        at: here,
+                        message: "null element".into(),
+                    });
+                }
+                out.push(read(item, elem, &here)?.unwrap_or(Value::Null));
+            }
+            Value::Array(out)
+        }
+        (Kind::Slice(_), _) => return Err(type_error(at, "an array", j)),
+        (Kind::Ptr(inner), _) => return read(j, inner, at),
+    };
+    Ok(Some(v))
+}
+
+fn check_form(form: Form, s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Ok(());
+    }
+    match form {
+        Form::Text => Ok(()),
+        Form::Ip => forms::ip(s),
+        Form::Cidr => forms::cidr(s),
+        Form::IfName => forms::ifname(s),
+        Form::IfPrefix => forms::ifprefix(s),
+        Form::Mac => forms::mac(s),
+    }
+}
+
+fn int(lit: &str, at: &str) -> Result<Number, DecodeError> {
+    lit.parse::<i64>()
+        .map(Number::from)
+        .map_err(|_| DecodeError::Invalid {
+            at: at.to_string(),
+            message: format!("{lit} is not a 64-bit integer"),
+        })
+}
+
+fn float(lit: &str, at: &str) -> Result<Number, DecodeError> {
+    lit.parse::<f64>()
+        .ok()
+        .and_then(Number::from_f64)
+        .ok_or_else(|| DecodeError::Invalid {
+            at: at.to_string(),
+            message: format!("{lit} is out of float64 range"),
+        })
+}
+
+/// `interface{}`: objects become `map[string]interface{}` (exact keys, the last winning in Go:
+/// refused here), numbers `float64`.
+fn any(j: &Json, at: &str) -> Result<Value, DecodeError> {
+    Ok(match j {
+        Json::Null => Value::Null,
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(lit) => Value::Number(float(lit, at)?),
+        Json::String(s) => Value::String(s.clone()),
+        Json::Array(items) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| any(v, &format!("{at}[{i}]")))
+                .collect::<Result<_, _>>()?,
+        ),
+        Json::Object(_) => read(j, &Kind::Map(&Kind::Any), at)?.unwrap_or(Value::Null),
+    })
+}
+
+fn structure(
+    fields: &'static [Field],
+    members: &[(String, Json)],
+    at: &str,
+) -> Result<Value, DecodeError> {
+    let mut set: Vec<Option<(&str, &Json)>> = vec![None; fields.len()];
+    for (key, value) in members {
+        let mut hit = None;
+        for (i, f) in fields.iter().enumerate() {
+            match key_match(key, f.name) {
+                KeyMatch::Exact | KeyMatch::AsciiFold => {
+                    hit = Some(i);
+                    break;
+                }
+                KeyMatch::UnicodeFold => {
+                    return Err(DecodeError::UnicodeFold {
+                        at: field_path(at, f.name),
+                        key: key.clone(),
+                    });
+                }
+                KeyMatch::None => {}
+            }
+        }
+        // A key that is no field's name under any Go version's folding: Go ignores it too.
+        let Some(i) = hit else { continue };
+        if let Some((first, _)) = set[i] {
+            return Err(DecodeError::Duplicate {
+                at: field_path(at, fields[i].name),
+                first: first.to_string(),
+                second: key.clone(),
+            });
+        }
+        set[i] = Some((key, value));
+    }
+    let mut out = Map::new();
+    for (f, given) in fields.iter().zip(set) {
+        let v = match given {
+            Some((_, j)) => read(j, &f.kind, &field_path(at, f.name))?,
+            None => zero(&f.kind),
+        };
+        if let Some(v) = v {
+            out.insert(f.name.to_string(), v);
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+fn field_path(at: &str, name: &str) -> String {
+    if at == "reply" {
+        name.to_string()
+    } else {
+        format!("{at}.{name}")
+    }
+}

@@ -1,0 +1,200 @@
+//! A native plugin with no privileges replying with hostile bodies, used by a real dockerd.
+//!
+//! The static fixture plugin answers a method with the raw bytes of `/hostile/<Method>` in its own
+//! rootfs when that file exists; the test plants one body at a time. Each body is one that Go's
+//! decoder (dockerd) reads differently from a strict reader — trailing data, two values, a
+//! lower-case or Unicode-folded duplicate key, deep nesting, invalid UTF-8, a lone surrogate — or a
+//! path that leads outside the plugin's filesystem. Each names a host directory holding a secret.
+//! Through plugd, no container ever sees that directory, dockerd gets an error naming the plugin,
+//! and nothing is pinned or counted as in use (so `disable` is not refused afterwards).
+
+use std::path::Path;
+
+use crate::harness::{
+    self, BUSYBOX_IMAGE, Cli, PLUGIN_SOCKET_DIR, STATIC_PLUGIN_IN_ROOTFS, static_plugin_binary,
+    static_plugin_config,
+};
+
+const SECRET: &str = "s3cret-on-the-host";
+
+#[test]
+fn hostile_replies_never_reach_dockerd() {
+    harness::isolated(|env| {
+        let d = env.dockerd();
+        env.import_busybox(&d);
+        let p = env.plugd(&[]);
+        let mut cfg = static_plugin_config();
+        cfg["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"name": "HOSTILE_DIR", "value": "/hostile"}));
+        let bundle = env
+            .bundle("hostile")
+            .config(&cfg)
+            .copy(STATIC_PLUGIN_IN_ROOTFS, &static_plugin_binary(), 0o755)
+            .dir("data")
+            .dir("hostile")
+            .dir("run/docker/plugins");
+        env.plugd_cli_cmd(&p, ["create", "hostile"])
+            .arg(bundle.path())
+            .run()
+            .assert_ok();
+        env.plugd_cli(&p, ["enable", "hostile"]).assert_ok();
+        let id = env
+            .plugd_cli(&p, ["inspect", "-f", "{{.Id}}", "hostile"])
+            .assert_ok()
+            .trimmed()
+            .to_owned();
+        let plugin_dir = p.data_root().join("plugins").join(&id);
+        let hostile = plugin_dir.join("rootfs/hostile");
+        let volumes = plugin_dir.join("propagated-mount/volumes");
+
+        let secret = env.path("secret");
+        std::fs::create_dir(&secret).unwrap();
+        std::fs::write(secret.join("key"), SECRET).unwrap();
+        let s = secret.to_str().unwrap();
+
+        let docker = |args: &[&str]| env.docker(Cli::Docker28, &d, args);
+        docker(&["volume", "create", "-d", "hostile", "hv"]).assert_ok();
+        std::fs::create_dir_all(&volumes).unwrap();
+        std::os::unix::fs::symlink(&secret, volumes.join("link")).unwrap();
+
+        let mut invalid_utf8 = format!(r#"{{"Mountpoint":"{s}","X":""#).into_bytes();
+        invalid_utf8.extend_from_slice(b"\xff\xfe\"}");
+        let mount_bodies: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "trailing junk",
+                format!(r#"{{"Mountpoint":"{s}"}} junk"#).into(),
+            ),
+            (
+                "two values",
+                format!(r#"{{"Mountpoint":"{s}"}}{{}}"#).into(),
+            ),
+            (
+                "lower-case duplicate key",
+                format!(r#"{{"Mountpoint":"/data/volumes/hv","mountpoint":"{s}"}}"#).into(),
+            ),
+            (
+                "Unicode-folded duplicate key",
+                format!("{{\"Mountpoint\":\"/data/volumes/hv\",\"Mountpo\u{131}nt\":\"{s}\"}}")
+                    .into(),
+            ),
+            (
+                "a duplicate Err (dockerd fails the mount, so nothing may be pinned or counted)",
+                br#"{"Mountpoint":"/data/volumes/hv","Err":"","err":"boom"}"#.to_vec(),
+            ),
+            (
+                "deep nesting",
+                format!(
+                    r#"{{"Mountpoint":"{s}","X":{}{}}}"#,
+                    "[".repeat(500),
+                    "]".repeat(500)
+                )
+                .into(),
+            ),
+            ("invalid UTF-8", invalid_utf8),
+            (
+                "lone surrogate",
+                format!(r#"{{"Mountpoint":"{s}","X":"\ud800"}}"#).into(),
+            ),
+            (
+                "a path outside via ..",
+                format!(r#"{{"Mountpoint":"/data/../..{s}"}}"#).into(),
+            ),
+            (
+                "a path outside via a symlink",
+                br#"{"Mountpoint":"/data/volumes/link"}"#.to_vec(),
+            ),
+        ];
+        let mut failures = Vec::new();
+        for (what, body) in &mount_bodies {
+            std::fs::write(hostile.join("VolumeDriver.Mount"), body).unwrap();
+            let out = docker(&["run", "--rm", "-v", "hv:/v", BUSYBOX_IMAGE, "cat", "/v/key"]);
+            let text = format!("{}{}", out.stdout, out.stderr);
+            if out.success() || text.contains(SECRET) {
+                failures.push(format!(
+                    "{what}: the container ran or read the secret: {text}"
+                ));
+            } else if !text.contains("plugin hostile") {
+                failures.push(format!(
+                    "{what}: dockerd's error does not name the plugin: {text}"
+                ));
+            }
+        }
+        std::fs::remove_file(hostile.join("VolumeDriver.Mount")).unwrap();
+
+        // Path, Get and List replies pointing outside are refused too (dockerd shows Get's and
+        // List's mountpoints; a Path reply is asked for directly).
+        for (method, body) in [
+            (
+                "VolumeDriver.Get",
+                format!(r#"{{"Volume":{{"Name":"hv","Mountpoint":"/data/../..{s}"}}}}"#),
+            ),
+            (
+                "VolumeDriver.Get",
+                r#"{"Volume":{"Name":"hv","Mountpoint":"/data/volumes/link"}}"#.to_string(),
+            ),
+            (
+                "VolumeDriver.List",
+                format!(r#"{{"Volumes":[{{"Name":"hv","Mountpoint":"{s}"}}]}} junk"#),
+            ),
+            (
+                "VolumeDriver.List",
+                format!(r#"{{"Volumes":[{{"Name":"hv","Mountpoint":"{s}"}}]}}"#),
+            ),
+            (
+                "VolumeDriver.Path",
+                r#"{"Mountpoint":"/data/volumes/link"}"#.to_string(),
+            ),
+        ] {
+            std::fs::write(hostile.join(method), &body).unwrap();
+            let r = harness::http(
+                &Path::new(PLUGIN_SOCKET_DIR).join("hostile.sock"),
+                "POST",
+                &format!("/{method}"),
+                Some(br#"{"Name":"hv"}"#),
+            )
+            .unwrap();
+            // Refused with an error naming the plugin (which may quote what the plugin said).
+            if r.status == 200 || !r.text().contains("plugin hostile") {
+                failures.push(format!("{method} {body}: {} {}", r.status, r.text()));
+            }
+            if method == "VolumeDriver.Get" {
+                let out = docker(&["volume", "inspect", "hv"]);
+                if out.success() {
+                    failures.push(format!("volume inspect with Get {body}: {out}"));
+                }
+            }
+            std::fs::remove_file(hostile.join(method)).unwrap();
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+        // The plugin still works, nothing of the refused mounts is pinned or counted: once the
+        // container is gone, disable is not refused as "in use".
+        let out = docker(&[
+            "run",
+            "--rm",
+            "-v",
+            "hv:/v",
+            BUSYBOX_IMAGE,
+            "sh",
+            "-c",
+            "echo ok > /v/f && cat /v/f",
+        ]);
+        assert_eq!(out.assert_ok().trimmed(), "ok");
+        assert_eq!(
+            std::fs::read_to_string(volumes.join("hv/f")).unwrap(),
+            "ok\n"
+        );
+        let pins: Vec<_> = std::fs::read_dir(p.exec_root().join("state").join(&id).join("mounts"))
+            .map(|r| {
+                r.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with("view-"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(pins.is_empty(), "mount pins left behind: {pins:?}");
+        env.plugd_cli(&p, ["disable", "hostile"]).assert_ok();
+    })
+}
