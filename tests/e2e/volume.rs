@@ -61,15 +61,21 @@ pub(crate) fn assert_reported_through_a_view(
         (b.dev(), b.ino()),
         "the view is the volume's directory"
     );
+    assert_nosuid_nodev(&reported);
+}
+
+/// `path` is a mount point with `nosuid,nodev` (what plugd gives every pin and view).
+#[track_caller]
+pub(crate) fn assert_nosuid_nodev(path: &Path) {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let line = mountinfo
         .lines()
-        .find(|l| l.split(' ').nth(4) == Some(reported.to_str().unwrap()))
-        .unwrap_or_else(|| panic!("{} is not a mount point", reported.display()));
+        .find(|l| l.split(' ').nth(4) == Some(path.to_str().unwrap()))
+        .unwrap_or_else(|| panic!("{} is not a mount point", path.display()));
     let opts = line.split(' ').nth(5).unwrap_or_default();
     assert!(
         opts.split(',').any(|o| o == "nosuid") && opts.split(',').any(|o| o == "nodev"),
-        "view mounted without nosuid,nodev: {line}"
+        "mounted without nosuid,nodev: {line}"
     );
 }
 
@@ -284,6 +290,7 @@ fn mount_replies_are_pinned_against_later_symlink_swaps() {
             pinned,
             p.exec_root().join("state").join(&id).join("mounts/m1")
         );
+        assert_nosuid_nodev(&pinned);
         let volume_dir = p
             .data_root()
             .join("plugins")

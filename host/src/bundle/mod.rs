@@ -22,6 +22,8 @@ mod tree;
 mod unpacker;
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
 
 use std::fs;

@@ -15,10 +15,10 @@ use super::*;
 const CONFIG: &[u8] = br#"{"description":"test","interface":{"types":["docker.volumedriver/1.0"],"socket":"p.sock"}}"#;
 
 /// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
+pub(super) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let path =
@@ -29,7 +29,7 @@ impl TempDir {
     }
 
     /// A path inside that does not exist yet, as `unpack` wants its `dest`.
-    fn dest(&self) -> PathBuf {
+    pub(super) fn dest(&self) -> PathBuf {
         self.0.join("staging")
     }
 }
@@ -41,10 +41,10 @@ impl Drop for TempDir {
 }
 
 /// Builds archives entry by entry with raw header bytes.
-struct Tar(tar::Builder<Vec<u8>>);
+pub(super) struct Tar(tar::Builder<Vec<u8>>);
 
 impl Tar {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Tar(tar::Builder::new(Vec::new()))
     }
 
@@ -55,7 +55,7 @@ impl Tar {
         t
     }
 
-    fn raw(
+    pub(super) fn raw(
         &mut self,
         kind: EntryType,
         name: &str,
@@ -117,7 +117,7 @@ impl Tar {
         self
     }
 
-    fn finish(self) -> Vec<u8> {
+    pub(super) fn finish(self) -> Vec<u8> {
         self.0.into_inner().unwrap()
     }
 }

@@ -42,7 +42,7 @@ pub(crate) fn check(plugin: &str, method: &str, reply: Reply) -> Checked {
         }
         None => return Checked::Relay(reply),
     };
-    if reply.status != 200 && shape != Shape::Stream {
+    if reply.status != 200 {
         return Checked::Failure(error_reply(&reply));
     }
     match shape {

@@ -7,6 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 mod canon;
+#[cfg(test)]
+mod props;
 mod raw;
 #[cfg(test)]
 mod rule_tests;

@@ -99,4 +99,6 @@ pub enum DecodeError {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
