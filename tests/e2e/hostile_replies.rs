@@ -123,28 +123,47 @@ fn hostile_replies_never_reach_dockerd() {
         }
         std::fs::remove_file(hostile.join("VolumeDriver.Mount")).unwrap();
 
-        // Path, Get and List replies pointing outside are refused too (dockerd shows Get's and
-        // List's mountpoints; a Path reply is asked for directly).
-        for (method, body) in [
+        // Path, Get and List replies (dockerd shows their mountpoints, and a Path reply is asked
+        // for directly here): a path outside is refused or reported as "" (nothing is there inside
+        // the plugin's filesystem); whatever dockerd gets is "" or a view under plugd's state dir.
+        let views = p.exec_root().join("state").join(&id).join("mounts");
+        let reported_ok = |v: &serde_json::Value| -> bool {
+            let mut paths = Vec::new();
+            collect_mountpoints(v, &mut paths);
+            paths
+                .iter()
+                .all(|m| m.is_empty() || Path::new(m).starts_with(&views))
+        };
+        for (method, body, refused) in [
             (
                 "VolumeDriver.Get",
                 format!(r#"{{"Volume":{{"Name":"hv","Mountpoint":"/data/../..{s}"}}}}"#),
+                true,
             ),
             (
                 "VolumeDriver.Get",
                 r#"{"Volume":{"Name":"hv","Mountpoint":"/data/volumes/link"}}"#.to_string(),
+                false,
             ),
             (
                 "VolumeDriver.List",
                 format!(r#"{{"Volumes":[{{"Name":"hv","Mountpoint":"{s}"}}]}} junk"#),
+                true,
             ),
             (
                 "VolumeDriver.List",
                 format!(r#"{{"Volumes":[{{"Name":"hv","Mountpoint":"{s}"}}]}}"#),
+                false,
             ),
             (
                 "VolumeDriver.Path",
                 r#"{"Mountpoint":"/data/volumes/link"}"#.to_string(),
+                false,
+            ),
+            (
+                "VolumeDriver.Path",
+                r#"{"Mountpoint":"data/volumes/hv"}"#.to_string(),
+                true,
             ),
         ] {
             std::fs::write(hostile.join(method), &body).unwrap();
@@ -155,13 +174,18 @@ fn hostile_replies_never_reach_dockerd() {
                 Some(br#"{"Name":"hv"}"#),
             )
             .unwrap();
-            // Refused with an error naming the plugin (which may quote what the plugin said).
-            if r.status == 200 || !r.text().contains("plugin hostile") {
+            let ok = if refused {
+                // Refused with an error naming the plugin (which may quote what the plugin said).
+                r.status != 200 && r.text().contains("plugin hostile")
+            } else {
+                r.status == 200 && reported_ok(&r.json()) && !r.text().contains(s)
+            };
+            if !ok {
                 failures.push(format!("{method} {body}: {} {}", r.status, r.text()));
             }
             if method == "VolumeDriver.Get" {
                 let out = docker(&["volume", "inspect", "hv"]);
-                if out.success() {
+                if out.success() && !reported_ok(&out.json()[0]) {
                     failures.push(format!("volume inspect with Get {body}: {out}"));
                 }
             }
@@ -197,4 +221,21 @@ fn hostile_replies_never_reach_dockerd() {
         assert!(pins.is_empty(), "mount pins left behind: {pins:?}");
         env.plugd_cli(&p, ["disable", "hostile"]).assert_ok();
     })
+}
+
+/// Every `Mountpoint` string in a reply or an inspect document.
+fn collect_mountpoints(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(o) => {
+            for (k, v) in o {
+                if k == "Mountpoint" {
+                    out.push(v.as_str().unwrap_or_default().to_string());
+                } else {
+                    collect_mountpoints(v, out);
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| collect_mountpoints(v, out)),
+        _ => {}
+    }
 }

@@ -176,16 +176,23 @@ impl Gateway {
         }
     }
 
-    /// Replaces a mountpoint the plugin reported with the path of its pin or view.
+    /// Replaces a mountpoint the plugin reported with the path of its pin or view, or with `""`
+    /// where no directory is there inside the plugin's filesystem (a driver that creates the
+    /// directory only at Mount reports such a path; dockerd shows `""`, and never binds these).
     fn report(&self, name: &str, slot: &mut Value) -> Result<(), String> {
         let inside = slot.as_str().unwrap_or_default();
         if inside.is_empty() {
             return Ok(());
         }
-        let dir = self
-            .paths
-            .open_dir(inside)
-            .map_err(|e| format!("volume {name:?}: mountpoint {e}"))?;
+        let dir = match self.paths.open_dir(inside) {
+            Ok(dir) => dir,
+            Err(paths::OpenError::Missing(m)) => {
+                tracing::debug!(plugin = %self.name, volume = name, "reported as \"\": {m}");
+                *slot = Value::String(String::new());
+                return Ok(());
+            }
+            Err(e) => return Err(format!("volume {name:?}: mountpoint {e}")),
+        };
         let host = self.mounts.report(name, &dir)?;
         *slot = Value::String(host.to_string_lossy().into_owned());
         Ok(())

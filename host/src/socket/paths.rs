@@ -12,6 +12,24 @@ use plugd_fs::InRoot;
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 
+/// Why a plugin path has no directory to pin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenError {
+    /// Nothing is there (yet), inside the plugin's filesystem: a volume a driver creates only when
+    /// it is mounted reports such a path.
+    Missing(String),
+    /// A path plugd does not follow (relative, with `..`) or cannot open.
+    Refused(String),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Missing(m) | OpenError::Refused(m) => f.write_str(m),
+        }
+    }
+}
+
 /// One plugin's view-to-host mapping.
 #[derive(Debug, Clone)]
 pub struct PathMap {
@@ -34,11 +52,16 @@ impl PathMap {
 
     /// Opens (`O_PATH`) the existing directory a plugin-internal path names, resolved inside the
     /// plugin's filesystem, or says why it cannot.
-    pub fn open_dir(&self, inside: &str) -> Result<OwnedFd, String> {
-        let (base, rel) = self.split(inside)?;
-        let root = InRoot::open(base).map_err(|e| format!("opening {}: {e}", base.display()))?;
+    pub fn open_dir(&self, inside: &str) -> Result<OwnedFd, OpenError> {
+        let (base, rel) = self.split(inside).map_err(OpenError::Refused)?;
+        let root = InRoot::open(base)
+            .map_err(|e| OpenError::Refused(format!("opening {}: {e}", base.display())))?;
         root.resolve_dir(&rel.to_string_lossy()).map_err(|e| {
-            format!("{inside:?} is not a directory inside the plugin's filesystem: {e}")
+            let msg = format!("{inside:?} is not a directory inside the plugin's filesystem: {e}");
+            match e {
+                plugd_fs::Errno::NOENT | plugd_fs::Errno::NOTDIR => OpenError::Missing(msg),
+                _ => OpenError::Refused(msg),
+            }
         })
     }
 
@@ -94,6 +117,7 @@ mod tests {
     fn host(map: &PathMap, inside: &str) -> Result<PathBuf, String> {
         map.open_dir(inside)
             .map(|fd| plugd_fs::fd_path(&fd).unwrap())
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -117,8 +141,16 @@ mod tests {
     #[test]
     fn refuses_relative_and_dotdot() {
         let (_d, _root, map) = fixture();
-        assert!(map.open_dir("data/v1").unwrap_err().contains("relative"));
-        assert!(map.open_dir("/data/../../etc").unwrap_err().contains(".."));
+        assert!(
+            matches!(map.open_dir("data/v1"), Err(OpenError::Refused(m)) if m.contains("relative"))
+        );
+        assert!(
+            matches!(map.open_dir("/data/../../etc"), Err(OpenError::Refused(m)) if m.contains(".."))
+        );
+        assert!(matches!(
+            map.open_dir("/data/none"),
+            Err(OpenError::Missing(_))
+        ));
     }
 
     #[test]
