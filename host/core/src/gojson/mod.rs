@@ -17,7 +17,7 @@ pub mod forms;
 pub mod parse;
 pub mod schema;
 
-pub use parse::{Json, MAX_DEPTH};
+pub use parse::{Json, MAX_BYTES, MAX_DEPTH, MAX_VALUES};
 pub use schema::{Field, Form, Kind, decode};
 
 /// Why a reply was refused; every variant names what Go would have done instead.
@@ -45,6 +45,12 @@ pub enum DecodeError {
     TooDeep {
         /// Where the limit was crossed.
         offset: usize,
+    },
+    /// A body too large to decode safely (Go has no limit; plugd bounds its own memory).
+    #[error("reply too large: {what}")]
+    TooLarge {
+        /// What was over the limit.
+        what: String,
     },
     /// Something other than whitespace after the value (Go's decoder stops before it).
     #[error("data after the JSON value at byte {offset} (Go's decoder would ignore it)")]

@@ -14,6 +14,13 @@ use super::DecodeError;
 /// `Status`/`Value` maps; Go allows 10 000, and refusing earlier only ever refuses.
 pub const MAX_DEPTH: usize = 64;
 
+/// Largest body decoded: 8 MiB holds a List of tens of thousands of volumes.
+pub const MAX_BYTES: usize = 8 << 20;
+
+/// Most values (of any kind) in one body, so that a body of `[],[],…` cannot make plugd build a
+/// tree many times its size: at most a few tens of MiB of tree per reply.
+pub const MAX_VALUES: usize = 500_000;
+
 /// A JSON value as written: numbers keep their literal text, objects their member order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Json {
@@ -47,6 +54,11 @@ impl Json {
 
 /// Parses exactly one JSON value, with only JSON whitespace around it.
 pub fn parse(input: &[u8]) -> Result<Json, DecodeError> {
+    if input.len() > MAX_BYTES {
+        return Err(DecodeError::TooLarge {
+            what: format!("{} bytes (at most {MAX_BYTES})", input.len()),
+        });
+    }
     let text = std::str::from_utf8(input).map_err(|e| DecodeError::InvalidUtf8 {
         offset: e.valid_up_to(),
     })?;
@@ -54,6 +66,7 @@ pub fn parse(input: &[u8]) -> Result<Json, DecodeError> {
         s: text.as_bytes(),
         text,
         i: 0,
+        values: 0,
     };
     p.skip_ws();
     if p.i == p.s.len() {
@@ -71,6 +84,7 @@ struct Parser<'a> {
     s: &'a [u8],
     text: &'a str,
     i: usize,
+    values: usize,
 }
 
 impl Parser<'_> {
@@ -93,6 +107,12 @@ impl Parser<'_> {
     }
 
     fn value(&mut self, depth: usize) -> Result<Json, DecodeError> {
+        self.values += 1;
+        if self.values > MAX_VALUES {
+            return Err(DecodeError::TooLarge {
+                what: format!("more than {MAX_VALUES} values"),
+            });
+        }
         match self.peek() {
             Some(b'{') => self.object(depth + 1),
             Some(b'[') => self.array(depth + 1),

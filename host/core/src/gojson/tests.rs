@@ -315,3 +315,15 @@ fn network_forms_are_checked() {
     assert!(join(r#"{"Gateway":"10.0.0.1/24"}"#).is_err());
     assert!(join(r#"{"Gateway":""}"#).is_ok(), "empty = unset");
 }
+
+/// Not a Go rule: plugd bounds what one reply can make it allocate.
+#[test]
+fn huge_bodies_are_refused() {
+    let many = format!("{{\"Volumes\":[{}]}}", vec!["[]"; MAX_VALUES].join(","));
+    assert!(matches!(
+        decode(many.as_bytes(), &VOLUME_LIST),
+        Err(DecodeError::TooLarge { .. })
+    ));
+    let big = format!("{{\"Err\":\"{}\"}}", "x".repeat(MAX_BYTES));
+    assert!(matches!(mount(&big), Err(DecodeError::TooLarge { .. })));
+}
