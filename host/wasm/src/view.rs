@@ -211,6 +211,19 @@ mod tests {
     }
 
     #[test]
+    fn a_view_is_attached_nowhere() {
+        let mounts = || std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let before = mounts();
+        let dir = TempDir::new("view-detached");
+        let view = View::new(dir.path(), false).unwrap();
+        std::fs::write(view.path().join("f"), b"x").unwrap();
+        assert_eq!(mounts(), before, "no mount appears in plugd's namespace");
+        assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"x");
+        drop(view);
+        assert_eq!(mounts(), before);
+    }
+
+    #[test]
     fn a_symlinked_source_is_not_followed() {
         let dir = TempDir::new("view-link");
         let link = dir.path().join("link");

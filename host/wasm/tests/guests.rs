@@ -592,10 +592,22 @@ async fn a_bind_reaches_no_device_node_nor_procfs_below_it() {
         Err(e) => eprintln!("/proc/1/environ not readable by plugd either: {e}"),
     }
 
-    let spec = fault_with_bind(&dir.0, "devices", &host);
+    let mut spec = fault_with_bind(&dir.0, "devices", &host);
+    // The propagated mount too: containers using a volume can mknod in it.
+    let propagated = dir.0.join("propagated");
+    std::fs::create_dir_all(&propagated).unwrap();
+    run(
+        "mknod",
+        &[propagated.join("zero").to_str().unwrap(), "c", "1", "5"],
+    );
+    std::fs::write(propagated.join("file.txt"), b"volume").unwrap();
+    spec.config.propagated_mount = "/data".into();
+    spec.propagated_mount = Some(propagated);
+    nodes.push("/data/zero");
     let rt = runtime(Duration::from_secs(5), 64 << 20);
     let i = rt.start(&spec).await.unwrap();
     assert_eq!(guest_read(&i, "/host/file.txt").await, Ok(5));
+    assert_eq!(guest_read(&i, "/data/file.txt").await, Ok(6));
     for node in nodes {
         let err = guest_read(&i, node).await.expect_err(node);
         assert!(err.contains(node), "{err}");
@@ -733,7 +745,10 @@ async fn a_fifo_blocks_only_its_own_plugin_and_a_bounded_number_of_threads() {
         assert!(err.contains("timed out after 1s"), "{err}");
     }
     let (err, took) = fast_failure.expect("the plugin's threads are bounded");
-    assert!(took < Duration::from_millis(500), "fails fast: {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "fails fast, not at a deadline: {took:?}"
+    );
     assert!(err.contains("at most 4"), "{err}");
     assert!(matches!(i.health(), Health::Failed(_)), "{:?}", i.health());
     let (s, _) = call(&other, "VolumeDriver.List", json!({})).await;
