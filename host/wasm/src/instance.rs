@@ -684,6 +684,49 @@ mod tests {
     use super::*;
 
     #[test]
+    fn memories_and_tables_share_one_cap() {
+        let mib = 1 << 20;
+        let mut l = Limits::new(32 * mib);
+        // Two memories of 12 MiB: each under the cap, and together too.
+        assert!(l.memory_growing(0, 12 * mib, None).unwrap());
+        assert!(l.memory_growing(0, 12 * mib, None).unwrap());
+        // A third memory's 12 MiB is not: the growth traps and says why.
+        let err = l.memory_growing(0, 12 * mib, None).unwrap_err();
+        let err = err
+            .downcast_ref::<LimitExceeded>()
+            .expect("a LimitExceeded");
+        assert_eq!((err.used, err.bytes), (24 * mib, 12 * mib));
+        assert!(l.exceeded);
+        // A table's elements count as well: 8 MiB left = 512 Ki elements of 16 bytes.
+        assert!(l.table_growing(0, 512 << 10, None).unwrap());
+        assert!(l.table_growing(512 << 10, (512 << 10) + 1, None).is_err());
+        // Growing an existing memory counts only the difference.
+        let mut l = Limits::new(32 * mib);
+        assert!(l.memory_growing(0, 16 * mib, None).unwrap());
+        assert!(l.memory_growing(16 * mib, 32 * mib, None).unwrap());
+        assert!(l.memory_growing(32 * mib, 32 * mib + 65536, None).is_err());
+    }
+
+    #[test]
+    fn a_growth_the_allocator_refused_is_taken_back() {
+        let mib = 1 << 20;
+        let mut l = Limits::new(32 * mib);
+        assert!(l.memory_growing(0, 30 * mib, None).unwrap());
+        assert!(
+            l.memory_grow_failed(wasmtime::Error::msg("mmap failed"))
+                .is_err(),
+            "a failed growth still traps"
+        );
+        assert!(
+            l.memory_growing(0, 30 * mib, None).unwrap(),
+            "30 MiB free again"
+        );
+        assert!(l.table_growing(0, 1000, None).unwrap());
+        let _ = l.table_grow_failed(wasmtime::Error::msg("no memory"));
+        assert_eq!(l.used, 30 * mib);
+    }
+
+    #[test]
     fn durations_and_sizes_read_well() {
         assert_eq!(human(Duration::from_secs(2)), "2s");
         assert_eq!(human(Duration::from_millis(1500)), "1500ms");
