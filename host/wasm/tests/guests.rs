@@ -9,6 +9,9 @@
 //!
 //! They are found in `$PLUGD_WASM_GUESTS`, else `$CARGO_TARGET_DIR/wasm-guests/wasm32-wasip2/release`.
 //! Precompiled components are cached in `<that dir>/plugd-test-cache`, shared across runs.
+//!
+//! Like plugd itself, they run as root: every preopen is a mount clone (`view`), and the hostile-
+//! plugin tests make device nodes, FIFOs and a procfs mount to point guests at.
 
 use bytes::Bytes;
 use plugd_core::config::{Env, Interface, Mount, Network, Settings};
