@@ -33,7 +33,8 @@ pub struct DaemonArgs {
     /// Deadline of one wasm plugin call (dockerd gives up after 60 s).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub call_timeout: Duration,
-    /// Memory cap of one wasm plugin instance (e.g. 128MiB).
+    /// Memory cap of one wasm plugin instance: all its linear memories and tables together, not
+    /// each memory (e.g. 128MiB). A guest growing past it traps and gets a fresh instance.
     #[arg(long, default_value = "128MiB", value_parser = parse_size)]
     pub memory_limit: u64,
     /// How long enable waits for readiness when the API passes timeout=0, and at start.

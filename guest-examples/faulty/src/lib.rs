@@ -8,6 +8,9 @@
 //! | `bomb`  | allocates memory until an allocation fails (the host's memory cap)          |
 //! | `sleep` | sleeps for an hour: the guest is blocked in a host call (WASI `poll` on a   |
 //! |         | monotonic-clock subscription), where epochs cannot interrupt it             |
+//! | `read:<path>` (`get` only) | opens `<path>` and reads up to 4 KiB: `get` reports the  |
+//! |         | bytes read as status `read`, or fails with the I/O error. For device nodes, |
+//! |         | procfs files and FIFOs in a declared bind                                   |
 //! | other   | normal: `get` returns a volume of that name at `/data/<name>`               |
 //!
 //! Every export increments a per-instance call counter (a static), which `get` reports as status
@@ -17,6 +20,7 @@ wit_bindgen::generate!({ world: "volume-plugin", path: "../../wit" });
 
 use docker::plugin::types::{Error, ErrorCode};
 use exports::docker::plugin::volume_driver::{Guest, Scope, Volume};
+use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -47,6 +51,21 @@ fn fault(name: &str) {
         "sleep" => std::thread::sleep(Duration::from_secs(3600)),
         _ => {}
     }
+}
+
+/// Opens `path` and reads at most 4 KiB of it: enough to prove a device or a procfs file is
+/// readable without reading a disk whole.
+fn read_head(path: &str) -> std::io::Result<usize> {
+    let mut buf = vec![0u8; 4096];
+    let mut file = std::fs::File::open(path)?;
+    let mut total = 0;
+    while total < buf.len() {
+        match file.read(&mut buf[total..])? {
+            0 => break,
+            n => total += n,
+        }
+    }
+    Ok(total)
 }
 
 fn volume(name: String, calls: u64) -> Volume {
@@ -89,6 +108,15 @@ impl Guest for Fixture {
 
     fn get(name: String) -> Result<Volume, Error> {
         let calls = count();
+        if let Some(path) = name.strip_prefix("read:") {
+            let n = read_head(path).map_err(|e| Error {
+                code: ErrorCode::Internal,
+                message: format!("read {path}: {e}"),
+            })?;
+            let mut v = volume(name.clone(), calls);
+            v.status.push(("read".to_string(), n.to_string()));
+            return Ok(v);
+        }
         fault(&name);
         if name == "missing" {
             return Err(Error {

@@ -1,49 +1,87 @@
-//! One long-lived component instance per enabled plugin.
+//! One long-lived component instance per enabled plugin, on a thread of its own.
 //!
 //! The instance is created from a [`VolumePluginPre`] (imports resolved and type-checked once) at
 //! start; "ready" means instantiated. Calls are serialized through a tokio mutex around the
-//! [`Store`] (a p2 instance is single-threaded; measured fastest). Every call is bounded twice:
+//! [`Store`] (a p2 instance is single-threaded; measured fastest).
+//!
+//! **The plugin's thread.** Each plugin's store lives on an [`Executor`]: one OS thread running a
+//! current-thread tokio runtime, which every call of that plugin is spawned onto. wasmtime-wasi
+//! does file I/O on the calling thread (`allow_blocking_current_thread`, 7x faster than
+//! `spawn_blocking`), and a guest can make that I/O block in the kernel: a FIFO with no writer in
+//! its bind, a hung network filesystem. On the plugin's own thread that blocks only the plugin,
+//! never one of plugd's tokio workers (which serve every other plugin and the API) nor plugd's
+//! shared blocking pool. What wasmtime-wasi still sends to `spawn_blocking` (stream reads) goes to
+//! the executor's own pool of [`BLOCKING_THREADS`].
+//!
+//! Every call is bounded three times:
 //! - **epoch deadline**: before every call the store's deadline is re-armed one epoch tick ahead
 //!   and a wall-clock deadline of `call_timeout` is recorded; at each tick (10 ms) the epoch callback
-//!   yields the tokio worker (a computing guest never holds a worker for more than one tick) and,
-//!   once the wall-clock deadline has passed, interrupts the guest with a trap;
+//!   yields (a computing guest never holds its thread for more than one tick) and, once the
+//!   wall-clock deadline has passed, interrupts the guest with a trap;
 //! - **`tokio::time::timeout`** of `call_timeout` plus a small grace: epochs cannot interrupt a
-//!   guest blocked in a host call (a WASI sleep), but dropping the call future can.
+//!   guest blocked in an async host call (a WASI sleep), but dropping the call future can;
+//! - **the watchdog** of the caller, on plugd's runtime: a thread blocked in a system call runs
+//!   neither of the two above. Once a call has been running for `call_timeout` plus
+//!   [`WEDGE_GRACE`], the caller answers 500 and abandons the executor: its thread ends by itself if
+//!   the system call ever returns, and the next call gets a new executor and a fresh instance. A
+//!   plugin may have at most [`MAX_THREADS`] threads (the serving one and the abandoned ones still
+//!   blocked), counted per plugin id across restarts; past that its calls and starts fail fast and
+//!   its health is `Failed` until one of them returns.
 //!
 //! Any fault (a trap, the interrupt, the timeout, memory growth past the cap) fails that call with
 //! a 500 naming the plugin, the call and what happened, and drops the store: a trapped instance
 //! would answer "cannot enter component instance" forever. The next call instantiates afresh.
+//!
+//! **Memory** is capped per instance, not per memory: [`Limits`] counts every linear memory and
+//! every table of the store together against `memory_limit` (a table element at
+//! [`TABLE_ELEMENT_BYTES`]), so 16 memories cannot take 16 times the cap.
 
 use crate::bindings::{VolumePlugin, VolumePluginPre};
 use crate::output::GuestOutput;
 use crate::policy::Policy;
-use crate::volume;
+use crate::volume::{self, Request};
 use plugd_core::{Health, Reply};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
-use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// Extra time the hard timeout gives the epoch interrupt, so a computing guest is stopped by the
 /// cleaner of the two (a trap inside the guest rather than a dropped future).
 const TIMEOUT_GRACE: Duration = Duration::from_millis(100);
+/// How long past its deadline a call may go on before its thread counts as blocked in a system
+/// call (the in-thread bounds above fire within a tick or two of the deadline when they can).
+pub(crate) const WEDGE_GRACE: Duration = Duration::from_millis(500);
+/// How often a waiting caller checks the executor.
+const WATCHDOG_TICK: Duration = Duration::from_millis(50);
+/// Threads a plugin may have: the one serving it and the abandoned ones still blocked in the
+/// kernel. Bounds what one plugin can make plugd hold, whatever it blocks on.
+pub(crate) const MAX_THREADS: usize = 4;
+/// `spawn_blocking` threads of one executor (wasmtime-wasi's stream reads and writes).
+const BLOCKING_THREADS: usize = 2;
 /// Most resource handles (files, streams) an instance may hold at once.
 const MAX_RESOURCES: usize = 10_000;
 /// Most bytes a guest may pass to the host in one host call.
 const HOSTCALL_FUEL: usize = 16 << 20;
-/// Linear memories per instance (each capped at the memory limit).
+/// Linear memories per instance (all counted together against the memory limit).
 const MAX_MEMORIES: usize = 16;
-/// Core instances and tables per component instance.
+/// Tables per instance (all counted together against the memory limit).
+const MAX_TABLES: usize = 256;
+/// Core instances per component instance.
 const MAX_INSTANCES: usize = 256;
+/// What one table element is counted as against the memory limit: the largest element wasmtime
+/// keeps for a table (a function reference is a pointer; continuation references take two).
+pub(crate) const TABLE_ELEMENT_BYTES: usize = 16;
 
 /// Per-instance limits, from the runtime's configuration.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CallLimits {
     /// Wall-clock budget of one call (and of instantiation).
     pub(crate) call_timeout: Duration,
-    /// Bytes each linear memory may grow to.
+    /// Bytes all linear memories and tables of one instance may take together.
     pub(crate) memory_limit: usize,
 }
 
@@ -65,11 +103,63 @@ impl WasiView for HostState {
     }
 }
 
-/// [`StoreLimits`] that also remembers whether the memory cap was what failed, for the message.
-struct Limits {
-    inner: StoreLimits,
-    memory_limit: usize,
-    memory_exceeded: bool,
+/// The memory cap was reached: the growth (or instantiation) traps with this error.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "growing {what} by {bytes} bytes would pass the instance's memory limit of {limit} bytes ({used} in use)"
+)]
+pub(crate) struct LimitExceeded {
+    what: &'static str,
+    bytes: usize,
+    used: usize,
+    limit: usize,
+}
+
+/// One store's accounting: the bytes of all its linear memories and tables together, against one
+/// cap. Growth past the cap traps (the instance is then replaced), as does a growth the cap allowed
+/// but the allocator could not satisfy.
+pub(crate) struct Limits {
+    limit: usize,
+    used: usize,
+    /// The last growth allowed, taken back if the allocation then fails.
+    pending: usize,
+    /// The cap was what stopped the guest (for the message).
+    exceeded: bool,
+}
+
+impl Limits {
+    pub(crate) fn new(limit: usize) -> Self {
+        Limits {
+            limit,
+            used: 0,
+            pending: 0,
+            exceeded: false,
+        }
+    }
+
+    fn reserve(&mut self, what: &'static str, bytes: usize) -> wasmtime::Result<bool> {
+        match self.used.checked_add(bytes) {
+            Some(total) if total <= self.limit => {
+                self.used = total;
+                self.pending = bytes;
+                Ok(true)
+            }
+            _ => {
+                self.exceeded = true;
+                Err(wasmtime::Error::new(LimitExceeded {
+                    what,
+                    bytes,
+                    used: self.used,
+                    limit: self.limit,
+                }))
+            }
+        }
+    }
+
+    fn undo(&mut self) {
+        self.used -= self.pending;
+        self.pending = 0;
+    }
 }
 
 impl ResourceLimiter for Limits {
@@ -77,37 +167,41 @@ impl ResourceLimiter for Limits {
         &mut self,
         current: usize,
         desired: usize,
-        maximum: Option<usize>,
+        _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_limit {
-            self.memory_exceeded = true;
-        }
-        self.inner.memory_growing(current, desired, maximum)
+        self.reserve("a linear memory", desired.saturating_sub(current))
     }
 
     fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
-        self.inner.memory_grow_failed(error)
+        self.undo();
+        Err(error)
     }
 
     fn table_growing(
         &mut self,
         current: usize,
         desired: usize,
-        maximum: Option<usize>,
+        _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        self.inner.table_growing(current, desired, maximum)
+        let elements = desired.saturating_sub(current);
+        self.reserve("a table", elements.saturating_mul(TABLE_ELEMENT_BYTES))
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.undo();
+        Err(error)
     }
 
     fn instances(&self) -> usize {
-        self.inner.instances()
+        MAX_INSTANCES
     }
 
     fn tables(&self) -> usize {
-        self.inner.tables()
+        MAX_TABLES
     }
 
     fn memories(&self) -> usize {
-        self.inner.memories()
+        MAX_MEMORIES
     }
 }
 
@@ -117,44 +211,326 @@ struct Live {
     bindings: VolumePlugin,
 }
 
-/// A running wasm plugin; implements [`plugd_core::Instance`] (see `runtime`).
-pub(crate) struct WasmInstance {
+/// The threads of one plugin (by id), shared by its successive instances, so a plugin restarted by
+/// the manager does not get a fresh allowance of blocked threads.
+#[derive(Default)]
+pub(crate) struct ThreadBudget {
+    alive: AtomicUsize,
+}
+
+/// The thread budgets of a runtime, by plugin id.
+#[derive(Default)]
+pub(crate) struct ThreadBudgets(Mutex<HashMap<String, Arc<ThreadBudget>>>);
+
+impl ThreadBudgets {
+    /// The budget of plugin `id`; forgets budgets nobody holds and no thread uses any more.
+    pub(crate) fn get(&self, id: &str) -> Arc<ThreadBudget> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, b| Arc::strong_count(b) > 1 || b.alive.load(Ordering::Acquire) > 0);
+        map.entry(id.to_string()).or_default().clone()
+    }
+}
+
+/// Gives a thread back to its budget when the thread ends.
+struct ThreadSlot(Arc<ThreadBudget>);
+
+impl Drop for ThreadSlot {
+    fn drop(&mut self) {
+        self.0.alive.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One plugin thread and the store that lives on it (module docs).
+struct Executor {
+    handle: tokio::runtime::Handle,
+    live: tokio::sync::Mutex<Option<Live>>,
+    /// When the running phase (an instantiation or a call) began, if one is running.
+    busy_since: Mutex<Option<Instant>>,
+    abandoned: AtomicBool,
+    /// Dropping it ends the thread (once whatever runs on it returns).
+    stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+impl Executor {
+    /// Starts a plugin thread, if the plugin's budget allows one more.
+    fn spawn(name: &str, budget: &Arc<ThreadBudget>) -> Result<Arc<Self>, String> {
+        let before = budget.alive.fetch_add(1, Ordering::AcqRel);
+        let slot = ThreadSlot(budget.clone());
+        if before >= MAX_THREADS {
+            return Err(format!(
+                "{before} of its threads are still blocked in host I/O (at most {MAX_THREADS})"
+            ));
+        }
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready, handle) = std::sync::mpsc::sync_channel(1);
+        // The plugin's log lines (its output included) go where its starter's go.
+        let log = tracing::dispatcher::get_default(|d| d.clone());
+        std::thread::Builder::new()
+            .name("plugd-wasm-plugin".to_string())
+            .spawn(move || {
+                let _slot = slot;
+                let _log = tracing::dispatcher::set_default(&log);
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .max_blocking_threads(BLOCKING_THREADS)
+                    .thread_name("plugd-wasm-blocking")
+                    .build();
+                let rt = match rt {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let _ = ready.send(Ok(rt.handle().clone()));
+                rt.block_on(async {
+                    let _ = stopped.await;
+                });
+                // Never wait for a blocking-pool thread stuck in the kernel.
+                rt.shutdown_background();
+            })
+            .map_err(|e| format!("cannot start a thread for plugin {name:?}: {e}"))?;
+        let handle = handle
+            .recv()
+            .map_err(|_| format!("the thread of plugin {name:?} ended at start"))??;
+        Ok(Arc::new(Executor {
+            handle,
+            live: tokio::sync::Mutex::new(None),
+            busy_since: Mutex::new(None),
+            abandoned: AtomicBool::new(false),
+            stop: Mutex::new(Some(stop)),
+        }))
+    }
+
+    fn set_busy(&self, since: Option<Instant>) {
+        *self.busy_since.lock().unwrap_or_else(|p| p.into_inner()) = since;
+    }
+
+    fn busy_for(&self) -> Option<Duration> {
+        self.busy_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|t| t.elapsed())
+    }
+
+    /// Lets the thread end as soon as it can; whatever runs on it is dropped then.
+    fn shut(&self) {
+        self.stop.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+/// Clears `busy_since` when a phase ends, however it ends.
+struct Busy<'a>(&'a Executor);
+
+impl<'a> Busy<'a> {
+    fn start(exec: &'a Executor) -> Self {
+        exec.set_busy(Some(Instant::now()));
+        Busy(exec)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.set_busy(None);
+    }
+}
+
+/// What a plugin's calls share, whichever executor runs them.
+struct Inner {
     name: String,
     pre: VolumePluginPre<HostState>,
     policy: Policy,
     limits: CallLimits,
     /// Keeps the engine's epoch ticker running while this instance exists.
     _keepalive: Arc<dyn Send + Sync>,
-    live: tokio::sync::Mutex<Option<Live>>,
     health: Mutex<Health>,
     stopped: AtomicBool,
     /// Instantiations so far (1 after start), for the logs.
     generation: AtomicU64,
 }
 
+/// A running wasm plugin; implements [`plugd_core::Instance`] (see `runtime`).
+pub(crate) struct WasmInstance {
+    inner: Arc<Inner>,
+    budget: Arc<ThreadBudget>,
+    /// The executor serving the plugin; `None` after one was abandoned, until the next call.
+    exec: Mutex<Option<Arc<Executor>>>,
+}
+
 impl WasmInstance {
-    /// Instantiates the component; returns once it is ready.
+    /// Starts the plugin's thread and instantiates the component there; returns once it is ready.
     pub(crate) async fn start(
         name: String,
         pre: VolumePluginPre<HostState>,
         policy: Policy,
         limits: CallLimits,
+        budget: Arc<ThreadBudget>,
         keepalive: Arc<dyn Send + Sync>,
     ) -> Result<Self, String> {
         let instance = WasmInstance {
-            name,
-            pre,
-            policy,
-            limits,
-            _keepalive: keepalive,
-            live: tokio::sync::Mutex::new(None),
-            health: Mutex::new(Health::Ready),
-            stopped: AtomicBool::new(false),
-            generation: AtomicU64::new(0),
+            inner: Arc::new(Inner {
+                name,
+                pre,
+                policy,
+                limits,
+                _keepalive: keepalive,
+                health: Mutex::new(Health::Ready),
+                stopped: AtomicBool::new(false),
+                generation: AtomicU64::new(0),
+            }),
+            budget,
+            exec: Mutex::new(None),
         };
-        let live = instance.instantiate().await?;
-        *instance.live.lock().await = Some(live);
+        let exec = instance.executor()?;
+        let (inner, on) = (instance.inner.clone(), exec.clone());
+        let task = exec.handle.spawn(async move {
+            let mut slot = on.live.lock().await;
+            let _busy = Busy::start(&on);
+            *slot = Some(inner.instantiate().await?);
+            Ok::<(), String>(())
+        });
+        instance.finish(&exec, task).await??;
         Ok(instance)
+    }
+
+    /// The executor serving the plugin, a new one if the last was abandoned.
+    fn executor(&self) -> Result<Arc<Executor>, String> {
+        let mut current = self.exec.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(exec) = current.as_ref() {
+            return Ok(exec.clone());
+        }
+        let exec = Executor::spawn(&self.inner.name, &self.budget)?;
+        *current = Some(exec.clone());
+        Ok(exec)
+    }
+
+    /// Waits for `task` on `exec`, and abandons `exec` if its thread is blocked (module docs).
+    async fn finish<R>(
+        &self,
+        exec: &Arc<Executor>,
+        mut task: tokio::task::JoinHandle<R>,
+    ) -> Result<R, String> {
+        let wedged_after = self.inner.limits.call_timeout + TIMEOUT_GRACE + WEDGE_GRACE;
+        let mut tick = tokio::time::interval(WATCHDOG_TICK);
+        loop {
+            tokio::select! {
+                done = &mut task => {
+                    return done.map_err(|e| if e.is_cancelled() {
+                        "was cancelled: the plugin was stopped".to_string()
+                    } else {
+                        "panicked in the host".to_string()
+                    });
+                }
+                _ = tick.tick() => {
+                    if exec.abandoned.load(Ordering::Acquire) {
+                        task.abort();
+                        return Err(format!(
+                            "failed: an earlier call is blocked in host I/O (over {})",
+                            human(self.inner.limits.call_timeout)
+                        ));
+                    }
+                    if exec.busy_for().is_some_and(|d| d > wedged_after) {
+                        self.abandon(exec);
+                        task.abort();
+                        return Err(format!(
+                            "timed out after {} (blocked in host I/O; its thread was abandoned)",
+                            human(self.inner.limits.call_timeout)
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Gives up on `exec`: its thread ends by itself when it can; the next call gets a new one.
+    fn abandon(&self, exec: &Arc<Executor>) {
+        if exec.abandoned.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        exec.shut();
+        let mut current = self.exec.lock().unwrap_or_else(|p| p.into_inner());
+        if current.as_ref().is_some_and(|e| Arc::ptr_eq(e, exec)) {
+            *current = None;
+        }
+        tracing::warn!(plugin = %self.inner.name,
+            "wasm plugin thread blocked in host I/O past its deadline; abandoned");
+    }
+
+    /// Serves one protocol call; see the module docs for the fault handling.
+    pub(crate) async fn call(&self, method: &str, body: &[u8]) -> Reply {
+        let req = match volume::decode(method, body) {
+            Ok(req) => req,
+            Err(reply) => return reply,
+        };
+        let name = &self.inner.name;
+        if self.inner.stopped.load(Ordering::Acquire) {
+            return Reply::err(500, &format!("plugin {name:?} is stopped"));
+        }
+        let exec = match self.executor() {
+            Ok(exec) => exec,
+            Err(e) => {
+                self.inner.set_health(Health::Failed(e.clone()));
+                return Reply::err(500, &format!("plugin {name:?}: call {method} failed: {e}"));
+            }
+        };
+        let task = exec.handle.spawn(Inner::serve(
+            self.inner.clone(),
+            exec.clone(),
+            method.to_string(),
+            req,
+        ));
+        match self.finish(&exec, task).await {
+            Ok(reply) => reply,
+            Err(fault) => {
+                tracing::warn!(plugin = %name, method, fault = %fault, "wasm plugin call failed");
+                Reply::err(500, &format!("plugin {name:?}: call {method} {fault}"))
+            }
+        }
+    }
+
+    /// See [`plugd_core::Instance::health`].
+    pub(crate) fn health(&self) -> Health {
+        if self.inner.stopped.load(Ordering::Acquire) {
+            return Health::Failed("stopped".to_string());
+        }
+        self.inner
+            .health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Drops the instance and lets its thread end. An in-flight call ends within its deadline (or
+    /// is abandoned by its caller) and then drops it itself.
+    pub(crate) async fn stop(&self, grace: Duration) {
+        self.inner.stopped.store(true, Ordering::Release);
+        let exec = self.exec.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(exec) = exec {
+            if let Ok(mut slot) = tokio::time::timeout(grace, exec.live.lock()).await {
+                slot.take();
+            }
+            exec.shut();
+        }
+        tracing::debug!(plugin = %self.inner.name, "wasm instance stopped");
+    }
+}
+
+impl Drop for WasmInstance {
+    fn drop(&mut self) {
+        if let Some(exec) = self
+            .exec
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            exec.shut();
+        }
+    }
+}
+
+impl Inner {
+    fn set_health(&self, health: Health) {
+        *self.health.lock().unwrap_or_else(|p| p.into_inner()) = health;
     }
 
     /// A fresh store (new WASI context, limits, output budget) and instance.
@@ -164,21 +540,10 @@ impl WasmInstance {
         let wasi = self.policy.wasi_ctx(stdout, stderr)?;
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
-        let limits = Limits {
-            inner: StoreLimitsBuilder::new()
-                .memory_size(self.limits.memory_limit)
-                .memories(MAX_MEMORIES)
-                .instances(MAX_INSTANCES)
-                .tables(MAX_INSTANCES)
-                .trap_on_grow_failure(true)
-                .build(),
-            memory_limit: self.limits.memory_limit,
-            memory_exceeded: false,
-        };
         let state = HostState {
             wasi,
             table,
-            limits,
+            limits: Limits::new(self.limits.memory_limit),
             deadline: Instant::now(),
         };
         let mut store = Store::new(self.pre.engine(), state);
@@ -222,35 +587,34 @@ impl WasmInstance {
         store.set_epoch_deadline(1);
     }
 
-    fn set_health(&self, health: Health) {
-        *self.health.lock().unwrap_or_else(|p| p.into_inner()) = health;
-    }
-
-    /// Serves one protocol call; see the module docs for the fault handling.
-    pub(crate) async fn call(&self, method: &str, body: &[u8]) -> Reply {
-        let req = match volume::decode(method, body) {
-            Ok(req) => req,
-            Err(reply) => return reply,
-        };
+    /// One call, on the plugin's thread.
+    async fn serve(self: Arc<Self>, exec: Arc<Executor>, method: String, req: Request) -> Reply {
         let name = &self.name;
-        let mut slot = self.live.lock().await;
+        let mut slot = exec.live.lock().await;
         if self.stopped.load(Ordering::Acquire) {
             return Reply::err(500, &format!("plugin {name:?} is stopped"));
         }
         let mut live = match slot.take() {
             Some(live) => live,
-            None => match self.instantiate().await {
-                Ok(live) => {
-                    self.set_health(Health::Ready);
-                    live
+            None => {
+                let _busy = Busy::start(&exec);
+                match self.instantiate().await {
+                    Ok(live) => {
+                        self.set_health(Health::Ready);
+                        live
+                    }
+                    Err(e) => {
+                        tracing::error!(plugin = %name, error = %e, "cannot instantiate wasm plugin");
+                        self.set_health(Health::Failed(e.clone()));
+                        return Reply::err(
+                            500,
+                            &format!("plugin {name:?}: cannot instantiate: {e}"),
+                        );
+                    }
                 }
-                Err(e) => {
-                    tracing::error!(plugin = %name, error = %e, "cannot instantiate wasm plugin");
-                    self.set_health(Health::Failed(e.clone()));
-                    return Reply::err(500, &format!("plugin {name:?}: cannot instantiate: {e}"));
-                }
-            },
+            }
         };
+        let _busy = Busy::start(&exec);
         self.arm(&mut live.store);
         let budget = self.limits.call_timeout + TIMEOUT_GRACE;
         let outcome = tokio::time::timeout(
@@ -260,7 +624,8 @@ impl WasmInstance {
         .await;
         let fault = match outcome {
             Ok(Ok(reply)) => {
-                if !self.stopped.load(Ordering::Acquire) {
+                if !self.stopped.load(Ordering::Acquire) && !exec.abandoned.load(Ordering::Acquire)
+                {
                     *slot = Some(live);
                 }
                 return reply;
@@ -274,26 +639,6 @@ impl WasmInstance {
             "wasm plugin call failed; instance discarded");
         Reply::err(500, &format!("plugin {name:?}: call {method} {fault}"))
     }
-
-    /// See [`plugd_core::Instance::health`].
-    pub(crate) fn health(&self) -> Health {
-        if self.stopped.load(Ordering::Acquire) {
-            return Health::Failed("stopped".to_string());
-        }
-        self.health
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Drops the instance. An in-flight call ends within its deadline and then drops it itself.
-    pub(crate) async fn stop(&self, grace: Duration) {
-        self.stopped.store(true, Ordering::Release);
-        if let Ok(mut slot) = tokio::time::timeout(grace, self.live.lock()).await {
-            slot.take();
-        }
-        tracing::debug!(plugin = %self.name, "wasm instance stopped");
-    }
 }
 
 /// Says what went wrong in words for the error reply: memory cap, timeout or trap.
@@ -303,9 +648,9 @@ fn describe_fault(
     limits: &CallLimits,
     what: &str,
 ) -> String {
-    if state.limits.memory_exceeded {
+    if state.limits.exceeded {
         return format!(
-            "exceeded its memory limit of {}",
+            "exceeded its memory limit of {} (all memories and tables together)",
             human_bytes(limits.memory_limit)
         );
     }
@@ -337,6 +682,49 @@ fn human_bytes(n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memories_and_tables_share_one_cap() {
+        let mib = 1 << 20;
+        let mut l = Limits::new(32 * mib);
+        // Two memories of 12 MiB: each under the cap, and together too.
+        assert!(l.memory_growing(0, 12 * mib, None).unwrap());
+        assert!(l.memory_growing(0, 12 * mib, None).unwrap());
+        // A third memory's 12 MiB is not: the growth traps and says why.
+        let err = l.memory_growing(0, 12 * mib, None).unwrap_err();
+        let err = err
+            .downcast_ref::<LimitExceeded>()
+            .expect("a LimitExceeded");
+        assert_eq!((err.used, err.bytes), (24 * mib, 12 * mib));
+        assert!(l.exceeded);
+        // A table's elements count as well: 8 MiB left = 512 Ki elements of 16 bytes.
+        assert!(l.table_growing(0, 512 << 10, None).unwrap());
+        assert!(l.table_growing(512 << 10, (512 << 10) + 1, None).is_err());
+        // Growing an existing memory counts only the difference.
+        let mut l = Limits::new(32 * mib);
+        assert!(l.memory_growing(0, 16 * mib, None).unwrap());
+        assert!(l.memory_growing(16 * mib, 32 * mib, None).unwrap());
+        assert!(l.memory_growing(32 * mib, 32 * mib + 65536, None).is_err());
+    }
+
+    #[test]
+    fn a_growth_the_allocator_refused_is_taken_back() {
+        let mib = 1 << 20;
+        let mut l = Limits::new(32 * mib);
+        assert!(l.memory_growing(0, 30 * mib, None).unwrap());
+        assert!(
+            l.memory_grow_failed(wasmtime::Error::msg("mmap failed"))
+                .is_err(),
+            "a failed growth still traps"
+        );
+        assert!(
+            l.memory_growing(0, 30 * mib, None).unwrap(),
+            "30 MiB free again"
+        );
+        assert!(l.table_growing(0, 1000, None).unwrap());
+        let _ = l.table_grow_failed(wasmtime::Error::msg("no memory"));
+        assert_eq!(l.used, 30 * mib);
+    }
 
     #[test]
     fn durations_and_sizes_read_well() {

@@ -8,7 +8,10 @@
 //!   by name whatever cannot be honoured (docs/privileges.md has the table);
 //! - `engine`: the one [`wasmtime::Engine`] and its epoch ticker thread;
 //! - `cache`: precompiled components on disk, keyed by content and engine;
-//! - `instance`: one long-lived component instance per enabled plugin, replaced after a fault;
+//! - `view`: what a preopen really is: a detached `nodev` clone of the source's mount, without
+//!   its submounts, so plugd's root privileges do not reach device nodes or procfs through it;
+//! - `instance`: one long-lived component instance per enabled plugin on a thread of its own,
+//!   replaced after a fault, its memories and tables capped together;
 //! - `volume`: the `VolumeDriver.*` JSON ↔ WIT mapping;
 //! - `output`: guest stdout/stderr → plugd's log, bounded;
 //! - `bindings`: the generated host bindings, quarantined.
@@ -42,6 +45,7 @@ mod policy;
 mod runtime;
 #[cfg(test)]
 mod testutil;
+mod view;
 mod volume;
 
 pub use entrypoint::{EntrypointKind, entrypoint_kind, is_component};

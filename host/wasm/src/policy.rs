@@ -6,13 +6,14 @@
 //!
 //! | declaration                                   | wasm runtime                                           |
 //! |-----------------------------------------------|--------------------------------------------------------|
-//! | `Mounts[]` bind (`Type` `bind`, or `""`/`none` with a `bind`/`rbind` option) | preopen `Source` (a directory) at `Destination`; `ro` → read-only |
+//! | `Mounts[]` bind (`Type` `bind`, or `""`/`none` with a `bind`/`rbind` option) | preopen a nodev view of `Source` (a directory, `view`) at `Destination`; `ro` → read-only |
+//! | mount `Source` on procfs, sysfs or another kernel pseudo-filesystem | refused (`view`)     |
 //! | mount option `bind` `rbind` `ro` `rw`         | honoured as above                                       |
 //! | propagation options (`[r]private` `[r]shared` `[r]slave`) | accepted, no-op: a guest cannot mount anything, so nothing can propagate |
 //! | any other mount option, any other mount type  | refused                                                 |
 //! | mount `Source` at or under `/dev`             | refused (WASI has no device cgroup to stop device I/O)  |
 //! | mount `Source` that is a file                 | refused (WASI preopens are directories)                 |
-//! | `PropagatedMount`                             | preopen the manager's host directory read-write there  |
+//! | `PropagatedMount`                             | preopen a nodev view of the manager's host directory read-write there |
 //! | `Env` (settings)                              | WASI environment                                        |
 //! | `Entrypoint` + `Args` (settings)              | WASI arguments (`argv[0]` is the component path)        |
 //! | `Network.Type` `""` `none` `bridge` `null` (any but `host`) | no sockets at all, no name lookup         |
@@ -26,6 +27,7 @@
 
 use crate::RUNTIME_NAME;
 use crate::output::GuestOutput;
+use crate::view::{View, ViewError};
 use plugd_core::config::Mount;
 use plugd_core::{PluginSpec, RuntimeError};
 use std::path::{Component, Path, PathBuf};
@@ -265,6 +267,22 @@ impl Policy {
                 read_only,
             });
         }
+        // Each preopen becomes a view at every instantiation; make one now so that a source that
+        // cannot have one is refused at start, by name.
+        for p in &preopens {
+            let label = if p.guest.is_empty() {
+                "mount"
+            } else {
+                p.guest.as_str()
+            };
+            View::new(&p.host, p.read_only).map_err(|e| match e {
+                ViewError::PseudoFs { .. } => RuntimeError::Unsupported {
+                    runtime: RUNTIME_NAME,
+                    what: format!("mount at {label:?}: source {e}"),
+                },
+                e => RuntimeError::Start(format!("mount at {label:?}: {e}")),
+            })?;
+        }
         let env = spec
             .env()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -286,8 +304,10 @@ impl Policy {
         stderr: GuestOutput,
     ) -> Result<WasiCtx, String> {
         let mut b = WasiCtxBuilder::new();
-        // Filesystem calls run on the calling tokio worker instead of spawn_blocking (7x faster per
-        // call, measured). Must come before `preopened_dir`, which captures it.
+        // Filesystem calls run on the calling thread instead of spawn_blocking (7x faster per call,
+        // measured). That thread is the plugin's own (`instance`), never a tokio worker of plugd's,
+        // so a call blocked in a FIFO blocks nobody else. Must come before `preopened_dir`, which
+        // captures it.
         b.allow_blocking_current_thread(true);
         for p in &self.preopens {
             let perms = if p.read_only {
@@ -295,7 +315,10 @@ impl Policy {
             } else {
                 FsPerms::ReadWrite
             };
-            b.preopened_dir(&p.host, &p.guest, perms)
+            // The guest gets a nodev view, never the directory itself; the preopen holds the
+            // view's mount once opened, so the view's own descriptor can go.
+            let view = View::new(&p.host, p.read_only).map_err(|e| e.to_string())?;
+            b.preopened_dir(view.path(), &p.guest, perms)
                 .map_err(|e| format!("cannot open {} for {}: {e}", p.host.display(), p.guest))?;
         }
         b.envs(&self.env).args(&self.args).initial_cwd(&self.cwd);

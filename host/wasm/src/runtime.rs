@@ -5,7 +5,7 @@ use crate::bindings::VolumePluginPre;
 use crate::cache::{CacheError, ComponentCache};
 use crate::engine::{EpochTicker, new_engine};
 use crate::entrypoint::read_component;
-use crate::instance::{CallLimits, HostState, WasmInstance};
+use crate::instance::{CallLimits, HostState, ThreadBudgets, WasmInstance};
 use crate::policy::Policy;
 use bytes::Bytes;
 use plugd_core::runtime::BoxFuture;
@@ -19,7 +19,7 @@ use wasmtime::component::{Component, Linker};
 /// Default per-call deadline: well under dockerd's 60 s per-call timeout (2 min for Create and
 /// Mount), so a hung plugin is reported by plugd, not by dockerd's generic timeout.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default cap on each linear memory of a plugin instance.
+/// Default cap on the memory of one plugin instance: all its linear memories and tables together.
 pub const DEFAULT_MEMORY_LIMIT: usize = 128 << 20;
 
 /// Why a [`WasmRuntime`] could not be built.
@@ -65,7 +65,10 @@ impl WasmRuntimeBuilder {
         self
     }
 
-    /// Bytes each linear memory of an instance may grow to. Default [`DEFAULT_MEMORY_LIMIT`].
+    /// Bytes one instance may hold in all its linear memories and tables together (a table
+    /// element counts 16 bytes). A per-instance cap, not per memory: a component can declare many
+    /// memories, and plugd's RSS must stay bounded by plugins × this. Default
+    /// [`DEFAULT_MEMORY_LIMIT`].
     pub fn memory_limit(mut self, bytes: usize) -> Self {
         self.memory_limit = bytes;
         self
@@ -102,6 +105,7 @@ impl WasmRuntimeBuilder {
                 limits,
                 _ticker: ticker,
                 prepared: Default::default(),
+                threads: ThreadBudgets::default(),
             }),
         })
     }
@@ -121,6 +125,8 @@ struct Shared {
     prepared: std::sync::Mutex<
         std::collections::HashMap<String, (std::time::Instant, VolumePluginPre<HostState>)>,
     >,
+    /// Each plugin's threads (by id), so a restart does not reset how many may be blocked.
+    threads: ThreadBudgets,
 }
 
 /// How long a `prepare` result waits for its `start`.
@@ -157,7 +163,7 @@ impl WasmRuntime {
         self.shared.limits.call_timeout
     }
 
-    /// The configured memory cap.
+    /// The configured per-instance memory cap.
     pub fn memory_limit(&self) -> usize {
         self.shared.limits.memory_limit
     }
@@ -250,6 +256,7 @@ impl Runtime for WasmRuntime {
                 pre,
                 policy,
                 self.shared.limits,
+                self.shared.threads.get(&spec.id),
                 keepalive,
             )
             .await

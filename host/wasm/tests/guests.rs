@@ -9,6 +9,9 @@
 //!
 //! They are found in `$PLUGD_WASM_GUESTS`, else `$CARGO_TARGET_DIR/wasm-guests/wasm32-wasip2/release`.
 //! Precompiled components are cached in `<that dir>/plugd-test-cache`, shared across runs.
+//!
+//! Like plugd itself, they run as root: every preopen is a mount clone (`view`), and the hostile-
+//! plugin tests make device nodes, FIFOs and a procfs mount to point guests at.
 
 use bytes::Bytes;
 use plugd_core::config::{Env, Interface, Mount, Network, Settings};
@@ -479,4 +482,425 @@ async fn guest_stderr_goes_to_the_log_tagged_with_the_plugin() {
         "{panic_line}"
     );
     assert!(panic_line.contains("stream=\"stderr\""), "{panic_line}");
+}
+
+// ---- Hostile plugins: what a bind reaches, blocking I/O, memory across memories and tables ----
+
+/// Runs a command that must succeed (test setup needing root: mknod, mount).
+fn run(cmd: &str, args: &[&str]) {
+    let out = std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A procfs mounted for a test, lazily unmounted on drop.
+struct ProcMount(PathBuf);
+
+impl ProcMount {
+    fn new(at: &Path) -> Self {
+        std::fs::create_dir_all(at).unwrap();
+        run("mount", &["-t", "proc", "proc", at.to_str().unwrap()]);
+        ProcMount(at.to_path_buf())
+    }
+}
+
+impl Drop for ProcMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .args(["-l", self.0.to_str().unwrap()])
+            .status();
+    }
+}
+
+/// The fault guest with `host` bound read-write at `/host`.
+fn fault_with_bind(dir: &Path, tag: &str, host: &Path) -> PluginSpec {
+    let mut spec = bundle(dir, &guest(FAULT_GUEST), &format!("fault-{tag}:latest"));
+    spec.id = format!("{:064x}", 0x600 + tag.len());
+    spec.settings.mounts = vec![Mount {
+        name: "host".into(),
+        source: Some(host.to_str().unwrap().into()),
+        destination: "/host".into(),
+        kind: "bind".into(),
+        options: Some(vec!["rbind".into()]),
+        ..Default::default()
+    }];
+    spec
+}
+
+/// `get read:<path>`: `Ok(bytes read)` or `Err(the error message)`.
+async fn guest_read(i: &Arc<dyn Instance>, path: &str) -> Result<u64, String> {
+    let (s, b) = call(
+        i,
+        "VolumeDriver.Get",
+        json!({"Name": format!("read:{path}")}),
+    )
+    .await;
+    if s == 200 {
+        Ok(b["Volume"]["Status"]["read"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap())
+    } else {
+        Err(b["Err"].as_str().unwrap_or_default().to_string())
+    }
+}
+
+/// The major:minor of the device holding `/` (a real block device on the test VMs).
+fn root_block_device() -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata("/").unwrap().dev();
+    let major = ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0xfff);
+    let minor = ((dev >> 12) & 0xffff_ff00) | (dev & 0xff);
+    (major, minor)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bind_reaches_no_device_node_nor_procfs_below_it() {
+    let dir = TempDir::new("devices");
+    let host = dir.0.join("host");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("file.txt"), b"hello").unwrap();
+    let mut nodes = vec!["/host/null", "/host/zero"];
+    run(
+        "mknod",
+        &[host.join("null").to_str().unwrap(), "c", "1", "3"],
+    );
+    run(
+        "mknod",
+        &[host.join("zero").to_str().unwrap(), "c", "1", "5"],
+    );
+    let (major, minor) = root_block_device();
+    let disk = host.join("disk");
+    let (maj, min) = (major.to_string(), minor.to_string());
+    run("mknod", &[disk.to_str().unwrap(), "b", &maj, &min]);
+    // Where plugd's own device cgroup lets it read the disk (not on every test VM), so must this.
+    match std::fs::File::open(&disk) {
+        Ok(_) => nodes.push("/host/disk"),
+        Err(e) => eprintln!("block device {major}:{minor} not openable by plugd either: {e}"),
+    }
+    run("mkfifo", &[host.join("fifo").to_str().unwrap()]);
+    let _proc = ProcMount::new(&host.join("proc"));
+    // plugd's own environment, and pid 1's where plugd may read it (not where plugd lacks a
+    // capability pid 1 has, as in some test VMs).
+    let mut environs = vec![format!("/host/proc/{}/environ", std::process::id())];
+    match std::fs::read(host.join("proc/1/environ")) {
+        Ok(_) => environs.push("/host/proc/1/environ".to_string()),
+        Err(e) => eprintln!("/proc/1/environ not readable by plugd either: {e}"),
+    }
+
+    let mut spec = fault_with_bind(&dir.0, "devices", &host);
+    // The propagated mount too: containers using a volume can mknod in it.
+    let propagated = dir.0.join("propagated");
+    std::fs::create_dir_all(&propagated).unwrap();
+    run(
+        "mknod",
+        &[propagated.join("zero").to_str().unwrap(), "c", "1", "5"],
+    );
+    std::fs::write(propagated.join("file.txt"), b"volume").unwrap();
+    spec.config.propagated_mount = "/data".into();
+    spec.propagated_mount = Some(propagated);
+    nodes.push("/data/zero");
+    let rt = runtime(Duration::from_secs(5), 64 << 20);
+    let i = rt.start(&spec).await.unwrap();
+    assert_eq!(guest_read(&i, "/host/file.txt").await, Ok(5));
+    assert_eq!(guest_read(&i, "/data/file.txt").await, Ok(6));
+    for node in nodes {
+        let err = guest_read(&i, node).await.expect_err(node);
+        assert!(err.contains(node), "{err}");
+    }
+    for environ in &environs {
+        let err = guest_read(&i, environ).await.expect_err(environ);
+        assert!(err.contains(environ.as_str()), "{err}");
+    }
+    assert_eq!(
+        guest_read(&i, "/host/file.txt").await,
+        Ok(5),
+        "refusals are plain I/O errors"
+    );
+    i.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bind_of_root_reaches_no_device_nor_procfs() {
+    let dir = TempDir::new("root");
+    let spec = fault_with_bind(&dir.0, "root", Path::new("/"));
+    let rt = runtime(Duration::from_secs(5), 64 << 20);
+    let i = rt.start(&spec).await.unwrap();
+    let passwd = std::fs::read("/etc/passwd").unwrap().len().min(4096) as u64;
+    assert_eq!(guest_read(&i, "/host/etc/passwd").await, Ok(passwd));
+    let own = format!("/host/proc/{}/environ", std::process::id());
+    for path in [
+        own.as_str(),
+        "/host/proc/1/environ",
+        "/host/dev/null",
+        "/host/sys/kernel/uevent_seqnum",
+    ] {
+        let err = guest_read(&i, path).await.expect_err(path);
+        assert!(err.contains(path), "{err}");
+    }
+    i.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_procfs_source_is_refused_by_name() {
+    let dir = TempDir::new("procsrc");
+    let spec = fault_with_bind(&dir.0, "procsrc", Path::new("/proc"));
+    let rt = runtime(Duration::from_secs(5), 64 << 20);
+    match rt.start(&spec).await.err() {
+        Some(RuntimeError::Unsupported {
+            runtime: "wasm",
+            what,
+        }) => assert!(what.contains("procfs"), "{what}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// Opens the FIFO's write end once (non-blocking: readers are waiting) and closes it, so every
+/// guest blocked opening it goes on and reads end-of-file.
+fn release_fifo(fifo: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(fifo);
+}
+
+/// Releases the FIFO on drop, so a failing test does not leave threads blocked behind it.
+struct FifoRelease(PathBuf);
+
+impl Drop for FifoRelease {
+    fn drop(&mut self) {
+        for _ in 0..20 {
+            release_fifo(&self.0);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_blocks_only_its_own_plugin_and_a_bounded_number_of_threads() {
+    let dir = TempDir::new("fifo");
+    let host = dir.0.join("host");
+    std::fs::create_dir_all(&host).unwrap();
+    let fifo = host.join("fifo");
+    run("mkfifo", &[fifo.to_str().unwrap()]);
+    let _release = FifoRelease(fifo.clone());
+
+    let rt = runtime(Duration::from_secs(1), 32 << 20);
+    let spec = fault_with_bind(&dir.0, "fifo", &host);
+    let i = rt.start(&spec).await.unwrap();
+    let other_dir = TempDir::new("fifo-bystander");
+    let (other_spec, _) = volume_bundle(&other_dir.0);
+    let other = rt.start(&other_spec).await.unwrap();
+    assert_eq!(calls_reported(&i).await, 1);
+
+    let blocked = {
+        let i = i.clone();
+        tokio::spawn(async move {
+            let t0 = Instant::now();
+            (guest_read(&i, "/host/fifo").await, t0.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Meanwhile every other plugin is served, promptly.
+    for _ in 0..3 {
+        let (s, _) = tokio::time::timeout(
+            Duration::from_secs(3),
+            call(&other, "VolumeDriver.List", json!({})),
+        )
+        .await
+        .expect("another plugin is served while one is blocked in a FIFO");
+        assert_eq!(s, 200);
+    }
+    let (result, took) = tokio::time::timeout(Duration::from_secs(10), blocked)
+        .await
+        .expect("a call blocked opening a FIFO returns at its deadline")
+        .unwrap();
+    let err = result.unwrap_err();
+    assert!(err.contains("timed out after 1s"), "{err}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_eq!(
+        calls_reported(&i).await,
+        1,
+        "a fresh instance on a fresh thread"
+    );
+
+    // Each further blocked call costs one more thread, up to the plugin's bound; then its calls
+    // fail fast and it reports unhealthy, without costing plugd another thread.
+    let mut fast_failure = None;
+    for _ in 0..6 {
+        let t0 = Instant::now();
+        let r = tokio::time::timeout(Duration::from_secs(10), guest_read(&i, "/host/fifo"))
+            .await
+            .expect("bounded");
+        let err = r.unwrap_err();
+        if err.contains("still blocked in host I/O") {
+            fast_failure = Some((err, t0.elapsed()));
+            break;
+        }
+        assert!(err.contains("timed out after 1s"), "{err}");
+    }
+    let (err, took) = fast_failure.expect("the plugin's threads are bounded");
+    assert!(
+        took < Duration::from_secs(1),
+        "fails fast, not at a deadline: {took:?}"
+    );
+    assert!(err.contains("at most 4"), "{err}");
+    assert!(matches!(i.health(), Health::Failed(_)), "{:?}", i.health());
+    let (s, _) = call(&other, "VolumeDriver.List", json!({})).await;
+    assert_eq!(s, 200, "others still served");
+
+    // Once the FIFO has a writer the blocked threads end, and the plugin is served again.
+    release_fifo(&fifo);
+    let t0 = Instant::now();
+    loop {
+        release_fifo(&fifo);
+        let (s, _) = call(&i, "VolumeDriver.Get", json!({"Name": "ok"})).await;
+        if s == 200 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "plugin not recovered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(i.health(), Health::Ready);
+    i.stop(Duration::from_secs(1)).await;
+    other.stop(Duration::from_secs(1)).await;
+}
+
+/// A component written by hand (no guest toolchain makes one): the `volume-driver` exports over
+/// one core module with 16 linear memories and a table. `create` grows each of the 15 extra
+/// memories by 4 MiB, `mount` by 1 MiB, `remove` grows the table by 4 M elements; every other
+/// export answers with an empty success.
+fn memories_and_tables_component() -> Vec<u8> {
+    let memories: String = (1..=15).map(|n| format!("(memory $m{n} 0)\n")).collect();
+    let grows: String = (1..=15)
+        .map(|n| format!("(drop (memory.grow $m{n} (local.get $pages)))\n"))
+        .collect();
+    let wat = format!(
+        r#"(component
+  (core module $m
+    (memory (export "memory") 1)
+    {memories}
+    (table $t 0 funcref)
+    (global $bump (mut i32) (i32.const 1024))
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32)
+      (local $p i32)
+      (local.set $p (global.get $bump))
+      (global.set $bump
+        (i32.and (i32.add (i32.add (global.get $bump) (local.get 3)) (i32.const 7)) (i32.const -8)))
+      (local.get $p))
+    (func $grow (param $pages i32)
+      {grows})
+    ;; Results are read from a zeroed area at 16: ok, empty strings, no volumes, scope local.
+    (func (export "create") (param i32 i32 i32 i32) (result i32)
+      (call $grow (i32.const 64)) (i32.const 16))
+    (func (export "mount") (param i32 i32 i32 i32) (result i32)
+      (call $grow (i32.const 16)) (i32.const 16))
+    (func (export "remove") (param i32 i32) (result i32)
+      (drop (table.grow $t (ref.null func) (i32.const 4000000))) (i32.const 16))
+    (func (export "ret0") (result i32) (i32.const 16))
+    (func (export "ret2") (param i32 i32) (result i32) (i32.const 16))
+    (func (export "ret4") (param i32 i32 i32 i32) (result i32) (i32.const 16))
+    (func (export "scope") (result i32) (i32.const 0)))
+  (core instance $i (instantiate $m))
+  (alias core export $i "memory" (core memory $mem))
+  (alias core export $i "realloc" (core func $realloc))
+
+  (type $error-code' (enum "not-found" "invalid-argument" "conflict" "unsupported" "internal"))
+  (export $error-code "error-code" (type $error-code'))
+  (type $error' (record (field "code" $error-code) (field "message" string)))
+  (export $error "error" (type $error'))
+  (type $scope' (enum "local" "global"))
+  (export $scope "scope" (type $scope'))
+  (type $volume' (record
+    (field "name" string)
+    (field "mountpoint" string)
+    (field "created-at" (option string))
+    (field "status" (list (tuple string string)))))
+  (export $volume "volume" (type $volume'))
+
+  (func $create (param "name" string) (param "opts" (list (tuple string string)))
+    (result (result (error $error)))
+    (canon lift (core func $i "create") (memory $mem) (realloc $realloc)))
+  (func $remove (param "name" string) (result (result (error $error)))
+    (canon lift (core func $i "remove") (memory $mem) (realloc $realloc)))
+  (func $mount (param "name" string) (param "id" string) (result (result string (error $error)))
+    (canon lift (core func $i "mount") (memory $mem) (realloc $realloc)))
+  (func $unmount (param "name" string) (param "id" string) (result (result (error $error)))
+    (canon lift (core func $i "ret4") (memory $mem) (realloc $realloc)))
+  (func $path (param "name" string) (result (result string (error $error)))
+    (canon lift (core func $i "ret2") (memory $mem) (realloc $realloc)))
+  (func $get (param "name" string) (result (result $volume (error $error)))
+    (canon lift (core func $i "ret2") (memory $mem) (realloc $realloc)))
+  (func $list (result (result (list $volume) (error $error)))
+    (canon lift (core func $i "ret0") (memory $mem) (realloc $realloc)))
+  (func $capabilities (result $scope)
+    (canon lift (core func $i "scope")))
+
+  (instance $driver
+    (export "error-code" (type $error-code))
+    (export "error" (type $error))
+    (export "scope" (type $scope))
+    (export "volume" (type $volume))
+    (export "create" (func $create))
+    (export "remove" (func $remove))
+    (export "mount" (func $mount))
+    (export "unmount" (func $unmount))
+    (export "path" (func $path))
+    (export "get" (func $get))
+    (export "list" (func $list))
+    (export "capabilities" (func $capabilities)))
+  (export "docker:plugin/volume-driver@0.1.0" (instance $driver)))"#
+    );
+    wat::parse_str(&wat).unwrap_or_else(|e| panic!("test component: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memories_and_tables_count_together_against_the_cap() {
+    let dir = TempDir::new("memories");
+    let spec = bundle(&dir.0, &memories_and_tables_component(), "memories:latest");
+    assert_eq!(entrypoint_kind(&spec).unwrap(), EntrypointKind::Component);
+    let rt = runtime(Duration::from_secs(5), 32 << 20);
+    rt.prepare(&spec).await.unwrap();
+    let i = rt.start(&spec).await.unwrap();
+    let get_ok = |i: Arc<dyn Instance>| async move {
+        let (s, b) = call(&i, "VolumeDriver.Get", json!({"Name": "x"})).await;
+        assert_eq!(s, 200, "{b}");
+    };
+    get_ok(i.clone()).await;
+
+    // 15 memories of 1 MiB, then 2 MiB each: under 32 MiB together. At 3 MiB each, 45 MiB: over.
+    for round in 1..=2 {
+        let (s, b) = call(&i, "VolumeDriver.Mount", json!({"Name": "x", "ID": "1"})).await;
+        assert_eq!(s, 200, "round {round}: {b}");
+    }
+    let (s, b) = call(&i, "VolumeDriver.Mount", json!({"Name": "x", "ID": "1"})).await;
+    assert_eq!(s, 500, "{b}");
+    let err = b["Err"].as_str().unwrap();
+    assert!(err.contains("exceeded its memory limit of 32 MiB"), "{err}");
+    get_ok(i.clone()).await;
+    assert_eq!(i.health(), Health::Ready, "replaced, not failed");
+
+    // 15 × 4 MiB at once: each memory is far under the cap, all of them are not.
+    let (s, b) = call(&i, "VolumeDriver.Create", json!({"Name": "x"})).await;
+    assert_eq!(s, 500, "{b}");
+    assert!(b["Err"].as_str().unwrap().contains("memory limit"), "{b}");
+    get_ok(i.clone()).await;
+
+    // A table of 4 M elements counts too.
+    let (s, b) = call(&i, "VolumeDriver.Remove", json!({"Name": "x"})).await;
+    assert_eq!(s, 500, "{b}");
+    assert!(b["Err"].as_str().unwrap().contains("memory limit"), "{b}");
+    get_ok(i.clone()).await;
+    i.stop(Duration::from_secs(1)).await;
 }
