@@ -24,8 +24,9 @@
 //!   neither of the two above. Once a call has been running for `call_timeout` plus
 //!   [`WEDGE_GRACE`], the caller answers 500 and abandons the executor: its thread ends by itself if
 //!   the system call ever returns, and the next call gets a new executor and a fresh instance. A
-//!   plugin may have at most [`MAX_THREADS`] threads (the serving one and the abandoned ones still
-//!   blocked), counted per plugin id across restarts; past that its calls and starts fail fast and
+//!   plugin may have at most [`MAX_THREADS`] plugin threads (the serving one and the abandoned ones
+//!   still blocked) and [`MAX_ALL_THREADS`] threads with their blocking pools, however they ended
+//!   up blocked, counted per plugin id across restarts; past that its calls and starts fail fast and
 //!   its health is `Failed` until one of them returns.
 //!
 //! Any fault (a trap, the interrupt, the timeout, memory growth past the cap) fails that call with
@@ -62,6 +63,9 @@ const WATCHDOG_TICK: Duration = Duration::from_millis(50);
 pub(crate) const MAX_THREADS: usize = 4;
 /// `spawn_blocking` threads of one executor (wasmtime-wasi's stream reads and writes).
 const BLOCKING_THREADS: usize = 2;
+/// Every thread a plugin may have, blocking pools included: what is left of a shut executor's pool
+/// (a read stuck in the kernel) still counts.
+pub(crate) const MAX_ALL_THREADS: usize = MAX_THREADS * (1 + BLOCKING_THREADS);
 /// Most resource handles (files, streams) an instance may hold at once.
 const MAX_RESOURCES: usize = 10_000;
 /// Most bytes a guest may pass to the host in one host call.
@@ -215,7 +219,10 @@ struct Live {
 /// the manager does not get a fresh allowance of blocked threads.
 #[derive(Default)]
 pub(crate) struct ThreadBudget {
+    /// Plugin threads (executors) not ended yet.
     alive: AtomicUsize,
+    /// Those and the threads of their blocking pools.
+    all: AtomicUsize,
 }
 
 /// The thread budgets of a runtime, by plugin id.
@@ -226,17 +233,18 @@ impl ThreadBudgets {
     /// The budget of plugin `id`; forgets budgets nobody holds and no thread uses any more.
     pub(crate) fn get(&self, id: &str) -> Arc<ThreadBudget> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, b| Arc::strong_count(b) > 1 || b.alive.load(Ordering::Acquire) > 0);
+        map.retain(|_, b| Arc::strong_count(b) > 1 || b.all.load(Ordering::Acquire) > 0);
         map.entry(id.to_string()).or_default().clone()
     }
 }
 
-/// Gives a thread back to its budget when the thread ends.
+/// Gives a plugin thread back to its budget when the thread ends.
 struct ThreadSlot(Arc<ThreadBudget>);
 
 impl Drop for ThreadSlot {
     fn drop(&mut self) {
         self.0.alive.fetch_sub(1, Ordering::AcqRel);
+        self.0.all.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -255,12 +263,19 @@ impl Executor {
     /// Starts a plugin thread, if the plugin's budget allows one more.
     fn spawn(name: &str, budget: &Arc<ThreadBudget>) -> Result<Arc<Self>, String> {
         let before = budget.alive.fetch_add(1, Ordering::AcqRel);
+        let all = budget.all.fetch_add(1, Ordering::AcqRel);
         let slot = ThreadSlot(budget.clone());
         if before >= MAX_THREADS {
             return Err(format!(
                 "{before} of its threads are still blocked in host I/O (at most {MAX_THREADS})"
             ));
         }
+        if all >= MAX_ALL_THREADS {
+            return Err(format!(
+                "{all} of its threads are still running (at most {MAX_ALL_THREADS})"
+            ));
+        }
+        let (up, down) = (budget.clone(), budget.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready, handle) = std::sync::mpsc::sync_channel(1);
         // The plugin's log lines (its output included) go where its starter's go.
@@ -274,6 +289,12 @@ impl Executor {
                     .enable_all()
                     .max_blocking_threads(BLOCKING_THREADS)
                     .thread_name("plugd-wasm-blocking")
+                    .on_thread_start(move || {
+                        up.all.fetch_add(1, Ordering::AcqRel);
+                    })
+                    .on_thread_stop(move || {
+                        down.all.fetch_sub(1, Ordering::AcqRel);
+                    })
                     .build();
                 let rt = match rt {
                     Ok(rt) => rt,
@@ -724,6 +745,37 @@ mod tests {
         assert!(l.table_growing(0, 1000, None).unwrap());
         let _ = l.table_grow_failed(wasmtime::Error::msg("no memory"));
         assert_eq!(l.used, 30 * mib);
+    }
+
+    #[test]
+    fn blocking_pool_threads_count_against_the_plugin_even_after_shutdown() {
+        let budget = Arc::new(ThreadBudget::default());
+        let exec = Executor::spawn("p", &budget).unwrap();
+        assert_eq!(budget.all.load(Ordering::Acquire), 1);
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let released = Arc::new(Mutex::new(released));
+        for _ in 0..2 {
+            let released = released.clone();
+            // Stuck until released, like a read in the kernel.
+            exec.handle.spawn_blocking(move || {
+                let _ = released.lock().unwrap().recv();
+            });
+        }
+        let counted = |n: usize| {
+            let t0 = Instant::now();
+            while budget.all.load(Ordering::Acquire) != n {
+                assert!(t0.elapsed() < Duration::from_secs(10), "never {n} threads");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+        counted(3);
+        exec.shut();
+        drop(exec);
+        // The plugin thread ends; its stuck pool threads still count.
+        counted(2);
+        assert_eq!(budget.alive.load(Ordering::Acquire), 0);
+        drop(release);
+        counted(0);
     }
 
     #[test]
