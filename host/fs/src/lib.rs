@@ -12,7 +12,9 @@
 //! (Linux < 5.6) or a seccomp filter refuses it, the one fallback is a component-by-component
 //! walk with `O_NOFOLLOW` that refuses every symlink and every `..`: stricter, never looser.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
+
+pub mod mount;
 
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags, fstat, open, openat, openat2};
 pub use rustix::io::Errno;

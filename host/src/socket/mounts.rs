@@ -17,8 +17,7 @@
 //! The `(volume, mount id)` pairs of live mounts are also kept in `mounts.json`, so a restarted
 //! plugd still refuses to disable a plugin whose volumes containers hold.
 
-use nix::libc;
-use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::mount::{MntFlags, umount2};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -160,73 +159,27 @@ fn same_inode(target: &Path, dir: &OwnedFd) -> bool {
     t.dev() == d.dev() && t.ino() == d.ino()
 }
 
-/// Binds `dir` onto `target` (replacing what was there), `nosuid,nodev` all the way down.
+/// Binds `dir` onto `target` (replacing what was there), `nosuid,nodev` all the way down: a
+/// detached clone of the tree at `dir` gets the attributes first and is attached only then, so
+/// the pin never exists without them.
 fn pin(target: &Path, dir: &OwnedFd) -> Result<PathBuf, String> {
+    use plugd_fs::mount;
     if let Some(parent) = target.parent() {
         crate::fsutil::create_dir_all(parent, 0o700).map_err(|e| e.to_string())?;
     }
     unpin(target);
     std::fs::create_dir(target).map_err(|e| format!("{}: {e}", target.display()))?;
-    let source = format!("/proc/self/fd/{}", dir.as_raw_fd());
-    let bound = mount(
-        Some(source.as_str()),
-        target,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(|e| format!("pinning the volume at {}: {e}", target.display()))
-    .and_then(|()| restrict(target));
+    let bound = mount::clone_tree(dir, true)
+        .and_then(|tree| {
+            mount::set_attrs(&tree, mount::NOSUID | mount::NODEV, 0, true)?;
+            mount::attach(&tree, target)
+        })
+        .map_err(|e| format!("pinning the volume at {}: {e}", target.display()));
     if let Err(e) = bound {
         unpin(target);
         return Err(e);
     }
     Ok(target.to_path_buf())
-}
-
-/// Sets `nosuid,nodev` on the pin and every mount below it (`mount_setattr`, Linux 5.12), or on
-/// the pin itself by a bind remount that keeps its read-only and noexec flags (older kernels).
-fn restrict(target: &Path) -> Result<(), String> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(target.as_os_str().as_bytes())
-        .map_err(|_| format!("{}: NUL in path", target.display()))?;
-    let attr = libc::mount_attr {
-        attr_set: libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: `path` is a NUL-terminated string and `attr` a valid `mount_attr` of the size
-    // passed; the kernel reads both and writes nothing.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            libc::AT_RECURSIVE as libc::c_uint,
-            &attr as *const libc::mount_attr,
-            std::mem::size_of::<libc::mount_attr>(),
-        )
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    let err = nix::errno::Errno::last();
-    if err != nix::errno::Errno::ENOSYS {
-        return Err(format!("making {} nosuid,nodev: {err}", target.display()));
-    }
-    let vfs = nix::sys::statvfs::statvfs(target)
-        .map_err(|e| format!("statvfs {}: {e}", target.display()))?;
-    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    let kept = vfs.flags();
-    if kept.contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
-        flags |= MsFlags::MS_RDONLY;
-    }
-    if kept.contains(nix::sys::statvfs::FsFlags::ST_NOEXEC) {
-        flags |= MsFlags::MS_NOEXEC;
-    }
-    mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
-        .map_err(|e| format!("remounting {} nosuid,nodev: {e}", target.display()))
 }
 
 /// Lazily unmounts a pin (and what was mounted below it) and removes its directory.

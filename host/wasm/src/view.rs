@@ -26,9 +26,9 @@
 //! (WASI here has no sockets) and a FIFO open or read that blocks is bounded by the call deadline
 //! and the per-plugin threads of `instance`.
 
-use rustix::fd::{AsFd, AsRawFd, OwnedFd};
+use plugd_fs::mount;
+use rustix::fd::{AsRawFd, OwnedFd};
 use rustix::fs::{CWD, Mode, OFlags, ResolveFlags};
-use rustix::mount::{OpenTreeFlags, open_tree};
 use std::path::{Path, PathBuf};
 
 /// Why a view could not be made. Each names the source directory.
@@ -92,20 +92,14 @@ impl View {
                 source: e,
             }
         };
-        // No AT_RECURSIVE: only the mount the source is on, submounts left out.
-        let fd = open_tree(
-            &dir,
-            "",
-            OpenTreeFlags::OPEN_TREE_CLONE
-                | OpenTreeFlags::OPEN_TREE_CLOEXEC
-                | OpenTreeFlags::AT_EMPTY_PATH,
-        )
-        .map_err(|e| mount_err("open_tree")(e.into()))?;
-        let mut set = MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC;
+        // Not recursive: only the mount the source is on, submounts left out.
+        let fd = mount::clone_tree(&dir, false).map_err(mount_err("open_tree"))?;
+        let mut set = mount::NODEV | mount::NOSUID | mount::NOEXEC;
         if read_only {
-            set |= MOUNT_ATTR_RDONLY;
+            set |= mount::RDONLY;
         }
-        mount_setattr(&fd, set).map_err(mount_err("mount_setattr"))?;
+        // Private: nothing mounted on the source later propagates into the view.
+        mount::set_attrs(&fd, set, mount::PRIVATE, false).map_err(mount_err("mount_setattr"))?;
         Ok(View { fd })
     }
 
@@ -113,50 +107,6 @@ impl View {
     /// wasmtime-wasi takes preopens by path only.
     pub(crate) fn path(&self) -> PathBuf {
         PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
-    }
-}
-
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const MOUNT_ATTR_NOSUID: u64 = 0x2;
-const MOUNT_ATTR_NODEV: u64 = 0x4;
-const MOUNT_ATTR_NOEXEC: u64 = 0x8;
-/// `MS_PRIVATE`: nothing mounted on the source later propagates into the view.
-const MS_PRIVATE: u64 = 1 << 18;
-
-/// `struct mount_attr` of `<linux/mount.h>` (`MOUNT_ATTR_SIZE_VER0`).
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
-/// `mount_setattr(fd, "", AT_EMPTY_PATH, {attr_set: set, propagation: MS_PRIVATE})` on the root
-/// of a detached tree (rustix has no wrapper).
-fn mount_setattr(fd: &OwnedFd, set: u64) -> std::io::Result<()> {
-    let attr = MountAttr {
-        attr_set: set,
-        attr_clr: 0,
-        propagation: MS_PRIVATE,
-        userns_fd: 0,
-    };
-    // SAFETY: the path is a NUL-terminated empty string, `attr` is a live `mount_attr` whose size
-    // is passed with it, and the kernel only reads both.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_fd().as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
     }
 }
 
