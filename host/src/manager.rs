@@ -17,6 +17,7 @@ use crate::fsutil;
 use crate::reference::Reference;
 use crate::socket::{Gateway, Mounts, PathMap, PluginSocket, SocketRegistry};
 use crate::store::{Record, Store, new_id};
+use crate::unmount;
 use plugd_core::config::{PluginConfig, PluginObject, RootFs, Settings};
 use plugd_core::runtime::{Health, Instance, PluginSpec, Runtime, RuntimeError};
 use std::collections::HashMap;
@@ -634,11 +635,39 @@ impl Manager {
         lock(&self.backoff).remove(&id);
         self.cancel_start(&id).await;
         self.stop_and_forget(&id).await;
+        let plugin_dir = lock(&self.store).plugin_dir(&id);
+        let dirs = [
+            plugin_dir,
+            self.cfg.exec_root.join("plugins").join(&id),
+            self.cfg.exec_root.join("state").join(&id),
+        ];
+        for dir in &dirs {
+            if let Err(e) = unmount::release(dir, &unmount::lazy_unmount) {
+                return Err(self.keep_stopped(record, &e.to_string()));
+            }
+        }
         lock(&self.store).remove(&id)?;
-        let _ = std::fs::remove_dir_all(self.cfg.exec_root.join("plugins").join(&id));
-        let _ = std::fs::remove_dir_all(self.cfg.exec_root.join("state").join(&id));
+        for dir in &dirs[1..] {
+            if let Err(e) = unmount::remove_dir_all(dir) {
+                tracing::warn!(plugin = %record.plugin.name, error = %e, "removing the plugin's runtime directories");
+            }
+        }
         tracing::info!(plugin = %record.plugin.name, "removed");
         Ok(())
+    }
+
+    /// A stopped plugin that could not be removed stays, disabled (nothing restarts it), and the
+    /// error says what is in the way.
+    fn keep_stopped(&self, mut record: Record, why: &str) -> Error {
+        let name = record.plugin.name.clone();
+        tracing::error!(plugin = %name, reason = %why, "not removed: a mount under its directories could not be unmounted");
+        record.plugin.enabled = false;
+        if let Err(e) = lock(&self.store).save(record) {
+            tracing::warn!(plugin = %name, error = %e, "recording the plugin as disabled");
+        }
+        Error::system(format!(
+            "plugin {name} was stopped but not removed: {why}; unmount it and remove the plugin again"
+        ))
     }
 
     /// `POST /plugins/{name}/set`: all arguments apply or none; the result is re-validated.

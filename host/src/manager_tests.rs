@@ -350,3 +350,47 @@ async fn a_failure_after_the_start_stops_the_plugin() {
     assert_eq!(s.fake.live(), 0, "the started plugin was left running");
     assert_eq!(enabled(&s.manager, "late:latest"), (false, false));
 }
+
+/// rm -f of a plugin with something still mounted in its directory (a mount its runtime failed to
+/// release): the mount is unmounted first, and what it showed is never deleted through it.
+#[tokio::test]
+async fn rm_never_deletes_through_a_mount_left_in_the_plugin_dir() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: not root");
+        return;
+    }
+    let s = setup("rm-mount", Mode::Ready);
+    let id = add(&s.manager, "mnt:latest");
+    let victim = s.dir.join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join("data"), "keep").unwrap();
+    let target = lock(&s.manager.store)
+        .plugin_dir(&id)
+        .join("propagated-mount/v1");
+    std::fs::create_dir_all(&target).unwrap();
+    nix::mount::mount(
+        Some(&victim),
+        &target,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .unwrap();
+    let removed = s.manager.remove("mnt:latest", true).await;
+    let left = unmount::mounts_under(&s.dir).unwrap();
+    for m in &left {
+        let _ = unmount::lazy_unmount(m);
+    }
+    let data = std::fs::read_to_string(victim.join("data"));
+    assert_eq!(
+        data.ok().as_deref(),
+        Some("keep"),
+        "deleted through the mount"
+    );
+    removed.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(
+        s.manager.inspect("mnt:latest").unwrap_err().kind,
+        Kind::NotFound
+    );
+}
