@@ -143,6 +143,16 @@ fn runtime_err(e: RuntimeError) -> Error {
     }
 }
 
+/// The directories a start needs: the propagated mount's host side (0755), the runtime and the
+/// state dir (0700).
+fn create_dirs(spec: &PluginSpec) -> Result<()> {
+    if let Some(pm) = &spec.propagated_mount {
+        fsutil::create_dir_all(pm, 0o755).map_err(at(pm))?;
+    }
+    fsutil::create_dir_all(&spec.runtime_dir, 0o700).map_err(at(&spec.runtime_dir))?;
+    fsutil::create_dir_all(&spec.state_dir, 0o700).map_err(at(&spec.state_dir))
+}
+
 impl Manager {
     /// Opens the store and the socket registry (removing plugd's own stale sockets).
     pub fn new(cfg: ManagerConfig, select: RuntimeSelector) -> Result<Manager> {
@@ -403,17 +413,8 @@ impl Manager {
     async fn start(&self, record: &Record, slot: Slot<'_>, timeout: Duration) -> Started {
         let p = &record.plugin;
         let spec = self.spec(record);
-        let dirs = [
-            spec.propagated_mount.as_deref(),
-            Some(&spec.runtime_dir),
-            Some(&spec.state_dir),
-        ];
-        for (dir, mode) in dirs.into_iter().zip([0o755, 0o700, 0o700]) {
-            if let Some(dir) = dir
-                && let Err(e) = fsutil::create_dir_all(dir, mode)
-            {
-                return Started::No(at(dir)(e));
-            }
+        if let Err(e) = create_dirs(&spec) {
+            return Started::No(e);
         }
         let runtime = match (self.select)(&spec) {
             Ok(r) => r,
