@@ -52,8 +52,20 @@ pub fn create_dir_all(path: &Path, mode: u32) -> io::Result<()> {
 }
 
 /// Removes a directory tree by first renaming it to `<dir>-removing`, so a crash midway leaves a name
-/// the next start recognises and finishes, never a half-removed plugin that still loads.
+/// the next start recognises and finishes, never a half-removed plugin that still loads. Refused,
+/// before anything is renamed or deleted, while anything is mounted in the tree
+/// ([`crate::unmount`]).
 pub fn remove_dir_atomic(path: &Path) -> io::Result<()> {
+    if let Some(mount) = crate::unmount::mounts_under(path)
+        .map_err(io::Error::other)?
+        .into_iter()
+        .next()
+    {
+        return Err(io::Error::other(format!(
+            "{} is still mounted",
+            mount.display()
+        )));
+    }
     let mut removing = path.as_os_str().to_owned();
     removing.push("-removing");
     let removing = std::path::PathBuf::from(removing);
@@ -65,7 +77,7 @@ pub fn remove_dir_atomic(path: &Path) -> io::Result<()> {
     if let Some(parent) = path.parent() {
         sync_dir(parent)?;
     }
-    fs::remove_dir_all(&removing)
+    crate::unmount::remove_dir_all(&removing).map_err(io::Error::other)
 }
 
 /// Binds a listening unix socket at `path` that is born with `mode` (less the process umask), so

@@ -16,3 +16,4 @@ pub mod manager;
 pub mod reference;
 pub mod socket;
 pub mod store;
+pub mod unmount;

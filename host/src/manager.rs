@@ -3,9 +3,13 @@
 //! enabled plugin. It knows nothing about wasm or native processes: it only speaks
 //! `plugd_core::Runtime`.
 //!
-//! Locking: lifecycle verbs are serialised by one async lock held for the whole verb (they are rare,
-//! and enable may wait for a runtime); reads (`list`, `inspect`) only take short sync locks, so they
-//! never wait behind a slow enable.
+//! Locking: lifecycle verbs are serialised by one async lock (`ops`), which is **never held across
+//! a plugin start**: a start (enable, restore, a supervised restart) is registered under the lock
+//! as [`Starting`], then runs without it, and is cancelled by a disable or rm that arrives
+//! meanwhile (the runtime's start future is dropped, and the manager waits, briefly, for the
+//! runtime to release what it had started: [`Runtime::settle`]). So a plugin that never becomes
+//! ready or crash-loops cannot hold up any verb. Reads (`list`, `inspect`) only take short sync
+//! locks.
 
 use crate::bundle;
 use crate::error::{Error, Kind, Result, at};
@@ -13,12 +17,14 @@ use crate::fsutil;
 use crate::reference::Reference;
 use crate::socket::{Gateway, Mounts, PathMap, PluginSocket, SocketRegistry};
 use crate::store::{Record, Store, new_id};
+use crate::unmount;
 use plugd_core::config::{PluginConfig, PluginObject, RootFs, Settings};
 use plugd_core::runtime::{Health, Instance, PluginSpec, Runtime, RuntimeError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// Picks the runtime for a plugin (by its entrypoint), so the manager never names a runtime.
 pub type RuntimeSelector =
@@ -49,6 +55,15 @@ struct Running {
     runtime: &'static str,
 }
 
+/// A start under way, registered so that a disable or rm can cancel it.
+struct Starting {
+    socket_name: String,
+    /// `true`: give up (the start future is dropped) and stop whatever was started.
+    cancel: watch::Sender<bool>,
+    /// Closed once the start is over, its leftovers released (its sender is dropped).
+    done: watch::Receiver<()>,
+}
+
 /// The plugin manager.
 pub struct Manager {
     cfg: ManagerConfig,
@@ -56,12 +71,57 @@ pub struct Manager {
     registry: SocketRegistry,
     ops: tokio::sync::Mutex<()>,
     store: Mutex<Store>,
+    /// Lock order: `starting` before `running`.
+    starting: Mutex<HashMap<String, Starting>>,
     running: Mutex<HashMap<String, Running>>,
     backoff: Mutex<HashMap<String, (std::time::Instant, Duration)>>,
 }
 
 /// First and longest wait between restarts of a failing plugin.
 const BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
+
+/// Longest readiness wait `enable?timeout=` gets; larger values are capped. dockerd has no cap,
+/// but here a start no longer holds the lifecycle lock, so this only bounds how long an API
+/// request (and the plugin's start slot) stays open.
+pub const MAX_ENABLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long a disable or rm waits for a cancelled start to release what it started before going
+/// on (it normally takes milliseconds: the plugin is SIGKILLed).
+const CANCEL_WAIT: Duration = Duration::from_secs(5);
+
+/// The readiness wait of `enable?timeout=`: zero means the daemon's default, and anything above
+/// [`MAX_ENABLE_TIMEOUT`] is capped.
+pub fn enable_timeout(requested: Duration, default: Duration) -> Duration {
+    if requested.is_zero() {
+        default
+    } else {
+        requested.min(MAX_ENABLE_TIMEOUT)
+    }
+}
+
+/// How a start ended.
+enum Started {
+    Yes,
+    /// A disable or rm cancelled it; everything it started is stopped.
+    Cancelled,
+    No(Error),
+}
+
+/// A start's registration in [`Manager::starting`]; dropping it (the start finished, failed, or its
+/// caller went away) unregisters it and wakes whoever waits for it.
+struct Slot<'a> {
+    manager: &'a Manager,
+    id: String,
+    socket_name: String,
+    cancel: watch::Receiver<bool>,
+    _done: watch::Sender<()>,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        lock(&self.manager.starting).remove(&self.id);
+    }
+}
 
 /// Filters of `GET /plugins`, already validated.
 #[derive(Debug, Clone, Default)]
@@ -83,6 +143,16 @@ fn runtime_err(e: RuntimeError) -> Error {
     }
 }
 
+/// The directories a start needs: the propagated mount's host side (0755), the runtime and the
+/// state dir (0700).
+fn create_dirs(spec: &PluginSpec) -> Result<()> {
+    if let Some(pm) = &spec.propagated_mount {
+        fsutil::create_dir_all(pm, 0o755).map_err(at(pm))?;
+    }
+    fsutil::create_dir_all(&spec.runtime_dir, 0o700).map_err(at(&spec.runtime_dir))?;
+    fsutil::create_dir_all(&spec.state_dir, 0o700).map_err(at(&spec.state_dir))
+}
+
 impl Manager {
     /// Opens the store and the socket registry (removing plugd's own stale sockets).
     pub fn new(cfg: ManagerConfig, select: RuntimeSelector) -> Result<Manager> {
@@ -97,6 +167,7 @@ impl Manager {
             registry,
             ops: tokio::sync::Mutex::new(()),
             store: Mutex::new(store),
+            starting: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
         })
@@ -247,71 +318,182 @@ impl Manager {
         Ok(record)
     }
 
-    /// `POST /plugins/{name}/enable?timeout=N`: ready within `timeout` (zero: the default) or refused,
-    /// with everything started so far undone.
+    /// `POST /plugins/{name}/enable?timeout=N`: ready within `timeout` (zero: the default; capped at
+    /// [`MAX_ENABLE_TIMEOUT`]) or refused, with everything started so far undone. A disable or rm
+    /// meanwhile cancels it.
     pub async fn enable(&self, name: &str, timeout: Duration) -> Result<()> {
-        let _ops = self.ops.lock().await;
-        let record = lock(&self.store).resolve(name)?.clone();
-        if lock(&self.running).contains_key(&record.plugin.id) {
-            return Err(
-                Error::conflict(format!("plugin {} is enabled", record.plugin.name))
-                    .wrap("plugin already enabled"),
-            );
-        }
-        let timeout = if timeout.is_zero() {
-            self.cfg.default_enable_timeout
-        } else {
-            timeout
+        let timeout = enable_timeout(timeout, self.cfg.default_enable_timeout);
+        let (record, slot) = {
+            let _ops = self.ops.lock().await;
+            let record = lock(&self.store).resolve(name)?.clone();
+            let slot = self.reserve(&record)?;
+            (record, slot)
         };
-        self.start(&record, timeout).await?;
+        let p = &record.plugin;
+        match self.start(&record, slot, timeout).await {
+            Started::Yes => {}
+            Started::Cancelled => {
+                return Err(Error::conflict(format!(
+                    "plugin {} was disabled or removed while it was being enabled",
+                    p.name
+                )));
+            }
+            Started::No(e) => return Err(e),
+        }
+        let _ops = self.ops.lock().await;
+        if !lock(&self.running).contains_key(&p.id) {
+            return Err(Error::conflict(format!(
+                "plugin {} was disabled or removed while it was being enabled",
+                p.name
+            )));
+        }
         let mut saved = record.clone();
         saved.plugin.enabled = true;
         let saved = lock(&self.store).save(saved);
         if let Err(e) = saved {
-            self.stop(&record.plugin.id).await;
+            self.stop(&p.id).await;
             return Err(e);
         }
-        tracing::info!(plugin = %record.plugin.name, "enabled");
+        tracing::info!(plugin = %p.name, "enabled");
         Ok(())
     }
 
-    async fn start(&self, record: &Record, timeout: Duration) -> Result<()> {
+    /// Registers a start of `record` (under the `ops` lock): refused while the plugin runs or
+    /// starts, or while another plugin serves (or is starting on) the same socket name.
+    fn reserve(&self, record: &Record) -> Result<Slot<'_>> {
         let p = &record.plugin;
         let socket_name = Reference::parse(&p.name)
             .map_err(|e| Error::system(e.to_string()))?
             .socket_name()
             .to_string();
-        if let Some((_, other)) = lock(&self.running)
+        let mut starting = lock(&self.starting);
+        let running = lock(&self.running);
+        if running.contains_key(&p.id) || starting.contains_key(&p.id) {
+            return Err(Error::conflict(format!("plugin {} is enabled", p.name))
+                .wrap("plugin already enabled"));
+        }
+        let taken = running
             .iter()
             .find(|(_, r)| r.socket_name == socket_name)
-        {
+            .map(|(_, r)| r.runtime)
+            .or_else(|| {
+                starting
+                    .values()
+                    .any(|s| s.socket_name == socket_name)
+                    .then_some("a starting")
+            });
+        if let Some(runtime) = taken {
             return Err(Error::conflict(format!(
-                "plugin {} cannot be enabled: its socket name {socket_name:?} is already served by another enabled plugin ({} runtime)",
-                p.name, other.runtime
+                "plugin {} cannot be enabled: its socket name {socket_name:?} is already served by another enabled plugin ({runtime} runtime)",
+                p.name
             )));
         }
-        let spec = self.spec(record);
-        if let Some(pm) = &spec.propagated_mount {
-            fsutil::create_dir_all(pm, 0o755).map_err(at(pm))?;
-        }
-        fsutil::create_dir_all(&spec.runtime_dir, 0o700).map_err(at(&spec.runtime_dir))?;
-        fsutil::create_dir_all(&spec.state_dir, 0o700).map_err(at(&spec.state_dir))?;
-        let runtime = (self.select)(&spec).map_err(runtime_err)?;
-        let instance = match tokio::time::timeout(timeout, async {
-            runtime.prepare(&spec).await?;
-            runtime.start(&spec).await
+        let (cancel_tx, cancel) = watch::channel(false);
+        let (done_tx, done) = watch::channel(());
+        starting.insert(
+            p.id.clone(),
+            Starting {
+                socket_name: socket_name.clone(),
+                cancel: cancel_tx,
+                done,
+            },
+        );
+        Ok(Slot {
+            manager: self,
+            id: p.id.clone(),
+            socket_name,
+            cancel,
+            _done: done_tx,
         })
-        .await
-        {
-            Ok(r) => r.map_err(runtime_err)?,
-            Err(_) => {
-                return Err(Error::system(format!(
+    }
+
+    /// Runs a registered start without the `ops` lock: the runtime's start within `timeout` (or
+    /// until cancelled), then the engine-facing socket. Whatever fails or is cancelled after the
+    /// runtime started the plugin stops it again.
+    async fn start(&self, record: &Record, slot: Slot<'_>, timeout: Duration) -> Started {
+        let p = &record.plugin;
+        let spec = self.spec(record);
+        if let Err(e) = create_dirs(&spec) {
+            return Started::No(e);
+        }
+        let runtime = match (self.select)(&spec) {
+            Ok(r) => r,
+            Err(e) => return Started::No(runtime_err(e)),
+        };
+        let mut cancel = slot.cancel.clone();
+        let started = tokio::select! {
+            r = tokio::time::timeout(timeout, async {
+                runtime.prepare(&spec).await?;
+                runtime.start(&spec).await
+            }) => Some(r),
+            _ = cancel.wait_for(|c| *c) => None,
+        };
+        let instance = match started {
+            Some(Ok(Ok(instance))) => instance,
+            Some(Ok(Err(e))) => return Started::No(runtime_err(e)),
+            Some(Err(_)) => {
+                self.settle(runtime.as_ref(), &spec).await;
+                return Started::No(Error::system(format!(
                     "plugin {} did not become ready within {}s",
                     p.name,
                     timeout.as_secs_f64()
                 )));
             }
+            None => {
+                self.settle(runtime.as_ref(), &spec).await;
+                tracing::info!(plugin = %p.name, "start cancelled");
+                return Started::Cancelled;
+            }
         };
+        let served = self.serve(record, &spec, &slot.socket_name, instance.clone());
+        let (socket, mounts) = match served {
+            Ok(s) => s,
+            Err(e) => {
+                instance.stop(self.cfg.stop_grace).await;
+                return Started::No(e);
+            }
+        };
+        // The cancel flag is set under `starting`, so either the disable sees the plugin running
+        // (and stops it) or this start sees the flag.
+        let cancelled = {
+            let _starting = lock(&self.starting);
+            let cancelled = *slot.cancel.borrow();
+            if !cancelled {
+                lock(&self.running).insert(
+                    p.id.clone(),
+                    Running {
+                        instance: instance.clone(),
+                        socket,
+                        socket_name: slot.socket_name.clone(),
+                        mounts,
+                        runtime: runtime.name(),
+                    },
+                );
+                None
+            } else {
+                Some(socket)
+            }
+        };
+        match cancelled {
+            None => Started::Yes,
+            Some(socket) => {
+                socket.close(&self.registry).await;
+                instance.stop(Duration::ZERO).await;
+                tracing::info!(plugin = %p.name, "start cancelled as it became ready");
+                Started::Cancelled
+            }
+        }
+    }
+
+    /// The engine-facing socket for a started instance.
+    fn serve(
+        &self,
+        record: &Record,
+        spec: &PluginSpec,
+        socket_name: &str,
+        instance: Arc<dyn Instance>,
+    ) -> Result<(PluginSocket, Arc<Mounts>)> {
+        let p = &record.plugin;
         let paths = PathMap::new(
             &spec.rootfs,
             spec.propagated_mount
@@ -324,7 +506,7 @@ impl Manager {
         let gateway = Arc::new(Gateway::new(
             &p.name,
             &types,
-            instance.clone(),
+            instance,
             paths,
             mounts.clone(),
         ));
@@ -332,28 +514,39 @@ impl Manager {
             .cfg
             .plugin_socket_dir
             .join(format!("{socket_name}.sock"));
-        let socket = match PluginSocket::bind(&path, &self.registry, gateway) {
-            Ok(s) => s,
-            Err(e) => {
-                instance.stop(self.cfg.stop_grace).await;
-                return Err(Error::new(
-                    Kind::Conflict,
-                    format!("plugin {}: {e}", p.name),
-                ));
-            }
+        let socket = PluginSocket::bind(&path, &self.registry, gateway)
+            .map_err(|e| Error::new(Kind::Conflict, format!("plugin {}: {e}", p.name)))?;
+        Ok((socket, mounts))
+    }
+
+    /// Waits (briefly) for the runtime to release what a cancelled start left.
+    async fn settle(&self, runtime: &dyn Runtime, spec: &PluginSpec) {
+        if tokio::time::timeout(CANCEL_WAIT, runtime.settle(spec))
+            .await
+            .is_err()
+        {
+            tracing::warn!(plugin = %spec.name, "a cancelled start is still being cleaned up");
+        }
+    }
+
+    /// Cancels the start of plugin `id` if one is under way and waits (at most [`CANCEL_WAIT`])
+    /// until it is over. Returns whether there was one.
+    async fn cancel_start(&self, id: &str) -> bool {
+        let done = lock(&self.starting).get(id).map(|s| {
+            s.cancel.send_replace(true);
+            s.done.clone()
+        });
+        let Some(mut done) = done else {
+            return false;
         };
-        let runtime_name = runtime.name();
-        lock(&self.running).insert(
-            p.id.clone(),
-            Running {
-                instance,
-                socket,
-                socket_name,
-                mounts,
-                runtime: runtime_name,
-            },
-        );
-        Ok(())
+        // `changed` fails once the start's slot is dropped: the start is over.
+        if tokio::time::timeout(CANCEL_WAIT, done.changed())
+            .await
+            .is_err()
+        {
+            tracing::warn!(plugin = %id, "a cancelled start did not finish within {CANCEL_WAIT:?}");
+        }
+        true
     }
 
     /// Stops a plugin the user disabled or removed: its mount table goes too (a daemon shutdown or a
@@ -385,21 +578,19 @@ impl Manager {
     }
 
     /// `POST /plugins/{name}/disable?force=`: refused while volumes are mounted through it, unless forced.
+    /// A start under way (enable, supervised restart) is cancelled, so this answers at once even
+    /// for a plugin that never becomes ready.
     pub async fn disable(&self, name: &str, force: bool) -> Result<()> {
         let _ops = self.ops.lock().await;
         let mut record = lock(&self.store).resolve(name)?.clone();
         let id = record.plugin.id.clone();
-        if !lock(&self.running).contains_key(&id) {
-            if !record.plugin.enabled {
-                return Err(Error::conflict(format!(
-                    "plugin {} found but disabled",
-                    record.plugin.name
-                ))
-                .wrap("plugin is already disabled"));
-            }
-            // Stored as enabled but not running (it crashed and supervision is retrying, or it
-            // could not be restored): disabling stops the retries.
-            lock(&self.backoff).remove(&id);
+        let starting = lock(&self.starting).contains_key(&id);
+        if !starting && !lock(&self.running).contains_key(&id) && !record.plugin.enabled {
+            return Err(Error::conflict(format!(
+                "plugin {} found but disabled",
+                record.plugin.name
+            ))
+            .wrap("plugin is already disabled"));
         }
         let busy = self.in_use(&id);
         if !busy.is_empty() && !force {
@@ -409,6 +600,10 @@ impl Manager {
                 record.plugin.name
             )));
         }
+        // Stored as enabled but not running (it crashed and supervision is retrying, or it
+        // could not be restored): disabling stops the retries, and cancels one under way.
+        lock(&self.backoff).remove(&id);
+        self.cancel_start(&id).await;
         self.stop_and_forget(&id).await;
         record.plugin.enabled = false;
         lock(&self.store).save(record)?;
@@ -416,12 +611,14 @@ impl Manager {
         Ok(())
     }
 
-    /// `DELETE /plugins/{name}?force=`.
+    /// `DELETE /plugins/{name}?force=`. Forced, it cancels a start under way. The plugin's
+    /// directories are deleted only when nothing is mounted in them any more.
     pub async fn remove(&self, name: &str, force: bool) -> Result<()> {
         let _ops = self.ops.lock().await;
         let record = lock(&self.store).resolve(name)?.clone();
         let id = record.plugin.id.clone();
-        let enabled = lock(&self.running).contains_key(&id);
+        let enabled =
+            lock(&self.running).contains_key(&id) || lock(&self.starting).contains_key(&id);
         if !force {
             if !self.in_use(&id).is_empty() {
                 return Err(Error::conflict(format!(
@@ -436,19 +633,50 @@ impl Manager {
                 )));
             }
         }
+        lock(&self.backoff).remove(&id);
+        self.cancel_start(&id).await;
         self.stop_and_forget(&id).await;
+        let plugin_dir = lock(&self.store).plugin_dir(&id);
+        let dirs = [
+            plugin_dir,
+            self.cfg.exec_root.join("plugins").join(&id),
+            self.cfg.exec_root.join("state").join(&id),
+        ];
+        for dir in &dirs {
+            if let Err(e) = unmount::release(dir, &unmount::lazy_unmount) {
+                return Err(self.keep_stopped(record, &e.to_string()));
+            }
+        }
         lock(&self.store).remove(&id)?;
-        let _ = std::fs::remove_dir_all(self.cfg.exec_root.join("plugins").join(&id));
-        let _ = std::fs::remove_dir_all(self.cfg.exec_root.join("state").join(&id));
+        for dir in &dirs[1..] {
+            if let Err(e) = unmount::remove_dir_all(dir) {
+                tracing::warn!(plugin = %record.plugin.name, error = %e, "removing the plugin's runtime directories");
+            }
+        }
         tracing::info!(plugin = %record.plugin.name, "removed");
         Ok(())
+    }
+
+    /// A stopped plugin that could not be removed stays, disabled (nothing restarts it), and the
+    /// error says what is in the way.
+    fn keep_stopped(&self, mut record: Record, why: &str) -> Error {
+        let name = record.plugin.name.clone();
+        tracing::error!(plugin = %name, reason = %why, "not removed: a mount under its directories could not be unmounted");
+        record.plugin.enabled = false;
+        if let Err(e) = lock(&self.store).save(record) {
+            tracing::warn!(plugin = %name, error = %e, "recording the plugin as disabled");
+        }
+        Error::system(format!(
+            "plugin {name} was stopped but not removed: {why}; unmount it and remove the plugin again"
+        ))
     }
 
     /// `POST /plugins/{name}/set`: all arguments apply or none; the result is re-validated.
     pub async fn set(&self, name: &str, args: &[String]) -> Result<()> {
         let _ops = self.ops.lock().await;
         let mut record = lock(&self.store).resolve(name)?.clone();
-        if lock(&self.running).contains_key(&record.plugin.id) {
+        let id = &record.plugin.id;
+        if lock(&self.running).contains_key(id) || lock(&self.starting).contains_key(id) {
             return Err(Error::system(
                 "cannot set on an active plugin, disable plugin before setting",
             ));
@@ -463,20 +691,44 @@ impl Manager {
     }
 
     /// At daemon start: enables every plugin stored as enabled. A failure leaves it shown as disabled
-    /// (but still marked enabled on disk, so the next start tries again), as dockerd does.
+    /// (but still marked enabled on disk, so supervision and the next start try again), as dockerd
+    /// does.
     pub async fn restore(&self) {
-        let _ops = self.ops.lock().await;
-        let enabled: Vec<Record> = lock(&self.store)
+        let ids: Vec<String> = lock(&self.store)
             .list()
             .filter(|r| r.plugin.enabled)
-            .cloned()
+            .map(|r| r.plugin.id.clone())
             .collect();
-        for record in enabled {
-            match self.start(&record, self.cfg.default_enable_timeout).await {
-                Ok(()) => tracing::info!(plugin = %record.plugin.name, "restored"),
-                Err(e) => {
+        for id in ids {
+            let Some((record, slot)) = self.reserve_wanted(&id).await else {
+                continue;
+            };
+            match self
+                .start(&record, slot, self.cfg.default_enable_timeout)
+                .await
+            {
+                Started::Yes => tracing::info!(plugin = %record.plugin.name, "restored"),
+                Started::Cancelled => {}
+                Started::No(e) => {
                     tracing::error!(plugin = %record.plugin.name, error = %e, "could not restore plugin")
                 }
+            }
+        }
+    }
+
+    /// Registers a start of plugin `id` if it is still stored as enabled and neither runs nor
+    /// starts (under the `ops` lock, so a disable or rm in between is seen).
+    async fn reserve_wanted(&self, id: &str) -> Option<(Record, Slot<'_>)> {
+        let _ops = self.ops.lock().await;
+        let record = lock(&self.store)
+            .list()
+            .find(|r| r.plugin.id == id && r.plugin.enabled)
+            .cloned()?;
+        match self.reserve(&record) {
+            Ok(slot) => Some((record, slot)),
+            Err(e) => {
+                tracing::debug!(plugin = %record.plugin.name, error = %e, "not starting");
+                None
             }
         }
     }
@@ -484,44 +736,53 @@ impl Manager {
     /// One supervision pass. An instance that reports [`Health::Failed`] is stopped; every plugin
     /// stored as enabled but not running (failed, or not restorable at start) is started again with
     /// exponential backoff (1 s doubling to 30 s, reset once it runs). Its engine-facing socket is
-    /// recreated and the plugin stays enabled throughout. Returns the plugins (re)started.
+    /// recreated and the plugin stays enabled throughout. The restarts run without the lifecycle
+    /// lock, so a disable or rm cancels one under way. Returns the plugins (re)started.
     pub async fn supervise(&self) -> Vec<String> {
-        let _ops = self.ops.lock().await;
-        let failed: Vec<(String, String)> = lock(&self.running)
-            .iter()
-            .filter_map(|(id, r)| match r.instance.health() {
-                Health::Ready => None,
-                Health::Failed(why) => Some((id.clone(), why)),
-            })
-            .collect();
-        for (id, why) in failed {
-            tracing::warn!(plugin = %id, reason = %why, "plugin failed its health check; restarting");
-            self.stop(&id).await;
+        {
+            let _ops = self.ops.lock().await;
+            let failed: Vec<(String, String)> = lock(&self.running)
+                .iter()
+                .filter_map(|(id, r)| match r.instance.health() {
+                    Health::Ready => None,
+                    Health::Failed(why) => Some((id.clone(), why)),
+                })
+                .collect();
+            for (id, why) in failed {
+                tracing::warn!(plugin = %id, reason = %why, "plugin failed its health check; restarting");
+                self.stop(&id).await;
+            }
         }
-        let wanted: Vec<Record> = {
+        let wanted: Vec<String> = {
             let store = lock(&self.store);
             let running = lock(&self.running);
             store
                 .list()
                 .filter(|r| r.plugin.enabled && !running.contains_key(&r.plugin.id))
-                .cloned()
+                .map(|r| r.plugin.id.clone())
                 .collect()
         };
         let now = std::time::Instant::now();
         let mut started = Vec::new();
-        for record in wanted {
-            let id = record.plugin.id.clone();
+        for id in wanted {
             let due = lock(&self.backoff).get(&id).map(|(at, _)| *at);
             if due.is_some_and(|at| at > now) {
                 continue;
             }
-            match self.start(&record, self.cfg.default_enable_timeout).await {
-                Ok(()) => {
+            let Some((record, slot)) = self.reserve_wanted(&id).await else {
+                continue;
+            };
+            match self
+                .start(&record, slot, self.cfg.default_enable_timeout)
+                .await
+            {
+                Started::Yes => {
                     lock(&self.backoff).remove(&id);
                     tracing::info!(plugin = %record.plugin.name, "plugin restarted");
                     started.push(record.plugin.name.clone());
                 }
-                Err(e) => {
+                Started::Cancelled => {}
+                Started::No(e) => {
                     let mut backoff = lock(&self.backoff);
                     let delay = backoff
                         .get(&id)
@@ -538,9 +799,17 @@ impl Manager {
     /// set on disk is kept so the next start restores it.
     pub async fn shutdown(&self) {
         let _ops = self.ops.lock().await;
+        let starting: Vec<String> = lock(&self.starting).keys().cloned().collect();
+        for id in starting {
+            self.cancel_start(&id).await;
+        }
         let ids: Vec<String> = lock(&self.running).keys().cloned().collect();
         for id in ids {
             self.stop(&id).await;
         }
     }
 }
+
+#[cfg(test)]
+#[path = "manager_tests.rs"]
+mod tests;

@@ -68,7 +68,13 @@ impl Store {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with("-removing") {
-                fs::remove_dir_all(entry.path()).map_err(at(&entry.path()))?;
+                match crate::unmount::remove_dir_all(&entry.path()) {
+                    Ok(()) => {}
+                    Err(e @ crate::unmount::UnmountError::StillMounted { .. }) => {
+                        tracing::warn!(path = %entry.path().display(), error = %e, "interrupted removal left as is")
+                    }
+                    Err(e) => return Err(Error::system(e.to_string())),
+                }
                 continue;
             }
             if !is_id(&name) {

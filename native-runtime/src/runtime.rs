@@ -256,24 +256,28 @@ impl NativeRuntime {
         guard: OwnedMutexGuard<()>,
     ) -> Result<Arc<NativeInstance>, RuntimeError> {
         let started = std::time::Instant::now();
-        let mut host = HostSide::new(spec);
+        // Until the instance owns it, the host side is released if this launch fails or is
+        // cancelled (dropped) at any await below: a plugd-init that already cloned the plugin has
+        // put it in the cgroup, which the teardown kills.
+        let mut pending = PendingHost::new(HostSide::new(spec), guard);
         // A socket left by an earlier run would make readiness succeed at once.
         remove_stale_socket(socket);
-        let sandbox = match host.setup(spec, self.shared.no_pivot).await {
+        let sandbox = match pending.host().setup(spec, self.shared.no_pivot).await {
             Ok(s) => s,
             Err(e) => {
-                host.teardown().await;
+                pending.fail().await;
                 return Err(e);
             }
         };
         let process = match self.shared.launcher.launch(&spec.name, sandbox).await {
             Ok(p) => p,
             Err(e) => {
-                host.teardown().await;
+                pending.fail().await;
                 return Err(RuntimeError::Start(format!("plugin {}: {e}", spec.name)));
             }
         };
         let pid = process.pid();
+        let (host, guard) = pending.into_parts();
         let state =
             start_time(pid).map(|t| State::new(&spec.id, &spec.name, pid, t, host.cgroup_paths()));
         let instance = Arc::new(NativeInstance::new(
@@ -313,6 +317,63 @@ impl NativeRuntime {
     }
 }
 
+/// The host side of a launch before its plugin process is known, with the plugin's lock: torn
+/// down on failure, or on a task (still holding the lock, so the next start and
+/// [`Runtime::settle`] wait for it) when the launch is dropped.
+struct PendingHost {
+    parts: Option<(HostSide, OwnedMutexGuard<()>)>,
+}
+
+impl PendingHost {
+    fn new(host: HostSide, guard: OwnedMutexGuard<()>) -> Self {
+        PendingHost {
+            parts: Some((host, guard)),
+        }
+    }
+
+    fn host(&mut self) -> &mut HostSide {
+        match &mut self.parts {
+            Some((host, _)) => host,
+            None => unreachable!("a PendingHost is consumed only by fail or into_parts"),
+        }
+    }
+
+    /// The launch failed: release everything now.
+    async fn fail(mut self) {
+        if let Some((mut host, _guard)) = self.parts.take() {
+            host.teardown().await;
+        }
+    }
+
+    /// The plugin process is known: an instance takes over.
+    fn into_parts(mut self) -> (HostSide, OwnedMutexGuard<()>) {
+        match self.parts.take() {
+            Some(parts) => parts,
+            None => unreachable!("a PendingHost is consumed only by fail or into_parts"),
+        }
+    }
+}
+
+impl Drop for PendingHost {
+    fn drop(&mut self) {
+        let Some((mut host, guard)) = self.parts.take() else {
+            return;
+        };
+        tracing::warn!("launch cancelled: releasing the plugin's host side");
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    host.teardown().await;
+                    drop(guard);
+                });
+            }
+            Err(_) => tracing::error!(
+                "launch cancelled outside a tokio runtime: the host side is left for the next start"
+            ),
+        }
+    }
+}
+
 enum Adopted {
     Yes(Arc<NativeInstance>),
     No(OwnedMutexGuard<()>),
@@ -344,6 +405,14 @@ impl Runtime for NativeRuntime {
             let instance = self.start_plugin(spec).await?;
             tracing::debug!(plugin = %spec.name, pid = instance.pid(), "native instance ready");
             Ok(instance as Arc<dyn Instance>)
+        })
+    }
+
+    /// A cancelled start kills its plugin at once and releases the host side on a task that
+    /// holds the plugin's lock; taking the lock waits for that.
+    fn settle<'a>(&'a self, spec: &'a PluginSpec) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            drop(self.lock_for(&spec.id).lock_owned().await);
         })
     }
 }

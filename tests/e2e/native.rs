@@ -1,6 +1,7 @@
 //! The native runtime used by a real dockerd through plugd: a plain dockerd-managed bundle and the
 //! SDK-built native example, mounts made by a plugin propagating to the host, supervision (crash
-//! restart, SIGTERM grace), and plugins surviving a kill -9 of plugd and being re-adopted.
+//! restart, SIGTERM grace), disable and rm during a start that never becomes ready, and plugins
+//! surviving a kill -9 of plugd and being re-adopted.
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -263,6 +264,56 @@ fn a_killed_plugin_is_restarted_and_a_term_ignorer_is_killed_after_the_grace() {
             "disable took too long: {took:?}"
         );
         assert!(!alive(spid));
+    })
+}
+
+/// A native plugin whose entrypoint never creates its socket, enabled with a large timeout: a
+/// disable, and then an rm -f, arriving meanwhile answer at once (the start is cancelled, not
+/// waited for) and leave no process, cgroup or mount of the plugin behind.
+#[test]
+fn disable_and_rm_cancel_a_start_that_never_becomes_ready() {
+    harness::isolated(|env| {
+        let p = env.plugd(&[]);
+        let mut cfg = static_plugin_config();
+        cfg["entrypoint"] = serde_json::json!(["/bin/sh", "-c", "while true; do sleep 1; done"]);
+        let bundle = busybox_bundle(env, "never", &cfg);
+        env.plugd_cli_cmd(&p, ["create", "never"])
+            .arg(bundle.path())
+            .run()
+            .assert_ok();
+        let id = env
+            .plugd_cli(&p, ["inspect", "-f", "{{.Id}}", "never"])
+            .assert_ok()
+            .trimmed()
+            .to_owned();
+        for verb in [&["disable", "never"][..], &["rm", "-f", "never"]] {
+            let enable = env.plugd_cli_cmd(&p, ["enable", "--timeout", "1000", "never"]);
+            let enable = std::thread::spawn(move || enable.run());
+            wait_for(
+                "the never-ready plugin's process",
+                Duration::from_secs(15),
+                || state(&p, &id).is_some(),
+            );
+            let record = state(&p, &id).expect("state.json");
+            let pid = record["pid"].as_i64().expect("pid") as i32;
+            let cgroups: Vec<PathBuf> =
+                serde_json::from_value(record["cgroups"].clone()).expect("cgroups");
+            assert!(alive(pid));
+            let t = Instant::now();
+            env.plugd_cli(&p, verb).assert_ok();
+            let took = t.elapsed();
+            println!("{verb:?} during the start took {took:?}");
+            assert!(took < Duration::from_secs(3), "{verb:?} took {took:?}");
+            let enabled = enable.join().expect("enable thread");
+            enabled.assert_failed();
+            assert!(!alive(pid), "{verb:?} left the plugin process {pid}");
+            for cg in &cgroups {
+                assert!(!cg.exists(), "{verb:?} left the cgroup {}", cg.display());
+            }
+            assert_eq!(mounts_below(p.data_root()), Vec::<String>::new());
+        }
+        let out = env.plugd_cli(&p, ["ls", "-q"]);
+        assert_eq!(out.assert_ok().trimmed(), "", "rm -f removed the plugin");
     })
 }
 

@@ -133,11 +133,22 @@ pub trait Runtime: Send + Sync {
     /// Refuse what this runtime cannot honour and do one-off work (compile) ahead of `start`.
     fn prepare<'a>(&'a self, spec: &'a PluginSpec) -> BoxFuture<'a, Result<(), RuntimeError>>;
 
-    /// Start the plugin and return once it is ready to serve calls.
+    /// Start the plugin and return once it is ready to serve calls. The manager bounds the wait
+    /// and cancels a start (drops the future) when the user disables or removes the plugin
+    /// meanwhile, so dropping it at any point must leave nothing running: what was started is
+    /// stopped, if need be on a task that [`Runtime::settle`] waits for.
     fn start<'a>(
         &'a self,
         spec: &'a PluginSpec,
     ) -> BoxFuture<'a, Result<Arc<dyn Instance>, RuntimeError>>;
+
+    /// Waits until the cleanup of a cancelled [`Runtime::start`] of this plugin is over, so a
+    /// disable or rm reports done only once nothing of the plugin runs or stays mounted. The
+    /// default is for runtimes whose cancelled starts leave nothing behind.
+    fn settle<'a>(&'a self, spec: &'a PluginSpec) -> BoxFuture<'a, ()> {
+        let _ = spec;
+        Box::pin(async {})
+    }
 }
 
 /// A running plugin.

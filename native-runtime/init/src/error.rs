@@ -45,6 +45,9 @@ pub enum StepError {
     /// The spec asks for something the init cannot do.
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
+    /// `prctl(PR_SET_DUMPABLE, 0)` failed.
+    #[error("non-dumpable: {0}")]
+    NonDumpable(#[source] Failure),
     /// Writing our pid into a cgroup failed.
     #[error("join cgroup {path}: {source}")]
     JoinCgroup {
@@ -170,9 +173,9 @@ impl StepError {
             | InitLayer { source, .. }
             | ReadonlyPath { source, .. }
             | MaskedPath { source, .. } => Some(source.to_string()),
-            Clone(f) | Setsid(f) | Stdio(f) | Hostname(f) | RootPropagation(f) | Rootfs(f)
-            | Network(f) | PivotRoot(f) | HostPeers(f) | DevNull(f) | Cwd(f) | Capabilities(f)
-            | CloseFds(f) | VerifyCwd(f) | Exec(f) => Some(f.to_string()),
+            NonDumpable(f) | Clone(f) | Setsid(f) | Stdio(f) | Hostname(f) | RootPropagation(f)
+            | Rootfs(f) | Network(f) | PivotRoot(f) | HostPeers(f) | DevNull(f) | Cwd(f)
+            | Capabilities(f) | CloseFds(f) | VerifyCwd(f) | Exec(f) => Some(f.to_string()),
         }
     }
 }

@@ -77,9 +77,15 @@ fn plan(s: &dyn Syscall, spec: SandboxSpec) -> Result<Ctx, StepError> {
     Ok(ctx)
 }
 
-/// Before the clone: join every cgroup (so the sandbox is born in them and the cgroup mount
-/// shows them), and create the time namespace, which only `unshare` can.
+/// Before the clone: become non-dumpable (runc's stage 0 does the same first thing: the clone
+/// inherits it, so neither plugd-init nor the sandbox process can be ptraced or have its
+/// `/proc/<pid>` files opened by the plugin's processes until the entrypoint's `execve` resets
+/// it), join every cgroup (so the sandbox is born in them and the cgroup mount shows them), and
+/// create the time namespace, which only `unshare` can.
 pub fn prepare(s: &dyn Syscall, ctx: &Ctx) -> Result<(), StepError> {
+    s.set_dumpable(false)
+        .map_err(sys("prctl PR_SET_DUMPABLE 0"))
+        .map_err(StepError::NonDumpable)?;
     let pid = std::process::id().to_string();
     for dir in &ctx.ext.cgroups {
         s.write_file(&dir.join("cgroup.procs"), &pid)
@@ -154,6 +160,11 @@ mod tests {
         let ctx = plan(&r, spec).unwrap();
         prepare(&r, &ctx).unwrap();
         let pid = std::process::id();
+        let calls = r.calls();
+        // Non-dumpable before the joins and the clone (which inherits it).
+        let dumpable = calls.iter().position(|c| c == "set_dumpable false");
+        let first_join = calls.iter().position(|c| c.starts_with("write_file"));
+        assert!(dumpable.is_some_and(|d| Some(d) < first_join), "{calls:#?}");
         assert_eq!(
             r.calls_of("write_file"),
             [
@@ -164,5 +175,21 @@ mod tests {
         r.fail_nth("write_file", 3, nix::errno::Errno::EACCES);
         let err = prepare(&r, &ctx).unwrap_err();
         assert_eq!(err.step(), "join cgroup /sys/fs/cgroup/pids/p1");
+    }
+
+    #[test]
+    fn a_refused_non_dumpable_stops_the_launch() {
+        let mut spec = SandboxSpec::default();
+        spec.root.path = "/rootfs".into();
+        spec.process.args = vec!["/x".into()];
+        let r = Recording::new();
+        let ctx = plan(&r, spec).unwrap();
+        r.fail_nth("set_dumpable", 1, nix::errno::Errno::EINVAL);
+        let err = prepare(&r, &ctx).unwrap_err();
+        assert_eq!(err.step(), "non-dumpable");
+        assert_eq!(
+            err.message(),
+            "prctl PR_SET_DUMPABLE 0: EINVAL: Invalid argument"
+        );
     }
 }

@@ -48,6 +48,11 @@
 //!   code runs on the v1 test VMs too. The kernel runs cgroup device programs on the cgroup2
 //!   hierarchy whatever the v1 controllers do, so enforcement is real there.
 //!
+//! Wherever a pid is signalled (every layout lists and SIGKILLs pids besides `cgroup.kill`), it
+//! is read from `cgroup.procs`, opened as a pidfd, checked to be in the plugin's cgroup by its
+//! `/proc/<pid>/cgroup`, and signalled through the pidfd: a pid that exited and was reused after
+//! the read is never signalled.
+//!
 //! **Device rules.** The spec's rules (dockerd's) followed by runc's built-in list
 //! ([`devices::runc_allowed`]: mknod of anything, null/zero/full/tty/random/urandom, ptys, ptmx,
 //! tun), exactly what runc applies under dockerd. The v1 and the eBPF paths enforce the same
@@ -73,6 +78,7 @@ use plugd_init::spec::DeviceRule;
 use std::collections::BTreeSet;
 use std::fs;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::Duration;
@@ -390,7 +396,10 @@ impl PluginCgroup {
     /// Kills every process in the plugin's cgroups and returns once none is left alive (zombies
     /// waiting for their parent do not count). Uses `cgroup.kill` where there is one; otherwise
     /// freezes (v1 freezer or v2 `cgroup.freeze`) so nothing forks while the pids are signalled,
-    /// SIGKILLs each, thaws, and repeats.
+    /// SIGKILLs each, thaws, and repeats. Each pid read from `cgroup.procs` is signalled only
+    /// through a pidfd, and only once `/proc/<pid>/cgroup` shows that very process in this
+    /// plugin's cgroup ([`Member`]): a listed pid that exited meanwhile and was reused by an
+    /// unrelated process is never signalled (nor counted as a survivor).
     pub fn kill_all(&self) -> Result<(), CgroupError> {
         let kill_file = self
             .dirs
@@ -402,8 +411,8 @@ impl PluginCgroup {
             None => self.freezer(),
         };
         for _ in 0..KILL_ROUNDS {
-            let live = live_pids(&self.pids()?);
-            if live.is_empty() {
+            let members = self.live_members()?;
+            if members.is_empty() {
                 return Ok(());
             }
             if let Some(f) = &kill_file {
@@ -414,15 +423,15 @@ impl PluginCgroup {
             {
                 tracing::warn!(id = %self.id, error = %e, "freezing the plugin cgroup failed; killing without");
             }
-            for pid in live {
-                sigkill(pid);
+            for m in &members {
+                m.sigkill();
             }
             if let Some(f) = &freezer {
                 f.thaw()?;
             }
             sleep(KILL_INTERVAL);
         }
-        let pids = live_pids(&self.pids()?);
+        let pids: Vec<i32> = self.live_members()?.iter().map(|m| m.pid).collect();
         if pids.is_empty() {
             return Ok(());
         }
@@ -430,6 +439,16 @@ impl PluginCgroup {
             id: self.id.clone(),
             pids,
         })
+    }
+
+    /// The live processes listed in the plugin's cgroups that really are in them, each held by a
+    /// pidfd.
+    fn live_members(&self) -> Result<Vec<Member>, CgroupError> {
+        let name = dir_name(&self.id)?;
+        Ok(live_pids(&self.pids()?)
+            .into_iter()
+            .filter_map(|pid| Member::open(pid, &name))
+            .collect())
     }
 
     /// Removes the plugin's cgroups (and any below them), retrying `rmdir` on EBUSY every 100 ms up
@@ -598,15 +617,63 @@ fn is_dead(pid: i32) -> bool {
     matches!(state, None | Some('Z') | Some('X'))
 }
 
-fn sigkill(pid: i32) {
-    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+/// A process of a plugin cgroup, pinned by a pidfd so that signalling it can never reach a
+/// process that reused its pid.
+struct Member {
+    pid: i32,
+    pidfd: OwnedFd,
+}
+
+impl Member {
+    /// The process `pid` if it is alive and in `cgroup` (a `plugd-<id>` name) or below it. The
+    /// pidfd is opened first and checked to be still alive after `/proc/<pid>/cgroup` was read:
+    /// had the process exited in between (and its pid been reused), the read could have been
+    /// another process's, but a pidfd never comes back to life.
+    fn open(pid: i32, cgroup: &str) -> Option<Member> {
+        let raw = rustix::process::Pid::from_raw(pid)?;
+        let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()).ok()?;
+        let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        if !cgroup_lines_name(&text, cgroup) {
+            tracing::debug!(
+                pid,
+                cgroup,
+                "listed pid is not in the plugin's cgroup: not signalled"
+            );
+            return None;
+        }
+        (!exited(&pidfd)).then_some(Member { pid, pidfd })
+    }
+
+    fn sigkill(&self) {
         // ESRCH (already gone) is the expected race; anything else is logged.
-        if let Err(e) = rustix::process::kill_process(pid, rustix::process::Signal::KILL)
+        if let Err(e) =
+            rustix::process::pidfd_send_signal(&self.pidfd, rustix::process::Signal::KILL)
             && e != rustix::io::Errno::SRCH
         {
-            tracing::warn!(pid = pid.as_raw_nonzero().get(), error = %e, "SIGKILL failed");
+            tracing::warn!(pid = self.pid, error = %e, "SIGKILL failed");
         }
     }
+}
+
+/// Whether the process behind `pidfd` has exited (its pidfd polls readable).
+fn exited(pidfd: &OwnedFd) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+}
+
+/// Whether a `/proc/<pid>/cgroup` text puts the process in cgroup `name` or below it, in some
+/// hierarchy.
+fn cgroup_lines_name(text: &str, name: &str) -> bool {
+    text.lines().any(|l| {
+        l.splitn(3, ':')
+            .nth(2)
+            .is_some_and(|path| Path::new(path).components().any(|c| c.as_os_str() == name))
+    })
 }
 
 /// `rmdir` of `dir` after every cgroup below it, depth first.

@@ -187,6 +187,38 @@ fn ids_must_be_plain_names_and_v1_needs_a_devices_hierarchy() {
     assert!(fs::read_dir(&scratch.0).unwrap().next().is_none());
 }
 
+/// The pid-reuse window: a pid listed in `cgroup.procs` whose process is not (or no longer) in
+/// the plugin's cgroup — here an unrelated child of this test — is neither signalled nor counted
+/// as a survivor. (Before pidfds and the membership check, `kill_all` SIGKILLed it.)
+#[test]
+fn a_listed_pid_outside_the_cgroup_is_not_signalled() {
+    let scratch = Scratch::new("reuse");
+    let layout = fake_layout(Mode::Unified, &[(&[], &scratch.0)]);
+    let cg = PluginCgroup::create_in(&layout, "reuse", &[], &FakeBpf::default()).unwrap();
+    let mut bystander = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let dir = scratch.0.join("plugd-reuse");
+    fs::write(dir.join("cgroup.procs"), format!("{}\n", bystander.id())).unwrap();
+    let killed = cg.kill_all();
+    let status = bystander.try_wait().unwrap();
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+    assert!(killed.is_ok(), "{killed:?}");
+    assert_eq!(status, None, "the unrelated process was signalled");
+}
+
+#[test]
+fn cgroup_membership_by_path_component() {
+    let text = "12:pids:/process_api/plugd-abc\n0::/plugd-abc/sub\n";
+    assert!(cgroup_lines_name(text, "plugd-abc"));
+    assert!(cgroup_lines_name("0::/plugd-abc/sub\n", "plugd-abc"));
+    assert!(!cgroup_lines_name("0::/plugd-abcd\n", "plugd-abc"));
+    assert!(!cgroup_lines_name("0::/x/plugd-abc.scope\n", "plugd-abc"));
+    assert!(!cgroup_lines_name("garbage", "plugd-abc"));
+}
+
 #[test]
 fn zombies_and_gone_pids_are_dead() {
     assert!(!is_dead(std::process::id() as i32));

@@ -78,7 +78,7 @@ fn to_stat(st: &libc::stat) -> FileStat {
 /// `prctl` with integer arguments; every use here is an int-only option.
 fn prctl(option: libc::c_int, arg2: libc::c_ulong, arg3: libc::c_ulong) -> SysResult<()> {
     // SAFETY: prctl with integer-only arguments for the options used here (CAPBSET_DROP,
-    // SET_KEEPCAPS, CAP_AMBIENT); no pointers are passed.
+    // SET_KEEPCAPS, CAP_AMBIENT, SET_DUMPABLE, SET_NO_NEW_PRIVS); no pointers are passed.
     let rc = unsafe { libc::prctl(option, arg2, arg3, 0 as libc::c_ulong, 0 as libc::c_ulong) };
     Errno::result(rc).map(drop)
 }
@@ -378,6 +378,10 @@ impl Syscall for Linux {
             libc::PR_CAP_AMBIENT_RAISE as _,
             cap.into(),
         )
+    }
+
+    fn set_dumpable(&self, on: bool) -> SysResult<()> {
+        prctl(libc::PR_SET_DUMPABLE, on.into(), 0)
     }
 
     fn set_no_new_privs(&self) -> SysResult<()> {

@@ -199,6 +199,10 @@ pub trait Syscall {
     /// `prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)`.
     fn ambient_raise(&self, cap: u8) -> SysResult<()>;
 
+    /// `prctl(PR_SET_DUMPABLE, on)`: a non-dumpable process cannot be ptraced and its
+    /// `/proc/<pid>` files (`mem`, `fd/`, `exe`: the sealed init) are root-owned, so nothing in
+    /// the sandbox reaches into plugd-init or the half-built sandbox; `execve` resets it.
+    fn set_dumpable(&self, on: bool) -> SysResult<()>;
     /// `prctl(PR_SET_NO_NEW_PRIVS, 1)`.
     fn set_no_new_privs(&self) -> SysResult<()>;
     /// Every signal unblocked and back to `SIG_DFL`: an ignored disposition survives `execve`,

@@ -644,6 +644,10 @@ impl Syscall for Recording {
         self.call("ambient_raise", cap.to_string(), None)
     }
 
+    fn set_dumpable(&self, on: bool) -> SysResult<()> {
+        self.call("set_dumpable", on.to_string(), None)
+    }
+
     fn set_no_new_privs(&self) -> SysResult<()> {
         self.call("set_no_new_privs", String::new(), None)
     }

@@ -18,10 +18,11 @@ use crate::sys::recording::Recording;
 use crate::sys::{FileStat, FsStat, Syscall};
 use fixtures::*;
 
-/// Runs clone + every step for `spec` against `r`.
+/// Runs what plugd-init does before the clone, the clone and every step for `spec` against `r`.
 fn run(spec: SandboxSpec, r: &Recording) -> Result<(), StepError> {
     let (mut ctx, warnings) = Ctx::new(spec, 40)?;
     assert!(warnings.is_empty(), "{warnings:?}");
+    crate::launcher::prepare(r, &ctx)?;
     r.clone_parent(ctx.ns.clone_flags())
         .map_err(|e| StepError::Clone(crate::error::sys("clone")(e)))?;
     child::run(&mut ctx, r)
@@ -100,6 +101,9 @@ fn default_spec_with_propagated_mount() {
     assert!(pos("mknodat /rootfs/dev/null") < pos("pivot_root . ."));
     assert!(pos("pivot_root . .") < pos("drop_bounding"));
     assert!(pos("close_range") < pos("execve"));
+    // Non-dumpable from before the clone until the exec resets it.
+    assert!(pos("set_dumpable false") < pos("clone "));
+    assert!(!calls.iter().any(|c| c == "set_dumpable true"));
     // Every mount into the rootfs goes through an fd, never a path under /rootfs/.
     for c in calls.iter().filter(|c| c.starts_with("mount ")) {
         assert!(
@@ -528,7 +532,7 @@ fn a_time_namespace_is_unshared_before_the_clone() {
     let r = host();
     let (ctx, _) = Ctx::new(spec, 40).unwrap();
     crate::launcher::prepare(&r, &ctx).unwrap();
-    assert_eq!(r.calls(), ["unshare CLONE_NEWTIME"]);
+    assert_eq!(r.calls(), ["set_dumpable false", "unshare CLONE_NEWTIME"]);
     r.fail_nth("unshare", 2, Errno::EINVAL);
     crate::launcher::prepare(&r, &ctx).expect("no time namespace support is not an error");
 }
