@@ -106,7 +106,8 @@ mod tests {
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temp() {
-        let dir = std::env::temp_dir().join(format!("plugd-fsutil-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("d");
         create_dir_all(&dir, 0o700).unwrap();
         let p = dir.join("state.json");
         write_atomic(&p, b"one", 0o600).unwrap();

@@ -4,6 +4,7 @@
 //! runtimes behind `plugd_core::Runtime`, serves the Docker Engine plugin API ([`api`]) and, for every
 //! enabled plugin, an engine-facing socket speaking the plugin protocol ([`socket`]). The [`cli`]
 //! talks to the daemon the way the docker CLI does.
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod api;

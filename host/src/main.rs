@@ -1,4 +1,5 @@
 //! The `plugd` binary: `plugd daemon ...` runs the daemon; every other verb is the CLI client.
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 

@@ -124,6 +124,7 @@ mod tests {
     /// (root only); the mount is undone on drop whatever happened.
     struct Bound {
         dir: PathBuf,
+        _tmp: tempfile::TempDir,
     }
 
     impl Bound {
@@ -132,9 +133,14 @@ mod tests {
                 eprintln!("skipped: not root");
                 return None;
             }
-            let dir =
-                std::env::temp_dir().join(format!("plugd-unmount-{tag}-{}", std::process::id()));
-            let b = Bound { dir };
+            let tmp = tempfile::Builder::new()
+                .prefix(&format!("plugd-unmount-{tag}-"))
+                .tempdir()
+                .unwrap();
+            let b = Bound {
+                dir: tmp.path().to_path_buf(),
+                _tmp: tmp,
+            };
             std::fs::create_dir_all(b.victim()).unwrap();
             std::fs::write(b.victim().join("data"), "keep").unwrap();
             std::fs::create_dir_all(b.pin()).unwrap();
@@ -164,8 +170,8 @@ mod tests {
 
     impl Drop for Bound {
         fn drop(&mut self) {
+            // Unmounted before the temp dir is removed (fields drop after this).
             while lazy_unmount(&self.pin()).is_ok() {}
-            let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 

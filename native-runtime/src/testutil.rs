@@ -2,32 +2,24 @@
 
 use plugd_core::config::Settings;
 use plugd_core::{PluginConfig, PluginSpec};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
-/// A directory under the system temp dir, removed (recursively) on drop.
-pub(crate) struct TempDir(PathBuf);
-
-static SEQ: AtomicU64 = AtomicU64::new(0);
+/// A directory under the system temp dir, removed (recursively) on drop (`tempfile`'s, named
+/// for the test that made it).
+pub(crate) struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     pub(crate) fn new(tag: &str) -> Self {
-        let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("plugd-native-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
+        TempDir(
+            tempfile::Builder::new()
+                .prefix(&format!("plugd-native-{tag}-"))
+                .tempdir()
+                .expect("a temp dir"),
+        )
     }
 
     pub(crate) fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path()
     }
 }
 

@@ -3,6 +3,7 @@
 //!
 //! Neither runtime owns this crate, so the manager can drive the wasm and the native runtime through
 //! the same [`runtime::Runtime`] trait without knowing which one it holds.
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod config;

@@ -5,7 +5,6 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
@@ -15,28 +14,21 @@ use super::*;
 const CONFIG: &[u8] = br#"{"description":"test","interface":{"types":["docker.volumedriver/1.0"],"socket":"p.sock"}}"#;
 
 /// A fresh directory under the system temp dir, removed on drop.
-pub(super) struct TempDir(PathBuf);
+pub(super) struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     pub(super) fn new() -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("plugd-bundle-test-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir(&path).unwrap();
-        TempDir(path)
+        TempDir(
+            tempfile::Builder::new()
+                .prefix("plugd-bundle-test-")
+                .tempdir()
+                .unwrap(),
+        )
     }
 
     /// A path inside that does not exist yet, as `unpack` wants its `dest`.
     pub(super) fn dest(&self) -> PathBuf {
-        self.0.join("staging")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
+        self.0.path().join("staging")
     }
 }
 
@@ -372,7 +364,7 @@ fn refuses_hardlinks_to_missing_or_special_targets() {
 #[test]
 fn refuses_writing_through_a_symlinked_directory() {
     let outside = TempDir::new();
-    let target = outside.0.to_str().unwrap();
+    let target = outside.0.path().to_str().unwrap();
     for victim in ["rootfs/a/passwd", "rootfs/a/sub/passwd"] {
         let mut t = Tar::bundle();
         t.symlink("rootfs/a", target).file(victim, b"pwned", 0o644);
@@ -423,14 +415,14 @@ fn refuses_writing_through_a_symlinked_directory() {
 #[test]
 fn replaces_a_symlink_rather_than_following_it() {
     let outside = TempDir::new();
-    fs::write(outside.0.join("passwd"), b"original").unwrap();
+    fs::write(outside.0.path().join("passwd"), b"original").unwrap();
     let mut t = Tar::bundle();
-    t.symlink("rootfs/passwd", outside.0.join("passwd").to_str().unwrap())
+    t.symlink("rootfs/passwd", outside.0.path().join("passwd").to_str().unwrap())
         .file("rootfs/passwd", b"new", 0o644);
     let tmp = TempDir::new();
     let out = unpack(&t.finish()[..], &tmp.dest(), &Limits::default()).unwrap();
     assert_eq!(fs::read(out.rootfs.join("passwd")).unwrap(), b"new");
-    assert_eq!(fs::read(outside.0.join("passwd")).unwrap(), b"original");
+    assert_eq!(fs::read(outside.0.path().join("passwd")).unwrap(), b"original");
 }
 
 #[test]

@@ -111,9 +111,8 @@ mod tests {
 
     #[test]
     fn removes_only_its_own_socket() {
-        let root = std::env::temp_dir().join(format!("plugd-reg-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        fs::create_dir_all(&root).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
         let reg = SocketRegistry::new(&root.join("markers")).unwrap();
         let ours = root.join("ours.sock");
         let l1 = UnixListener::bind(&ours).unwrap();

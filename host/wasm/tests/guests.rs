@@ -20,7 +20,6 @@ use plugd_wasm::{EntrypointKind, WasmRuntime, entrypoint_kind};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const VOLUME_GUEST: &str = "plugd_example_volume.wasm";
@@ -55,22 +54,16 @@ fn cache_dir() -> PathBuf {
 }
 
 /// A temp directory removed on drop.
-struct TempDir(PathBuf);
+/// `.0` is its path; `.1` is `tempfile`'s guard, which removes it.
+struct TempDir(PathBuf, #[allow(dead_code)] tempfile::TempDir);
 
 impl TempDir {
-    fn new(tag: &str) -> Self {
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("plugd-guests-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+    fn new(tag: &str) -> TempDir {
+        let t = tempfile::Builder::new()
+            .prefix(&format!("plugd-guests-{tag}-"))
+            .tempdir()
+            .unwrap();
+        TempDir(t.path().to_path_buf(), t)
     }
 }
 

@@ -8,7 +8,7 @@
 //! Layout: [`spec`] and [`launch`] are the contract with the daemon (pure data). [`launcher`] is
 //! plugd-init's own side (spec, cgroups, clone, reports), [`child`] the sandbox process's, which
 //! runs [`steps::STEPS`] in order. Every privileged call goes through [`sys::Syscall`]; the
-//! kernel is [`sys::linux`], the test double [`sys::recording`]. [`resolve`] keeps every path
+//! kernel is [`sys::linux`], the test double `sys::recording` (compiled for tests only). [`resolve`] keeps every path
 //! inside the root. [`caps`], [`mountopt`], [`mountinfo`] and [`cgroupfs`] are pure helpers.
 #![deny(missing_docs)]
 

@@ -11,20 +11,15 @@ use super::layout::Hierarchy;
 use super::*;
 
 /// A scratch directory under the system temp dir, removed on drop.
-struct Scratch(PathBuf);
+struct Scratch(PathBuf, #[allow(dead_code)] tempfile::TempDir);
 
 impl Scratch {
     fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("plugd-cgroup-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("plugd-cgroup-{tag}-"))
+            .tempdir()
+            .unwrap();
+        Scratch(dir.path().to_path_buf(), dir)
     }
 }
 

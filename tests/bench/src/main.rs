@@ -6,6 +6,7 @@
 //!
 //! Figures are printed as tab-separated lines so the bench script can tabulate them; nothing here
 //! asserts a threshold.
+#![forbid(unsafe_code)]
 
 use anyhow::{Context, bail};
 use bytes::Bytes;

@@ -1,12 +1,13 @@
 //! The seam between sandbox policy and the kernel.
 //!
 //! Every privileged or state-changing call the init makes goes through [`Syscall`], so the step
-//! code can be run against [`recording::Recording`] (no root, exact call log, injected errors)
+//! code can be run against `recording::Recording` (tests only: no root, exact call log, injected errors)
 //! as well as against [`linux::Linux`], the one module that talks to the kernel. The methods are
 //! deliberately thin: one kernel operation each, no policy, no retries — policy (fallbacks,
 //! verification, ordering) lives in the steps where the tests can see it.
 
 pub mod linux;
+#[cfg(test)]
 pub mod recording;
 
 use std::ffi::{CStr, CString};
