@@ -92,5 +92,62 @@ impl From<std::io::Error> for Error {
     }
 }
 
+// The libraries' errors, each given its kind here, so every caller writes `?` and the status of a
+// failure is decided in this file alone.
+
+/// A runtime's refusal of what the bundle declares is the request's fault (400); a start that
+/// failed is the daemon's (500).
+impl From<plugd_core::RuntimeError> for Error {
+    fn from(e: plugd_core::RuntimeError) -> Self {
+        use plugd_core::RuntimeError as R;
+        match e {
+            R::Unsupported { .. } | R::Bundle(_) => Error::invalid(e.to_string()),
+            R::Start(_) => Error::system(e.to_string()),
+        }
+    }
+}
+
+/// An invalid `config.json` (at create, or after a `set`) is the request's fault.
+impl From<plugd_core::ConfigError> for Error {
+    fn from(e: plugd_core::ConfigError) -> Self {
+        Error::invalid(e.to_string())
+    }
+}
+
+/// A refused `set`: 500, as dockerd answers every `Plugin.Set` failure.
+impl From<plugd_core::settable::SetError> for Error {
+    fn from(e: plugd_core::settable::SetError) -> Self {
+        Error::system(e.to_string())
+    }
+}
+
+/// A refused create archive is the request's fault.
+impl From<crate::bundle::BundleError> for Error {
+    fn from(e: crate::bundle::BundleError) -> Self {
+        Error::invalid(e.to_string())
+    }
+}
+
+/// A plugin name the user gave that is not a reference.
+impl From<crate::reference::ReferenceError> for Error {
+    fn from(e: crate::reference::ReferenceError) -> Self {
+        Error::invalid(e.to_string())
+    }
+}
+
+/// An unmount or removal under the data root that failed: the daemon's.
+impl From<crate::unmount::UnmountError> for Error {
+    fn from(e: crate::unmount::UnmountError) -> Self {
+        Error::system(e.to_string())
+    }
+}
+
+/// Plugd's own state failed to encode: the daemon's.
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::system(e.to_string())
+    }
+}
+
 /// The daemon's result type.
 pub type Result<T> = std::result::Result<T, Error>;

@@ -74,12 +74,13 @@ impl Reply {
     /// A 200 with a JSON body.
     pub fn ok(body: impl Into<Bytes>) -> Self {
         Reply {
-            status: 200,
+            status: crate::protocol::status::OK,
             body: body.into(),
         }
     }
 
-    /// An error in the protocol's shape: `{"Err": message}` with the given status.
+    /// An error in the protocol's shape: `{"Err": message}` with the given status, one of
+    /// [`crate::protocol::status`].
     pub fn err(status: u16, message: &str) -> Self {
         let body = serde_json::to_vec(&crate::protocol::ErrBody {
             err: message.to_string(),
