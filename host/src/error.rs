@@ -86,14 +86,37 @@ pub fn at(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |e| Error::system(format!("{}: {e}", path.display()))
 }
 
-impl From<std::io::Error> for Error {
-    fn from(e: std::io::Error) -> Self {
-        Error::system(e.to_string())
-    }
-}
-
 // The libraries' errors, each given its kind here, so every caller writes `?` and the status of a
 // failure is decided in this file alone.
+
+/// `From` for library errors whose every case has one kind: `Type => constructor`.
+macro_rules! kind_of {
+    ($($(#[$doc:meta])* $ty:ty => $kind:ident;)*) => {$(
+        $(#[$doc])*
+        impl From<$ty> for Error {
+            fn from(e: $ty) -> Self {
+                Error::$kind(e.to_string())
+            }
+        }
+    )*};
+}
+
+kind_of! {
+    /// An I/O failure without a path to name: the daemon's.
+    std::io::Error => system;
+    /// An invalid `config.json` (at create, or after a `set`) is the request's fault.
+    plugd_core::ConfigError => invalid;
+    /// A refused `set`: 500, as dockerd answers every `Plugin.Set` failure.
+    plugd_core::settable::SetError => system;
+    /// A refused create archive is the request's fault.
+    crate::bundle::BundleError => invalid;
+    /// A plugin name the user gave that is not a reference.
+    crate::reference::ReferenceError => invalid;
+    /// An unmount or removal under the data root that failed: the daemon's.
+    crate::unmount::UnmountError => system;
+    /// Plugd's own state failed to encode: the daemon's.
+    serde_json::Error => system;
+}
 
 /// A runtime's refusal of what the bundle declares is the request's fault (400); a start that
 /// failed is the daemon's (500).
@@ -104,48 +127,6 @@ impl From<plugd_core::RuntimeError> for Error {
             R::Unsupported { .. } | R::Bundle(_) => Error::invalid(e.to_string()),
             R::Start(_) => Error::system(e.to_string()),
         }
-    }
-}
-
-/// An invalid `config.json` (at create, or after a `set`) is the request's fault.
-impl From<plugd_core::ConfigError> for Error {
-    fn from(e: plugd_core::ConfigError) -> Self {
-        Error::invalid(e.to_string())
-    }
-}
-
-/// A refused `set`: 500, as dockerd answers every `Plugin.Set` failure.
-impl From<plugd_core::settable::SetError> for Error {
-    fn from(e: plugd_core::settable::SetError) -> Self {
-        Error::system(e.to_string())
-    }
-}
-
-/// A refused create archive is the request's fault.
-impl From<crate::bundle::BundleError> for Error {
-    fn from(e: crate::bundle::BundleError) -> Self {
-        Error::invalid(e.to_string())
-    }
-}
-
-/// A plugin name the user gave that is not a reference.
-impl From<crate::reference::ReferenceError> for Error {
-    fn from(e: crate::reference::ReferenceError) -> Self {
-        Error::invalid(e.to_string())
-    }
-}
-
-/// An unmount or removal under the data root that failed: the daemon's.
-impl From<crate::unmount::UnmountError> for Error {
-    fn from(e: crate::unmount::UnmountError) -> Self {
-        Error::system(e.to_string())
-    }
-}
-
-/// Plugd's own state failed to encode: the daemon's.
-impl From<serde_json::Error> for Error {
-    fn from(e: serde_json::Error) -> Self {
-        Error::system(e.to_string())
     }
 }
 

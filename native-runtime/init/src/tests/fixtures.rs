@@ -61,10 +61,7 @@ pub fn dockerd_spec() -> SandboxSpec {
         process: Process {
             user: User { uid: 0, gid: 0 },
             args: strings(&["refvol", "--serve"]),
-            env: strings(&[
-                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "REFVOL_DATA=/data",
-            ]),
+            env: strings(&[crate::spec::DEFAULT_PATH_ENV, "REFVOL_DATA=/data"]),
             cwd: "/".into(),
             capabilities: Capabilities {
                 bounding: caps.clone(),
