@@ -255,6 +255,40 @@ mod tests {
         assert_eq!(shown(&compute(&config)), [network, caps]);
     }
 
+    /// The list shown is read from the model the runtimes enforce: a source or path `set` changed
+    /// is the one listed.
+    #[test]
+    fn privileges_list_the_effective_sources_and_paths() {
+        for (case, config, settings) in crate::effective::cases("/srv") {
+            let effective = Effective::of(&config, &settings);
+            let listed = |name: &str| -> Vec<String> {
+                of(&effective)
+                    .into_iter()
+                    .filter(|p| p.name == name)
+                    .flat_map(|p| p.value)
+                    .collect()
+            };
+            let sources: Vec<String> = effective
+                .mounts
+                .iter()
+                .filter_map(|m| m.source.clone())
+                .collect();
+            assert_eq!(listed("mount"), sources, "{case}");
+            let paths: Vec<String> = effective
+                .devices
+                .iter()
+                .filter_map(|d| d.path.clone())
+                .collect();
+            assert_eq!(listed("device"), paths, "{case}");
+            assert_eq!(listed("capabilities"), effective.capabilities, "{case}");
+        }
+        let (_, config, settings) = crate::effective::cases("/srv").swap_remove(2);
+        assert_eq!(
+            of(&Effective::of(&config, &settings))[0].value,
+            ["/srv/new"]
+        );
+    }
+
     #[test]
     fn client_json_with_lower_case_keys_and_null_value_is_read() {
         let p: Vec<Privilege> =

@@ -33,7 +33,7 @@ use crate::RUNTIME_NAME;
 use crate::output::GuestOutput;
 use crate::view::{View, ViewError};
 use plugd_core::config::Mount;
-use plugd_core::{PluginSpec, RuntimeError};
+use plugd_core::{Effective, PluginSpec, RuntimeError};
 use std::path::{Component, Path, PathBuf};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
@@ -175,11 +175,11 @@ impl Policy {
                     .to_string(),
             ));
         }
-        Self::guest_layout(spec).map(drop)
+        Self::guest_layout(spec, &effective).map(drop)
     }
 
     /// Checks destinations: absolute, no `..`, no two mounts at the same place.
-    fn guest_layout(spec: &PluginSpec) -> Result<Vec<String>, RuntimeError> {
+    fn guest_layout(spec: &PluginSpec, effective: &Effective) -> Result<Vec<String>, RuntimeError> {
         let mut seen: Vec<String> = Vec::new();
         let mut add = |what: String, dest: &str| -> Result<String, RuntimeError> {
             let g = guest_path(dest).ok_or_else(|| {
@@ -198,7 +198,7 @@ impl Policy {
         if !pm.is_empty() {
             out.push(add("PropagatedMount".to_string(), pm)?);
         }
-        for m in &spec.effective().mounts {
+        for m in &effective.mounts {
             out.push(add(mount_label(m), &m.destination)?);
         }
         Ok(out)
@@ -208,7 +208,8 @@ impl Policy {
     /// and an existing directory, and the propagated-mount directory from the manager.
     pub(crate) fn resolve(spec: &PluginSpec) -> Result<Self, RuntimeError> {
         Self::check(spec)?;
-        let guests = Self::guest_layout(spec)?;
+        let effective = spec.effective();
+        let guests = Self::guest_layout(spec, &effective)?;
         let mut guests = guests.into_iter();
         let mut preopens = Vec::new();
         if !spec.config.propagated_mount.is_empty() {
@@ -224,7 +225,6 @@ impl Policy {
                 read_only: false,
             });
         }
-        let effective = spec.effective();
         for m in &effective.mounts {
             let label = mount_label(m);
             let source = m
