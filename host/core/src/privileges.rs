@@ -268,18 +268,15 @@ mod tests {
                     .flat_map(|p| p.value)
                     .collect()
             };
-            let sources: Vec<String> = effective
-                .mounts
-                .iter()
-                .filter_map(|m| m.source.clone())
-                .collect();
-            assert_eq!(listed("mount"), sources, "{case}");
-            let paths: Vec<String> = effective
-                .devices
-                .iter()
-                .filter_map(|d| d.path.clone())
-                .collect();
-            assert_eq!(listed("device"), paths, "{case}");
+            let mounts = effective.mounts.iter().map(|m| &m.source);
+            let devices = effective.devices.iter().map(|d| &d.path);
+            for (name, values) in [
+                ("mount", mounts.collect::<Vec<_>>()),
+                ("device", devices.collect()),
+            ] {
+                let values: Vec<String> = values.into_iter().flatten().cloned().collect();
+                assert_eq!(listed(name), values, "{case}: {name}");
+            }
             assert_eq!(listed("capabilities"), effective.capabilities, "{case}");
         }
         let (_, config, settings) = crate::effective::cases("/srv").swap_remove(2);
