@@ -86,9 +86,47 @@ pub fn at(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |e| Error::system(format!("{}: {e}", path.display()))
 }
 
-impl From<std::io::Error> for Error {
-    fn from(e: std::io::Error) -> Self {
-        Error::system(e.to_string())
+// The libraries' errors, each given its kind here, so every caller writes `?` and the status of a
+// failure is decided in this file alone.
+
+/// `From` for library errors whose every case has one kind: `Type => constructor`.
+macro_rules! kind_of {
+    ($($(#[$doc:meta])* $ty:ty => $kind:ident;)*) => {$(
+        $(#[$doc])*
+        impl From<$ty> for Error {
+            fn from(e: $ty) -> Self {
+                Error::$kind(e.to_string())
+            }
+        }
+    )*};
+}
+
+kind_of! {
+    /// An I/O failure without a path to name: the daemon's.
+    std::io::Error => system;
+    /// An invalid `config.json` (at create, or after a `set`) is the request's fault.
+    plugd_core::ConfigError => invalid;
+    /// A refused `set`: 500, as dockerd answers every `Plugin.Set` failure.
+    plugd_core::settable::SetError => system;
+    /// A refused create archive is the request's fault.
+    crate::bundle::BundleError => invalid;
+    /// A plugin name the user gave that is not a reference.
+    crate::reference::ReferenceError => invalid;
+    /// An unmount or removal under the data root that failed: the daemon's.
+    crate::unmount::UnmountError => system;
+    /// Plugd's own state failed to encode: the daemon's.
+    serde_json::Error => system;
+}
+
+/// A runtime's refusal of what the bundle declares is the request's fault (400); a start that
+/// failed is the daemon's (500).
+impl From<plugd_core::RuntimeError> for Error {
+    fn from(e: plugd_core::RuntimeError) -> Self {
+        use plugd_core::RuntimeError as R;
+        match e {
+            R::Unsupported { .. } | R::Bundle(_) => Error::invalid(e.to_string()),
+            R::Start(_) => Error::system(e.to_string()),
+        }
     }
 }
 

@@ -136,13 +136,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn runtime_err(e: RuntimeError) -> Error {
-    match e {
-        RuntimeError::Unsupported { .. } | RuntimeError::Bundle(_) => Error::invalid(e.to_string()),
-        RuntimeError::Start(_) => Error::system(e.to_string()),
-    }
-}
-
 /// The directories a start needs: the propagated mount's host side (0755), the runtime and the
 /// state dir (0700).
 fn create_dirs(spec: &PluginSpec) -> Result<()> {
@@ -230,7 +223,7 @@ impl Manager {
         name: &str,
         body: impl std::io::Read + Send + 'static,
     ) -> Result<Vec<String>> {
-        let reference = Reference::parse(name).map_err(|e| Error::invalid(e.to_string()))?;
+        let reference = Reference::parse(name)?;
         let name = reference.to_string();
         let exists = || -> Result<()> {
             match lock(&self.store).by_name(&name) {
@@ -277,10 +270,8 @@ impl Manager {
         };
         let unpacked = tokio::task::spawn_blocking(move || bundle::unpack(body, &dest, &limits))
             .await
-            .map_err(|e| Error::system(format!("unpacking bundle: {e}")))?
-            .map_err(|e| Error::invalid(e.to_string()))?;
-        let (mut config, warnings) = PluginConfig::parse(&unpacked.config_json)
-            .map_err(|e| Error::invalid(e.to_string()))?;
+            .map_err(|e| Error::system(format!("unpacking bundle: {e}")))??;
+        let (mut config, warnings) = PluginConfig::parse(&unpacked.config_json)?;
         let mut warnings: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
         if config.docker_version.take().is_some() {
             warnings.push(
@@ -307,13 +298,13 @@ impl Manager {
         // (settings may still change), so here it is only a warning.
         let mut spec = self.spec(&record);
         spec.rootfs = unpacked.rootfs.clone();
-        let runtime = (self.select)(&spec).map_err(runtime_err)?;
+        let runtime = (self.select)(&spec)?;
         match runtime.prepare(&spec).await {
             Ok(()) => {}
             Err(e @ RuntimeError::Unsupported { .. }) => {
                 record.warnings.push(format!("{e}; enable will refuse it"))
             }
-            Err(e) => return Err(runtime_err(e)),
+            Err(e) => return Err(e.into()),
         }
         Ok(record)
     }
@@ -418,7 +409,7 @@ impl Manager {
         }
         let runtime = match (self.select)(&spec) {
             Ok(r) => r,
-            Err(e) => return Started::No(runtime_err(e)),
+            Err(e) => return Started::No(e.into()),
         };
         let mut cancel = slot.cancel.clone();
         let started = tokio::select! {
@@ -430,7 +421,7 @@ impl Manager {
         };
         let instance = match started {
             Some(Ok(Ok(instance))) => instance,
-            Some(Ok(Err(e))) => return Started::No(runtime_err(e)),
+            Some(Ok(Err(e))) => return Started::No(e.into()),
             Some(Err(_)) => {
                 self.settle(runtime.as_ref(), &spec).await;
                 return Started::No(Error::system(format!(
@@ -682,11 +673,8 @@ impl Manager {
             ));
         }
         let p = &mut record.plugin;
-        plugd_core::settable::apply(&mut p.config, &mut p.settings, args)
-            .map_err(|e| Error::system(e.to_string()))?;
-        p.config
-            .validate()
-            .map_err(|e| Error::invalid(e.to_string()))?;
+        plugd_core::settable::apply(&mut p.config, &mut p.settings, args)?;
+        p.config.validate()?;
         lock(&self.store).save(record)
     }
 

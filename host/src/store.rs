@@ -73,7 +73,7 @@ impl Store {
                     Err(e @ crate::unmount::UnmountError::StillMounted { .. }) => {
                         tracing::warn!(path = %entry.path().display(), error = %e, "interrupted removal left as is")
                     }
-                    Err(e) => return Err(Error::system(e.to_string())),
+                    Err(e) => return Err(e.into()),
                 }
                 continue;
             }
@@ -122,7 +122,7 @@ impl Store {
     /// Makes a fully staged plugin (`staging/rootfs` already in place) visible in one rename.
     pub fn commit_new(&mut self, staging: &Path, record: Record) -> Result<()> {
         let id = record.plugin.id.clone();
-        let bytes = serde_json::to_vec_pretty(&record).map_err(|e| Error::system(e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(&record)?;
         let state = staging.join(STATE_FILE);
         fsutil::write_atomic(&state, &bytes, 0o600).map_err(at(&state))?;
         let dir = self.plugin_dir(&id);
@@ -134,7 +134,7 @@ impl Store {
 
     /// Persists a changed record (atomically) and updates the in-memory copy only if that worked.
     pub fn save(&mut self, record: Record) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(&record).map_err(|e| Error::system(e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(&record)?;
         let state = self.plugin_dir(&record.plugin.id).join(STATE_FILE);
         fsutil::write_atomic(&state, &bytes, 0o600).map_err(at(&state))?;
         self.plugins.insert(record.plugin.id.clone(), record);

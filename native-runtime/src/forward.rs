@@ -18,6 +18,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{Method, Request, header};
 use hyper_util::rt::TokioIo;
 use plugd_core::Reply;
+use plugd_core::protocol::status;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -67,15 +68,15 @@ impl Forwarder {
         match tokio::time::timeout(self.timeout, self.call_inner(method, body)).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(CallError::Unreachable(e))) => Reply::err(
-                500,
+                status::PLUGIN_ERROR,
                 &format!("plugin {} is not reachable: {e}", self.plugin),
             ),
             Ok(Err(CallError::Reply(e))) => Reply::err(
-                500,
+                status::PLUGIN_ERROR,
                 &format!("plugin {}: bad reply to {method}: {e}", self.plugin),
             ),
             Err(_) => Reply::err(
-                500,
+                status::PLUGIN_ERROR,
                 &format!(
                     "plugin {}: {method} timed out after {}s",
                     self.plugin,

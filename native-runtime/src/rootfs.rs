@@ -11,8 +11,8 @@ use plugd_fs::InRoot;
 use rustix::fs::{Mode, fstat};
 use rustix::io::Errno;
 
-/// The sandbox's `PATH` unless the settings override it (dockerd's `oci.DefaultPathEnv`).
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+// The sandbox's `PATH` unless the settings override it (dockerd's `oci.DefaultPathEnv`).
+use plugd_init::spec::DEFAULT_PATH;
 
 /// What looking up the entrypoint found.
 #[derive(Debug, PartialEq, Eq)]
@@ -76,12 +76,15 @@ pub(crate) fn check_entrypoint(spec: &PluginSpec) -> Result<(), RuntimeError> {
 }
 
 /// The last `PATH=` of dockerd's env list (`PATH` first, then the settings' env).
-fn search_path(spec: &PluginSpec) -> &str {
-    spec.env()
+fn search_path(spec: &PluginSpec) -> String {
+    let effective = spec.effective();
+    effective
+        .env_pairs()
         .filter(|(k, _)| *k == "PATH")
         .map(|(_, v)| v)
         .last()
         .unwrap_or(DEFAULT_PATH)
+        .to_owned()
 }
 
 fn join(base: &str, rel: &str) -> String {

@@ -25,10 +25,11 @@
 //!   built-in allow list (mknod of anything, ptys, tun, …) when it applies the rules;
 //!   [`crate::cgroup`] does the same at that point, so the spec itself stays equal to dockerd's.
 //!
-//! Which list dockerd reads, and so do we: mounts come from `Config.Mounts` (where `docker plugin
-//! set` writes a mount source), the `/dev/*` override keys from `Settings.Mounts`, devices from
-//! `Settings.Devices`, env and args from `Settings`, capabilities from `Config`. plugd's `set` keeps
-//! config and settings in sync (`plugd_core::settable`), so the split never shows.
+//! Which list dockerd reads is decided once, in `plugd_core::effective` (mounts from
+//! `Config.Mounts`, devices, env and args from `Settings`, capabilities and namespaces from
+//! `Config`); this module and the wasm policy both build from that `Effective`. dockerd keys its
+//! `/dev/*` override on `Settings.Mounts`; we key it on the effective mounts, whose destinations
+//! `set` never changes.
 //!
 //! **Deliberate differences from dockerd 20.10** (1–5 are each asserted by a test in
 //! `spec/tests.rs`; 6 is covered by the parity tests, whose binds carry exactly dockerd's options):
@@ -63,7 +64,7 @@
 use plugd_core::runtime::PluginSpec;
 use plugd_init::spec::{
     Capabilities, Device, DeviceRule, Linux, Mount, Namespace, PlugdExt, Process, Resources, Root,
-    SandboxSpec, User,
+    SandboxSpec, User, default_mounts,
 };
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -75,9 +76,8 @@ mod tests;
 /// Where the plugin sees its runtime dir (and so its socket): dockerd's `defaultPluginRuntimeDestination`.
 pub const PLUGIN_RUNTIME_DESTINATION: &str = "/run/docker/plugins";
 
-/// dockerd's `oci.DefaultPathEnv` for Linux, always the first env entry (never de-duplicated).
-pub const DEFAULT_PATH_ENV: &str =
-    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// dockerd's `oci.DefaultPathEnv` (defined with the spec types in `plugd-init`).
+pub use plugd_init::spec::DEFAULT_PATH_ENV;
 
 /// moby's default capabilities (defined with the spec types in `plugd-init`).
 pub use plugd_init::spec::DEFAULT_CAPABILITIES;
@@ -195,16 +195,16 @@ fn build_with(
     host: &dyn DeviceSource,
 ) -> Result<SandboxSpec, SpecError> {
     let config = &spec.config;
-    let settings = &spec.settings;
+    let effective = spec.effective();
 
     let mut namespaces = ["mount", "network", "uts", "pid", "ipc"].to_vec();
-    if config.network.kind == "host" {
+    if effective.host_network() {
         namespaces.retain(|n| *n != "network");
     }
-    if config.pid_host {
+    if effective.pid_host {
         namespaces.retain(|n| *n != "pid");
     }
-    if config.ipc_host {
+    if effective.ipc_host {
         namespaces.retain(|n| *n != "ipc");
     }
 
@@ -212,7 +212,7 @@ fn build_with(
     // Difference 2: a plugin mount replaces the default mount at the same /dev/* destination.
     mounts.retain(|m| {
         !(m.destination.starts_with("/dev/")
-            && settings
+            && effective
                 .mounts
                 .iter()
                 .any(|u| u.destination == m.destination))
@@ -232,7 +232,7 @@ fn build_with(
         ));
         rootfs_propagation = "rshared".to_owned();
     }
-    for m in config.mounts.iter().flatten() {
+    for m in &effective.mounts {
         let source = m.source.as_ref().ok_or_else(|| SpecError::MountSource {
             name: m.name.clone(),
             destination: m.destination.clone(),
@@ -249,14 +249,14 @@ fn build_with(
         PLUGIN_RUNTIME_DESTINATION,
         &["rbind", "rshared"],
     ));
-    if !config.network.kind.is_empty() {
+    if !effective.network.is_empty() {
         for f in ["/etc/hosts", "/etc/resolv.conf"] {
             mounts.push(bind(Path::new(f), f, &["rbind", "ro"]));
         }
     }
 
     let mut rules = default_device_rules();
-    if config.linux.allow_all_devices {
+    if effective.allow_all_devices {
         rules = vec![DeviceRule {
             allow: true,
             access: "rwm".to_owned(),
@@ -264,7 +264,7 @@ fn build_with(
         }];
     }
     let mut devices = Vec::new();
-    for (index, dev) in settings.devices.iter().enumerate() {
+    for (index, dev) in effective.devices.iter().enumerate() {
         let path = dev.path.as_deref().ok_or_else(|| SpecError::DevicePath {
             index,
             name: dev.name.clone(),
@@ -274,18 +274,18 @@ fn build_with(
         devices.extend(found);
     }
 
-    let args = spec.argv();
+    let args = effective.args.clone();
     if args.is_empty() {
         return Err(SpecError::NoArgs);
     }
     let mut env = vec![DEFAULT_PATH_ENV.to_owned()];
-    env.extend(settings.env.iter().cloned());
+    env.extend(effective.env.iter().cloned());
     let cwd = if config.work_dir.is_empty() {
         "/".to_owned()
     } else {
         config.work_dir.clone()
     };
-    let declared = config.linux.capabilities.clone().unwrap_or_default();
+    let declared = effective.capabilities.clone();
     let all_caps: Vec<String> = DEFAULT_CAPABILITIES
         .iter()
         .map(|c| c.to_string())
@@ -349,62 +349,6 @@ fn build_with(
                 .flatten(),
         }),
     })
-}
-
-/// `DefaultLinuxSpec`'s mounts, in its order.
-fn default_mounts() -> Vec<Mount> {
-    let m = |destination: &str, kind: &str, source: &str, options: &[&str]| Mount {
-        destination: destination.to_owned(),
-        kind: kind.to_owned(),
-        source: source.to_owned(),
-        options: options.iter().map(|o| o.to_string()).collect(),
-    };
-    vec![
-        m("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-        m(
-            "/dev",
-            "tmpfs",
-            "tmpfs",
-            &["nosuid", "strictatime", "mode=755", "size=65536k"],
-        ),
-        m(
-            "/dev/pts",
-            "devpts",
-            "devpts",
-            &[
-                "nosuid",
-                "noexec",
-                "newinstance",
-                "ptmxmode=0666",
-                "mode=0620",
-                "gid=5",
-            ],
-        ),
-        m(
-            "/sys",
-            "sysfs",
-            "sysfs",
-            &["nosuid", "noexec", "nodev", "ro"],
-        ),
-        m(
-            "/sys/fs/cgroup",
-            "cgroup",
-            "cgroup",
-            &["ro", "nosuid", "noexec", "nodev"],
-        ),
-        m(
-            "/dev/mqueue",
-            "mqueue",
-            "mqueue",
-            &["nosuid", "noexec", "nodev"],
-        ),
-        m(
-            "/dev/shm",
-            "tmpfs",
-            "shm",
-            &["nosuid", "noexec", "nodev", "mode=1777"],
-        ),
-    ]
 }
 
 /// `DefaultLinuxSpec`'s device cgroup rules: deny all, the six always-allowed character devices,

@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod effective;
 pub mod gojson;
 pub mod privileges;
 pub mod protocol;
@@ -14,4 +15,5 @@ pub mod runtime;
 pub mod settable;
 
 pub use config::{ConfigError, PluginConfig, Warning};
+pub use effective::Effective;
 pub use runtime::{Health, Instance, PluginSpec, Reply, Runtime, RuntimeError};

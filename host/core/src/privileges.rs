@@ -6,7 +6,8 @@
 //! them: comparing as multisets is what that comparison means. (dockerd ≤ v29.3 also skipped the
 //! first sorted entry; we compare every entry, as v29.4 does.)
 
-use crate::config::PluginConfig;
+use crate::config::{PluginConfig, Settings};
+use crate::effective::Effective;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// One privilege, in the Engine API's shape (`GET /plugins/privileges`, the pull body).
@@ -40,12 +41,19 @@ fn privilege(name: &str, description: &str, value: Vec<String>) -> Privilege {
     }
 }
 
+/// dockerd's `computePrivileges` for a config as pulled (its settings still the initial copy), which
+/// is what `install` shows before anything is set.
+pub fn compute(config: &PluginConfig) -> Vec<Privilege> {
+    of(&Effective::of(config, &Settings::initial(config)))
+}
+
 /// dockerd's `computePrivileges`, in its order: network, host ipc, host pid, one `mount` per mount
 /// with a source, one `device` per device with a path, allow-all-devices, capabilities. The order
-/// matters because the CLI prints the list as is for the user to accept.
-pub fn compute(config: &PluginConfig) -> Vec<Privilege> {
+/// matters because the CLI prints the list as is for the user to accept. Read from the same
+/// [`Effective`] the runtimes enforce, so the list shown is the one granted.
+pub fn of(effective: &Effective) -> Vec<Privilege> {
     let mut out = Vec::new();
-    let network = &config.network.kind;
+    let network = &effective.network;
     // "none" is listed although it grants nothing more than "bridge" does; dockerd lists it.
     if !matches!(network.as_str(), "" | "null" | "bridge") {
         out.push(privilege(
@@ -55,54 +63,47 @@ pub fn compute(config: &PluginConfig) -> Vec<Privilege> {
         ));
     }
     let yes = || vec!["true".to_owned()];
-    if config.ipc_host {
+    if effective.ipc_host {
         out.push(privilege(
             "host ipc namespace",
             "allow access to host ipc namespace",
             yes(),
         ));
     }
-    if config.pid_host {
+    if effective.pid_host {
         out.push(privilege(
             "host pid namespace",
             "allow access to host pid namespace",
             yes(),
         ));
     }
-    for source in config
-        .mounts
-        .iter()
-        .flatten()
-        .filter_map(|m| m.source.as_ref())
-    {
+    for source in effective.mounts.iter().filter_map(|m| m.source.as_ref()) {
         out.push(privilege(
             "mount",
             "host path to mount",
             vec![source.clone()],
         ));
     }
-    let devices = config.linux.devices.iter().flatten();
-    for path in devices.filter_map(|d| d.path.as_ref()) {
+    for path in effective.named_devices().filter_map(|d| d.path.as_ref()) {
         out.push(privilege(
             "device",
             "host device to access",
             vec![path.clone()],
         ));
     }
-    if config.linux.allow_all_devices {
+    if effective.allow_all_devices {
         out.push(privilege(
             "allow-all-devices",
             "allow 'rwm' access to all devices",
             yes(),
         ));
     }
-    match &config.linux.capabilities {
-        Some(caps) if !caps.is_empty() => out.push(privilege(
+    if !effective.capabilities.is_empty() {
+        out.push(privilege(
             "capabilities",
             "list of additional capabilities required",
-            caps.clone(),
-        )),
-        _ => {}
+            effective.capabilities.clone(),
+        ));
     }
     out
 }
@@ -252,6 +253,37 @@ mod tests {
         assert!(warnings.is_empty());
         let caps = ("capabilities".to_owned(), vec!["CAP_SYS_ADMIN".to_owned()]);
         assert_eq!(shown(&compute(&config)), [network, caps]);
+    }
+
+    /// The list shown is read from the model the runtimes enforce: a source or path `set` changed
+    /// is the one listed.
+    #[test]
+    fn privileges_list_the_effective_sources_and_paths() {
+        for (case, config, settings) in crate::effective::cases("/srv") {
+            let effective = Effective::of(&config, &settings);
+            let listed = |name: &str| -> Vec<String> {
+                of(&effective)
+                    .into_iter()
+                    .filter(|p| p.name == name)
+                    .flat_map(|p| p.value)
+                    .collect()
+            };
+            let mounts = effective.mounts.iter().map(|m| &m.source);
+            let devices = effective.devices.iter().map(|d| &d.path);
+            for (name, values) in [
+                ("mount", mounts.collect::<Vec<_>>()),
+                ("device", devices.collect()),
+            ] {
+                let values: Vec<String> = values.into_iter().flatten().cloned().collect();
+                assert_eq!(listed(name), values, "{case}: {name}");
+            }
+            assert_eq!(listed("capabilities"), effective.capabilities, "{case}");
+        }
+        let (_, config, settings) = crate::effective::cases("/srv").swap_remove(2);
+        assert_eq!(
+            of(&Effective::of(&config, &settings))[0].value,
+            ["/srv/new"]
+        );
     }
 
     #[test]

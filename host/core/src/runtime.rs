@@ -50,19 +50,14 @@ pub struct PluginSpec {
 }
 
 impl PluginSpec {
-    /// The effective environment: settings, which start as the config's non-null values.
-    pub fn env(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.settings
-            .env
-            .iter()
-            .map(|kv| kv.split_once('=').unwrap_or((kv.as_str(), "")))
+    /// What this plugin gets, read once from config and settings; both runtimes build from it.
+    pub fn effective(&self) -> crate::effective::Effective {
+        crate::effective::Effective::of(&self.config, &self.settings)
     }
 
     /// argv: entrypoint followed by the effective args.
     pub fn argv(&self) -> Vec<String> {
-        let mut argv = self.config.entrypoint.clone().unwrap_or_default();
-        argv.extend(self.settings.args.iter().cloned());
-        argv
+        self.effective().args
     }
 }
 
@@ -79,12 +74,13 @@ impl Reply {
     /// A 200 with a JSON body.
     pub fn ok(body: impl Into<Bytes>) -> Self {
         Reply {
-            status: 200,
+            status: crate::protocol::status::OK,
             body: body.into(),
         }
     }
 
-    /// An error in the protocol's shape: `{"Err": message}` with the given status.
+    /// An error in the protocol's shape: `{"Err": message}` with the given status, one of
+    /// [`crate::protocol::status`].
     pub fn err(status: u16, message: &str) -> Self {
         let body = serde_json::to_vec(&crate::protocol::ErrBody {
             err: message.to_string(),

@@ -21,7 +21,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use plugd_core::protocol::{MEDIA_TYPE, Manifest, implements_for_type, volume};
+use plugd_core::protocol::{MEDIA_TYPE, Manifest, implements_for_type, status, volume};
 use plugd_core::{Instance, Reply};
 use serde_json::{Map, Value};
 use std::convert::Infallible;
@@ -81,7 +81,7 @@ impl Gateway {
     pub async fn serve(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         if req.method() != Method::POST {
             return respond(Reply::err(
-                405,
+                status::METHOD_NOT_ALLOWED,
                 &format!(
                     "method {} not allowed; the plugin protocol is POST only",
                     req.method()
@@ -94,7 +94,12 @@ impl Gateway {
         }
         let body = match Limited::new(req.into_body(), MAX_REQUEST).collect().await {
             Ok(b) => b.to_bytes(),
-            Err(e) => return respond(Reply::err(400, &format!("reading request body: {e}"))),
+            Err(e) => {
+                return respond(Reply::err(
+                    status::BAD_REQUEST,
+                    &format!("reading request body: {e}"),
+                ));
+            }
         };
         let reply = self.instance.call(&method, body.clone()).await;
         respond(self.answer(&method, &body, reply))
@@ -143,7 +148,10 @@ impl Gateway {
             Ok(()) => reply::encode(&value),
             Err(msg) => {
                 tracing::warn!(plugin = %self.name, method, "{msg}");
-                Reply::err(500, &format!("plugin {}: {msg}", self.name))
+                Reply::err(
+                    status::PLUGIN_ERROR,
+                    &format!("plugin {}: {msg}", self.name),
+                )
             }
         }
     }

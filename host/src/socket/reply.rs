@@ -11,6 +11,7 @@
 use plugd_core::Reply;
 use plugd_core::gojson;
 use plugd_core::protocol::replies::{self, ERR_ONLY, Shape};
+use plugd_core::protocol::status;
 use serde_json::{Value, json};
 
 /// Longest error message passed on from a plugin (dockerd would show a whole body).
@@ -34,7 +35,7 @@ pub(crate) fn check(plugin: &str, method: &str, reply: Reply) -> Checked {
         Some(shape) => shape,
         None if replies::is_engine_method(method) => {
             return Checked::Failure(Reply::err(
-                404,
+                status::NOT_IMPLEMENTED,
                 &format!(
                     "plugd does not forward {method}: it is not a plugin protocol method plugd knows"
                 ),
@@ -42,7 +43,7 @@ pub(crate) fn check(plugin: &str, method: &str, reply: Reply) -> Checked {
         }
         None => return Checked::Relay(reply),
     };
-    if reply.status != 200 {
+    if reply.status != status::OK {
         return Checked::Failure(error_reply(&reply));
     }
     match shape {
@@ -50,7 +51,7 @@ pub(crate) fn check(plugin: &str, method: &str, reply: Reply) -> Checked {
         Shape::StatusOnly => Checked::Success(json!({})),
         Shape::Typed { kind, error } => match gojson::decode(&reply.body, kind) {
             Err(e) => Checked::Failure(Reply::err(
-                500,
+                status::PLUGIN_ERROR,
                 &format!("plugin {plugin} sent a reply to {method} that plugd refuses: {e}"),
             )),
             Ok(value) => match error.key().map(|k| (k, &value[k])) {
@@ -72,10 +73,10 @@ pub(crate) fn encode(value: &Value) -> Reply {
 /// anything else becomes 500), and `{"Err"}` with the message dockerd would show — the `Err` of a
 /// `{"Err": string}` body, else the body's text.
 fn error_reply(reply: &Reply) -> Reply {
-    let status = if (400..=599).contains(&reply.status) {
+    let code = if status::is_error(reply.status) {
         reply.status
     } else {
-        500
+        status::PLUGIN_ERROR
     };
     let message = match gojson::decode(&reply.body, &ERR_ONLY) {
         Ok(Value::Object(o))
@@ -87,7 +88,7 @@ fn error_reply(reply: &Reply) -> Reply {
         }
         _ => String::from_utf8_lossy(&reply.body).into_owned(),
     };
-    Reply::err(status, &truncate(message))
+    Reply::err(code, &truncate(message))
 }
 
 fn truncate(mut s: String) -> String {

@@ -41,6 +41,7 @@ use crate::bindings::{VolumePlugin, VolumePluginPre};
 use crate::output::GuestOutput;
 use crate::policy::Policy;
 use crate::volume::{self, Request};
+use plugd_core::protocol::status;
 use plugd_core::{Health, Reply};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -485,13 +486,16 @@ impl WasmInstance {
         };
         let name = &self.inner.name;
         if self.inner.stopped.load(Ordering::Acquire) {
-            return Reply::err(500, &format!("plugin {name:?} is stopped"));
+            return Reply::err(status::PLUGIN_ERROR, &format!("plugin {name:?} is stopped"));
         }
         let exec = match self.executor() {
             Ok(exec) => exec,
             Err(e) => {
                 self.inner.set_health(Health::Failed(e.clone()));
-                return Reply::err(500, &format!("plugin {name:?}: call {method} failed: {e}"));
+                return Reply::err(
+                    status::PLUGIN_ERROR,
+                    &format!("plugin {name:?}: call {method} failed: {e}"),
+                );
             }
         };
         let task = exec.handle.spawn(Inner::serve(
@@ -504,7 +508,10 @@ impl WasmInstance {
             Ok(reply) => reply,
             Err(fault) => {
                 tracing::warn!(plugin = %name, method, fault = %fault, "wasm plugin call failed");
-                Reply::err(500, &format!("plugin {name:?}: call {method} {fault}"))
+                Reply::err(
+                    status::PLUGIN_ERROR,
+                    &format!("plugin {name:?}: call {method} {fault}"),
+                )
             }
         }
     }
@@ -613,7 +620,7 @@ impl Inner {
         let name = &self.name;
         let mut slot = exec.live.lock().await;
         if self.stopped.load(Ordering::Acquire) {
-            return Reply::err(500, &format!("plugin {name:?} is stopped"));
+            return Reply::err(status::PLUGIN_ERROR, &format!("plugin {name:?} is stopped"));
         }
         let mut live = match slot.take() {
             Some(live) => live,
@@ -628,7 +635,7 @@ impl Inner {
                         tracing::error!(plugin = %name, error = %e, "cannot instantiate wasm plugin");
                         self.set_health(Health::Failed(e.clone()));
                         return Reply::err(
-                            500,
+                            status::PLUGIN_ERROR,
                             &format!("plugin {name:?}: cannot instantiate: {e}"),
                         );
                     }
@@ -658,7 +665,10 @@ impl Inner {
         drop(live);
         tracing::warn!(plugin = %name, method, fault = %fault,
             "wasm plugin call failed; instance discarded");
-        Reply::err(500, &format!("plugin {name:?}: call {method} {fault}"))
+        Reply::err(
+            status::PLUGIN_ERROR,
+            &format!("plugin {name:?}: call {method} {fault}"),
+        )
     }
 }
 

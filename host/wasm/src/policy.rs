@@ -24,12 +24,16 @@
 //! | `WorkDir`                                     | WASI initial cwd (a name only; grants nothing)          |
 //! | `User`                                        | ignored, as dockerd ignores it                          |
 //! | the rootfs                                    | never preopened                                         |
+//!
+//! Mounts, devices, env, args, capabilities and namespaces are read from
+//! `plugd_core::effective::Effective`, the model the native sandbox is built from too, so the two
+//! runtimes agree on which copy (config or settings) counts.
 
 use crate::RUNTIME_NAME;
 use crate::output::GuestOutput;
 use crate::view::{View, ViewError};
 use plugd_core::config::Mount;
-use plugd_core::{PluginSpec, RuntimeError};
+use plugd_core::{Effective, PluginSpec, RuntimeError};
 use std::path::{Component, Path, PathBuf};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
@@ -72,16 +76,6 @@ fn unsupported(what: Vec<String>) -> Result<(), RuntimeError> {
     }
 }
 
-/// The effective mounts: dockerd keeps them in settings (copied from the config at create, with
-/// `plugin set` sources applied). A manager that has not filled settings in gets the config's.
-fn effective_mounts(spec: &PluginSpec) -> &[Mount] {
-    if spec.settings.mounts.is_empty() {
-        spec.config.mounts.as_deref().unwrap_or_default()
-    } else {
-        &spec.settings.mounts
-    }
-}
-
 fn mount_label(m: &Mount) -> String {
     if m.name.is_empty() {
         format!("mount at {:?}", m.destination)
@@ -119,31 +113,26 @@ impl Policy {
     /// create time, before mount sources are set. Lists every refusal in one error.
     pub(crate) fn check(spec: &PluginSpec) -> Result<(), RuntimeError> {
         let c = &spec.config;
+        let effective = spec.effective();
         let mut refused = Vec::new();
-        if c.network.kind == "host" {
+        if effective.host_network() {
             refused.push("network type \"host\" (wasm plugins get no sockets)".to_string());
         }
-        let caps = c.linux.capabilities.as_deref().unwrap_or_default();
+        let caps = &effective.capabilities;
         if !caps.is_empty() {
             refused.push(format!("Linux.Capabilities {caps:?}"));
         }
-        if c.linux.allow_all_devices {
+        if effective.allow_all_devices {
             refused.push("Linux.AllowAllDevices true".to_string());
         }
-        let devices = c
-            .linux
-            .devices
-            .iter()
-            .flatten()
-            .chain(&spec.settings.devices);
-        for d in devices {
+        for d in effective.named_devices() {
             let path = d.path.as_deref().unwrap_or("<unset>");
             refused.push(format!("device {:?} (path {path:?})", d.name));
         }
-        if c.ipc_host {
+        if effective.ipc_host {
             refused.push("IpcHost true".to_string());
         }
-        if c.pid_host {
+        if effective.pid_host {
             refused.push("PidHost true".to_string());
         }
         for t in c.interface.types.iter().flatten() {
@@ -162,7 +151,7 @@ impl Policy {
                 c.interface.protocol_scheme
             ));
         }
-        for m in effective_mounts(spec) {
+        for m in &effective.mounts {
             let label = mount_label(m);
             if !is_bind(m) {
                 refused.push(format!(
@@ -186,11 +175,11 @@ impl Policy {
                     .to_string(),
             ));
         }
-        Self::guest_layout(spec).map(drop)
+        Self::guest_layout(spec, &effective).map(drop)
     }
 
     /// Checks destinations: absolute, no `..`, no two mounts at the same place.
-    fn guest_layout(spec: &PluginSpec) -> Result<Vec<String>, RuntimeError> {
+    fn guest_layout(spec: &PluginSpec, effective: &Effective) -> Result<Vec<String>, RuntimeError> {
         let mut seen: Vec<String> = Vec::new();
         let mut add = |what: String, dest: &str| -> Result<String, RuntimeError> {
             let g = guest_path(dest).ok_or_else(|| {
@@ -209,7 +198,7 @@ impl Policy {
         if !pm.is_empty() {
             out.push(add("PropagatedMount".to_string(), pm)?);
         }
-        for m in effective_mounts(spec) {
+        for m in &effective.mounts {
             out.push(add(mount_label(m), &m.destination)?);
         }
         Ok(out)
@@ -219,7 +208,8 @@ impl Policy {
     /// and an existing directory, and the propagated-mount directory from the manager.
     pub(crate) fn resolve(spec: &PluginSpec) -> Result<Self, RuntimeError> {
         Self::check(spec)?;
-        let guests = Self::guest_layout(spec)?;
+        let effective = spec.effective();
+        let guests = Self::guest_layout(spec, &effective)?;
         let mut guests = guests.into_iter();
         let mut preopens = Vec::new();
         if !spec.config.propagated_mount.is_empty() {
@@ -235,7 +225,7 @@ impl Policy {
                 read_only: false,
             });
         }
-        for m in effective_mounts(spec) {
+        for m in &effective.mounts {
             let label = mount_label(m);
             let source = m
                 .source
@@ -283,15 +273,15 @@ impl Policy {
                 e => RuntimeError::Start(format!("mount at {label:?}: {e}")),
             })?;
         }
-        let env = spec
-            .env()
+        let env = effective
+            .env_pairs()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let cwd = guest_path(&spec.config.work_dir).unwrap_or_else(|| "/".to_string());
         Ok(Policy {
             preopens,
             env,
-            args: spec.argv(),
+            args: effective.args,
             cwd,
         })
     }
@@ -666,5 +656,70 @@ mod tests {
             matches!(Policy::resolve(&spec(c)), Err(RuntimeError::Start(_))),
             "no host dir given"
         );
+    }
+
+    /// What the policy grants (or refuses, by value) is what `plugd_core::effective` says the
+    /// plugin gets, for every config of the shared table the native spec's tests check too.
+    #[test]
+    fn grants_match_the_effective_model_for_every_shared_case() {
+        let dir = TempDir::new("policy-effective");
+        let root = dir.path().to_str().unwrap();
+        for sub in ["old", "new", "ro"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        for (case, config, settings) in plugd_core::effective::cases(root) {
+            let mut s = spec(PluginConfig {
+                interface: volume_config().interface,
+                ..config
+            });
+            s.settings = settings;
+            let e = plugd_core::Effective::of(&s.config, &s.settings);
+            let refusable = e.host_network()
+                || e.pid_host
+                || e.ipc_host
+                || e.allow_all_devices
+                || !e.capabilities.is_empty()
+                || e.named_devices().next().is_some();
+            if refusable {
+                let what = match Policy::check(&s) {
+                    Err(RuntimeError::Unsupported { what, .. }) => what,
+                    other => panic!("{case}: expected a refusal, got {other:?}"),
+                };
+                for value in e
+                    .capabilities
+                    .iter()
+                    .chain(e.named_devices().filter_map(|d| d.path.as_ref()))
+                {
+                    assert!(
+                        what.contains(value.as_str()),
+                        "{case}: {what} names {value}"
+                    );
+                }
+                continue;
+            }
+            let p = Policy::resolve(&s).unwrap_or_else(|err| panic!("{case}: {err}"));
+            let granted: Vec<(String, PathBuf, bool)> = p
+                .preopens
+                .iter()
+                .map(|o| (o.guest.clone(), o.host.clone(), o.read_only))
+                .collect();
+            let expected: Vec<(String, PathBuf, bool)> = e
+                .mounts
+                .iter()
+                .map(|m| {
+                    let source = Path::new(m.source.as_deref().unwrap());
+                    let ro = m.options.iter().flatten().any(|o| o == "ro");
+                    (m.destination.clone(), source.canonicalize().unwrap(), ro)
+                })
+                .collect();
+            assert_eq!(granted, expected, "{case}: mounts");
+            let env: Vec<(&str, &str)> = p
+                .env
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            assert_eq!(env, e.env_pairs().collect::<Vec<_>>(), "{case}: env");
+            assert_eq!(p.args, e.args, "{case}: args");
+        }
     }
 }

@@ -21,7 +21,7 @@ use plugd_core::protocol::volume::{
     self as proto, CapabilitiesReply, Capability, CreateRequest, GetReply, ListReply, MountRequest,
     MountpointReply, NameRequest,
 };
-use plugd_core::protocol::{ErrBody, Manifest};
+use plugd_core::protocol::{ErrBody, Manifest, status};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -103,7 +103,7 @@ pub(crate) fn decode(method: &str, body: &[u8]) -> Result<Request, Reply> {
         ACTIVATE => Request::Activate,
         _ => {
             return Err(Reply::err(
-                404,
+                status::NOT_IMPLEMENTED,
                 &format!("{method} is not implemented (this plugin is a volume driver)"),
             ));
         }
@@ -116,8 +116,12 @@ fn parse<T: DeserializeOwned + Default>(method: &str, body: &[u8]) -> Result<T, 
     if trimmed.is_empty() || trimmed == b"null" {
         return Ok(T::default());
     }
-    serde_json::from_slice(trimmed)
-        .map_err(|e| Reply::err(400, &format!("{method}: invalid request body: {e}")))
+    serde_json::from_slice(trimmed).map_err(|e| {
+        Reply::err(
+            status::BAD_REQUEST,
+            &format!("{method}: invalid request body: {e}"),
+        )
+    })
 }
 
 /// Calls the guest for `req`. `Ok` carries the reply, guest-reported errors included; `Err` is a
@@ -186,22 +190,23 @@ fn mountpoint(r: Result<String, GuestError>) -> Reply {
     }
 }
 
-/// A guest error as the protocol carries it: `unsupported` → 404 (dockerd treats optional
-/// endpoints answering 404 as absent), everything else → 500; both `{"Err": message}`.
+/// A guest error as the protocol carries it: `unsupported` → [`status::NOT_IMPLEMENTED`] (dockerd
+/// treats optional endpoints answering so as absent), everything else → [`status::PLUGIN_ERROR`];
+/// both `{"Err": message}`.
 pub(crate) fn guest_error(e: GuestError) -> Reply {
-    let status = match e.code {
-        ErrorCode::Unsupported => 404,
+    let code = match e.code {
+        ErrorCode::Unsupported => status::NOT_IMPLEMENTED,
         ErrorCode::NotFound
         | ErrorCode::InvalidArgument
         | ErrorCode::Conflict
-        | ErrorCode::Internal => 500,
+        | ErrorCode::Internal => status::PLUGIN_ERROR,
     };
     let message = if e.message.is_empty() {
         format!("{:?}", e.code)
     } else {
         e.message
     };
-    Reply::err(status, &message)
+    Reply::err(code, &message)
 }
 
 /// Guest volume → protocol volume: status tuples become a JSON object of strings (omitted when
@@ -223,7 +228,10 @@ pub(crate) fn encode_volume(v: GuestVolume) -> proto::Volume {
 fn json<T: Serialize>(value: &T) -> Reply {
     match serde_json::to_vec(value) {
         Ok(body) => Reply::ok(body),
-        Err(e) => Reply::err(500, &format!("cannot encode the reply: {e}")),
+        Err(e) => Reply::err(
+            status::PLUGIN_ERROR,
+            &format!("cannot encode the reply: {e}"),
+        ),
     }
 }
 

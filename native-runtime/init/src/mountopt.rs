@@ -166,14 +166,10 @@ mod tests {
 
     #[test]
     fn devpts_data_keeps_order() {
-        let o = parse(&[
-            "nosuid",
-            "noexec",
-            "newinstance",
-            "ptmxmode=0666",
-            "mode=0620",
-            "gid=5",
-        ]);
+        // dockerd's /dev/pts options, from the default mounts.
+        let devpts = &crate::spec::default_mounts()[2];
+        assert_eq!(devpts.destination, "/dev/pts");
+        let o = MountOpts::parse(&devpts.options).unwrap();
         assert_eq!(
             o.data.as_deref(),
             Some("newinstance,ptmxmode=0666,mode=0620,gid=5")

@@ -31,6 +31,79 @@ pub const DEFAULT_CAPABILITIES: [&str; 14] = [
 ];
 use std::path::PathBuf;
 
+/// dockerd's `oci.DefaultPathEnv` value for Linux, written once as a literal so both constants
+/// below are the same text.
+macro_rules! default_path {
+    () => {
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    };
+}
+
+/// dockerd's `PATH` for plugins: the daemon's entrypoint check and the init's argv lookup search
+/// it when the env sets none, so both find the same program.
+pub const DEFAULT_PATH: &str = default_path!();
+
+/// dockerd's `oci.DefaultPathEnv` entry, always the first env entry of a plugin (never
+/// de-duplicated).
+pub const DEFAULT_PATH_ENV: &str = concat!("PATH=", default_path!());
+
+/// moby's `DefaultLinuxSpec` mounts, in its order: the daemon starts every spec with them and the
+/// init's tests build dockerd's captured specs from them.
+pub fn default_mounts() -> Vec<Mount> {
+    let m = |destination: &str, kind: &str, source: &str, options: &[&str]| Mount {
+        destination: destination.to_owned(),
+        kind: kind.to_owned(),
+        source: source.to_owned(),
+        options: options.iter().map(|o| o.to_string()).collect(),
+    };
+    vec![
+        m("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        m(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        m(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        m(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        ),
+        m(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["ro", "nosuid", "noexec", "nodev"],
+        ),
+        m(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        m(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777"],
+        ),
+    ]
+}
+
 /// The whole plan for one sandbox.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

@@ -702,3 +702,66 @@ fn dev_numbers_split_like_glibc() {
     let dev: u64 = (259 << 8) | 0x01 | (0x1_0100 << 12);
     assert_eq!(split_dev(dev), (259, 0x1_0101));
 }
+
+/// The sandbox holds exactly what `plugd_core::effective` says the plugin gets, for every config
+/// of the shared table (the wasm policy's tests check the same table against the same model).
+#[test]
+fn sandbox_matches_the_effective_model_for_every_shared_case() {
+    let any_node = |path: &str| Device {
+        path: path.into(),
+        kind: "c".into(),
+        major: 1,
+        minor: 3,
+        ..Device::default()
+    };
+    for (case, config, settings) in plugd_core::effective::cases("/srv") {
+        let p = PluginSpec {
+            config,
+            settings,
+            ..minimal()
+        };
+        let e = plugd_core::Effective::of(&p.config, &p.settings);
+        let paths: Vec<&str> = e.devices.iter().filter_map(|d| d.path.as_deref()).collect();
+        // FakeDevices keys are 'static (the captured hosts' paths); a few leaked strings in a test.
+        let leak = |d: &str| -> &'static str { Box::leak(d.to_owned().into_boxed_str()) };
+        let host = FakeDevices(
+            paths
+                .iter()
+                .map(|&d| (leak(d), vec![any_node(d)]))
+                .collect(),
+        );
+        let s = build_with(&p, &sandbox_paths(&p.id), &host).unwrap();
+        let plugin_mounts: Vec<(String, String, Vec<String>)> = s
+            .mounts
+            .iter()
+            .filter(|m| !default_mounts().contains(m))
+            .filter(|m| m.destination != PLUGIN_RUNTIME_DESTINATION)
+            .map(|m| (m.destination.clone(), m.source.clone(), m.options.clone()))
+            .collect();
+        let expected: Vec<(String, String, Vec<String>)> = e
+            .mounts
+            .iter()
+            .map(|m| {
+                let source = m.source.clone().unwrap_or_default();
+                let options = m.options.clone().unwrap_or_default();
+                (m.destination.clone(), source, options)
+            })
+            .collect();
+        let (plugin_mounts, network_binds) = plugin_mounts.split_at(expected.len());
+        assert_eq!(plugin_mounts, expected, "{case}: mounts");
+        assert_eq!(network_binds.is_empty(), e.network.is_empty(), "{case}");
+        let devices: Vec<&str> = s.linux.devices.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(devices, paths, "{case}: devices");
+        assert_eq!(s.process.env[0], DEFAULT_PATH_ENV, "{case}");
+        assert_eq!(s.process.env[1..], e.env, "{case}: env");
+        assert_eq!(s.process.args, e.args, "{case}: args");
+        assert_eq!(
+            s.process.capabilities.inheritable, e.capabilities,
+            "{case}: capabilities"
+        );
+        let ns = namespaces(&s);
+        assert_eq!(!ns.contains(&"network"), e.host_network(), "{case}");
+        assert_eq!(!ns.contains(&"pid"), e.pid_host, "{case}");
+        assert_eq!(!ns.contains(&"ipc"), e.ipc_host, "{case}");
+    }
+}

@@ -5,6 +5,7 @@
 //! it (`"Opts":null`) and an empty body where dockerd sends none.
 
 pub mod replies;
+pub mod status;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

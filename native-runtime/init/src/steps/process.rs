@@ -23,7 +23,7 @@ use crate::resolve::{self, Kind};
 use crate::sys::Syscall;
 
 /// dockerd's PATH for plugins, used when the spec's env has none.
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub use crate::spec::DEFAULT_PATH;
 
 /// `umask(022)` and `chdir(cwd)`, creating the directory inside the root if it is missing.
 pub fn chdir_cwd(ctx: &mut Ctx, s: &dyn Syscall) -> Result<(), StepError> {

@@ -23,55 +23,8 @@ fn mount(dest: &str, kind: &str, source: &str, opts: &[&str]) -> Mount {
     }
 }
 
-/// dockerd's default mounts, in its order.
-pub fn default_mounts() -> Vec<Mount> {
-    vec![
-        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-        mount(
-            "/dev",
-            "tmpfs",
-            "tmpfs",
-            &["nosuid", "strictatime", "mode=755", "size=65536k"],
-        ),
-        mount(
-            "/dev/pts",
-            "devpts",
-            "devpts",
-            &[
-                "nosuid",
-                "noexec",
-                "newinstance",
-                "ptmxmode=0666",
-                "mode=0620",
-                "gid=5",
-            ],
-        ),
-        mount(
-            "/sys",
-            "sysfs",
-            "sysfs",
-            &["nosuid", "noexec", "nodev", "ro"],
-        ),
-        mount(
-            "/sys/fs/cgroup",
-            "cgroup",
-            "cgroup",
-            &["ro", "nosuid", "noexec", "nodev"],
-        ),
-        mount(
-            "/dev/mqueue",
-            "mqueue",
-            "mqueue",
-            &["nosuid", "noexec", "nodev"],
-        ),
-        mount(
-            "/dev/shm",
-            "tmpfs",
-            "shm",
-            &["nosuid", "noexec", "nodev", "mode=1777"],
-        ),
-    ]
-}
+/// dockerd's default mounts, in its order (the contract both crates share).
+pub use crate::spec::default_mounts;
 
 /// The network binds dockerd adds when `Network.Type` is set.
 pub fn network_mounts() -> Vec<Mount> {
@@ -108,10 +61,7 @@ pub fn dockerd_spec() -> SandboxSpec {
         process: Process {
             user: User { uid: 0, gid: 0 },
             args: strings(&["refvol", "--serve"]),
-            env: strings(&[
-                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "REFVOL_DATA=/data",
-            ]),
+            env: strings(&[crate::spec::DEFAULT_PATH_ENV, "REFVOL_DATA=/data"]),
             cwd: "/".into(),
             capabilities: Capabilities {
                 bounding: caps.clone(),

@@ -26,7 +26,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use plugd_init::launch::Report;
-use plugd_init::spec::{Capabilities, Mount, Namespace, PlugdExt, Process, Root, SandboxSpec};
+use plugd_init::spec::{
+    Capabilities, DEFAULT_PATH_ENV, Mount, Namespace, PlugdExt, Process, Root, SandboxSpec,
+    default_mounts,
+};
 
 const CHILD_ENV: &str = "PLUGD_INIT_TEST_CHILD";
 /// The last line every probe script prints before it sleeps.
@@ -400,10 +403,7 @@ fn base_spec(dir: &Path, rootfs: &Path, script: &str) -> SandboxSpec {
     let mut spec = SandboxSpec {
         process: Process {
             args: strings(&["sh", "-c", script]),
-            env: strings(&[
-                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "PROBE=1",
-            ]),
+            env: strings(&[DEFAULT_PATH_ENV, "PROBE=1"]),
             cwd: "/".into(),
             capabilities: Capabilities {
                 bounding: caps.clone(),
@@ -417,52 +417,7 @@ fn base_spec(dir: &Path, rootfs: &Path, script: &str) -> SandboxSpec {
             path: rootfs.to_path_buf(),
             readonly: false,
         },
-        mounts: vec![
-            mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-            mount(
-                "/dev",
-                "tmpfs",
-                "tmpfs",
-                &["nosuid", "strictatime", "mode=755", "size=65536k"],
-            ),
-            mount(
-                "/dev/pts",
-                "devpts",
-                "devpts",
-                &[
-                    "nosuid",
-                    "noexec",
-                    "newinstance",
-                    "ptmxmode=0666",
-                    "mode=0620",
-                    "gid=5",
-                ],
-            ),
-            mount(
-                "/sys",
-                "sysfs",
-                "sysfs",
-                &["nosuid", "noexec", "nodev", "ro"],
-            ),
-            mount(
-                "/sys/fs/cgroup",
-                "cgroup",
-                "cgroup",
-                &["ro", "nosuid", "noexec", "nodev"],
-            ),
-            mount(
-                "/dev/mqueue",
-                "mqueue",
-                "mqueue",
-                &["nosuid", "noexec", "nodev"],
-            ),
-            mount(
-                "/dev/shm",
-                "tmpfs",
-                "shm",
-                &["nosuid", "noexec", "nodev", "mode=1777"],
-            ),
-        ],
+        mounts: default_mounts(),
         plugd: Some(PlugdExt {
             id: "test".into(),
             stdout: dir.join("stdout"),
