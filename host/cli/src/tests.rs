@@ -164,7 +164,7 @@ fn cli(args: &[&str]) -> (u8, String, String) {
 
 fn fixture(name: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("src/cli/testdata")
+        .join("src/testdata")
         .join(name);
     std::fs::read_to_string(path).unwrap()
 }

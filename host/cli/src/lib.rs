@@ -20,6 +20,8 @@
 //! - Go templates are a reimplemented subset (see the `template` module); pointer-valued fields
 //!   printed inside a struct show a fixed fake address where Go prints a real one.
 
+#![deny(missing_docs)]
+
 mod client;
 mod create;
 mod format;
