@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod gojson;
+pub mod gotext;
 pub mod privileges;
 pub mod protocol;
 pub mod runtime;
