@@ -497,7 +497,7 @@ fn create_plugin(
     err: &mut dyn Write,
 ) -> Result<(), Failure> {
     let (name, dir) = (&a.args[0], &a.args[1]);
-    create::validate_reference(name)?;
+    plugd_core::reference::parse_normalized_named(name).map_err(|e| e.to_string())?;
     let abs = create::validate_context_dir(dir)?;
     create::validate_config(dir)?;
     let client = ApiClient::new(host)?;

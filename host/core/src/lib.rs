@@ -10,6 +10,7 @@ pub mod gojson;
 pub mod gotext;
 pub mod privileges;
 pub mod protocol;
+pub mod reference;
 pub mod runtime;
 pub mod settable;
 
