@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::value::{PLUGIN_CONFIG, StructTy, Ty};
+use plugd_core::config::schema::{self, GoStruct, Kind};
 
 /// Chunk size of the streamed body.
 const CHUNK: usize = 64 * 1024;
@@ -98,7 +98,7 @@ pub(crate) fn validate_config(dir: &str) -> Result<(), String> {
             json_kind(&value)
         ));
     }
-    check_struct(&PLUGIN_CONFIG, &value, &mut Vec::new())
+    check_struct(&schema::PLUGIN_CONFIG, &value, &mut Vec::new())
 }
 
 fn json_kind(v: &serde_json::Value) -> String {
@@ -112,21 +112,18 @@ fn json_kind(v: &serde_json::Value) -> String {
     }
 }
 
-fn type_string(ty: &Ty) -> String {
-    match ty {
-        Ty::Str => "string".into(),
-        Ty::Bool => "bool".into(),
-        Ty::U32 => "uint32".into(),
-        Ty::Struct(st) => st.name.into(),
-        Ty::Slice(inner, _) => format!("[]{}", type_string(inner)),
-        Ty::Ptr(inner) => type_string(inner),
-        Ty::InterfaceType => "types.PluginInterfaceType".into(),
+/// The Go type `encoding/json` names in an `UnmarshalTypeError` (a pointer by its element type).
+fn type_string(kind: Kind) -> String {
+    match kind {
+        Kind::Slice(inner) => format!("[]{}", type_string(*inner)),
+        Kind::Ptr(inner) => type_string(*inner),
+        named => named.name().unwrap_or_default().to_string(),
     }
 }
 
 /// Type-checks a JSON object against a struct, reporting the first mismatch in Go's words.
 fn check_struct(
-    st: &StructTy,
+    st: &GoStruct,
     v: &serde_json::Value,
     path: &mut Vec<&'static str>,
 ) -> Result<(), String> {
@@ -134,16 +131,11 @@ fn check_struct(
         return Ok(());
     };
     for (key, val) in obj {
-        let field = st
-            .fields
-            .iter()
-            .find(|f| f.1 == key)
-            .or_else(|| st.fields.iter().find(|f| f.1.eq_ignore_ascii_case(key)));
-        let Some((_, json, _, ty)) = field else {
+        let Some(field) = schema::lookup(st.fields, key) else {
             continue;
         };
-        path.push(json);
-        let r = check_value(st, ty, val, path);
+        path.push(field.key);
+        let r = check_value(st, field.kind, val, path);
         path.pop();
         r?;
     }
@@ -151,8 +143,8 @@ fn check_struct(
 }
 
 fn check_value(
-    st: &StructTy,
-    ty: &Ty,
+    st: &GoStruct,
+    ty: Kind,
     v: &serde_json::Value,
     path: &mut Vec<&'static str>,
 ) -> Result<(), String> {
@@ -169,9 +161,9 @@ fn check_value(
         ))
     };
     match ty {
-        Ty::Str if !v.is_string() => mismatch(),
-        Ty::Bool if !v.is_boolean() => mismatch(),
-        Ty::U32 if v.as_u64().is_none_or(|n| n > u64::from(u32::MAX)) => {
+        Kind::Str if !v.is_string() => mismatch(),
+        Kind::Bool if !v.is_boolean() => mismatch(),
+        Kind::U32 if v.as_u64().is_none_or(|n| n > u64::from(u32::MAX)) => {
             let kind = match v {
                 serde_json::Value::Number(n) => format!("number {n}"),
                 other => json_kind(other),
@@ -182,17 +174,17 @@ fn check_value(
                 path.join(".")
             ))
         }
-        Ty::InterfaceType if !v.is_string() => {
+        Kind::InterfaceType if !v.is_string() => {
             Err(format!("\"{}\" is not a plugin interface type", v))
         }
-        Ty::Ptr(inner) => check_value(st, inner, v, path),
-        Ty::Slice(inner, _) => match v.as_array() {
+        Kind::Ptr(inner) => check_value(st, *inner, v, path),
+        Kind::Slice(inner) => match v.as_array() {
             None => mismatch(),
             Some(items) => items
                 .iter()
-                .try_for_each(|item| check_value(st, inner, item, path)),
+                .try_for_each(|item| check_value(st, *inner, item, path)),
         },
-        Ty::Struct(inner) => {
+        Kind::Struct(inner) => {
             if !v.is_object() {
                 return mismatch();
             }
