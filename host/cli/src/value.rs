@@ -226,52 +226,23 @@ impl Value {
                 }
                 out.push(']');
             }
-            Value::Map { entries, .. } => {
-                out.push('{');
-                for (i, (k, v)) in entries.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    quote_into(out, k, escape_html);
-                    out.push(':');
-                    v.json_into(out, escape_html);
-                }
-                out.push('}');
-            }
+            Value::Map { entries, .. } => json_object(
+                out,
+                entries.iter().map(|(k, v)| (k.as_str(), v)),
+                escape_html,
+            ),
             Value::Struct(s) => match s.marshal {
                 Marshal::Fields => {
-                    out.push('{');
-                    let mut first = true;
-                    for f in &s.fields {
-                        if f.omitempty && f.value.is_empty_for_json() {
-                            continue;
-                        }
-                        if !f.go.starts_with(|c: char| c.is_ascii_uppercase()) {
-                            continue;
-                        }
-                        if !first {
-                            out.push(',');
-                        }
-                        first = false;
-                        quote_into(out, f.json, escape_html);
-                        out.push(':');
-                        f.value.json_into(out, escape_html);
-                    }
-                    out.push('}');
+                    let exported = s.fields.iter().filter(|f| {
+                        !(f.omitempty && f.value.is_empty_for_json())
+                            && f.go.starts_with(|c: char| c.is_ascii_uppercase())
+                    });
+                    json_object(out, exported.map(|f| (f.json, &f.value)), escape_html)
                 }
                 Marshal::SortedMethodsEscaped => {
                     let sorted: BTreeMap<&str, &Value> =
                         s.methods.iter().map(|(k, v)| (*k, v)).collect();
-                    out.push('{');
-                    for (i, (k, v)) in sorted.iter().enumerate() {
-                        if i > 0 {
-                            out.push(',');
-                        }
-                        quote_into(out, k, true);
-                        out.push(':');
-                        v.json_into(out, true);
-                    }
-                    out.push('}');
+                    json_object(out, sorted.into_iter(), true)
                 }
             },
             Value::Ptr(inner) => inner.json_into(out, escape_html),
@@ -291,6 +262,24 @@ impl Value {
             Value::Stringer(_) | Value::Struct(_) | Value::Ptr(_) => false,
         }
     }
+}
+
+/// Appends a JSON object of `entries` in the order given (each caller decides Go's order).
+fn json_object<'a>(
+    out: &mut String,
+    entries: impl Iterator<Item = (&'a str, &'a Value)>,
+    escape_html: bool,
+) {
+    out.push('{');
+    for (i, (k, v)) in entries.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        quote_into(out, k, escape_html);
+        out.push(':');
+        v.json_into(out, escape_html);
+    }
+    out.push('}');
 }
 
 /// Appends `s` as a JSON string the way Go's `encoding/json` writes it (Go ≥ 1.22: `\b`, `\f`

@@ -127,29 +127,19 @@ pub(super) fn lex_action(src: &str, mut i: usize) -> Result<(Vec<Token>, usize, 
         }
         let start = i;
         let tok = match c {
-            b'|' => {
+            b'|' | b'(' | b')' | b',' | b'=' => {
                 i += 1;
-                Tok::Pipe
-            }
-            b'(' => {
-                i += 1;
-                Tok::LParen
-            }
-            b')' => {
-                i += 1;
-                Tok::RParen
-            }
-            b',' => {
-                i += 1;
-                Tok::Comma
+                match c {
+                    b'|' => Tok::Pipe,
+                    b'(' => Tok::LParen,
+                    b')' => Tok::RParen,
+                    b',' => Tok::Comma,
+                    _ => Tok::Assign,
+                }
             }
             b':' if b.get(i + 1) == Some(&b'=') => {
                 i += 2;
                 Tok::Declare
-            }
-            b'=' => {
-                i += 1;
-                Tok::Assign
             }
             b'"' => {
                 let (s, end) = lex_quoted(src, i)?;

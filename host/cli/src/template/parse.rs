@@ -3,47 +3,44 @@
 use super::lex::*;
 use super::*;
 
-pub(super) enum Frame {
-    If {
-        branches: Vec<(Pipe, Vec<Node>)>,
-        otherwise: Option<Vec<Node>>,
-        in_else: bool,
-    },
-    Range {
-        pipe: Pipe,
-        body: Vec<Node>,
-        otherwise: Option<Vec<Node>>,
-    },
-    With {
-        pipe: Pipe,
-        body: Vec<Node>,
-        otherwise: Option<Vec<Node>>,
-    },
+/// A control structure being parsed: its node (`If`, `Range` or `With`) and, for `If`, whether its
+/// `{{else}}` was seen.
+pub(super) struct Frame {
+    node: Node,
+    in_else: bool,
 }
 
 impl Frame {
+    fn open(node: Node) -> Frame {
+        Frame {
+            node,
+            in_else: false,
+        }
+    }
+
+    /// The list the next node goes into.
     fn current(&mut self) -> &mut Vec<Node> {
-        match self {
-            Frame::If {
+        match &mut self.node {
+            Node::If {
                 branches,
                 otherwise,
-                in_else,
             } => {
-                if *in_else {
+                if self.in_else {
                     otherwise.get_or_insert_with(Vec::new)
                 } else {
                     &mut branches.last_mut().expect("if has a branch").1
                 }
             }
-            Frame::Range {
+            Node::Range {
                 body, otherwise, ..
             }
-            | Frame::With {
+            | Node::With {
                 body, otherwise, ..
             } => match otherwise {
                 Some(o) => o,
                 None => body,
             },
+            Node::Text(_) | Node::Action(_) => unreachable!("only control nodes are frames"),
         }
     }
 }
@@ -105,33 +102,33 @@ impl Parser<'_> {
             "if" | "range" | "with" => {
                 self.marks.push(self.vars.len());
                 let pipe = self.pipeline(&toks[1..], a.pos, keyword == "range")?;
-                let frame = match keyword {
-                    "if" => Frame::If {
+                let node = match keyword {
+                    "if" => Node::If {
                         branches: vec![(pipe, Vec::new())],
                         otherwise: None,
-                        in_else: false,
                     },
-                    "range" => Frame::Range {
+                    "range" => Node::Range {
                         pipe,
                         body: Vec::new(),
                         otherwise: None,
                     },
-                    _ => Frame::With {
+                    _ => Node::With {
                         pipe,
                         body: Vec::new(),
                         otherwise: None,
                     },
                 };
-                stack.push(frame);
+                stack.push(Frame::open(node));
                 Ok(None)
             }
             "else" => {
                 let is_else_if =
                     matches!(toks.get(1).map(|t| &t.tok), Some(Tok::Ident(k)) if k == "if");
-                match stack.last_mut() {
-                    Some(Frame::If {
-                        branches, in_else, ..
-                    }) if !*in_else => {
+                let Some(Frame { node, in_else }) = stack.last_mut() else {
+                    return Err(perr(src, a.pos, "unexpected {{else}}"));
+                };
+                match node {
+                    Node::If { branches, .. } if !*in_else => {
                         if is_else_if {
                             let pipe = self.pipeline(&toks[2..], a.pos, false)?;
                             branches.push((pipe, Vec::new()));
@@ -146,7 +143,7 @@ impl Parser<'_> {
                         }
                         Ok(None)
                     }
-                    Some(Frame::Range { otherwise, .. }) | Some(Frame::With { otherwise, .. })
+                    Node::Range { otherwise, .. } | Node::With { otherwise, .. }
                         if otherwise.is_none() && toks.len() == 1 =>
                     {
                         *otherwise = Some(Vec::new());
@@ -169,34 +166,7 @@ impl Parser<'_> {
                 if let Some(m) = self.marks.pop() {
                     self.vars.truncate(m);
                 }
-                Ok(Some(match frame {
-                    Frame::If {
-                        branches,
-                        otherwise,
-                        ..
-                    } => Node::If {
-                        branches,
-                        otherwise,
-                    },
-                    Frame::Range {
-                        pipe,
-                        body,
-                        otherwise,
-                    } => Node::Range {
-                        pipe,
-                        body,
-                        otherwise,
-                    },
-                    Frame::With {
-                        pipe,
-                        body,
-                        otherwise,
-                    } => Node::With {
-                        pipe,
-                        body,
-                        otherwise,
-                    },
-                }))
+                Ok(Some(frame.node))
             }
             "define" | "template" | "block" | "break" | "continue" => Err(perr(
                 src,
