@@ -165,22 +165,16 @@ pub(super) fn lex_action(src: &str, mut i: usize) -> Result<(Vec<Token>, usize, 
                 Tok::Num(v)
             }
             b'.' => {
-                let name: String = src[i + 1..]
-                    .chars()
-                    .take_while(|&c| is_ident_char(c))
-                    .collect();
+                let name = name_after(src, i);
                 i += 1 + name.len();
                 if name.is_empty() {
                     Tok::Dot
                 } else {
-                    Tok::Field(name)
+                    Tok::Field(name.to_string())
                 }
             }
             b'$' => {
-                let name: String = src[i + 1..]
-                    .chars()
-                    .take_while(|&c| is_ident_char(c))
-                    .collect();
+                let name = name_after(src, i);
                 i += 1 + name.len();
                 Tok::Var(format!("${name}"))
             }
@@ -222,6 +216,16 @@ pub(super) fn lex_action(src: &str, mut i: usize) -> Result<(Vec<Token>, usize, 
         });
         spaced = false;
     }
+}
+
+/// The identifier right after the sigil (`.` or `$`) at `i`; empty if there is none.
+fn name_after(src: &str, i: usize) -> &str {
+    let rest = &src[i + 1..];
+    let len = rest
+        .char_indices()
+        .find(|&(_, c)| !is_ident_char(c))
+        .map_or(rest.len(), |(at, _)| at);
+    &rest[..len]
 }
 
 pub(super) fn lex_quoted(src: &str, start: usize) -> Result<(String, usize), ParseError> {
