@@ -110,7 +110,7 @@ impl Value {
             Value::Float(_) => "float64".into(),
             Value::Str(_) => "string".into(),
             Value::Number(_) => "json.Number".into(),
-            Value::Stringer(_) => "types.PluginInterfaceType".into(),
+            Value::Stringer(_) => Kind::InterfaceType.name().unwrap_or_default().into(),
             Value::List { elem, .. } => format!("[]{elem}"),
             Value::Map { ty, .. } => (*ty).into(),
             Value::Struct(s) => s.ty.into(),

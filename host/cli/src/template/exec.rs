@@ -1,4 +1,5 @@
-//! Execution: walks the node tree against a value, with Go's truthiness, field lookup and `executing "" at <…>` errors.
+//! Execution: walks the node tree against a value, with Go's truthiness, field lookup and
+//! `executing "" at <…>` errors.
 
 use super::functions::*;
 use super::lex::line_of;

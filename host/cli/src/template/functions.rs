@@ -1,4 +1,5 @@
-//! The function map: the docker CLI's template functions and Go's builtins, with their argument checks.
+//! The function map: the docker CLI's template functions and Go's builtins, with their argument
+//! checks.
 
 use std::fmt::Write as _;
 

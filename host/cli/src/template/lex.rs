@@ -1,4 +1,5 @@
-//! Lexing: splits a template into text and actions, and an action into tokens, as Go's `text/template/parse` lexer does (same positions, same error texts).
+//! Lexing: splits a template into text and actions, and an action into tokens, as Go's
+//! `text/template/parse` lexer does (same positions, same error texts).
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! Parsing: tokens to the node tree, with Go's checks and messages (unknown functions, unclosed blocks), and the nodes printed back as Go prints them in `at <…>`.
+//! Parsing: tokens to the node tree, with Go's checks and messages (unknown functions, unclosed
+//! blocks), and the nodes printed back as Go prints them in `at <…>`.
 
 use super::lex::*;
 use super::*;
