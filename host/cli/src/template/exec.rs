@@ -65,16 +65,15 @@ impl Exec<'_> {
                     otherwise,
                 } => {
                     let mark = self.vars.len();
-                    let mut done = false;
+                    let mut chosen = otherwise.as_deref();
                     for (pipe, body) in branches {
                         if self.pipeline(dot, pipe)?.truth() {
-                            self.walk(dot, body)?;
-                            done = true;
+                            chosen = Some(body);
                             break;
                         }
                     }
-                    if !done && let Some(o) = otherwise {
-                        self.walk(dot, o)?;
+                    if let Some(nodes) = chosen {
+                        self.walk(dot, nodes)?;
                     }
                     self.vars.truncate(mark);
                 }
@@ -85,10 +84,10 @@ impl Exec<'_> {
                 } => {
                     let mark = self.vars.len();
                     let v = self.pipeline(dot, pipe)?;
-                    if v.truth() {
-                        self.walk(&v, body)?;
-                    } else if let Some(o) = otherwise {
-                        self.walk(dot, o)?;
+                    match (v.truth(), otherwise) {
+                        (true, _) => self.walk(&v, body)?,
+                        (false, Some(o)) => self.walk(dot, o)?,
+                        (false, None) => {}
                     }
                     self.vars.truncate(mark);
                 }
