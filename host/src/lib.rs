@@ -2,14 +2,13 @@
 //!
 //! The daemon keeps plugin bundles in a [`store`], drives them through the [`manager`] with one of the
 //! runtimes behind `plugd_core::Runtime`, serves the Docker Engine plugin API ([`api`]) and, for every
-//! enabled plugin, an engine-facing socket speaking the plugin protocol ([`socket`]). The [`cli`]
-//! talks to the daemon the way the docker CLI does.
+//! enabled plugin, an engine-facing socket speaking the plugin protocol ([`socket`]). The CLI is
+//! the `plugd-cli` crate: it reaches the daemon only through the Engine API, as the docker CLI does.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod api;
 pub mod bundle;
-pub mod cli;
 pub mod daemon;
 pub mod error;
 pub mod fsutil;

@@ -25,5 +25,5 @@ fn main() -> ExitCode {
             }
         };
     }
-    plugd::cli::main_from_args(args)
+    plugd_cli::main_from_args(args)
 }

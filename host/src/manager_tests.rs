@@ -147,8 +147,11 @@ impl Drop for Setup {
 }
 
 fn setup(tag: &str, mode: Mode) -> Setup {
-    let dir = std::env::temp_dir().join(format!("plugd-mgr-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("plugd-mgr-{tag}-"))
+        .tempdir()
+        .unwrap()
+        .keep();
     let fake = Fake::new(mode);
     let runtime: Arc<dyn Runtime> = fake.clone();
     let cfg = ManagerConfig {

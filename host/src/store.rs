@@ -203,9 +203,12 @@ mod tests {
     }
 
     fn temp_root(tag: &str) -> PathBuf {
-        let p = std::env::temp_dir().join(format!("plugd-store-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        p
+        // A path that does not exist yet, in a fresh directory of its own.
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("plugd-store-{tag}-"))
+            .tempdir()
+            .unwrap();
+        dir.keep().join("root")
     }
 
     fn add(store: &mut Store, id: &str, name: &str) {

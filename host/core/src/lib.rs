@@ -9,8 +9,10 @@
 pub mod config;
 pub mod effective;
 pub mod gojson;
+pub mod gotext;
 pub mod privileges;
 pub mod protocol;
+pub mod reference;
 pub mod runtime;
 pub mod settable;
 

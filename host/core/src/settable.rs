@@ -29,6 +29,7 @@
 //! - The "disable first" precondition is the manager's (this module has no notion of enabled).
 
 use crate::config::{PluginConfig, Settings};
+use crate::gotext::go_quote;
 
 /// Why `set` refused; `Display` is dockerd's exact message, so the CLI shows what Docker shows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -182,33 +183,6 @@ fn same_entry<T>(list: &mut [T], i: usize, matches: impl Fn(&T) -> bool) -> Opti
         _ => list.iter().position(&matches)?,
     };
     list.get_mut(index)
-}
-
-/// Go's `%q`: a double-quoted string with Go escapes, so messages match dockerd's byte for byte.
-/// Non-printable characters are approximated by Rust's `char::is_control`.
-fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x80 && c.is_control() => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]

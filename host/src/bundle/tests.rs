@@ -417,12 +417,18 @@ fn replaces_a_symlink_rather_than_following_it() {
     let outside = TempDir::new();
     fs::write(outside.0.path().join("passwd"), b"original").unwrap();
     let mut t = Tar::bundle();
-    t.symlink("rootfs/passwd", outside.0.path().join("passwd").to_str().unwrap())
-        .file("rootfs/passwd", b"new", 0o644);
+    t.symlink(
+        "rootfs/passwd",
+        outside.0.path().join("passwd").to_str().unwrap(),
+    )
+    .file("rootfs/passwd", b"new", 0o644);
     let tmp = TempDir::new();
     let out = unpack(&t.finish()[..], &tmp.dest(), &Limits::default()).unwrap();
     assert_eq!(fs::read(out.rootfs.join("passwd")).unwrap(), b"new");
-    assert_eq!(fs::read(outside.0.path().join("passwd")).unwrap(), b"original");
+    assert_eq!(
+        fs::read(outside.0.path().join("passwd")).unwrap(),
+        b"original"
+    );
 }
 
 #[test]

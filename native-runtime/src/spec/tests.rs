@@ -601,10 +601,11 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("plugd-spec-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("plugd-spec-{tag}-"))
+            .tempdir()
+            .unwrap();
+        Scratch(dir.keep())
     }
 
     fn path(&self, rel: &str) -> String {

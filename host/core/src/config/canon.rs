@@ -7,7 +7,7 @@
 //! this) can take over. Type errors are caught here because only here is the JSON path known.
 
 use super::raw::Raw;
-use super::schema::{self, Field, Kind};
+use super::schema::{self, Field, GoStruct, Kind};
 use super::{ConfigError, Warning};
 use serde_json::{Map, Value};
 
@@ -17,7 +17,13 @@ pub(super) fn canonicalise(raw: Raw, warnings: &mut Vec<Warning>) -> Result<Valu
     match raw {
         // Go: `null` into a struct has no effect, leaving every field zero.
         Raw::Null => {}
-        Raw::Object(entries) => merge(schema::ROOT, &mut root, entries, "", warnings)?,
+        Raw::Object(entries) => merge(
+            schema::PLUGIN_CONFIG.fields,
+            &mut root,
+            entries,
+            "",
+            warnings,
+        )?,
         other => {
             return Err(ConfigError::Json(format!(
                 "the config must be a JSON object, not {}",
@@ -64,24 +70,42 @@ fn decode(
     warnings: &mut Vec<Warning>,
 ) -> Result<Value, ConfigError> {
     match (kind, value) {
-        (Kind::Str | Kind::OptStr, Raw::String(s)) => Ok(Value::String(s)),
+        (Kind::Str | Kind::InterfaceType | Kind::Ptr(Kind::Str), Raw::String(s)) => {
+            Ok(Value::String(s))
+        }
         (Kind::Bool, Raw::Bool(b)) => Ok(Value::Bool(b)),
         (Kind::U32, Raw::Number(n)) => match n.as_u64().and_then(|v| u32::try_from(v).ok()) {
             Some(v) => Ok(Value::from(v)),
             None => Err(wrong_type(path, kind, &Raw::Number(n))),
         },
-        (Kind::StrList, Raw::Array(items)) => string_list(items, path),
-        (Kind::Obj(schema) | Kind::OptObj(schema), Raw::Object(entries)) => {
-            let mut map = match existing {
-                Some(Value::Object(map)) => map,
-                _ => Map::new(),
-            };
-            merge(schema, &mut map, entries, path, warnings)?;
-            Ok(Value::Object(map))
+        (Kind::Slice(Kind::Str | Kind::InterfaceType), Raw::Array(items)) => {
+            string_list(items, path)
         }
-        (Kind::ObjList(schema), Raw::Array(items)) => object_list(schema, items, path, warnings),
+        (Kind::Struct(st), Raw::Object(entries)) => object(st, entries, existing, path, warnings),
+        (Kind::Ptr(Kind::Struct(st)), Raw::Object(entries)) => {
+            object(st, entries, existing, path, warnings)
+        }
+        (Kind::Slice(Kind::Struct(st)), Raw::Array(items)) => {
+            object_list(st, items, path, warnings)
+        }
         (kind, other) => Err(wrong_type(path, kind, &other)),
     }
+}
+
+/// A struct, merged into what was decoded for it so far (Go's rule for a repeated key).
+fn object(
+    st: &'static GoStruct,
+    entries: Vec<(String, Raw)>,
+    existing: Option<Value>,
+    path: &str,
+    warnings: &mut Vec<Warning>,
+) -> Result<Value, ConfigError> {
+    let mut map = match existing {
+        Some(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    merge(st.fields, &mut map, entries, path, warnings)?;
+    Ok(Value::Object(map))
 }
 
 /// `[]string`: a `null` element stays Go's zero value, `""`.
@@ -99,7 +123,7 @@ fn string_list(items: Vec<Raw>, path: &str) -> Result<Value, ConfigError> {
 
 /// `[]struct`: a `null` element stays Go's zero value, an empty struct.
 fn object_list(
-    schema: &'static [Field],
+    st: &'static GoStruct,
     items: Vec<Raw>,
     path: &str,
     warnings: &mut Vec<Warning>,
@@ -109,9 +133,9 @@ fn object_list(
         let here = index(path, i);
         let mut map = Map::new();
         match item {
-            Raw::Object(entries) => merge(schema, &mut map, entries, &here, warnings)?,
+            Raw::Object(entries) => merge(st.fields, &mut map, entries, &here, warnings)?,
             Raw::Null => {}
-            other => return Err(wrong_type(&here, Kind::Obj(schema), &other)),
+            other => return Err(wrong_type(&here, Kind::Struct(st), &other)),
         }
         out.push(Value::Object(map));
     }
@@ -120,12 +144,12 @@ fn object_list(
 
 fn wrong_type(path: &str, kind: Kind, got: &Raw) -> ConfigError {
     let expected = match kind {
-        Kind::Str | Kind::OptStr => "a string",
         Kind::Bool => "a boolean",
         Kind::U32 => "an unsigned 32-bit integer",
-        Kind::StrList => "an array of strings",
-        Kind::Obj(_) | Kind::OptObj(_) => "an object",
-        Kind::ObjList(_) => "an array of objects",
+        Kind::Struct(_) | Kind::Ptr(Kind::Struct(_)) => "an object",
+        Kind::Slice(Kind::Struct(_)) => "an array of objects",
+        Kind::Slice(_) => "an array of strings",
+        Kind::Str | Kind::InterfaceType | Kind::Ptr(_) => "a string",
     };
     ConfigError::Json(format!(
         "`{path}` must be {expected}, not {}",

@@ -12,7 +12,7 @@ mod props;
 mod raw;
 #[cfg(test)]
 mod rule_tests;
-mod schema;
+pub mod schema;
 #[cfg(test)]
 mod tests;
 mod validate;

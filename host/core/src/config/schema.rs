@@ -1,111 +1,252 @@
-//! The known keys of `config.json`, with the Go type behind each, written down as data.
+//! The Go plugin schema (`types.Plugin` and the `types.PluginConfig` it holds, docker/docker v28
+//! `api/types/plugin.go`), written down once as data: for every field its JSON key, Go field name,
+//! `omitempty` and Go type.
 //!
-//! The canonicaliser needs the Go type to copy Go's decoder: `null` clears a slice or pointer but
-//! leaves a string, bool, number or struct untouched; a repeated struct key merges into the value
-//! decoded so far. The same table answers "does this unknown key exist somewhere else?" for hints.
+//! Three readers need the same facts and must never disagree: the config canonicaliser (Go's
+//! decoder: `null` clears a slice or pointer but leaves a string, bool, number or struct untouched;
+//! a repeated struct key merges into the value decoded so far; hints for misplaced keys), the CLI's
+//! `--format` printer (Go field names, struct order, `omitempty`, type names in messages) and the
+//! CLI's create-time checks (the Go type named in `cannot unmarshal` errors).
 
-/// The Go type of a field, as far as decoding cares.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Kind {
+/// A Go type of the plugin API, as far as decoding and printing care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
     /// `string`.
     Str,
     /// `bool`.
     Bool,
     /// `uint32`.
     U32,
-    /// `*string`: `null` clears it.
-    OptStr,
-    /// `[]string`: `null` clears it; `null` elements decode as `""`.
-    StrList,
+    /// `types.PluginInterfaceType`: a string in JSON (`prefix.capability/version`).
+    InterfaceType,
     /// A struct: `null` leaves it alone; a repeated key merges into it.
-    Obj(&'static [Field]),
-    /// A pointer to a struct: `null` clears it; a repeated key merges into it.
-    OptObj(&'static [Field]),
-    /// A slice of structs: `null` clears it; `null` elements decode as empty structs.
-    ObjList(&'static [Field]),
+    Struct(&'static GoStruct),
+    /// `[]T`: `null` clears it; `null` elements decode as `T`'s zero value.
+    Slice(&'static Kind),
+    /// `*T`: `null` clears it.
+    Ptr(&'static Kind),
 }
 
 impl Kind {
     /// Whether Go's decoder sets this field to nil on `null` (else `null` is a no-op).
-    pub(super) fn nullable(self) -> bool {
-        matches!(
-            self,
-            Kind::OptStr | Kind::StrList | Kind::OptObj(_) | Kind::ObjList(_)
-        )
+    pub fn nullable(self) -> bool {
+        matches!(self, Kind::Slice(_) | Kind::Ptr(_))
+    }
+
+    /// The name of a named Go type (`string`, `types.PluginEnv`); `None` for slices and pointers.
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            Kind::Str => Some("string"),
+            Kind::Bool => Some("bool"),
+            Kind::U32 => Some("uint32"),
+            Kind::InterfaceType => Some("types.PluginInterfaceType"),
+            Kind::Struct(st) => Some(st.name),
+            Kind::Slice(_) | Kind::Ptr(_) => None,
+        }
+    }
+
+    /// The struct this kind holds directly, through a pointer or as a slice's element, with
+    /// whether it is a slice: what the canonicaliser descends into.
+    pub fn nested(self) -> Option<(&'static GoStruct, bool)> {
+        match self {
+            Kind::Struct(st) => Some((st, false)),
+            Kind::Ptr(Kind::Struct(st)) => Some((*st, false)),
+            Kind::Slice(Kind::Struct(st)) => Some((*st, true)),
+            _ => None,
+        }
     }
 }
 
-/// One struct field: its canonical JSON key and Go type.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Field {
-    pub(super) key: &'static str,
-    pub(super) kind: Kind,
+/// A Go struct type: its qualified name and its fields in declaration order.
+#[derive(Debug, PartialEq, Eq)]
+pub struct GoStruct {
+    /// The Go type name, e.g. `types.PluginConfig`.
+    pub name: &'static str,
+    /// Fields in declaration order (the order `fmt` prints them in).
+    pub fields: &'static [Field],
 }
 
+/// One struct field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    /// The canonical JSON key.
+    pub key: &'static str,
+    /// The Go field name (what a template names).
+    pub go: &'static str,
+    /// `omitempty` in the JSON tag.
+    pub omitempty: bool,
+    /// The Go type.
+    pub kind: Kind,
+}
+
+/// A field whose Go name is its JSON key.
 const fn f(key: &'static str, kind: Kind) -> Field {
-    Field { key, kind }
+    Field {
+        key,
+        go: key,
+        omitempty: false,
+        kind,
+    }
 }
 
-const ARGS: &[Field] = &[
-    f("Description", Kind::Str),
-    f("Name", Kind::Str),
-    f("Settable", Kind::StrList),
-    f("Value", Kind::StrList),
-];
-const ENV: &[Field] = &[
-    f("Description", Kind::Str),
-    f("Name", Kind::Str),
-    f("Settable", Kind::StrList),
-    f("Value", Kind::OptStr),
-];
-const INTERFACE: &[Field] = &[
-    f("ProtocolScheme", Kind::Str),
-    f("Socket", Kind::Str),
-    f("Types", Kind::StrList),
-];
-const DEVICE: &[Field] = &[
-    f("Description", Kind::Str),
-    f("Name", Kind::Str),
-    f("Path", Kind::OptStr),
-    f("Settable", Kind::StrList),
-];
-const LINUX: &[Field] = &[
-    f("AllowAllDevices", Kind::Bool),
-    f("Capabilities", Kind::StrList),
-    f("Devices", Kind::ObjList(DEVICE)),
-];
-const MOUNT: &[Field] = &[
-    f("Description", Kind::Str),
-    f("Destination", Kind::Str),
-    f("Name", Kind::Str),
-    f("Options", Kind::StrList),
-    f("Settable", Kind::StrList),
-    f("Source", Kind::OptStr),
-    f("Type", Kind::Str),
-];
-const NETWORK: &[Field] = &[f("Type", Kind::Str)];
-const USER: &[Field] = &[f("GID", Kind::U32), f("UID", Kind::U32)];
-const ROOTFS: &[Field] = &[f("diff_ids", Kind::StrList), f("type", Kind::Str)];
+/// A field with `omitempty`.
+const fn omit(key: &'static str, kind: Kind) -> Field {
+    Field {
+        key,
+        go: key,
+        omitempty: true,
+        kind,
+    }
+}
 
-/// The top level of `config.json`.
-pub(super) const ROOT: &[Field] = &[
-    f("Args", Kind::Obj(ARGS)),
-    f("Description", Kind::Str),
-    f("DockerVersion", Kind::Str),
-    f("Documentation", Kind::Str),
-    f("Entrypoint", Kind::StrList),
-    f("Env", Kind::ObjList(ENV)),
-    f("Interface", Kind::Obj(INTERFACE)),
-    f("IpcHost", Kind::Bool),
-    f("Linux", Kind::Obj(LINUX)),
-    f("Mounts", Kind::ObjList(MOUNT)),
-    f("Network", Kind::Obj(NETWORK)),
-    f("PidHost", Kind::Bool),
-    f("PropagatedMount", Kind::Str),
-    f("User", Kind::Obj(USER)),
-    f("WorkDir", Kind::Str),
-    f("rootfs", Kind::OptObj(ROOTFS)),
-];
+const STR_LIST: Kind = Kind::Slice(&Kind::Str);
+const OPT_STR: Kind = Kind::Ptr(&Kind::Str);
+
+/// `types.Plugin`, the object `GET /plugins` and `/plugins/{name}/json` return.
+pub static PLUGIN: GoStruct = GoStruct {
+    name: "types.Plugin",
+    fields: &[
+        f("Config", Kind::Struct(&PLUGIN_CONFIG)),
+        f("Enabled", Kind::Bool),
+        Field {
+            key: "Id",
+            go: "ID",
+            omitempty: true,
+            kind: Kind::Str,
+        },
+        f("Name", Kind::Str),
+        omit("PluginReference", Kind::Str),
+        f("Settings", Kind::Struct(&PLUGIN_SETTINGS)),
+    ],
+};
+
+/// `types.PluginConfig`: the top level of `config.json`.
+pub static PLUGIN_CONFIG: GoStruct = GoStruct {
+    name: "types.PluginConfig",
+    fields: &[
+        f("Args", Kind::Struct(&PLUGIN_CONFIG_ARGS)),
+        f("Description", Kind::Str),
+        omit("DockerVersion", Kind::Str),
+        f("Documentation", Kind::Str),
+        f("Entrypoint", STR_LIST),
+        f("Env", Kind::Slice(&Kind::Struct(&PLUGIN_ENV))),
+        f("Interface", Kind::Struct(&PLUGIN_CONFIG_INTERFACE)),
+        f("IpcHost", Kind::Bool),
+        f("Linux", Kind::Struct(&PLUGIN_CONFIG_LINUX)),
+        f("Mounts", Kind::Slice(&Kind::Struct(&PLUGIN_MOUNT))),
+        f("Network", Kind::Struct(&PLUGIN_CONFIG_NETWORK)),
+        f("PidHost", Kind::Bool),
+        f("PropagatedMount", Kind::Str),
+        omit("User", Kind::Struct(&PLUGIN_CONFIG_USER)),
+        f("WorkDir", Kind::Str),
+        Field {
+            key: "rootfs",
+            go: "Rootfs",
+            omitempty: true,
+            kind: Kind::Ptr(&Kind::Struct(&PLUGIN_CONFIG_ROOTFS)),
+        },
+    ],
+};
+
+static PLUGIN_CONFIG_ARGS: GoStruct = GoStruct {
+    name: "types.PluginConfigArgs",
+    fields: &[
+        f("Description", Kind::Str),
+        f("Name", Kind::Str),
+        f("Settable", STR_LIST),
+        f("Value", STR_LIST),
+    ],
+};
+
+static PLUGIN_CONFIG_INTERFACE: GoStruct = GoStruct {
+    name: "types.PluginConfigInterface",
+    fields: &[
+        omit("ProtocolScheme", Kind::Str),
+        f("Socket", Kind::Str),
+        f("Types", Kind::Slice(&Kind::InterfaceType)),
+    ],
+};
+
+static PLUGIN_CONFIG_LINUX: GoStruct = GoStruct {
+    name: "types.PluginConfigLinux",
+    fields: &[
+        f("AllowAllDevices", Kind::Bool),
+        f("Capabilities", STR_LIST),
+        f("Devices", Kind::Slice(&Kind::Struct(&PLUGIN_DEVICE))),
+    ],
+};
+
+static PLUGIN_CONFIG_NETWORK: GoStruct = GoStruct {
+    name: "types.PluginConfigNetwork",
+    fields: &[f("Type", Kind::Str)],
+};
+
+/// `types.PluginConfigRootfs`, named here because `fmt` prints a nil pointer to it by type.
+pub static PLUGIN_CONFIG_ROOTFS: GoStruct = GoStruct {
+    name: "types.PluginConfigRootfs",
+    fields: &[
+        Field {
+            key: "diff_ids",
+            go: "DiffIds",
+            omitempty: false,
+            kind: STR_LIST,
+        },
+        Field {
+            key: "type",
+            go: "Type",
+            omitempty: true,
+            kind: Kind::Str,
+        },
+    ],
+};
+
+static PLUGIN_CONFIG_USER: GoStruct = GoStruct {
+    name: "types.PluginConfigUser",
+    fields: &[omit("GID", Kind::U32), omit("UID", Kind::U32)],
+};
+
+static PLUGIN_SETTINGS: GoStruct = GoStruct {
+    name: "types.PluginSettings",
+    fields: &[
+        f("Args", STR_LIST),
+        f("Devices", Kind::Slice(&Kind::Struct(&PLUGIN_DEVICE))),
+        f("Env", STR_LIST),
+        f("Mounts", Kind::Slice(&Kind::Struct(&PLUGIN_MOUNT))),
+    ],
+};
+
+static PLUGIN_ENV: GoStruct = GoStruct {
+    name: "types.PluginEnv",
+    fields: &[
+        f("Description", Kind::Str),
+        f("Name", Kind::Str),
+        f("Settable", STR_LIST),
+        f("Value", OPT_STR),
+    ],
+};
+
+static PLUGIN_MOUNT: GoStruct = GoStruct {
+    name: "types.PluginMount",
+    fields: &[
+        f("Description", Kind::Str),
+        f("Destination", Kind::Str),
+        f("Name", Kind::Str),
+        f("Options", STR_LIST),
+        f("Settable", STR_LIST),
+        f("Source", OPT_STR),
+        f("Type", Kind::Str),
+    ],
+};
+
+static PLUGIN_DEVICE: GoStruct = GoStruct {
+    name: "types.PluginDevice",
+    fields: &[
+        f("Description", Kind::Str),
+        f("Name", Kind::Str),
+        f("Path", OPT_STR),
+        f("Settable", STR_LIST),
+    ],
+};
 
 /// Go's key folding: ASCII case-insensitive, plus the two non-ASCII letters that fold onto ASCII
 /// ones (KELVIN SIGN → k, LATIN SMALL LETTER LONG S → s). Every known key is ASCII, so no other
@@ -120,8 +261,8 @@ pub(super) fn fold(key: &str) -> String {
         .collect()
 }
 
-/// The field a JSON key decodes into: exact spelling first, else the case-insensitive match.
-pub(super) fn lookup(schema: &'static [Field], key: &str) -> Option<&'static Field> {
+/// The field a JSON key decodes into: exact spelling first, else Go's case-insensitive match.
+pub fn lookup(schema: &'static [Field], key: &str) -> Option<&'static Field> {
     schema.iter().find(|f| f.key == key).or_else(|| {
         let folded = fold(key);
         schema.iter().find(|f| fold(f.key) == folded)
@@ -134,7 +275,7 @@ pub(super) fn lookup(schema: &'static [Field], key: &str) -> Option<&'static Fie
 pub(super) fn elsewhere(key: &str, lower_camel: bool) -> Option<String> {
     let folded = fold(key);
     let mut found = Vec::new();
-    collect(ROOT, &mut Vec::new(), &folded, &mut found);
+    collect(PLUGIN_CONFIG.fields, &mut Vec::new(), &folded, &mut found);
     match found.as_slice() {
         [only] => Some(render(only, lower_camel)),
         _ => None,
@@ -151,13 +292,11 @@ fn collect(schema: &'static [Field], prefix: &mut Pattern, folded: &str, found: 
             path.push((field.key, false));
             found.push(path);
         }
-        let (child, list) = match field.kind {
-            Kind::Obj(s) | Kind::OptObj(s) => (s, false),
-            Kind::ObjList(s) => (s, true),
-            _ => continue,
+        let Some((child, list)) = field.kind.nested() else {
+            continue;
         };
         prefix.push((field.key, list));
-        collect(child, prefix, folded, found);
+        collect(child.fields, prefix, folded, found);
         prefix.pop();
     }
 }

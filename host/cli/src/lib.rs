@@ -19,6 +19,8 @@
 //!   are printed to stderr as `WARNING: <text>`; docker has no such header.
 //! - Go templates are a reimplemented subset (see the `template` module); pointer-valued fields
 //!   printed inside a struct show a fixed fake address where Go prints a real one.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 mod client;
 mod create;
@@ -495,7 +497,7 @@ fn create_plugin(
     err: &mut dyn Write,
 ) -> Result<(), Failure> {
     let (name, dir) = (&a.args[0], &a.args[1]);
-    create::validate_reference(name)?;
+    plugd_core::reference::parse_normalized_named(name).map_err(|e| e.to_string())?;
     let abs = create::validate_context_dir(dir)?;
     create::validate_config(dir)?;
     let client = ApiClient::new(host)?;

@@ -41,9 +41,12 @@ impl FakeDaemon {
         tag: &str,
         answer: impl Fn(&Recorded) -> Answer + Send + Sync + 'static,
     ) -> FakeDaemon {
-        let path =
-            std::env::temp_dir().join(format!("plugd-cli-{tag}-{}.sock", std::process::id()));
-        let _ = std::fs::remove_file(&path);
+        let path = tempfile::Builder::new()
+            .prefix(&format!("plugd-cli-{tag}-"))
+            .tempdir()
+            .unwrap()
+            .keep()
+            .join("d.sock");
         let listener = UnixListener::bind(&path).unwrap();
         listener.set_nonblocking(true).unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -164,7 +167,7 @@ fn cli(args: &[&str]) -> (u8, String, String) {
 
 fn fixture(name: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("src/cli/testdata")
+        .join("src/testdata")
         .join(name);
     std::fs::read_to_string(path).unwrap()
 }
@@ -267,8 +270,11 @@ fn create_streams_a_chunked_tar() {
             Vec::new(),
         )
     });
-    let dir = std::env::temp_dir().join(format!("plugd-cli-bundle-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = tempfile::Builder::new()
+        .prefix("plugd-cli-bundle-")
+        .tempdir()
+        .unwrap()
+        .keep();
     std::fs::create_dir_all(dir.join("rootfs")).unwrap();
     std::fs::write(dir.join("config.json"), br#"{"description":"d","interface":{"socket":"s.sock","types":["docker.volumedriver/1.0"]}}"#).unwrap();
     std::fs::write(dir.join("rootfs/big"), vec![7u8; 300 * 1024]).unwrap();

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::value::{PLUGIN_CONFIG, StructTy, Ty};
+use plugd_core::config::schema::{self, GoStruct, Kind};
 
 /// Chunk size of the streamed body.
 const CHUNK: usize = 64 * 1024;
@@ -62,142 +62,6 @@ fn clean(path: &str) -> String {
     }
 }
 
-// ------------------------------------------------------------ reference check
-
-fn is_path_component(s: &str) -> bool {
-    // [a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*
-    let b = s.as_bytes();
-    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
-        return false;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        if alnum(b[i]) {
-            i += 1;
-            continue;
-        }
-        let sep = match b[i] {
-            b'.' => 1,
-            b'_' if b.get(i + 1) == Some(&b'_') => 2,
-            b'_' => 1,
-            b'-' => b[i..].iter().take_while(|&&c| c == b'-').count(),
-            _ => return false,
-        };
-        i += sep;
-        if !b.get(i).is_some_and(|&c| alnum(c)) {
-            return false;
-        }
-    }
-    true
-}
-
-fn is_domain(d: &str) -> bool {
-    let (host, port) = match d.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || d.starts_with('[') => (h, Some(p)),
-        _ => (d, None),
-    };
-    if port.is_some_and(|p| p.is_empty() || !p.bytes().all(|c| c.is_ascii_digit())) {
-        return false;
-    }
-    if host.starts_with('[') && host.ends_with(']') {
-        return host.len() > 2
-            && host[1..host.len() - 1]
-                .bytes()
-                .all(|c| c.is_ascii_hexdigit() || c == b':');
-    }
-    !host.is_empty()
-        && host.split('.').all(|c| {
-            let b = c.as_bytes();
-            !b.is_empty()
-                && b[0].is_ascii_alphanumeric()
-                && b[b.len() - 1].is_ascii_alphanumeric()
-                && b.iter().all(|&x| x.is_ascii_alphanumeric() || x == b'-')
-        })
-}
-
-/// `reference.ParseNormalizedNamed`, for its errors only (the daemon normalises the name itself).
-pub(crate) fn validate_reference(s: &str) -> Result<(), String> {
-    const FORMAT: &str = "invalid reference format";
-    if s.len() == 64 && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(format!(
-            "invalid repository name ({s}), cannot specify 64-byte hexadecimal strings"
-        ));
-    }
-    // splitDockerDomain
-    let (domain, mut remainder) = match s.find('/') {
-        Some(i)
-            if {
-                let first = &s[..i];
-                first.contains(['.', ':']) || first == "localhost" || first.to_lowercase() != first
-            } =>
-        {
-            (s[..i].to_string(), s[i + 1..].to_string())
-        }
-        _ => ("docker.io".to_string(), s.to_string()),
-    };
-    let domain = if domain == "index.docker.io" {
-        "docker.io".to_string()
-    } else {
-        domain
-    };
-    if domain == "docker.io" && !remainder.contains('/') {
-        remainder = format!("library/{remainder}");
-    }
-    let remote = remainder
-        .split_once(':')
-        .map(|(r, _)| r)
-        .unwrap_or(&remainder);
-    if remote.to_lowercase() != remote {
-        return Err(format!(
-            "{FORMAT}: repository name ({remote}) must be lowercase"
-        ));
-    }
-    // Parse(domain + "/" + remainder): name[:tag][@digest]
-    let (rest, digest) = match remainder.split_once('@') {
-        Some((r, d)) => (r, Some(d)),
-        None => (remainder.as_str(), None),
-    };
-    let last_slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
-    let (path, tag) = match rest[last_slash..].find(':') {
-        Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
-        None => (rest, None),
-    };
-    if path.is_empty() {
-        return Err("repository name must have at least one component".into());
-    }
-    if !is_domain(&domain) || !path.split('/').all(is_path_component) {
-        return Err(FORMAT.into());
-    }
-    if let Some(t) = tag {
-        let b = t.as_bytes();
-        let ok = !b.is_empty()
-            && b.len() <= 128
-            && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-            && b.iter()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
-        if !ok {
-            return Err(FORMAT.into());
-        }
-    }
-    if let Some(d) = digest {
-        let Some((algo, hex)) = d.split_once(':') else {
-            return Err(FORMAT.into());
-        };
-        let algo_ok = !algo.is_empty()
-            && algo
-                .bytes()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"+._-".contains(&c));
-        if !algo_ok || hex.len() < 32 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
-            return Err(FORMAT.into());
-        }
-    }
-    if domain.len() + 1 + path.len() > 255 {
-        return Err("repository name must not be more than 255 characters".into());
-    }
-    Ok(())
-}
-
 // ------------------------------------------------------------ context and config checks
 
 /// `validateContextDir`: the absolute directory to tar.
@@ -234,7 +98,7 @@ pub(crate) fn validate_config(dir: &str) -> Result<(), String> {
             json_kind(&value)
         ));
     }
-    check_struct(&PLUGIN_CONFIG, &value, &mut Vec::new())
+    check_struct(&schema::PLUGIN_CONFIG, &value, &mut Vec::new())
 }
 
 fn json_kind(v: &serde_json::Value) -> String {
@@ -248,21 +112,18 @@ fn json_kind(v: &serde_json::Value) -> String {
     }
 }
 
-fn type_string(ty: &Ty) -> String {
-    match ty {
-        Ty::Str => "string".into(),
-        Ty::Bool => "bool".into(),
-        Ty::U32 => "uint32".into(),
-        Ty::Struct(st) => st.name.into(),
-        Ty::Slice(inner, _) => format!("[]{}", type_string(inner)),
-        Ty::Ptr(inner) => type_string(inner),
-        Ty::InterfaceType => "types.PluginInterfaceType".into(),
+/// The Go type `encoding/json` names in an `UnmarshalTypeError` (a pointer by its element type).
+fn type_string(kind: Kind) -> String {
+    match kind {
+        Kind::Slice(inner) => format!("[]{}", type_string(*inner)),
+        Kind::Ptr(inner) => type_string(*inner),
+        named => named.name().unwrap_or_default().to_string(),
     }
 }
 
 /// Type-checks a JSON object against a struct, reporting the first mismatch in Go's words.
 fn check_struct(
-    st: &StructTy,
+    st: &GoStruct,
     v: &serde_json::Value,
     path: &mut Vec<&'static str>,
 ) -> Result<(), String> {
@@ -270,16 +131,11 @@ fn check_struct(
         return Ok(());
     };
     for (key, val) in obj {
-        let field = st
-            .fields
-            .iter()
-            .find(|f| f.1 == key)
-            .or_else(|| st.fields.iter().find(|f| f.1.eq_ignore_ascii_case(key)));
-        let Some((_, json, _, ty)) = field else {
+        let Some(field) = schema::lookup(st.fields, key) else {
             continue;
         };
-        path.push(json);
-        let r = check_value(st, ty, val, path);
+        path.push(field.key);
+        let r = check_value(st, field.kind, val, path);
         path.pop();
         r?;
     }
@@ -287,8 +143,8 @@ fn check_struct(
 }
 
 fn check_value(
-    st: &StructTy,
-    ty: &Ty,
+    st: &GoStruct,
+    ty: Kind,
     v: &serde_json::Value,
     path: &mut Vec<&'static str>,
 ) -> Result<(), String> {
@@ -305,9 +161,9 @@ fn check_value(
         ))
     };
     match ty {
-        Ty::Str if !v.is_string() => mismatch(),
-        Ty::Bool if !v.is_boolean() => mismatch(),
-        Ty::U32 if v.as_u64().is_none_or(|n| n > u64::from(u32::MAX)) => {
+        Kind::Str if !v.is_string() => mismatch(),
+        Kind::Bool if !v.is_boolean() => mismatch(),
+        Kind::U32 if v.as_u64().is_none_or(|n| n > u64::from(u32::MAX)) => {
             let kind = match v {
                 serde_json::Value::Number(n) => format!("number {n}"),
                 other => json_kind(other),
@@ -318,17 +174,17 @@ fn check_value(
                 path.join(".")
             ))
         }
-        Ty::InterfaceType if !v.is_string() => {
+        Kind::InterfaceType if !v.is_string() => {
             Err(format!("\"{}\" is not a plugin interface type", v))
         }
-        Ty::Ptr(inner) => check_value(st, inner, v, path),
-        Ty::Slice(inner, _) => match v.as_array() {
+        Kind::Ptr(inner) => check_value(st, *inner, v, path),
+        Kind::Slice(inner) => match v.as_array() {
             None => mismatch(),
             Some(items) => items
                 .iter()
-                .try_for_each(|item| check_value(st, inner, item, path)),
+                .try_for_each(|item| check_value(st, *inner, item, path)),
         },
-        Ty::Struct(inner) => {
+        Kind::Struct(inner) => {
             if !v.is_object() {
                 return mismatch();
             }
@@ -490,10 +346,11 @@ mod tests {
     use super::*;
 
     fn tempdir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("plugd-cli-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
+        tempfile::Builder::new()
+            .prefix(&format!("plugd-cli-{tag}-"))
+            .tempdir()
+            .unwrap()
+            .keep()
     }
 
     #[test]
@@ -595,28 +452,7 @@ mod tests {
     }
 
     #[test]
-    fn references_like_docker() {
-        assert_eq!(validate_reference("plug"), Ok(()));
-        assert_eq!(validate_reference("abc/def:v1"), Ok(()));
-        assert_eq!(validate_reference("localhost:5000/x/y:1.0"), Ok(()));
-        assert_eq!(
-            validate_reference("UPPER").unwrap_err(),
-            "invalid reference format: repository name (library/UPPER) must be lowercase"
-        );
-        assert_eq!(
-            validate_reference("a b").unwrap_err(),
-            "invalid reference format"
-        );
-        assert_eq!(
-            validate_reference("x:").unwrap_err(),
-            "invalid reference format"
-        );
-        let hex = "a".repeat(64);
-        assert_eq!(
-            validate_reference(&hex).unwrap_err(),
-            format!("invalid repository name ({hex}), cannot specify 64-byte hexadecimal strings")
-        );
-        assert_eq!(validate_reference(&format!("x@sha256:{hex}")), Ok(()));
+    fn cleans_like_go() {
         assert_eq!(clean("./a//b/../c/"), "a/c");
         assert_eq!(clean("/../x"), "/x");
     }

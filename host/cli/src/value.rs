@@ -9,6 +9,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use plugd_core::config::schema::{self, Kind};
+
 /// One value inside a template execution.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Value {
@@ -108,7 +110,7 @@ impl Value {
             Value::Float(_) => "float64".into(),
             Value::Str(_) => "string".into(),
             Value::Number(_) => "json.Number".into(),
-            Value::Stringer(_) => "types.PluginInterfaceType".into(),
+            Value::Stringer(_) => Kind::InterfaceType.name().unwrap_or_default().into(),
             Value::List { elem, .. } => format!("[]{elem}"),
             Value::Map { ty, .. } => (*ty).into(),
             Value::Struct(s) => s.ty.into(),
@@ -224,52 +226,23 @@ impl Value {
                 }
                 out.push(']');
             }
-            Value::Map { entries, .. } => {
-                out.push('{');
-                for (i, (k, v)) in entries.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    quote_into(out, k, escape_html);
-                    out.push(':');
-                    v.json_into(out, escape_html);
-                }
-                out.push('}');
-            }
+            Value::Map { entries, .. } => json_object(
+                out,
+                entries.iter().map(|(k, v)| (k.as_str(), v)),
+                escape_html,
+            ),
             Value::Struct(s) => match s.marshal {
                 Marshal::Fields => {
-                    out.push('{');
-                    let mut first = true;
-                    for f in &s.fields {
-                        if f.omitempty && f.value.is_empty_for_json() {
-                            continue;
-                        }
-                        if !f.go.starts_with(|c: char| c.is_ascii_uppercase()) {
-                            continue;
-                        }
-                        if !first {
-                            out.push(',');
-                        }
-                        first = false;
-                        quote_into(out, f.json, escape_html);
-                        out.push(':');
-                        f.value.json_into(out, escape_html);
-                    }
-                    out.push('}');
+                    let exported = s.fields.iter().filter(|f| {
+                        !(f.omitempty && f.value.is_empty_for_json())
+                            && f.go.starts_with(|c: char| c.is_ascii_uppercase())
+                    });
+                    json_object(out, exported.map(|f| (f.json, &f.value)), escape_html)
                 }
                 Marshal::SortedMethodsEscaped => {
                     let sorted: BTreeMap<&str, &Value> =
                         s.methods.iter().map(|(k, v)| (*k, v)).collect();
-                    out.push('{');
-                    for (i, (k, v)) in sorted.iter().enumerate() {
-                        if i > 0 {
-                            out.push(',');
-                        }
-                        quote_into(out, k, true);
-                        out.push(':');
-                        v.json_into(out, true);
-                    }
-                    out.push('}');
+                    json_object(out, sorted.into_iter(), true)
                 }
             },
             Value::Ptr(inner) => inner.json_into(out, escape_html),
@@ -289,6 +262,24 @@ impl Value {
             Value::Stringer(_) | Value::Struct(_) | Value::Ptr(_) => false,
         }
     }
+}
+
+/// Appends a JSON object of `entries` in the order given (each caller decides Go's order).
+fn json_object<'a>(
+    out: &mut String,
+    entries: impl Iterator<Item = (&'a str, &'a Value)>,
+    escape_html: bool,
+) {
+    out.push('{');
+    for (i, (k, v)) in entries.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        quote_into(out, k, escape_html);
+        out.push(':');
+        v.json_into(out, escape_html);
+    }
+    out.push('}');
 }
 
 /// Appends `s` as a JSON string the way Go's `encoding/json` writes it (Go ≥ 1.22: `\b`, `\f`
@@ -419,211 +410,6 @@ pub(crate) fn raw(v: &serde_json::Value) -> Value {
     }
 }
 
-/// A Go type of the plugin API, enough to decode JSON into a typed [`Value`].
-#[derive(Debug)]
-pub(crate) enum Ty {
-    Str,
-    Bool,
-    U32,
-    Struct(&'static StructTy),
-    Slice(&'static Ty, &'static str),
-    Ptr(&'static Ty),
-    /// `types.PluginInterfaceType`: decoded from and printed as `prefix.capability/version`.
-    InterfaceType,
-}
-
-/// A Go struct type: its name and fields in declaration order.
-#[derive(Debug)]
-pub(crate) struct StructTy {
-    pub name: &'static str,
-    pub fields: &'static [FieldTy],
-}
-
-/// (Go name, JSON key, omitempty, type).
-pub(crate) type FieldTy = (&'static str, &'static str, bool, Ty);
-
-static STRINGS: Ty = Ty::Str;
-static STR_SLICE: Ty = Ty::Slice(&STRINGS, "string");
-static STR_PTR: Ty = Ty::Ptr(&STRINGS);
-static IFACE_TYPE: Ty = Ty::InterfaceType;
-static ENV_TY: Ty = Ty::Struct(&PLUGIN_ENV);
-static MOUNT_TY: Ty = Ty::Struct(&PLUGIN_MOUNT);
-static DEVICE_TY: Ty = Ty::Struct(&PLUGIN_DEVICE);
-static ROOTFS_TY: Ty = Ty::Struct(&PLUGIN_CONFIG_ROOTFS);
-
-/// `types.Plugin` (docker/docker v28 `api/types/plugin.go`).
-pub(crate) static PLUGIN: StructTy = StructTy {
-    name: "types.Plugin",
-    fields: &[
-        ("Config", "Config", false, Ty::Struct(&PLUGIN_CONFIG)),
-        ("Enabled", "Enabled", false, Ty::Bool),
-        ("ID", "Id", true, Ty::Str),
-        ("Name", "Name", false, Ty::Str),
-        ("PluginReference", "PluginReference", true, Ty::Str),
-        ("Settings", "Settings", false, Ty::Struct(&PLUGIN_SETTINGS)),
-    ],
-};
-
-/// `types.PluginConfig`.
-pub(crate) static PLUGIN_CONFIG: StructTy = StructTy {
-    name: "types.PluginConfig",
-    fields: &[
-        ("Args", "Args", false, Ty::Struct(&PLUGIN_CONFIG_ARGS)),
-        ("Description", "Description", false, Ty::Str),
-        ("DockerVersion", "DockerVersion", true, Ty::Str),
-        ("Documentation", "Documentation", false, Ty::Str),
-        (
-            "Entrypoint",
-            "Entrypoint",
-            false,
-            Ty::Slice(&STRINGS, "string"),
-        ),
-        ("Env", "Env", false, Ty::Slice(&ENV_TY, "types.PluginEnv")),
-        (
-            "Interface",
-            "Interface",
-            false,
-            Ty::Struct(&PLUGIN_CONFIG_INTERFACE),
-        ),
-        ("IpcHost", "IpcHost", false, Ty::Bool),
-        ("Linux", "Linux", false, Ty::Struct(&PLUGIN_CONFIG_LINUX)),
-        (
-            "Mounts",
-            "Mounts",
-            false,
-            Ty::Slice(&MOUNT_TY, "types.PluginMount"),
-        ),
-        (
-            "Network",
-            "Network",
-            false,
-            Ty::Struct(&PLUGIN_CONFIG_NETWORK),
-        ),
-        ("PidHost", "PidHost", false, Ty::Bool),
-        ("PropagatedMount", "PropagatedMount", false, Ty::Str),
-        ("User", "User", true, Ty::Struct(&PLUGIN_CONFIG_USER)),
-        ("WorkDir", "WorkDir", false, Ty::Str),
-        ("Rootfs", "rootfs", true, Ty::Ptr(&ROOTFS_TY)),
-    ],
-};
-
-static PLUGIN_CONFIG_ARGS: StructTy = StructTy {
-    name: "types.PluginConfigArgs",
-    fields: &[
-        ("Description", "Description", false, Ty::Str),
-        ("Name", "Name", false, Ty::Str),
-        ("Settable", "Settable", false, Ty::Slice(&STRINGS, "string")),
-        ("Value", "Value", false, Ty::Slice(&STRINGS, "string")),
-    ],
-};
-
-static PLUGIN_CONFIG_INTERFACE: StructTy = StructTy {
-    name: "types.PluginConfigInterface",
-    fields: &[
-        ("ProtocolScheme", "ProtocolScheme", true, Ty::Str),
-        ("Socket", "Socket", false, Ty::Str),
-        (
-            "Types",
-            "Types",
-            false,
-            Ty::Slice(&IFACE_TYPE, "types.PluginInterfaceType"),
-        ),
-    ],
-};
-
-static PLUGIN_CONFIG_LINUX: StructTy = StructTy {
-    name: "types.PluginConfigLinux",
-    fields: &[
-        ("AllowAllDevices", "AllowAllDevices", false, Ty::Bool),
-        (
-            "Capabilities",
-            "Capabilities",
-            false,
-            Ty::Slice(&STRINGS, "string"),
-        ),
-        (
-            "Devices",
-            "Devices",
-            false,
-            Ty::Slice(&DEVICE_TY, "types.PluginDevice"),
-        ),
-    ],
-};
-
-static PLUGIN_CONFIG_NETWORK: StructTy = StructTy {
-    name: "types.PluginConfigNetwork",
-    fields: &[("Type", "Type", false, Ty::Str)],
-};
-
-static PLUGIN_CONFIG_ROOTFS: StructTy = StructTy {
-    name: "types.PluginConfigRootfs",
-    fields: &[
-        ("DiffIds", "diff_ids", false, Ty::Slice(&STRINGS, "string")),
-        ("Type", "type", true, Ty::Str),
-    ],
-};
-
-static PLUGIN_CONFIG_USER: StructTy = StructTy {
-    name: "types.PluginConfigUser",
-    fields: &[("GID", "GID", true, Ty::U32), ("UID", "UID", true, Ty::U32)],
-};
-
-static PLUGIN_SETTINGS: StructTy = StructTy {
-    name: "types.PluginSettings",
-    fields: &[
-        ("Args", "Args", false, Ty::Slice(&STRINGS, "string")),
-        (
-            "Devices",
-            "Devices",
-            false,
-            Ty::Slice(&DEVICE_TY, "types.PluginDevice"),
-        ),
-        ("Env", "Env", false, Ty::Slice(&STRINGS, "string")),
-        (
-            "Mounts",
-            "Mounts",
-            false,
-            Ty::Slice(&MOUNT_TY, "types.PluginMount"),
-        ),
-    ],
-};
-
-static PLUGIN_ENV: StructTy = StructTy {
-    name: "types.PluginEnv",
-    fields: &[
-        ("Description", "Description", false, Ty::Str),
-        ("Name", "Name", false, Ty::Str),
-        ("Settable", "Settable", false, Ty::Slice(&STRINGS, "string")),
-        ("Value", "Value", false, Ty::Ptr(&STRINGS)),
-    ],
-};
-
-static PLUGIN_MOUNT: StructTy = StructTy {
-    name: "types.PluginMount",
-    fields: &[
-        ("Description", "Description", false, Ty::Str),
-        ("Destination", "Destination", false, Ty::Str),
-        ("Name", "Name", false, Ty::Str),
-        ("Options", "Options", false, Ty::Slice(&STRINGS, "string")),
-        ("Settable", "Settable", false, Ty::Slice(&STRINGS, "string")),
-        ("Source", "Source", false, Ty::Ptr(&STRINGS)),
-        ("Type", "Type", false, Ty::Str),
-    ],
-};
-
-static PLUGIN_DEVICE: StructTy = StructTy {
-    name: "types.PluginDevice",
-    fields: &[
-        ("Description", "Description", false, Ty::Str),
-        ("Name", "Name", false, Ty::Str),
-        ("Path", "Path", false, Ty::Ptr(&STRINGS)),
-        ("Settable", "Settable", false, Ty::Slice(&STRINGS, "string")),
-    ],
-};
-
-// Silence "unused" for statics only referenced through others in some cfgs.
-const _: (&Ty, &Ty) = (&STR_SLICE, &STR_PTR);
-
 /// Canonicalises a plugin interface type the way `PluginInterfaceType`'s JSON round trip does.
 fn interface_type(s: &str) -> String {
     let b = s.as_bytes();
@@ -657,43 +443,46 @@ fn lookup<'a>(
     })
 }
 
-/// Decodes JSON into the typed view of `ty`, leniently: mismatched or missing values become zero values.
-pub(crate) fn typed(ty: &Ty, v: Option<&serde_json::Value>) -> Value {
+/// Decodes JSON into the typed view of `kind`, leniently: mismatched or missing values become zero values.
+pub(crate) fn typed(kind: Kind, v: Option<&serde_json::Value>) -> Value {
     let v = v.filter(|v| !v.is_null());
-    match ty {
-        Ty::Str => Value::Str(v.and_then(|v| v.as_str()).unwrap_or("").to_string()),
-        Ty::Bool => Value::Bool(v.and_then(|v| v.as_bool()).unwrap_or(false)),
-        Ty::U32 => Value::Int(v.and_then(|v| v.as_u64()).unwrap_or(0) as i64),
-        Ty::InterfaceType => {
+    match kind {
+        Kind::Str => Value::Str(v.and_then(|v| v.as_str()).unwrap_or("").to_string()),
+        Kind::Bool => Value::Bool(v.and_then(|v| v.as_bool()).unwrap_or(false)),
+        Kind::U32 => Value::Int(v.and_then(|v| v.as_u64()).unwrap_or(0) as i64),
+        Kind::InterfaceType => {
             Value::Stringer(interface_type(v.and_then(|v| v.as_str()).unwrap_or("")))
         }
-        Ty::Ptr(inner) => match v {
+        Kind::Ptr(inner) => match v {
             None => Value::Nil(ptr_name(inner)),
-            Some(v) => Value::Ptr(Box::new(typed(inner, Some(v)))),
+            Some(v) => Value::Ptr(Box::new(typed(*inner, Some(v)))),
         },
-        Ty::Slice(inner, elem) => match v.and_then(|v| v.as_array()) {
-            None => Value::List {
-                items: Vec::new(),
-                nil: true,
-                elem,
-            },
-            Some(a) => Value::List {
-                items: a.iter().map(|x| typed(inner, Some(x))).collect(),
-                nil: false,
-                elem,
-            },
-        },
-        Ty::Struct(st) => {
+        Kind::Slice(inner) => {
+            let elem = inner.name().unwrap_or("interface {}");
+            match v.and_then(|v| v.as_array()) {
+                None => Value::List {
+                    items: Vec::new(),
+                    nil: true,
+                    elem,
+                },
+                Some(a) => Value::List {
+                    items: a.iter().map(|x| typed(*inner, Some(x))).collect(),
+                    nil: false,
+                    elem,
+                },
+            }
+        }
+        Kind::Struct(st) => {
             let obj = v.and_then(|v| v.as_object());
             let fields = st
                 .fields
                 .iter()
-                .map(|(go, json, omitempty, fty)| Field {
-                    go,
-                    json,
-                    omitempty: *omitempty,
+                .map(|f| Field {
+                    go: f.go,
+                    json: f.key,
+                    omitempty: f.omitempty,
                     embedded: false,
-                    value: typed(fty, obj.and_then(|o| lookup(o, json))),
+                    value: typed(f.kind, obj.and_then(|o| lookup(o, f.key))),
                 })
                 .collect();
             Value::Struct(Box::new(Struct {
@@ -706,17 +495,20 @@ pub(crate) fn typed(ty: &Ty, v: Option<&serde_json::Value>) -> Value {
     }
 }
 
-fn ptr_name(inner: &Ty) -> &'static str {
+/// The type `fmt` names for a nil pointer to `inner`.
+fn ptr_name(inner: &Kind) -> &'static str {
     match inner {
-        Ty::Str => "*string",
-        Ty::Struct(st) if st.name == "types.PluginConfigRootfs" => "*types.PluginConfigRootfs",
+        Kind::Str => "*string",
+        Kind::Struct(st) if std::ptr::eq(*st, &schema::PLUGIN_CONFIG_ROOTFS) => {
+            "*types.PluginConfigRootfs"
+        }
         _ => "*interface {}",
     }
 }
 
 /// The typed view of one plugin object (`types.Plugin`).
 pub(crate) fn typed_plugin(v: &serde_json::Value) -> Value {
-    typed(&Ty::Struct(&PLUGIN), Some(v))
+    typed(Kind::Struct(&schema::PLUGIN), Some(v))
 }
 
 #[cfg(test)]

@@ -433,7 +433,7 @@ mod tests {
         );
         assert_eq!(
             socket_path("unix://").unwrap(),
-            PathBuf::from(crate::cli::DEFAULT_SOCKET)
+            PathBuf::from(crate::DEFAULT_SOCKET)
         );
         assert!(socket_path("tcp://1.2.3.4:2375").is_err());
     }
