@@ -40,6 +40,11 @@ cleanup() {
     kill -9 "$pid" 2>/dev/null || true
   done
   umount -R /run/docker/plugins /run/containerd 2>/dev/null || true
+  # plugd leaves its volume pins and views mounted across a stop (a restart reuses them): unmount
+  # everything under the scratch dir, deepest first, before removing it.
+  awk -v w="$W/" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do
+    umount -l "$m" 2>/dev/null || true
+  done
   rm -rf "$W"
 }
 trap cleanup EXIT
