@@ -255,15 +255,7 @@ impl<'l> Unpacker<'l> {
         path: &[Vec<u8>],
     ) -> Result<(), BundleError> {
         let meta = meta(entry, shown)?;
-        let target = match entry.link_name_bytes() {
-            Some(target) if !target.is_empty() => target.into_owned(),
-            _ => {
-                return Err(BundleError::MissingLinkTarget {
-                    entry: shown.into(),
-                    kind: "symlink",
-                });
-            }
-        };
+        let target = link_target(entry, shown, "symlink")?;
         let err = |e| tree_error(e, shown, path, EntryType::Symlink);
         self.tree.symlink(path, &target).map_err(err)?;
         self.regular.remove(path);
@@ -281,15 +273,7 @@ impl<'l> Unpacker<'l> {
         shown: &str,
         path: &[Vec<u8>],
     ) -> Result<(), BundleError> {
-        let raw = match entry.link_name_bytes() {
-            Some(target) if !target.is_empty() => target.into_owned(),
-            _ => {
-                return Err(BundleError::MissingLinkTarget {
-                    entry: shown.into(),
-                    kind: "hardlink",
-                });
-            }
-        };
+        let raw = link_target(entry, shown, "hardlink")?;
         let target_shown = name::show(&raw);
         let outside = || BundleError::HardlinkOutsideRootfs {
             entry: shown.into(),
@@ -439,5 +423,20 @@ fn tree_error(e: TreeError, shown: &str, path: &[Vec<u8>], kind: EntryType) -> B
             op,
             source: errno.into(),
         },
+    }
+}
+
+/// A link entry's target, which must not be empty.
+fn link_target<R: Read>(
+    entry: &tar::Entry<'_, R>,
+    shown: &str,
+    kind: &'static str,
+) -> Result<Vec<u8>, BundleError> {
+    match entry.link_name_bytes() {
+        Some(target) if !target.is_empty() => Ok(target.into_owned()),
+        _ => Err(BundleError::MissingLinkTarget {
+            entry: shown.into(),
+            kind,
+        }),
     }
 }

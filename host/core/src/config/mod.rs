@@ -96,41 +96,30 @@ pub struct Interface {
     pub types: Option<Vec<String>>,
 }
 
-/// `Args`: a settable argument list.
+/// A settable named value: Go's `PluginConfigArgs` (`Value` a list) and `PluginEnv` (`Value` a
+/// string) are this shape with two value types, so Rust has one generic struct for both.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct Args {
+pub struct Setting<V> {
     /// Shown in inspect.
     #[serde(rename = "Description")]
     pub description: String,
-    /// The name `set` uses.
+    /// The name `set` uses (for `Env`, the variable name).
     #[serde(rename = "Name")]
     pub name: String,
     /// Which fields `set` may change (`value`).
     #[serde(rename = "Settable")]
     pub settable: Option<Vec<String>>,
-    /// Default arguments.
+    /// The default (`Args`: arguments; `Env`: `null` entries are left out of the initial settings).
     #[serde(rename = "Value")]
-    pub value: Option<Vec<String>>,
+    pub value: Option<V>,
 }
 
+/// `Args`: default arguments, settable as a whole.
+pub type Args = Setting<Vec<String>>;
+
 /// One `Env` entry.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Env {
-    /// Shown in inspect.
-    #[serde(rename = "Description")]
-    pub description: String,
-    /// Variable name.
-    #[serde(rename = "Name")]
-    pub name: String,
-    /// Which fields `set` may change (`value`).
-    #[serde(rename = "Settable")]
-    pub settable: Option<Vec<String>>,
-    /// Default value; `null` entries are left out of the initial settings.
-    #[serde(rename = "Value")]
-    pub value: Option<String>,
-}
+pub type Env = Setting<String>;
 
 /// One `Mounts` entry.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
