@@ -226,15 +226,7 @@ impl NativeRuntime {
         };
         let pid = process.pid();
         host.adopt(cgroups).await;
-        let instance = Arc::new(NativeInstance::new(
-            &spec.name,
-            socket,
-            process,
-            host,
-            self.shared.call_timeout,
-            lock,
-        ));
-        let start = StartGuard::new(instance.clone(), guard);
+        let (instance, start) = self.instance(spec, socket, process, host, lock, guard);
         match instance.wait_ready().await {
             Ok(()) => {
                 start.disarm();
@@ -246,6 +238,29 @@ impl NativeRuntime {
                 Err(RuntimeError::Start(format!("adopted {msg}")))
             }
         }
+    }
+
+    /// The instance of a running plugin process, and the guard that stops it unless the start
+    /// that made it is disarmed (it is ready).
+    fn instance(
+        &self,
+        spec: &PluginSpec,
+        socket: &std::path::Path,
+        process: PluginProcess,
+        host: HostSide,
+        lock: Arc<tokio::sync::Mutex<()>>,
+        guard: OwnedMutexGuard<()>,
+    ) -> (Arc<NativeInstance>, StartGuard) {
+        let instance = Arc::new(NativeInstance::new(
+            &spec.name,
+            socket,
+            process,
+            host,
+            self.shared.call_timeout,
+            lock,
+        ));
+        let start = StartGuard::new(instance.clone(), guard);
+        (instance, start)
     }
 
     async fn launch(
@@ -280,15 +295,7 @@ impl NativeRuntime {
         let (host, guard) = pending.into_parts();
         let state =
             start_time(pid).map(|t| State::new(&spec.id, &spec.name, pid, t, host.cgroup_paths()));
-        let instance = Arc::new(NativeInstance::new(
-            &spec.name,
-            socket,
-            process,
-            host,
-            self.shared.call_timeout,
-            lock,
-        ));
-        let start = StartGuard::new(instance.clone(), guard);
+        let (instance, start) = self.instance(spec, socket, process, host, lock, guard);
         if let Err(e) = state.and_then(|s| s.save(&spec.state_dir)) {
             start.fail().await;
             return Err(RuntimeError::Start(format!(
