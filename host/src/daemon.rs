@@ -57,8 +57,9 @@ pub struct DaemonArgs {
     /// init also falls back by itself when pivot_root fails there).
     #[arg(long)]
     pub no_pivot: bool,
-    /// Deadline of one call forwarded to a native plugin (dockerd's longest is 2 min).
-    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    /// Deadline of one call forwarded to a native plugin: under dockerd's longest (2 min), so plugd
+    /// never pins a Mount dockerd has given up on.
+    #[arg(long, default_value = "110s", value_parser = parse_duration)]
     pub native_call_timeout: Duration,
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(long, env = "PLUGD_LOG", default_value = "info")]

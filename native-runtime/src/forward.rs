@@ -26,8 +26,9 @@ use tokio::net::UnixStream;
 
 /// What dockerd sends as `Accept` (`transport.VersionMimetype`).
 pub(crate) const ACCEPT: &str = "application/vnd.docker.plugins.v1.2+json";
-/// Default per-call deadline: dockerd's longest (`VolumeDriver.Create`/`Mount`: 2 min).
-pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default per-call deadline: under dockerd's longest (`VolumeDriver.Create`/`Mount`: 2 min), so
+/// a reply plugd acts on (pins, counts as mounted) is never one dockerd has already given up on.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(110);
 /// Idle connections kept per plugin (dockerd's `MaxIdleConns`).
 const MAX_IDLE: usize = 6;
 /// Largest reply body relayed.

@@ -191,7 +191,96 @@ fn hostile_replies_never_reach_dockerd() {
             }
             std::fs::remove_file(hostile.join(method)).unwrap();
         }
+        // A List reply names volumes of the plugin's choosing: none of them gets a new view (each
+        // view is a mount in the host's table), whatever their number.
+        let count_views = || {
+            std::fs::read_dir(&views).map_or(0, |r| {
+                r.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("view-"))
+                    .count()
+            })
+        };
+        let before = count_views();
+        let many: Vec<String> = (0..200)
+            .map(|i| format!(r#"{{"Name":"x{i}","Mountpoint":"/data/volumes/hv"}}"#))
+            .collect();
+        std::fs::write(
+            hostile.join("VolumeDriver.List"),
+            format!(r#"{{"Volumes":[{}]}}"#, many.join(",")),
+        )
+        .unwrap();
+        let r = harness::http(
+            &Path::new(PLUGIN_SOCKET_DIR).join("hostile.sock"),
+            "POST",
+            "/VolumeDriver.List",
+            Some(b"{}"),
+        )
+        .unwrap();
+        std::fs::remove_file(hostile.join("VolumeDriver.List")).unwrap();
+        if r.status != 200 || !reported_ok(&r.json()) || count_views() != before {
+            failures.push(format!(
+                "List of 200 plugin-named volumes: {} views before, {} after; {} {}",
+                before,
+                count_views(),
+                r.status,
+                r.text()
+            ));
+        }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+        // A pin is private: a mount the plugin makes under the volume's directory afterwards (its
+        // propagated mount is shared with the host) does not reach the pin, nor a container
+        // through it, without `nosuid,nodev`.
+        let sock = Path::new(PLUGIN_SOCKET_DIR).join("hostile.sock");
+        let r = harness::http(
+            &sock,
+            "POST",
+            "/VolumeDriver.Mount",
+            Some(br#"{"Name":"hv","ID":"later"}"#),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        let pinned = std::path::PathBuf::from(r.json()["Mountpoint"].as_str().unwrap());
+        let later = volumes.join("hv/later");
+        std::fs::create_dir_all(&later).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            &later,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap();
+        let seen_on_host = harness::mounts_under(&[&later]).len();
+        let in_pin = harness::mounts_under(&[&pinned.join("later")]);
+        nix::mount::umount2(&later, nix::mount::MntFlags::MNT_DETACH).unwrap();
+        assert!(
+            seen_on_host > 0,
+            "the tmpfs was not mounted at {}",
+            later.display()
+        );
+        assert!(
+            in_pin.is_empty(),
+            "a later mount propagated into the pin: {in_pin:?}"
+        );
+        let r = harness::http(
+            &sock,
+            "POST",
+            "/VolumeDriver.Unmount",
+            Some(br#"{"Name":"hv","ID":"later"}"#),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+
+        // An Unmount the plugin fails still ends the mount for plugd, as it does for dockerd (which
+        // never retries it): the volume does not stay "in use" forever.
+        std::fs::write(
+            hostile.join("VolumeDriver.Unmount"),
+            br#"{"Err":"refusing to unmount"}"#,
+        )
+        .unwrap();
+        docker(&["run", "--rm", "-v", "hv:/v", BUSYBOX_IMAGE, "true"]).assert_ok();
+        std::fs::remove_file(hostile.join("VolumeDriver.Unmount")).unwrap();
 
         // The plugin still works, nothing of the refused mounts is pinned or counted: once the
         // container is gone, disable is not refused as "in use".

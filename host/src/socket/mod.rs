@@ -78,7 +78,7 @@ impl Gateway {
     }
 
     /// Serves one request; never fails at the HTTP level.
-    pub async fn serve(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    pub async fn serve(self: Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
         if req.method() != Method::POST {
             return respond(Reply::err(
                 status::METHOD_NOT_ALLOWED,
@@ -102,23 +102,34 @@ impl Gateway {
             }
         };
         let reply = self.instance.call(&method, body.clone()).await;
-        respond(self.answer(&method, &body, reply))
+        // Resolving and pinning paths touches the plugin's filesystem (a FUSE mount may never
+        // answer): never on a tokio worker.
+        let gw = self.clone();
+        let name = self.name.clone();
+        match tokio::task::spawn_blocking(move || gw.answer(&method, &body, reply)).await {
+            Ok(reply) => respond(reply),
+            Err(e) => respond(Reply::err(
+                status::PLUGIN_ERROR,
+                &format!("plugin {name}: handling its reply failed: {e}"),
+            )),
+        }
     }
 
     /// The reply dockerd gets: rebuilt from the decoded value, with every path in it pinned, and
     /// the mount table kept in step (see [`reply`] and [`mounts`]).
     fn answer(&self, method: &str, request: &[u8], reply: Reply) -> Reply {
+        if method == volume::UNMOUNT {
+            // Whatever the plugin answers: dockerd never retries an Unmount and gives the next
+            // mount a new id, so a mount it unmounted must not count as in use forever.
+            let req: volume::MountRequest = serde_json::from_slice(request).unwrap_or_default();
+            self.mounts.unmount(&req.name, &req.id);
+        }
         let mut value = match reply::check(&self.name, method, reply) {
             reply::Checked::Success(v) => v,
             reply::Checked::Failure(r) | reply::Checked::Relay(r) => return r,
         };
         let acted = match method {
             volume::MOUNT => self.pin_mount(&mut value, request),
-            volume::UNMOUNT => {
-                let req: volume::MountRequest = serde_json::from_slice(request).unwrap_or_default();
-                self.mounts.unmount(&req.name, &req.id);
-                Ok(())
-            }
             volume::REMOVE => {
                 let req: volume::NameRequest = serde_json::from_slice(request).unwrap_or_default();
                 self.mounts.forget(&req.name);
@@ -126,18 +137,18 @@ impl Gateway {
             }
             volume::PATH => {
                 let req: volume::NameRequest = serde_json::from_slice(request).unwrap_or_default();
-                self.report(&req.name, &mut value["Mountpoint"])
+                self.report(&req.name, &mut value["Mountpoint"], true)
             }
             volume::GET => {
                 let req: volume::NameRequest = serde_json::from_slice(request).unwrap_or_default();
                 match &mut value["Volume"] {
-                    Value::Object(v) => self.report_volume(v, &req.name),
+                    Value::Object(v) => self.report_volume(v, Some(&req.name)),
                     _ => Ok(()),
                 }
             }
             volume::LIST => match &mut value["Volumes"] {
                 Value::Array(vols) => vols.iter_mut().try_for_each(|v| match v {
-                    Value::Object(v) => self.report_volume(v, ""),
+                    Value::Object(v) => self.report_volume(v, None),
                     _ => Ok(()),
                 }),
                 _ => Ok(()),
@@ -172,14 +183,19 @@ impl Gateway {
         Ok(())
     }
 
-    /// A volume of a Get or List reply: its mountpoint reported through a pin.
-    fn report_volume(&self, v: &mut Map<String, Value>, asked: &str) -> Result<(), String> {
-        let name = match v.get("Name").and_then(Value::as_str) {
-            Some(n) if !n.is_empty() => n.to_string(),
-            _ => asked.to_string(),
+    /// A volume of a Get reply (`asked`: the name dockerd asked for, which keys its view) or of a
+    /// List reply (`None`: named by the plugin, so no new view is made for it).
+    fn report_volume(&self, v: &mut Map<String, Value>, asked: Option<&str>) -> Result<(), String> {
+        let name = match asked {
+            Some(n) => n.to_string(),
+            None => v
+                .get("Name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
         };
         match v.get_mut("Mountpoint") {
-            Some(slot) => self.report(&name, slot),
+            Some(slot) => self.report(&name, slot, asked.is_some()),
             None => Ok(()),
         }
     }
@@ -187,7 +203,7 @@ impl Gateway {
     /// Replaces a mountpoint the plugin reported with the path of its pin or view, or with `""`
     /// where no directory is there inside the plugin's filesystem (a driver that creates the
     /// directory only at Mount reports such a path; dockerd shows `""`, and never binds these).
-    fn report(&self, name: &str, slot: &mut Value) -> Result<(), String> {
+    fn report(&self, name: &str, slot: &mut Value, may_create: bool) -> Result<(), String> {
         let inside = slot.as_str().unwrap_or_default();
         if inside.is_empty() {
             return Ok(());
@@ -201,8 +217,8 @@ impl Gateway {
             }
             Err(e) => return Err(format!("volume {name:?}: mountpoint {e}")),
         };
-        let host = self.mounts.report(name, &dir)?;
-        *slot = Value::String(host.to_string_lossy().into_owned());
+        let host = self.mounts.report(name, &dir, may_create)?;
+        *slot = Value::String(host.map_or_else(String::new, |h| h.to_string_lossy().into_owned()));
         Ok(())
     }
 }

@@ -6,12 +6,14 @@
 //! path when it binds a volume into a container, so a plugin's own path would let the plugin swap a
 //! component for a symlink after plugd checked it and have dockerd bind any host directory; a pin
 //! names one inode for as long as it exists. `nosuid,nodev` keep a plugin from handing containers a
-//! setuid binary or a device node it created.
+//! setuid binary or a device node it created, and pins are private mounts, so nothing the plugin
+//! mounts under its directory afterwards propagates into them.
 //!
 //! - a `Mount` reply gets `mounts/<mount id>`, removed at the matching `Unmount`;
-//! - a `Path`, `Get` or `List` reply gets the volume's live mount pin if it has one, else a *view*
-//!   `mounts/view-<hash of the name>`, kept until the volume is removed (refreshed when the plugin
-//!   reports another directory);
+//! - a `Path` or `Get` reply gets the volume's live mount pin if it has one, else a *view*
+//!   `mounts/view-<hash of the name dockerd asked for>` (at most [`MAX_VIEWS`]), kept until the
+//!   volume is removed (refreshed when the plugin reports another directory); a `List` reply, whose
+//!   names are the plugin's, gets live pins and existing views only, `""` otherwise;
 //! - disable and rm remove them all.
 //!
 //! The `(volume, mount id)` pairs of live mounts are also kept in `mounts.json`, so a restarted
@@ -23,6 +25,9 @@ use std::collections::BTreeSet;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+/// Most views one plugin may have (each is a mount in the host's mount table).
+pub const MAX_VIEWS: usize = 1024;
 
 /// The mount table of one plugin; see the module docs.
 #[derive(Debug, Default)]
@@ -99,24 +104,57 @@ impl Mounts {
     }
 
     /// The path to report for volume `name` in a Path, Get or List reply: its live mount pin if
-    /// it has one, else its view of `dir` (created, or refreshed if it shows another inode).
-    pub fn report(&self, name: &str, dir: &OwnedFd) -> Result<PathBuf, String> {
-        let live = {
+    /// it has one; else its view of `dir` (created, or refreshed if it shows another inode) when
+    /// `may_create`, or an existing view; else `None`. Views are created only for names dockerd
+    /// asked about (Path, Get) and at most [`MAX_VIEWS`] per plugin: a List reply names whatever
+    /// the plugin likes, and each view is a mount in the host's table.
+    pub fn report(
+        &self,
+        name: &str,
+        dir: &OwnedFd,
+        may_create: bool,
+    ) -> Result<Option<PathBuf>, String> {
+        // The ids are read under the lock; the filesystem is looked at after it is released.
+        let ids: Vec<String> = {
             let set = self.set.lock().unwrap_or_else(|p| p.into_inner());
             set.iter()
                 .filter(|(n, _)| n == name)
-                .find_map(|(_, id)| self.pin_path(id).filter(|p| p.exists()))
+                .map(|(_, id)| id.clone())
+                .collect()
         };
-        if let Some(p) = live {
-            return Ok(p);
+        if let Some(p) = ids
+            .iter()
+            .find_map(|id| self.pin_path(id).filter(|p| p.exists()))
+        {
+            return Ok(Some(p));
         }
         let target = self
             .view_path(name)
             .ok_or_else(|| "no state directory for views".to_string())?;
-        if !same_inode(&target, dir) {
-            pin(&target, dir)?;
+        if same_inode(&target, dir) {
+            return Ok(Some(target));
         }
-        Ok(target)
+        if !may_create && !target.exists() {
+            return Ok(None);
+        }
+        if !target.exists() && self.views() >= MAX_VIEWS {
+            return Ok(None);
+        }
+        pin(&target, dir)?;
+        Ok(Some(target))
+    }
+
+    /// How many views exist now.
+    fn views(&self) -> usize {
+        self.pins
+            .as_ref()
+            .and_then(|d| std::fs::read_dir(d).ok())
+            .map_or(0, |entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("view-"))
+                    .count()
+            })
     }
 
     /// Removes the view of a volume the plugin removed.
@@ -171,7 +209,9 @@ fn pin(target: &Path, dir: &OwnedFd) -> Result<PathBuf, String> {
     std::fs::create_dir(target).map_err(|e| format!("{}: {e}", target.display()))?;
     let bound = mount::clone_tree(dir, true)
         .and_then(|tree| {
-            mount::set_attrs(&tree, mount::NOSUID | mount::NODEV, 0, true)?;
+            // Private: nothing the plugin mounts under its directory later reaches the pin (and through
+            // it a container) without these flags.
+            mount::set_attrs(&tree, mount::NOSUID | mount::NODEV, mount::PRIVATE, true)?;
             mount::attach(&tree, target)
         })
         .map_err(|e| format!("pinning the volume at {}: {e}", target.display()));

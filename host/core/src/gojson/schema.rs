@@ -73,7 +73,7 @@ impl Field {
 /// Reads `input` as Go would read it into `kind`, or says why that reading is not certain.
 pub fn decode(input: &[u8], kind: &Kind) -> Result<Value, DecodeError> {
     let json = parse(input)?;
-    Ok(read(&json, kind, "reply")?.unwrap_or(Value::Null))
+    Ok(read(&json, kind, &At::Root)?.unwrap_or(Value::Null))
 }
 
 /// Go's zero value as it would be re-encoded; `None` where the field is left out instead (a zero
@@ -94,7 +94,7 @@ pub fn zero(kind: &Kind) -> Option<Value> {
     })
 }
 
-fn type_error(at: &str, expected: &'static str, found: &Json) -> DecodeError {
+fn type_error(at: &At<'_>, expected: &'static str, found: &Json) -> DecodeError {
     DecodeError::Type {
         at: at.to_string(),
         expected,
@@ -103,7 +103,7 @@ fn type_error(at: &str, expected: &'static str, found: &Json) -> DecodeError {
 }
 
 /// One value at `at` (a path for messages). `None` means "leave the field out".
-fn read(j: &Json, kind: &Kind, at: &str) -> Result<Option<Value>, DecodeError> {
+fn read(j: &Json, kind: &Kind, at: &At<'_>) -> Result<Option<Value>, DecodeError> {
     if let Json::Null = j {
         // Go: null sets pointers, maps, slices and interfaces to nil and leaves the rest alone.
         return Ok(match kind {
@@ -142,12 +142,12 @@ fn read(j: &Json, kind: &Kind, at: &str) -> Result<Option<Value>, DecodeError> {
             for (k, v) in members {
                 if out.contains_key(k) {
                     return Err(DecodeError::Duplicate {
-                        at: format!("{at}[{k:?}]"),
+                        at: At::Key(at, k).to_string(),
                         first: k.clone(),
                         second: k.clone(),
                     });
                 }
-                let item = read(v, elem, &format!("{at}[{k:?}]"))?;
+                let item = read(v, elem, &At::Key(at, k))?;
                 out.insert(k.clone(), item.unwrap_or(Value::Null));
             }
             Value::Object(out)
@@ -156,12 +156,12 @@ fn read(j: &Json, kind: &Kind, at: &str) -> Result<Option<Value>, DecodeError> {
         (Kind::Slice(elem), Json::Array(items)) => {
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                let here = format!("{at}[{i}]");
+                let here = At::Index(at, i);
                 if matches!(item, Json::Null) && **elem != Kind::Any {
                     // Go stores a nil (pointer) or zero element; dockerd then dereferences or
                     // registers an unnamed entry. No honest driver sends one.
                     return Err(DecodeError::Invalid {
-                        at: here,
+                        at: here.to_string(),
                         message: "null element".into(),
                     });
                 }
@@ -189,7 +189,7 @@ fn check_form(form: Form, s: &str) -> Result<(), String> {
     }
 }
 
-fn int(lit: &str, at: &str) -> Result<Number, DecodeError> {
+fn int(lit: &str, at: &At<'_>) -> Result<Number, DecodeError> {
     lit.parse::<i64>()
         .map(Number::from)
         .map_err(|_| DecodeError::Invalid {
@@ -198,7 +198,7 @@ fn int(lit: &str, at: &str) -> Result<Number, DecodeError> {
         })
 }
 
-fn float(lit: &str, at: &str) -> Result<Number, DecodeError> {
+fn float(lit: &str, at: &At<'_>) -> Result<Number, DecodeError> {
     lit.parse::<f64>()
         .ok()
         .and_then(Number::from_f64)
@@ -210,7 +210,7 @@ fn float(lit: &str, at: &str) -> Result<Number, DecodeError> {
 
 /// `interface{}`: objects become `map[string]interface{}` (exact keys, the last winning in Go:
 /// refused here), numbers `float64`.
-fn any(j: &Json, at: &str) -> Result<Value, DecodeError> {
+fn any(j: &Json, at: &At<'_>) -> Result<Value, DecodeError> {
     Ok(match j {
         Json::Null => Value::Null,
         Json::Bool(b) => Value::Bool(*b),
@@ -220,7 +220,7 @@ fn any(j: &Json, at: &str) -> Result<Value, DecodeError> {
             items
                 .iter()
                 .enumerate()
-                .map(|(i, v)| any(v, &format!("{at}[{i}]")))
+                .map(|(i, v)| any(v, &At::Index(at, i)))
                 .collect::<Result<_, _>>()?,
         ),
         Json::Object(_) => read(j, &Kind::Map(&Kind::Any), at)?.unwrap_or(Value::Null),
@@ -230,7 +230,7 @@ fn any(j: &Json, at: &str) -> Result<Value, DecodeError> {
 fn structure(
     fields: &'static [Field],
     members: &[(String, Json)],
-    at: &str,
+    at: &At<'_>,
 ) -> Result<Value, DecodeError> {
     let mut set: Vec<Option<(&str, &Json)>> = vec![None; fields.len()];
     for (key, value) in members {
@@ -243,7 +243,7 @@ fn structure(
                 }
                 KeyMatch::UnicodeFold => {
                     return Err(DecodeError::UnicodeFold {
-                        at: field_path(at, f.name),
+                        at: At::Field(at, f.name).to_string(),
                         key: key.clone(),
                     });
                 }
@@ -254,7 +254,7 @@ fn structure(
         let Some(i) = hit else { continue };
         if let Some((first, _)) = set[i] {
             return Err(DecodeError::Duplicate {
-                at: field_path(at, fields[i].name),
+                at: At::Field(at, fields[i].name).to_string(),
                 first: first.to_string(),
                 second: key.clone(),
             });
@@ -264,7 +264,7 @@ fn structure(
     let mut out = Map::new();
     for (f, given) in fields.iter().zip(set) {
         let v = match given {
-            Some((_, j)) => read(j, &f.kind, &field_path(at, f.name))?,
+            Some((_, j)) => read(j, &f.kind, &At::Field(at, f.name))?,
             None => zero(&f.kind),
         };
         if let Some(v) = v {
@@ -274,10 +274,32 @@ fn structure(
     Ok(Value::Object(out))
 }
 
-fn field_path(at: &str, name: &str) -> String {
-    if at == "reply" {
-        name.to_string()
-    } else {
-        format!("{at}.{name}")
+/// Where in the reply a value is, for messages. Built as a chain on the stack and only turned into
+/// text when an error names it: a reply of many elements under a long key costs nothing extra.
+#[derive(Debug, Clone, Copy)]
+enum At<'a> {
+    Root,
+    Field(&'a At<'a>, &'static str),
+    Index(&'a At<'a>, usize),
+    Key(&'a At<'a>, &'a str),
+}
+
+impl std::fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            At::Root => f.write_str("reply"),
+            At::Field(At::Root, name) => f.write_str(name),
+            At::Field(parent, name) => write!(f, "{parent}.{name}"),
+            At::Index(parent, i) => write!(f, "{parent}[{i}]"),
+            At::Key(parent, key) => {
+                // A key quoted in full could be megabytes long.
+                let mut cut = key.len().min(64);
+                while !key.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                let more = if cut < key.len() { "…" } else { "" };
+                write!(f, "{parent}[{:?}{more}]", &key[..cut])
+            }
+        }
     }
 }

@@ -327,3 +327,23 @@ fn huge_bodies_are_refused() {
     let big = format!("{{\"Err\":\"{}\"}}", "x".repeat(MAX_BYTES));
     assert!(matches!(mount(&big), Err(DecodeError::TooLarge { .. })));
 }
+
+/// Not a Go rule: where a value is costs nothing until an error names it. A long key over many
+/// elements used to copy the key once per element (here 100 000 × 1 MiB); the key is also shown
+/// cut short in messages.
+#[test]
+fn long_keys_over_many_elements_stay_cheap() {
+    let key = "k".repeat(1 << 20);
+    let body = format!(
+        "{{\"Volume\":{{\"Status\":{{\"{key}\":[{}]}}}}}}",
+        vec!["0"; 100_000].join(",")
+    );
+    let v = decode(body.as_bytes(), &VOLUME_GET).unwrap();
+    assert_eq!(
+        v["Volume"]["Status"][&key].as_array().unwrap().len(),
+        100_000
+    );
+    let bad = format!("{{\"Volume\":{{\"Status\":{{\"{key}\":1e999}}}}}}");
+    let e = decode(bad.as_bytes(), &VOLUME_GET).unwrap_err().to_string();
+    assert!(e.len() < 300 && e.contains("…"), "{e}");
+}

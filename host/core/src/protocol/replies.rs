@@ -131,6 +131,7 @@ pub static NETWORK_JOIN: Kind = Kind::Struct(&[
         Kind::Ptr(&Kind::Struct(&[
             Field::new("SrcName", Kind::Str(Form::IfName)),
             Field::new("DstPrefix", Kind::Str(Form::IfPrefix)),
+            Field::new("DstName", Kind::Str(Form::IfName)),
         ])),
     ),
     Field::new("Gateway", Kind::Str(Form::Ip)),
