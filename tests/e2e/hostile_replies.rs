@@ -55,6 +55,11 @@ fn hostile_replies_never_reach_dockerd() {
         let s = secret.to_str().unwrap();
 
         let docker = |args: &[&str]| env.docker(Cli::Docker28, &d, args);
+        // One protocol call straight to plugd's engine-facing socket of the plugin.
+        let call = |method: &str, body: &[u8]| {
+            let sock = Path::new(PLUGIN_SOCKET_DIR).join("hostile.sock");
+            harness::http(&sock, "POST", &format!("/{method}"), Some(body)).unwrap()
+        };
         docker(&["volume", "create", "-d", "hostile", "hv"]).assert_ok();
         std::fs::create_dir_all(&volumes).unwrap();
         std::os::unix::fs::symlink(&secret, volumes.join("link")).unwrap();
@@ -167,13 +172,7 @@ fn hostile_replies_never_reach_dockerd() {
             ),
         ] {
             std::fs::write(hostile.join(method), &body).unwrap();
-            let r = harness::http(
-                &Path::new(PLUGIN_SOCKET_DIR).join("hostile.sock"),
-                "POST",
-                &format!("/{method}"),
-                Some(br#"{"Name":"hv"}"#),
-            )
-            .unwrap();
+            let r = call(method, br#"{"Name":"hv"}"#);
             let ok = if refused {
                 // Refused with an error naming the plugin (which may quote what the plugin said).
                 r.status != 200 && r.text().contains("plugin hostile")
@@ -209,13 +208,7 @@ fn hostile_replies_never_reach_dockerd() {
             format!(r#"{{"Volumes":[{}]}}"#, many.join(",")),
         )
         .unwrap();
-        let r = harness::http(
-            &Path::new(PLUGIN_SOCKET_DIR).join("hostile.sock"),
-            "POST",
-            "/VolumeDriver.List",
-            Some(b"{}"),
-        )
-        .unwrap();
+        let r = call("VolumeDriver.List", b"{}");
         std::fs::remove_file(hostile.join("VolumeDriver.List")).unwrap();
         if r.status != 200 || !reported_ok(&r.json()) || count_views() != before {
             failures.push(format!(
@@ -231,14 +224,7 @@ fn hostile_replies_never_reach_dockerd() {
         // A pin is private: a mount the plugin makes under the volume's directory afterwards (its
         // propagated mount is shared with the host) does not reach the pin, nor a container
         // through it, without `nosuid,nodev`.
-        let sock = Path::new(PLUGIN_SOCKET_DIR).join("hostile.sock");
-        let r = harness::http(
-            &sock,
-            "POST",
-            "/VolumeDriver.Mount",
-            Some(br#"{"Name":"hv","ID":"later"}"#),
-        )
-        .unwrap();
+        let r = call("VolumeDriver.Mount", br#"{"Name":"hv","ID":"later"}"#);
         assert_eq!(r.status, 200, "{}", r.text());
         let pinned = std::path::PathBuf::from(r.json()["Mountpoint"].as_str().unwrap());
         let later = volumes.join("hv/later");
@@ -263,13 +249,7 @@ fn hostile_replies_never_reach_dockerd() {
             in_pin.is_empty(),
             "a later mount propagated into the pin: {in_pin:?}"
         );
-        let r = harness::http(
-            &sock,
-            "POST",
-            "/VolumeDriver.Unmount",
-            Some(br#"{"Name":"hv","ID":"later"}"#),
-        )
-        .unwrap();
+        let r = call("VolumeDriver.Unmount", br#"{"Name":"hv","ID":"later"}"#);
         assert_eq!(r.status, 200, "{}", r.text());
 
         // An Unmount the plugin fails still ends the mount for plugd, as it does for dockerd (which

@@ -58,11 +58,6 @@ impl InRoot {
         self
     }
 
-    /// The root's own descriptor.
-    pub fn root(&self) -> &OwnedFd {
-        &self.root
-    }
-
     /// An `O_PATH` descriptor of `path` (absolute or not, always taken from the root). `""` and `/`
     /// are the root itself.
     pub fn resolve(&self, path: &str) -> Result<OwnedFd, Errno> {
