@@ -67,8 +67,6 @@
 
 #![deny(missing_docs)]
 
-use std::fmt;
-
 #[cfg(all(unix, not(target_arch = "wasm32")))]
 pub mod protocol;
 #[cfg(all(unix, not(target_arch = "wasm32")))]
@@ -80,144 +78,16 @@ pub mod wasm;
 #[cfg(all(unix, not(target_arch = "wasm32")))]
 pub use server::{run_volume_driver, serve_volume_driver, socket_path};
 
+/// A driver error: a code for the host and a message for the user (the type plugd's wasm host
+/// maps a guest's WIT error to, so both packagings reply alike).
+pub use plugd_core::protocol::DriverError as Error;
 /// What kind of failure a driver reports; mirrors WIT `docker:plugin/types.error-code`.
-///
-/// dockerd does not tell 500 bodies apart, so only [`Unsupported`](Self::Unsupported) changes the
-/// reply; the other codes exist so plugd's logs and metrics can tell user errors from bugs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
-    /// The named volume does not exist. For `Get` this is how "no such volume" is said, which
-    /// makes dockerd call `create` next when a volume is being created.
-    NotFound,
-    /// The request is malformed (a bad volume name, an unknown option).
-    InvalidArgument,
-    /// The request clashes with existing state (in use, exists with other options).
-    Conflict,
-    /// The driver does not implement this call: HTTP 404, which dockerd treats as "absent" for
-    /// optional endpoints.
-    Unsupported,
-    /// Anything else: an I/O error, a bug.
-    Internal,
-}
-
-impl ErrorCode {
-    /// The WIT spelling, used as the message when a driver gives none.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::NotFound => "not-found",
-            ErrorCode::InvalidArgument => "invalid-argument",
-            ErrorCode::Conflict => "conflict",
-            ErrorCode::Unsupported => "unsupported",
-            ErrorCode::Internal => "internal",
-        }
-    }
-}
-
-/// A driver error: a code for the host and a message for the user.
-///
-/// The message is what dockerd prints after `<Method>: `, so keep it short and free of host
-/// details the user cannot act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error {
-    /// How the failure is reported (see [`ErrorCode`]).
-    pub code: ErrorCode,
-    /// Human-readable text, relayed as is.
-    pub message: String,
-}
-
-impl Error {
-    /// An error with any code.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Error {
-        Error {
-            code,
-            message: message.into(),
-        }
-    }
-
-    /// [`ErrorCode::NotFound`].
-    pub fn not_found(message: impl Into<String>) -> Error {
-        Error::new(ErrorCode::NotFound, message)
-    }
-
-    /// [`ErrorCode::InvalidArgument`].
-    pub fn invalid_argument(message: impl Into<String>) -> Error {
-        Error::new(ErrorCode::InvalidArgument, message)
-    }
-
-    /// [`ErrorCode::Conflict`].
-    pub fn conflict(message: impl Into<String>) -> Error {
-        Error::new(ErrorCode::Conflict, message)
-    }
-
-    /// [`ErrorCode::Unsupported`].
-    pub fn unsupported(message: impl Into<String>) -> Error {
-        Error::new(ErrorCode::Unsupported, message)
-    }
-
-    /// [`ErrorCode::Internal`].
-    pub fn internal(message: impl Into<String>) -> Error {
-        Error::new(ErrorCode::Internal, message)
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.message.is_empty() {
-            f.write_str(self.code.as_str())
-        } else {
-            f.write_str(&self.message)
-        }
-    }
-}
-
-impl std::error::Error for Error {}
-
+pub use plugd_core::protocol::ErrorCode;
+/// A volume as `Get` and `List` describe it; mirrors WIT `volume-driver.volume`.
+pub use plugd_core::protocol::volume::Info as Volume;
 /// Whether a driver's volumes are visible from one host or cluster-wide; mirrors WIT
 /// `volume-driver.scope`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum Scope {
-    /// This host only; what dockerd assumes when `Capabilities` fails or is absent.
-    #[default]
-    Local,
-    /// Shared by every host of a swarm.
-    Global,
-}
-
-impl Scope {
-    /// The protocol's spelling (`{"Scope": "local"}`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Local => "local",
-            Scope::Global => "global",
-        }
-    }
-}
-
-/// A volume as `Get` and `List` describe it; mirrors WIT `volume-driver.volume`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Volume {
-    /// The name dockerd knows the volume by.
-    pub name: String,
-    /// Where the data is, as a plugin-internal path; may be empty when not mounted yet.
-    pub mountpoint: String,
-    /// Creation time in RFC 3339 (`2026-11-23T10:00:00Z`). `None` leaves `CreatedAt` out of the
-    /// reply: dockerd rejects an empty string but accepts an absent field.
-    pub created_at: Option<String>,
-    /// Free-form pairs `docker volume inspect` shows under `Status`.
-    pub status: Vec<(String, String)>,
-}
-
-impl Volume {
-    /// A volume with no creation time and no status.
-    pub fn new(name: impl Into<String>, mountpoint: impl Into<String>) -> Volume {
-        Volume {
-            name: name.into(),
-            mountpoint: mountpoint.into(),
-            created_at: None,
-            status: Vec::new(),
-        }
-    }
-}
+pub use plugd_core::protocol::volume::Scope;
 
 /// A Docker volume driver (`docker.volumedriver/1.0`), written once for both packagings.
 ///

@@ -1,5 +1,10 @@
-//! Host bindings generated from `wit/` (world `docker:plugin/volume-plugin`), kept in one module so
-//! the generated names do not leak into the rest of the crate.
+//! Host bindings generated from `wit/`, kept in one module so the generated names do not leak into
+//! the rest of the crate.
+//!
+//! The host binds one world of its own that exports every driver interface; a component exports
+//! only the ones its `Interface.Types` declare, and `drivers` locates just those (per interface,
+//! never the world as a whole), so any combination of types works without a world per
+//! combination on the host side.
 //!
 //! Exports are async: every call goes through `call_async` on a fiber, which is what lets epoch
 //! interruption yield to tokio and lets a `tokio::time::timeout` drop a call that is blocked in a
@@ -8,10 +13,16 @@
 #![allow(missing_docs)]
 
 wasmtime::component::bindgen!({
-    world: "volume-plugin",
+    inline: "
+        package plugd:host;
+        world any-plugin {
+            export docker:plugin/volume-driver@0.1.0;
+        }
+    ",
     path: "../../wit",
+    world: "plugd:host/any-plugin",
     exports: { default: async },
 });
 
 pub(crate) use docker::plugin::types::{Error as GuestError, ErrorCode};
-pub(crate) use exports::docker::plugin::volume_driver::{Scope, Volume as GuestVolume};
+pub(crate) use exports::docker::plugin::volume_driver;

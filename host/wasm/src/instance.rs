@@ -1,7 +1,7 @@
 //! One long-lived component instance per enabled plugin, on a thread of its own.
 //!
-//! The instance is created from a [`VolumePluginPre`] (imports resolved and type-checked once) at
-//! start; "ready" means instantiated. Calls are serialized through a tokio mutex around the
+//! The instance is created from a [`Prepared`] component (imports resolved and type-checked once,
+//! declared exports located) at start; "ready" means instantiated. Calls are serialized through a tokio mutex around the
 //! [`Store`] (a p2 instance is single-threaded; measured fastest).
 //!
 //! **The plugin's thread.** Each plugin's store lives on an [`Executor`]: one OS thread running a
@@ -37,10 +37,9 @@
 //! every table of the store together against `memory_limit` (a table element at
 //! [`TABLE_ELEMENT_BYTES`]), so 16 memories cannot take 16 times the cap.
 
-use crate::bindings::{VolumePlugin, VolumePluginPre};
+use crate::drivers::{self, Call, Guests, Prepared};
 use crate::output::GuestOutput;
 use crate::policy::Policy;
-use crate::volume::{self, Request};
 use plugd_core::protocol::status;
 use plugd_core::{Health, Reply};
 use std::collections::HashMap;
@@ -213,7 +212,7 @@ impl ResourceLimiter for Limits {
 /// An instantiated component and its store.
 struct Live {
     store: Store<HostState>,
-    bindings: VolumePlugin,
+    guests: Guests,
 }
 
 /// The threads of one plugin (by id), shared by its successive instances, so a plugin restarted by
@@ -360,7 +359,7 @@ impl Drop for Busy<'_> {
 /// What a plugin's calls share, whichever executor runs them.
 struct Inner {
     name: String,
-    pre: VolumePluginPre<HostState>,
+    prepared: Arc<Prepared>,
     policy: Policy,
     limits: CallLimits,
     /// Keeps the engine's epoch ticker running while this instance exists.
@@ -383,7 +382,7 @@ impl WasmInstance {
     /// Starts the plugin's thread and instantiates the component there; returns once it is ready.
     pub(crate) async fn start(
         name: String,
-        pre: VolumePluginPre<HostState>,
+        prepared: Arc<Prepared>,
         policy: Policy,
         limits: CallLimits,
         budget: Arc<ThreadBudget>,
@@ -392,7 +391,7 @@ impl WasmInstance {
         let instance = WasmInstance {
             inner: Arc::new(Inner {
                 name,
-                pre,
+                prepared,
                 policy,
                 limits,
                 _keepalive: keepalive,
@@ -480,7 +479,7 @@ impl WasmInstance {
 
     /// Serves one protocol call; see the module docs for the fault handling.
     pub(crate) async fn call(&self, method: &str, body: &[u8]) -> Reply {
-        let req = match volume::decode(method, body) {
+        let req = match self.inner.prepared.exports.decode(method, body) {
             Ok(req) => req,
             Err(reply) => return reply,
         };
@@ -574,7 +573,7 @@ impl Inner {
             limits: Limits::new(self.limits.memory_limit),
             deadline: Instant::now(),
         };
-        let mut store = Store::new(self.pre.engine(), state);
+        let mut store = Store::new(self.prepared.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
         store.set_hostcall_fuel(HOSTCALL_FUEL);
         store.epoch_deadline_callback(|ctx| {
@@ -586,27 +585,30 @@ impl Inner {
         });
         self.arm(&mut store);
         let budget = self.limits.call_timeout + TIMEOUT_GRACE;
-        let bindings =
-            match tokio::time::timeout(budget, self.pre.instantiate_async(&mut store)).await {
-                Ok(Ok(bindings)) => bindings,
-                Ok(Err(e)) => {
-                    return Err(describe_fault(
-                        &e,
-                        store.data(),
-                        &self.limits,
-                        "instantiation",
-                    ));
-                }
-                Err(_) => {
-                    return Err(format!(
-                        "instantiation timed out after {}",
-                        human(self.limits.call_timeout)
-                    ));
-                }
-            };
+        let instantiated = async {
+            let instance = self.prepared.pre.instantiate_async(&mut store).await?;
+            self.prepared.exports.load(&mut store, &instance)
+        };
+        let guests = match tokio::time::timeout(budget, instantiated).await {
+            Ok(Ok(guests)) => guests,
+            Ok(Err(e)) => {
+                return Err(describe_fault(
+                    &e,
+                    store.data(),
+                    &self.limits,
+                    "instantiation",
+                ));
+            }
+            Err(_) => {
+                return Err(format!(
+                    "instantiation timed out after {}",
+                    human(self.limits.call_timeout)
+                ));
+            }
+        };
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::debug!(plugin = %self.name, generation, elapsed = ?t0.elapsed(), "wasm instance ready");
-        Ok(Live { store, bindings })
+        Ok(Live { store, guests })
     }
 
     /// Re-arms the deadlines of `store` for one call.
@@ -616,7 +618,7 @@ impl Inner {
     }
 
     /// One call, on the plugin's thread.
-    async fn serve(self: Arc<Self>, exec: Arc<Executor>, method: String, req: Request) -> Reply {
+    async fn serve(self: Arc<Self>, exec: Arc<Executor>, method: String, req: Call) -> Reply {
         let name = &self.name;
         let mut slot = exec.live.lock().await;
         if self.stopped.load(Ordering::Acquire) {
@@ -647,7 +649,7 @@ impl Inner {
         let budget = self.limits.call_timeout + TIMEOUT_GRACE;
         let outcome = tokio::time::timeout(
             budget,
-            volume::invoke(&req, &live.bindings, &mut live.store),
+            drivers::invoke(&req, &self.prepared.exports, &live.guests, &mut live.store),
         )
         .await;
         let fault = match outcome {

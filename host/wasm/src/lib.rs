@@ -1,5 +1,5 @@
 //! plugd's wasm runtime: runs a managed plugin whose entrypoint is a WebAssembly component
-//! (world `docker:plugin/volume-plugin`, see `wit/`) under wasmtime, in-process.
+//! (exporting the `docker:plugin` interfaces of `wit/`) under wasmtime, in-process.
 //!
 //! The pieces, one module each:
 //! - [`entrypoint`]: find `rootfs/<entrypoint[0]>` without leaving the rootfs, and tell a component
@@ -12,7 +12,9 @@
 //!   its submounts, so plugd's root privileges do not reach device nodes or procfs through it;
 //! - `instance`: one long-lived component instance per enabled plugin on a thread of its own,
 //!   replaced after a fault, its memories and tables capped together;
-//! - `volume`: the `VolumeDriver.*` JSON ↔ WIT mapping;
+//! - `drivers`: which driver interfaces the component exports (from `Interface.Types`) and which
+//!   one a call is for;
+//! - `volume`: the volume-driver WIT interface ↔ plugd-core's protocol types;
 //! - `output`: guest stdout/stderr → plugd's log, bounded;
 //! - `bindings`: the generated host bindings, quarantined.
 //!
@@ -37,6 +39,7 @@
 
 mod bindings;
 mod cache;
+mod drivers;
 mod engine;
 pub mod entrypoint;
 mod instance;

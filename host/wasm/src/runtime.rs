@@ -1,8 +1,8 @@
 //! [`WasmRuntime`]: plugd's [`Runtime`] for component bundles.
 
 use crate::RUNTIME_NAME;
-use crate::bindings::VolumePluginPre;
 use crate::cache::{CacheError, ComponentCache};
+use crate::drivers::{Exports, Prepared};
 use crate::engine::{EpochTicker, new_engine};
 use crate::entrypoint::read_component;
 use crate::instance::{CallLimits, HostState, ThreadBudgets, WasmInstance};
@@ -122,9 +122,8 @@ struct Shared {
     /// What the last `prepare` of each plugin (by id) resolved, so the `start` that follows it at
     /// enable does not read, hash and load the component again. Entries expire after
     /// [`PREPARED_TTL`]: a `prepare` at create is not followed by a `start`.
-    prepared: std::sync::Mutex<
-        std::collections::HashMap<String, (std::time::Instant, VolumePluginPre<HostState>)>,
-    >,
+    prepared:
+        std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Arc<Prepared>)>>,
     /// Each plugin's threads (by id), so a restart does not reset how many may be blocked.
     threads: ThreadBudgets,
 }
@@ -188,24 +187,22 @@ impl WasmRuntime {
             .map_err(|e| RuntimeError::Start(format!("component load task failed: {e}")))?
     }
 
-    /// Resolves imports and checks exports against the `volume-plugin` world.
-    fn pre(
-        &self,
-        spec: &PluginSpec,
-        component: &Component,
-    ) -> Result<VolumePluginPre<HostState>, RuntimeError> {
-        let mismatch = |e: wasmtime::Error| {
-            RuntimeError::Bundle(format!(
-                "{}: the component does not fit world docker:plugin/volume-plugin@0.1.0 under WASI 0.2: {e:#}",
-                spec.name
-            ))
-        };
+    /// Resolves imports and locates the exports of the declared `Interface.Types`.
+    fn pre(&self, spec: &PluginSpec, component: &Component) -> Result<Arc<Prepared>, RuntimeError> {
         let pre = self
             .shared
             .linker
             .instantiate_pre(component)
-            .map_err(mismatch)?;
-        VolumePluginPre::new(pre).map_err(mismatch)
+            .map_err(|e| {
+                RuntimeError::Bundle(format!(
+                    "{}: the component imports what plugd does not provide (WASI 0.2 and docker:plugin@0.1.0): {e:#}",
+                    spec.name
+                ))
+            })?;
+        let types = spec.config.interface.types.as_deref().unwrap_or_default();
+        let exports = Exports::find(&pre, types)
+            .map_err(|e| RuntimeError::Bundle(format!("{}: {e}", spec.name)))?;
+        Ok(Arc::new(Prepared { pre, exports }))
     }
 }
 

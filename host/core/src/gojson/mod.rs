@@ -18,7 +18,7 @@ pub mod parse;
 pub mod schema;
 
 pub use parse::{Json, MAX_BYTES, MAX_DEPTH, MAX_VALUES};
-pub use schema::{Field, Form, Kind, decode};
+pub use schema::{Field, Form, Kind, decode, decode_request};
 
 /// Why a reply was refused; every variant names what Go would have done instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

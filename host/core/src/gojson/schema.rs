@@ -70,10 +70,34 @@ impl Field {
     }
 }
 
+/// How keys that Go maps to one field are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dups {
+    /// Refused: a plugin's reply, which dockerd acts on.
+    Refuse,
+    /// The last one wins, as in Go: a request from the engine, which plugd answers but never
+    /// passes on.
+    LastWins,
+}
+
 /// Reads `input` as Go would read it into `kind`, or says why that reading is not certain.
 pub fn decode(input: &[u8], kind: &Kind) -> Result<Value, DecodeError> {
     let json = parse(input)?;
-    Ok(read(&json, kind, &At::Root)?.unwrap_or(Value::Null))
+    Ok(read(&json, kind, &At::Root, Dups::Refuse)?.unwrap_or(Value::Null))
+}
+
+/// Reads an engine request body into `kind` as a Go plugin (go-plugins-helpers) would: an empty
+/// body or `null` is the zero value, and of several keys for one field the last wins. Everything
+/// else is as strict as [`decode`] (syntax, types, Unicode-only folds): dockerd never sends those,
+/// so refusing them costs nothing and keeps one reader.
+pub fn decode_request(input: &[u8], kind: &Kind) -> Result<Value, DecodeError> {
+    let trimmed = input.trim_ascii();
+    let json = if trimmed.is_empty() {
+        Json::Null
+    } else {
+        parse(trimmed)?
+    };
+    Ok(read(&json, kind, &At::Root, Dups::LastWins)?.unwrap_or(Value::Null))
 }
 
 /// Go's zero value as it would be re-encoded; `None` where the field is left out instead (a zero
@@ -103,7 +127,7 @@ fn type_error(at: &At<'_>, expected: &'static str, found: &Json) -> DecodeError 
 }
 
 /// One value at `at` (a path for messages). `None` means "leave the field out".
-fn read(j: &Json, kind: &Kind, at: &At<'_>) -> Result<Option<Value>, DecodeError> {
+fn read(j: &Json, kind: &Kind, at: &At<'_>, dups: Dups) -> Result<Option<Value>, DecodeError> {
     if let Json::Null = j {
         // Go: null sets pointers, maps, slices and interfaces to nil and leaves the rest alone.
         return Ok(match kind {
@@ -134,20 +158,20 @@ fn read(j: &Json, kind: &Kind, at: &At<'_>) -> Result<Option<Value>, DecodeError
             Value::String(s.clone())
         }
         (Kind::Time, _) => return Err(type_error(at, "an RFC 3339 time string", j)),
-        (Kind::Any, _) => any(j, at)?,
-        (Kind::Struct(fields), Json::Object(members)) => structure(fields, members, at)?,
+        (Kind::Any, _) => any(j, at, dups)?,
+        (Kind::Struct(fields), Json::Object(members)) => structure(fields, members, at, dups)?,
         (Kind::Struct(_), _) => return Err(type_error(at, "an object", j)),
         (Kind::Map(elem), Json::Object(members)) => {
             let mut out = Map::new();
             for (k, v) in members {
-                if out.contains_key(k) {
+                if dups == Dups::Refuse && out.contains_key(k) {
                     return Err(DecodeError::Duplicate {
                         at: At::Key(at, k).to_string(),
                         first: k.clone(),
                         second: k.clone(),
                     });
                 }
-                let item = read(v, elem, &At::Key(at, k))?;
+                let item = read(v, elem, &At::Key(at, k), dups)?;
                 out.insert(k.clone(), item.unwrap_or(Value::Null));
             }
             Value::Object(out)
@@ -165,12 +189,12 @@ fn read(j: &Json, kind: &Kind, at: &At<'_>) -> Result<Option<Value>, DecodeError
                         message: "null element".into(),
                     });
                 }
-                out.push(read(item, elem, &here)?.unwrap_or(Value::Null));
+                out.push(read(item, elem, &here, dups)?.unwrap_or(Value::Null));
             }
             Value::Array(out)
         }
         (Kind::Slice(_), _) => return Err(type_error(at, "an array", j)),
-        (Kind::Ptr(inner), _) => return read(j, inner, at),
+        (Kind::Ptr(inner), _) => return read(j, inner, at, dups),
     };
     Ok(Some(v))
 }
@@ -209,8 +233,8 @@ fn float(lit: &str, at: &At<'_>) -> Result<Number, DecodeError> {
 }
 
 /// `interface{}`: objects become `map[string]interface{}` (exact keys, the last winning in Go:
-/// refused here), numbers `float64`.
-fn any(j: &Json, at: &At<'_>) -> Result<Value, DecodeError> {
+/// refused in replies), numbers `float64`.
+fn any(j: &Json, at: &At<'_>, dups: Dups) -> Result<Value, DecodeError> {
     Ok(match j {
         Json::Null => Value::Null,
         Json::Bool(b) => Value::Bool(*b),
@@ -220,10 +244,10 @@ fn any(j: &Json, at: &At<'_>) -> Result<Value, DecodeError> {
             items
                 .iter()
                 .enumerate()
-                .map(|(i, v)| any(v, &At::Index(at, i)))
+                .map(|(i, v)| any(v, &At::Index(at, i), dups))
                 .collect::<Result<_, _>>()?,
         ),
-        Json::Object(_) => read(j, &Kind::Map(&Kind::Any), at)?.unwrap_or(Value::Null),
+        Json::Object(_) => read(j, &Kind::Map(&Kind::Any), at, dups)?.unwrap_or(Value::Null),
     })
 }
 
@@ -231,6 +255,7 @@ fn structure(
     fields: &'static [Field],
     members: &[(String, Json)],
     at: &At<'_>,
+    dups: Dups,
 ) -> Result<Value, DecodeError> {
     let mut set: Vec<Option<(&str, &Json)>> = vec![None; fields.len()];
     for (key, value) in members {
@@ -252,7 +277,9 @@ fn structure(
         }
         // A key that is no field's name under any Go version's folding: Go ignores it too.
         let Some(i) = hit else { continue };
-        if let Some((first, _)) = set[i] {
+        if let Some((first, _)) = set[i]
+            && dups == Dups::Refuse
+        {
             return Err(DecodeError::Duplicate {
                 at: At::Field(at, fields[i].name).to_string(),
                 first: first.to_string(),
@@ -264,7 +291,7 @@ fn structure(
     let mut out = Map::new();
     for (f, given) in fields.iter().zip(set) {
         let v = match given {
-            Some((_, j)) => read(j, &f.kind, &At::Field(at, f.name))?,
+            Some((_, j)) => read(j, &f.kind, &At::Field(at, f.name), dups)?,
             None => zero(&f.kind),
         };
         if let Some(v) = v {

@@ -4,11 +4,15 @@
 //! success; errors travel as `{"Err": "..."}`. The request structs accept `null` where dockerd sends
 //! it (`"Opts":null`) and an empty body where dockerd sends none.
 
+mod error;
 pub mod replies;
+pub mod request;
 pub mod status;
+pub mod volume;
+
+pub use error::{DriverError, ErrorCode};
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// The media type plugd answers with (go-plugins-helpers uses the same one; nobody checks it).
 pub const MEDIA_TYPE: &str = "application/vnd.docker.plugins.v1.1+json";
@@ -41,137 +45,24 @@ pub struct Manifest {
     pub implements: Vec<String>,
 }
 
+/// A 200 with `value` as its JSON body; a value that cannot be encoded (never, for the protocol's
+/// types) is a 500 rather than a panic.
+pub fn json<T: Serialize>(value: &T) -> crate::Reply {
+    match serde_json::to_vec(value) {
+        Ok(body) => crate::Reply::ok(body),
+        Err(e) => crate::Reply::err(
+            status::PLUGIN_ERROR,
+            &format!("cannot encode the reply: {e}"),
+        ),
+    }
+}
+
 /// The error body of every subsystem but IPAM.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ErrBody {
     /// The message dockerd shows after `<Method>: `.
     #[serde(rename = "Err")]
     pub err: String,
-}
-
-/// `VolumeDriver.*` requests and replies.
-pub mod volume {
-    use super::*;
-
-    /// Endpoints of the volume subsystem, in dockerd's spelling.
-    pub const CREATE: &str = "VolumeDriver.Create";
-    /// See [`CREATE`].
-    pub const REMOVE: &str = "VolumeDriver.Remove";
-    /// See [`CREATE`].
-    pub const MOUNT: &str = "VolumeDriver.Mount";
-    /// See [`CREATE`].
-    pub const UNMOUNT: &str = "VolumeDriver.Unmount";
-    /// See [`CREATE`].
-    pub const PATH: &str = "VolumeDriver.Path";
-    /// See [`CREATE`].
-    pub const GET: &str = "VolumeDriver.Get";
-    /// See [`CREATE`].
-    pub const LIST: &str = "VolumeDriver.List";
-    /// See [`CREATE`].
-    pub const CAPABILITIES: &str = "VolumeDriver.Capabilities";
-
-    /// `{"Name", "Opts"}` (Create).
-    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-    #[serde(default)]
-    pub struct CreateRequest {
-        /// Volume name.
-        #[serde(rename = "Name", alias = "name")]
-        pub name: String,
-        /// `-o` options; dockerd sends `null` when there are none.
-        #[serde(rename = "Opts", alias = "opts")]
-        pub opts: Option<BTreeMap<String, String>>,
-    }
-
-    /// `{"Name"}` (Remove, Path, Get).
-    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-    #[serde(default)]
-    pub struct NameRequest {
-        /// Volume name.
-        #[serde(rename = "Name", alias = "name")]
-        pub name: String,
-    }
-
-    /// `{"Name", "ID"}` (Mount, Unmount). `ID` is per mount point, not the container id.
-    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-    #[serde(default)]
-    pub struct MountRequest {
-        /// Volume name.
-        #[serde(rename = "Name", alias = "name")]
-        pub name: String,
-        /// Caller id, stable between Mount and its Unmount.
-        #[serde(rename = "ID", alias = "id", alias = "Id")]
-        pub id: String,
-    }
-
-    /// A volume as Get and List describe it.
-    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-    pub struct Volume {
-        /// Volume name.
-        #[serde(rename = "Name")]
-        pub name: String,
-        /// Host path (after plugd's translation).
-        #[serde(
-            rename = "Mountpoint",
-            skip_serializing_if = "String::is_empty",
-            default
-        )]
-        pub mountpoint: String,
-        /// RFC 3339; must be absent rather than `""` or dockerd fails to decode it.
-        #[serde(rename = "CreatedAt", skip_serializing_if = "Option::is_none", default)]
-        pub created_at: Option<String>,
-        /// Free-form status shown by `volume inspect`.
-        #[serde(rename = "Status", skip_serializing_if = "Option::is_none", default)]
-        pub status: Option<BTreeMap<String, serde_json::Value>>,
-    }
-
-    /// Reply carrying a path (Mount, Path).
-    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-    pub struct MountpointReply {
-        /// Host path.
-        #[serde(rename = "Mountpoint")]
-        pub mountpoint: String,
-        /// Empty on success.
-        #[serde(rename = "Err")]
-        pub err: String,
-    }
-
-    /// Reply to Get.
-    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-    pub struct GetReply {
-        /// `null` with an empty `Err` means "no such volume".
-        #[serde(rename = "Volume")]
-        pub volume: Option<Volume>,
-        /// Empty on success.
-        #[serde(rename = "Err")]
-        pub err: String,
-    }
-
-    /// Reply to List.
-    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-    pub struct ListReply {
-        /// Every volume the driver knows.
-        #[serde(rename = "Volumes")]
-        pub volumes: Vec<Volume>,
-        /// Empty on success.
-        #[serde(rename = "Err")]
-        pub err: String,
-    }
-
-    /// `{"Scope": "local"|"global"}`.
-    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-    pub struct Capability {
-        /// `local` or `global`.
-        #[serde(rename = "Scope")]
-        pub scope: String,
-    }
-
-    /// Reply to Capabilities.
-    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-    pub struct CapabilitiesReply {
-        /// The driver's scope.
-        #[serde(rename = "Capabilities")]
-        pub capabilities: Capability,
-    }
 }
 
 #[cfg(test)]
@@ -196,10 +87,21 @@ mod tests {
 
     #[test]
     fn requests_tolerate_null_and_lowercase() {
-        let r: volume::CreateRequest =
-            serde_json::from_str(r#"{"Name":"v1","Opts":null}"#).unwrap();
-        assert_eq!(r.opts, None);
-        let r: volume::MountRequest = serde_json::from_str(r#"{"name":"v1","id":"x"}"#).unwrap();
-        assert_eq!((r.name.as_str(), r.id.as_str()), ("v1", "x"));
+        let r = volume::Request::decode(volume::CREATE, br#"{"Name":"v1","Opts":null}"#).unwrap();
+        assert_eq!(
+            r,
+            volume::Request::Create {
+                name: "v1".into(),
+                opts: vec![]
+            }
+        );
+        let r = volume::Request::decode(volume::MOUNT, br#"{"name":"v1","id":"x"}"#).unwrap();
+        assert_eq!(
+            r,
+            volume::Request::Mount {
+                name: "v1".into(),
+                id: "x".into()
+            }
+        );
     }
 }

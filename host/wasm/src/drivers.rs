@@ -1,0 +1,156 @@
+//! Which driver interfaces a component exports, located once per component from the plugin's
+//! declared `Interface.Types`, and which of them a call is for.
+//!
+//! A call whose method belongs to no declared type is a 404 (dockerd reads it as "absent");
+//! `Plugin.Activate` is answered from the declared types, as plugd's gateway answers it.
+
+use crate::bindings::{ErrorCode as GuestCode, GuestError, volume_driver};
+use crate::instance::HostState;
+use crate::volume;
+use plugd_core::Reply;
+use plugd_core::protocol::request::{self, method_of};
+use plugd_core::protocol::{
+    DriverError, ErrorCode, Manifest, implements_for_type, volume as proto,
+};
+use wasmtime::Store;
+use wasmtime::component::{Instance, InstancePre};
+
+/// A component ready to instantiate: imports resolved against plugd's linker and the declared
+/// exports located, once per enable.
+pub(crate) struct Prepared {
+    pub(crate) pre: InstancePre<HostState>,
+    pub(crate) exports: Exports,
+}
+
+/// The interfaces a plugin declared, located in its component.
+pub(crate) struct Exports {
+    volume: Option<volume_driver::GuestIndices>,
+    /// The `Implements` list, for `Plugin.Activate` and for messages.
+    implements: Vec<&'static str>,
+}
+
+/// The declared interfaces of one live instance.
+pub(crate) struct Guests {
+    volume: Option<volume_driver::Guest>,
+}
+
+/// One decoded call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Call {
+    Activate,
+    Volume(proto::Request),
+}
+
+impl Exports {
+    /// Locates the export of each declared type, or says which one the component lacks.
+    pub(crate) fn find(pre: &InstancePre<HostState>, types: &[String]) -> Result<Exports, String> {
+        let mut exports = Exports {
+            volume: None,
+            implements: Vec::new(),
+        };
+        for t in types {
+            let missing = |iface: &str, e: wasmtime::Error| {
+                format!(
+                    "Interface.Types has {t:?}, but the component does not export {iface}: {e:#}"
+                )
+            };
+            match implements_for_type(t) {
+                Some(proto::IMPLEMENTS) => {
+                    let found = volume_driver::GuestIndices::new(pre)
+                        .map_err(|e| missing("docker:plugin/volume-driver@0.1.0", e))?;
+                    exports.volume = Some(found);
+                    exports.implements.push(proto::IMPLEMENTS);
+                }
+                _ => return Err(format!("interface type {t:?} has no wasm interface")),
+            }
+        }
+        if exports.implements.is_empty() {
+            return Err("config declares no Interface.Types".to_string());
+        }
+        exports.implements.dedup();
+        Ok(exports)
+    }
+
+    /// The declared interfaces of a new instance (type-checked against the bindings).
+    pub(crate) fn load(
+        &self,
+        store: &mut Store<HostState>,
+        instance: &Instance,
+    ) -> wasmtime::Result<Guests> {
+        Ok(Guests {
+            volume: match &self.volume {
+                Some(i) => Some(i.load(&mut *store, instance)?),
+                None => None,
+            },
+        })
+    }
+
+    /// Decodes a call for one of the declared types, or gives the error reply.
+    pub(crate) fn decode(&self, endpoint: &str, body: &[u8]) -> Result<Call, Reply> {
+        let method = method_of(endpoint);
+        if method == "Plugin.Activate" {
+            return Ok(Call::Activate);
+        }
+        if self.volume.is_some() && method.starts_with("VolumeDriver.") {
+            return proto::Request::decode(method, body).map(Call::Volume);
+        }
+        Err(request::unknown(method, &self.implements.join("+")))
+    }
+}
+
+/// Calls the guest for `call`. `Ok` carries the reply, guest-reported errors included; `Err` is a
+/// fault of the instance itself (trap, interrupt), after which it must be discarded.
+pub(crate) async fn invoke(
+    call: &Call,
+    exports: &Exports,
+    guests: &Guests,
+    store: &mut Store<HostState>,
+) -> wasmtime::Result<Reply> {
+    let undeclared = || {
+        // decode() only gives calls of declared types, and load() loads every declared type.
+        wasmtime::format_err!("call for an interface the instance did not load")
+    };
+    Ok(match call {
+        Call::Activate => plugd_core::protocol::json(&Manifest {
+            implements: exports.implements.iter().map(|s| s.to_string()).collect(),
+        }),
+        Call::Volume(req) => {
+            let guest = guests.volume.as_ref().ok_or_else(undeclared)?;
+            volume::invoke(req, guest, store).await?
+        }
+    })
+}
+
+/// A guest error as the protocol's (WIT `error-code` and [`ErrorCode`] are the same list).
+pub(crate) fn driver_error(e: GuestError) -> DriverError {
+    let code = match e.code {
+        GuestCode::NotFound => ErrorCode::NotFound,
+        GuestCode::InvalidArgument => ErrorCode::InvalidArgument,
+        GuestCode::Conflict => ErrorCode::Conflict,
+        GuestCode::Unsupported => ErrorCode::Unsupported,
+        GuestCode::Internal => ErrorCode::Internal,
+    };
+    DriverError::new(code, e.message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_guest_code_keeps_its_meaning() {
+        for (guest, core) in [
+            (GuestCode::NotFound, ErrorCode::NotFound),
+            (GuestCode::InvalidArgument, ErrorCode::InvalidArgument),
+            (GuestCode::Conflict, ErrorCode::Conflict),
+            (GuestCode::Unsupported, ErrorCode::Unsupported),
+            (GuestCode::Internal, ErrorCode::Internal),
+        ] {
+            let e = driver_error(GuestError {
+                code: guest,
+                message: "boom".into(),
+            });
+            assert_eq!(e, DriverError::new(core, "boom"));
+        }
+    }
+}
