@@ -45,6 +45,8 @@ pub struct ManagerConfig {
     pub stop_grace: Duration,
     /// Cap on a create upload, compressed and decompressed.
     pub max_bundle_size: u64,
+    /// Deadline of one AuthZ call to an authorization plugin, after which plugd denies.
+    pub authz_timeout: Duration,
 }
 
 struct Running {
@@ -494,13 +496,10 @@ impl Manager {
         .map_err(at(&spec.rootfs))?;
         let mounts = Arc::new(Mounts::persisted(&spec.state_dir));
         let types = p.config.interface.types.clone().unwrap_or_default();
-        let gateway = Arc::new(Gateway::new(
-            &p.name,
-            &types,
-            instance,
-            paths,
-            mounts.clone(),
-        ));
+        let gateway = Arc::new(
+            Gateway::new(&p.name, &types, instance, paths, mounts.clone())
+                .authz_deadline(self.cfg.authz_timeout),
+        );
         let path = self
             .cfg
             .plugin_socket_dir

@@ -161,6 +161,7 @@ fn setup(tag: &str, mode: Mode) -> Setup {
         default_enable_timeout: Duration::from_secs(60),
         stop_grace: Duration::from_secs(10),
         max_bundle_size: 1 << 20,
+        authz_timeout: crate::socket::authz::DEFAULT_DEADLINE,
     };
     let manager = Manager::new(cfg, Arc::new(move |_| Ok(runtime.clone()))).unwrap();
     Setup {

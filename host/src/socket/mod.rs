@@ -11,6 +11,7 @@
 //! looked at (dockerd 20.10 sends it empty); idle keep-alive connections are kept well past dockerd's
 //! 30 s idle timeout. A task per connection (hyperlocal's server helper is one-at-a-time, no keep-alive).
 
+pub mod authz;
 pub mod mounts;
 pub mod paths;
 pub mod registry;
@@ -48,6 +49,8 @@ pub struct Gateway {
     manifest: Bytes,
     paths: PathMap,
     mounts: Arc<Mounts>,
+    /// `Some(deadline)` for an authorization plugin: its AuthZ calls fail closed ([`authz`]).
+    authz: Option<Duration>,
 }
 
 impl Gateway {
@@ -74,7 +77,16 @@ impl Gateway {
             manifest: manifest.into(),
             paths,
             mounts,
+            authz: authz::declared(types).then_some(authz::DEFAULT_DEADLINE),
         }
+    }
+
+    /// The AuthZ deadline of an authorization plugin (no effect on other plugins).
+    pub fn authz_deadline(mut self, deadline: Duration) -> Gateway {
+        if self.authz.is_some() {
+            self.authz = Some(deadline);
+        }
+        self
     }
 
     /// Serves one request; never fails at the HTTP level.
@@ -91,6 +103,11 @@ impl Gateway {
         let method = req.uri().path().trim_start_matches('/').to_string();
         if method == "Plugin.Activate" {
             return respond(Reply::ok(self.manifest.clone()));
+        }
+        if let Some(deadline) = self.authz
+            && authz::is_call(&method)
+        {
+            return respond(self.authorize(&method, req.into_body(), deadline).await);
         }
         let body = match Limited::new(req.into_body(), MAX_REQUEST).collect().await {
             Ok(b) => b.to_bytes(),
@@ -112,6 +129,31 @@ impl Gateway {
                 status::PLUGIN_ERROR,
                 &format!("plugin {name}: handling its reply failed: {e}"),
             )),
+        }
+    }
+
+    /// An AuthZ call: always a 200 within `deadline` (reading dockerd's request included), the
+    /// plugin's decision or a deny naming the plugin ([`authz`]). Nothing here touches the
+    /// plugin's filesystem, so it stays on the tokio worker.
+    async fn authorize(&self, method: &str, body: Incoming, deadline: Duration) -> Reply {
+        let call = async {
+            let body = match Limited::new(body, MAX_REQUEST).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => {
+                    return authz::deny(
+                        &self.name,
+                        &format!("reading dockerd's {method} request: {e}; denied"),
+                    );
+                }
+            };
+            authz::answer(&self.name, method, self.instance.call(method, body).await)
+        };
+        match tokio::time::timeout(deadline, call).await {
+            Ok(reply) => reply,
+            Err(_) => {
+                tracing::warn!(plugin = %self.name, method, ?deadline, "AuthZ call timed out; denied");
+                authz::timed_out(&self.name, method, deadline)
+            }
         }
     }
 
