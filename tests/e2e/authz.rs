@@ -301,3 +301,57 @@ fn authz_failures_deny_naming_the_plugin_and_dockerd_stays_responsive() {
         docker(env, &d, &["version"]).assert_ok();
     })
 }
+
+#[test]
+fn a_crash_looping_authz_plugin_denies_at_once_and_recovers() {
+    harness::isolated(|env| {
+        let p = env.plugd(&["--authz-timeout", "2s", "--health-interval", "200ms"]);
+        let (id, hostile) = authz_plugin(env, &p, "authz");
+        let d = env.dockerd_with_authz("authz");
+        ps(env, &d).0.assert_ok();
+
+        // From now on every start of the plugin exits at once; kill the one running.
+        std::fs::write(hostile.join("exit-at-start"), "").unwrap();
+        let pid = plugin_pid(&p, &id).expect("plugin pid");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        // plugd keeps the plugin's socket while it restarts it (with backoff): every call is
+        // denied at once, never left to dockerd's ≈15 s retry against a missing socket.
+        let until = Instant::now() + Duration::from_secs(6);
+        let (mut calls, mut parked, mut slowest) = (0, 0, Duration::ZERO);
+        while Instant::now() < until {
+            let (out, took) = ps(env, &d);
+            out.assert_failed();
+            assert!(
+                out.stderr
+                    .contains("authorization denied by plugin authz: plugin authz:latest"),
+                "call {calls}: {}",
+                out.stderr
+            );
+            if out.stderr.contains("is being restarted after a failure") {
+                parked += 1;
+            }
+            slowest = slowest.max(took);
+            calls += 1;
+        }
+        eprintln!(
+            "authz: crash loop: {calls} calls in 6 s, all denied, {parked} while plugd restarted it; slowest {slowest:?}"
+        );
+        assert!(slowest < Duration::from_secs(2), "slowest deny {slowest:?}");
+        assert!(parked > 0, "never saw the restart window");
+        assert!(
+            p.log().contains("restart failed"),
+            "the plugin was restarted and failed again"
+        );
+
+        // Fixed: the next restart (backoff ≤ 8 s by now) serves again, on the same socket.
+        std::fs::remove_file(hostile.join("exit-at-start")).unwrap();
+        harness::wait_for("dockerd to serve again", Duration::from_secs(40), || {
+            ps(env, &d).0.code == Some(0)
+        });
+        docker(env, &d, &["version"]).assert_ok();
+    })
+}

@@ -27,7 +27,7 @@ use plugd_core::{Instance, Reply};
 use serde_json::{Map, Value};
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
@@ -78,6 +78,29 @@ impl Gateway {
             paths,
             mounts,
             authz: authz::declared(types).then_some(authz::DEFAULT_DEADLINE),
+        }
+    }
+
+    /// Whether this gateway answers AuthZ calls itself when the plugin fails ([`authz`]).
+    pub fn fails_closed(&self) -> bool {
+        self.authz.is_some()
+    }
+
+    /// The same gateway with no plugin behind it: every call fails with `why` (an AuthZ call is
+    /// then a deny naming the plugin). Served while the plugin is restarted after a failure.
+    fn down(&self, why: &str) -> Gateway {
+        Gateway {
+            name: self.name.clone(),
+            instance: Arc::new(Down {
+                message: format!(
+                    "plugin {} is being restarted after a failure: {why}",
+                    self.name
+                ),
+            }),
+            manifest: self.manifest.clone(),
+            paths: self.paths.clone(),
+            mounts: self.mounts.clone(),
+            authz: self.authz,
         }
     }
 
@@ -265,6 +288,29 @@ impl Gateway {
     }
 }
 
+/// The instance behind a [`Gateway::down`]: no plugin runs.
+struct Down {
+    message: String,
+}
+
+impl Instance for Down {
+    fn call<'a>(
+        &'a self,
+        _method: &'a str,
+        _body: Bytes,
+    ) -> plugd_core::runtime::BoxFuture<'a, Reply> {
+        Box::pin(async { Reply::err(status::PLUGIN_ERROR, &self.message) })
+    }
+
+    fn health(&self) -> plugd_core::Health {
+        plugd_core::Health::Failed(self.message.clone())
+    }
+
+    fn stop(&self, _grace: Duration) -> plugd_core::runtime::BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
 fn respond(reply: Reply) -> Response<Full<Bytes>> {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = Response::new(Full::new(reply.body));
@@ -276,9 +322,14 @@ fn respond(reply: Reply) -> Response<Full<Bytes>> {
     resp
 }
 
+/// The gateway a socket serves now: replaced, not rebound, while an authorization plugin is
+/// restarted (every request reads it afresh).
+type Current = Arc<RwLock<Arc<Gateway>>>;
+
 /// A bound engine-facing socket and its accept loop.
 pub struct PluginSocket {
     path: PathBuf,
+    current: Current,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -305,12 +356,35 @@ impl PluginSocket {
         let listener = crate::fsutil::bind_unix(path, 0o660)?;
         registry.record(path)?;
         let (shutdown, rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, gateway, rx));
+        let current: Current = Arc::new(RwLock::new(gateway));
+        let task = tokio::spawn(accept_loop(listener, current.clone(), rx));
         Ok(PluginSocket {
             path: path.to_path_buf(),
+            current,
             shutdown,
             task,
         })
+    }
+
+    /// The gateway served now.
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Serves `gateway` from now on (calls under way finish with the old one).
+    pub fn replace(&self, gateway: Arc<Gateway>) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = gateway;
+    }
+
+    /// Keeps the socket but takes the plugin away: every call now fails with `why`, AuthZ calls
+    /// as denies. For an authorization plugin being restarted: a missing socket would make
+    /// dockerd retry each API call for ≈15 s before failing it.
+    pub fn park(&self, why: &str) {
+        let down = Arc::new(self.gateway().down(why));
+        self.replace(down);
     }
 
     /// The socket's path.
@@ -330,7 +404,7 @@ impl PluginSocket {
 
 async fn accept_loop(
     listener: UnixListener,
-    gateway: Arc<Gateway>,
+    current: Current,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut conns = JoinSet::new();
@@ -339,10 +413,10 @@ async fn accept_loop(
             _ = shutdown.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let gw = gateway.clone();
+                    let current = current.clone();
                     conns.spawn(async move {
                         let svc = hyper::service::service_fn(move |req| {
-                            let gw = gw.clone();
+                            let gw = current.read().unwrap_or_else(|p| p.into_inner()).clone();
                             async move { Ok::<_, Infallible>(gw.serve(req).await) }
                         });
                         let mut builder = hyper::server::conn::http1::Builder::new();
