@@ -73,7 +73,7 @@ pub struct Manager {
     registry: SocketRegistry,
     ops: tokio::sync::Mutex<()>,
     store: Mutex<Store>,
-    /// Lock order: `starting` before `running`.
+    /// Lock order: `starting` before `running` before `parked`.
     starting: Mutex<HashMap<String, Starting>>,
     running: Mutex<HashMap<String, Running>>,
     /// Engine-facing sockets of authorization plugins being restarted after a failure: kept
@@ -379,6 +379,16 @@ impl Manager {
                     .values()
                     .any(|s| s.socket_name == socket_name)
                     .then_some("a starting")
+            })
+            .or_else(|| {
+                let path = self
+                    .cfg
+                    .plugin_socket_dir
+                    .join(format!("{socket_name}.sock"));
+                lock(&self.parked)
+                    .iter()
+                    .any(|(id, s)| *id != p.id && s.path() == path)
+                    .then_some("a restarting")
             });
         if let Some(runtime) = taken {
             return Err(Error::conflict(format!(

@@ -452,6 +452,15 @@ async fn an_authz_plugin_keeps_its_socket_through_a_restart_and_denies_meanwhile
         ),
         "{msg}"
     );
+    // Nobody else takes the socket name meanwhile.
+    add_typed(&s.manager, "authz:v2", "docker.authz/1.0");
+    let err = s
+        .manager
+        .enable("authz:v2", Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, Kind::Conflict, "{err}");
+    assert!(err.message.contains("a restarting"), "{err}");
     // The restart succeeds: the new instance answers on the very same socket.
     s.fake.set(Mode::Ready);
     lock(&s.manager.backoff).clear();
