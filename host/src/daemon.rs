@@ -61,6 +61,11 @@ pub struct DaemonArgs {
     /// never pins a Mount dockerd has given up on.
     #[arg(long, default_value = "110s", value_parser = parse_duration)]
     pub native_call_timeout: Duration,
+    /// Deadline of one AuthZ call (`AuthZPlugin.AuthZReq`/`AuthZRes`) to an authorization
+    /// plugin, either runtime: past it plugd answers dockerd with a deny naming the plugin (every
+    /// Engine API call waits for it; dockerd itself would wait forever).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub authz_timeout: Duration,
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(long, env = "PLUGD_LOG", default_value = "info")]
     pub log_level: String,
@@ -228,6 +233,7 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
                 default_enable_timeout: args.enable_timeout,
                 stop_grace: args.stop_grace,
                 max_bundle_size: args.max_bundle_size,
+                authz_timeout: args.authz_timeout,
             },
             selector(Arc::new(wasm), native),
         )

@@ -45,6 +45,8 @@ pub struct ManagerConfig {
     pub stop_grace: Duration,
     /// Cap on a create upload, compressed and decompressed.
     pub max_bundle_size: u64,
+    /// Deadline of one AuthZ call to an authorization plugin, after which plugd denies.
+    pub authz_timeout: Duration,
 }
 
 struct Running {
@@ -71,9 +73,13 @@ pub struct Manager {
     registry: SocketRegistry,
     ops: tokio::sync::Mutex<()>,
     store: Mutex<Store>,
-    /// Lock order: `starting` before `running`.
+    /// Lock order: `starting` before `running` before `parked`.
     starting: Mutex<HashMap<String, Starting>>,
     running: Mutex<HashMap<String, Running>>,
+    /// Engine-facing sockets of authorization plugins being restarted after a failure: kept
+    /// bound, answering every AuthZ call with a deny, until the plugin runs again (its next start
+    /// takes the socket over) or is disabled, removed or the daemon stops.
+    parked: Mutex<HashMap<String, PluginSocket>>,
     backoff: Mutex<HashMap<String, (std::time::Instant, Duration)>>,
 }
 
@@ -162,6 +168,7 @@ impl Manager {
             store: Mutex::new(store),
             starting: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
+            parked: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
         })
     }
@@ -372,6 +379,16 @@ impl Manager {
                     .values()
                     .any(|s| s.socket_name == socket_name)
                     .then_some("a starting")
+            })
+            .or_else(|| {
+                let path = self
+                    .cfg
+                    .plugin_socket_dir
+                    .join(format!("{socket_name}.sock"));
+                lock(&self.parked)
+                    .iter()
+                    .any(|(id, s)| *id != p.id && s.path() == path)
+                    .then_some("a restarting")
             });
         if let Some(runtime) = taken {
             return Err(Error::conflict(format!(
@@ -494,17 +511,26 @@ impl Manager {
         .map_err(at(&spec.rootfs))?;
         let mounts = Arc::new(Mounts::persisted(&spec.state_dir));
         let types = p.config.interface.types.clone().unwrap_or_default();
-        let gateway = Arc::new(Gateway::new(
-            &p.name,
-            &types,
-            instance,
-            paths,
-            mounts.clone(),
-        ));
+        let gateway = Arc::new(
+            Gateway::new(&p.name, &types, instance, paths, mounts.clone())
+                .authz_deadline(self.cfg.authz_timeout),
+        );
         let path = self
             .cfg
             .plugin_socket_dir
             .join(format!("{socket_name}.sock"));
+        // An authorization plugin restarted after a failure: its socket never went away.
+        let parked = {
+            let mut parked = lock(&self.parked);
+            match parked.get(&p.id) {
+                Some(s) if s.path() == path => parked.remove(&p.id),
+                _ => None,
+            }
+        };
+        if let Some(socket) = parked {
+            socket.replace(gateway);
+            return Ok((socket, mounts));
+        }
         let socket = PluginSocket::bind(&path, &self.registry, gateway)
             .map_err(|e| Error::new(Kind::Conflict, format!("plugin {}: {e}", p.name)))?;
         Ok((socket, mounts))
@@ -561,6 +587,29 @@ impl Manager {
             r.socket.close(&self.registry).await;
             r.instance.stop(self.cfg.stop_grace).await;
         }
+        let parked = lock(&self.parked).remove(id);
+        if let Some(socket) = parked {
+            socket.close(&self.registry).await;
+        }
+    }
+
+    /// Stops a failed plugin for a supervised restart. An authorization plugin keeps its socket,
+    /// answering every AuthZ call with a deny naming it (`why`) until it runs again: dockerd
+    /// would otherwise retry each API call for ≈15 s against the missing socket, then fail it.
+    async fn stop_failed(&self, id: &str, why: &str) {
+        let running = {
+            let mut running = lock(&self.running);
+            match running.get(id) {
+                Some(r) if r.socket.gateway().fails_closed() => running.remove(id),
+                _ => None,
+            }
+        };
+        let Some(r) = running else {
+            return self.stop(id).await;
+        };
+        r.socket.park(why);
+        lock(&self.parked).insert(id.to_string(), r.socket);
+        r.instance.stop(self.cfg.stop_grace).await;
     }
 
     fn in_use(&self, id: &str) -> Vec<String> {
@@ -738,7 +787,7 @@ impl Manager {
                 .collect();
             for (id, why) in failed {
                 tracing::warn!(plugin = %id, reason = %why, "plugin failed its health check; restarting");
-                self.stop(&id).await;
+                self.stop_failed(&id, &why).await;
             }
         }
         let wanted: Vec<String> = {
@@ -791,7 +840,8 @@ impl Manager {
         for id in starting {
             self.cancel_start(&id).await;
         }
-        let ids: Vec<String> = lock(&self.running).keys().cloned().collect();
+        let mut ids: Vec<String> = lock(&self.running).keys().cloned().collect();
+        ids.extend(lock(&self.parked).keys().cloned());
         for id in ids {
             self.stop(&id).await;
         }

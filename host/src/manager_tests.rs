@@ -17,6 +17,8 @@ enum Mode {
     Ready,
     /// Ready, then reports it crashed.
     Crash,
+    /// Fails to start at once.
+    Fail,
 }
 
 /// One "process" of the fake: counted while it exists.
@@ -126,6 +128,9 @@ impl Runtime for Fake {
             if mode == Mode::Hang {
                 std::future::pending::<()>().await;
             }
+            if mode == Mode::Fail {
+                return Err(RuntimeError::Start("exited with status 1 at start".into()));
+            }
             Ok(Arc::new(FakeInstance {
                 live: Mutex::new(Some(live)),
                 crashed: mode == Mode::Crash,
@@ -161,6 +166,7 @@ fn setup(tag: &str, mode: Mode) -> Setup {
         default_enable_timeout: Duration::from_secs(60),
         stop_grace: Duration::from_secs(10),
         max_bundle_size: 1 << 20,
+        authz_timeout: crate::socket::authz::DEFAULT_DEADLINE,
     };
     let manager = Manager::new(cfg, Arc::new(move |_| Ok(runtime.clone()))).unwrap();
     Setup {
@@ -170,13 +176,18 @@ fn setup(tag: &str, mode: Mode) -> Setup {
     }
 }
 
-/// Stores a disabled plugin `name` (`x:latest`) and returns its id.
+/// Stores a disabled volume plugin `name` (`x:latest`) and returns its id.
 fn add(m: &Manager, name: &str) -> String {
+    add_typed(m, name, "docker.volumedriver/1.0")
+}
+
+/// Stores a disabled plugin `name` of interface type `kind` and returns its id.
+fn add_typed(m: &Manager, name: &str, kind: &str) -> String {
     let mut store = lock(&m.store);
     let staging = store.staging_path();
     fsutil::create_dir_all(&staging.join("rootfs"), 0o755).unwrap();
     let mut config = PluginConfig::default();
-    config.interface.types = Some(vec!["docker.volumedriver/1.0".into()]);
+    config.interface.types = Some(vec![kind.into()]);
     config.interface.socket = "p.sock".into();
     let id = new_id();
     let record = Record {
@@ -396,4 +407,95 @@ async fn rm_never_deletes_through_a_mount_left_in_the_plugin_dir() {
         s.manager.inspect("mnt:latest").unwrap_err().kind,
         Kind::NotFound
     );
+}
+
+/// One `AuthZPlugin.AuthZReq` on an engine-facing socket (blocking, off the test's runtime).
+async fn authz_call(sock: PathBuf) -> serde_json::Value {
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut c = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(
+            b"POST /AuthZPlugin.AuthZReq HTTP/1.1\r\nHost:\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+        )
+        .unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        serde_json::from_str(out.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_authz_plugin_keeps_its_socket_through_a_restart_and_denies_meanwhile() {
+    use std::os::unix::fs::MetadataExt;
+    let s = setup("authz-park", Mode::Crash);
+    add_typed(&s.manager, "authz:latest", "docker.authz/1.0");
+    s.manager
+        .enable("authz:latest", Duration::ZERO)
+        .await
+        .unwrap();
+    let sock = s.dir.join("sockets/authz.sock");
+    let inode = std::fs::metadata(&sock).unwrap().ino();
+    // It crashed, and its restart fails: the socket stays and denies, naming the plugin.
+    s.fake.set(Mode::Fail);
+    assert!(s.manager.supervise().await.is_empty());
+    assert_eq!(s.fake.live(), 0, "the crashed instance was stopped");
+    let v = authz_call(sock.clone()).await;
+    assert_eq!(v["Allow"], false);
+    let msg = v["Msg"].as_str().unwrap();
+    assert!(
+        msg.starts_with(
+            "plugin authz:latest is being restarted after a failure: exited with status 1"
+        ),
+        "{msg}"
+    );
+    // Nobody else takes the socket name meanwhile.
+    add_typed(&s.manager, "authz:v2", "docker.authz/1.0");
+    let err = s
+        .manager
+        .enable("authz:v2", Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, Kind::Conflict, "{err}");
+    assert!(err.message.contains("a restarting"), "{err}");
+    // The restart succeeds: the new instance answers on the very same socket.
+    s.fake.set(Mode::Ready);
+    lock(&s.manager.backoff).clear();
+    assert_eq!(s.manager.supervise().await, ["authz:latest"]);
+    assert_eq!(std::fs::metadata(&sock).unwrap().ino(), inode);
+    let v = authz_call(sock.clone()).await;
+    assert_eq!(v["Msg"], "", "the fake's own answer (`{{}}`, decoded): {v}");
+    // Disable closes it.
+    quickly("disable", s.manager.disable("authz:latest", false))
+        .await
+        .unwrap();
+    assert!(!sock.exists());
+    assert_eq!(s.fake.live(), 0);
+}
+
+#[tokio::test]
+async fn a_disabled_parked_authz_plugin_loses_its_socket() {
+    let s = setup("authz-park-off", Mode::Crash);
+    add_typed(&s.manager, "authz:latest", "docker.authz/1.0");
+    s.manager
+        .enable("authz:latest", Duration::ZERO)
+        .await
+        .unwrap();
+    let sock = s.dir.join("sockets/authz.sock");
+    s.fake.set(Mode::Fail);
+    assert!(s.manager.supervise().await.is_empty());
+    assert!(sock.exists(), "parked");
+    quickly("disable", s.manager.disable("authz:latest", false))
+        .await
+        .unwrap();
+    assert!(!sock.exists(), "a disable removes a parked socket");
+    assert_eq!(enabled(&s.manager, "authz:latest"), (false, false));
+    // Nothing restarts it.
+    s.fake.set(Mode::Ready);
+    lock(&s.manager.backoff).clear();
+    assert!(s.manager.supervise().await.is_empty());
+    assert!(!sock.exists());
 }

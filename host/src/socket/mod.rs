@@ -11,6 +11,7 @@
 //! looked at (dockerd 20.10 sends it empty); idle keep-alive connections are kept well past dockerd's
 //! 30 s idle timeout. A task per connection (hyperlocal's server helper is one-at-a-time, no keep-alive).
 
+pub mod authz;
 pub mod mounts;
 pub mod paths;
 pub mod registry;
@@ -26,7 +27,7 @@ use plugd_core::{Instance, Reply};
 use serde_json::{Map, Value};
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
@@ -48,6 +49,8 @@ pub struct Gateway {
     manifest: Bytes,
     paths: PathMap,
     mounts: Arc<Mounts>,
+    /// `Some(deadline)` for an authorization plugin: its AuthZ calls fail closed ([`authz`]).
+    authz: Option<Duration>,
 }
 
 impl Gateway {
@@ -74,7 +77,39 @@ impl Gateway {
             manifest: manifest.into(),
             paths,
             mounts,
+            authz: authz::declared(types).then_some(authz::DEFAULT_DEADLINE),
         }
+    }
+
+    /// Whether this gateway answers AuthZ calls itself when the plugin fails ([`authz`]).
+    pub fn fails_closed(&self) -> bool {
+        self.authz.is_some()
+    }
+
+    /// The same gateway with no plugin behind it: every call fails with `why` (an AuthZ call is
+    /// then a deny naming the plugin). Served while the plugin is restarted after a failure.
+    fn down(&self, why: &str) -> Gateway {
+        Gateway {
+            name: self.name.clone(),
+            instance: Arc::new(Down {
+                message: format!(
+                    "plugin {} is being restarted after a failure: {why}",
+                    self.name
+                ),
+            }),
+            manifest: self.manifest.clone(),
+            paths: self.paths.clone(),
+            mounts: self.mounts.clone(),
+            authz: self.authz,
+        }
+    }
+
+    /// The AuthZ deadline of an authorization plugin (no effect on other plugins).
+    pub fn authz_deadline(mut self, deadline: Duration) -> Gateway {
+        if self.authz.is_some() {
+            self.authz = Some(deadline);
+        }
+        self
     }
 
     /// Serves one request; never fails at the HTTP level.
@@ -91,6 +126,11 @@ impl Gateway {
         let method = req.uri().path().trim_start_matches('/').to_string();
         if method == "Plugin.Activate" {
             return respond(Reply::ok(self.manifest.clone()));
+        }
+        if let Some(deadline) = self.authz
+            && authz::is_call(&method)
+        {
+            return respond(self.authorize(&method, req.into_body(), deadline).await);
         }
         let body = match Limited::new(req.into_body(), MAX_REQUEST).collect().await {
             Ok(b) => b.to_bytes(),
@@ -112,6 +152,31 @@ impl Gateway {
                 status::PLUGIN_ERROR,
                 &format!("plugin {name}: handling its reply failed: {e}"),
             )),
+        }
+    }
+
+    /// An AuthZ call: always a 200 within `deadline` (reading dockerd's request included), the
+    /// plugin's decision or a deny naming the plugin ([`authz`]). Nothing here touches the
+    /// plugin's filesystem, so it stays on the tokio worker.
+    async fn authorize(&self, method: &str, body: Incoming, deadline: Duration) -> Reply {
+        let call = async {
+            let body = match Limited::new(body, MAX_REQUEST).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => {
+                    return authz::deny(
+                        &self.name,
+                        &format!("reading dockerd's {method} request: {e}; denied"),
+                    );
+                }
+            };
+            authz::answer(&self.name, method, self.instance.call(method, body).await)
+        };
+        match tokio::time::timeout(deadline, call).await {
+            Ok(reply) => reply,
+            Err(_) => {
+                tracing::warn!(plugin = %self.name, method, ?deadline, "AuthZ call timed out; denied");
+                authz::timed_out(&self.name, method, deadline)
+            }
         }
     }
 
@@ -223,6 +288,29 @@ impl Gateway {
     }
 }
 
+/// The instance behind a [`Gateway::down`]: no plugin runs.
+struct Down {
+    message: String,
+}
+
+impl Instance for Down {
+    fn call<'a>(
+        &'a self,
+        _method: &'a str,
+        _body: Bytes,
+    ) -> plugd_core::runtime::BoxFuture<'a, Reply> {
+        Box::pin(async { Reply::err(status::PLUGIN_ERROR, &self.message) })
+    }
+
+    fn health(&self) -> plugd_core::Health {
+        plugd_core::Health::Failed(self.message.clone())
+    }
+
+    fn stop(&self, _grace: Duration) -> plugd_core::runtime::BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
 fn respond(reply: Reply) -> Response<Full<Bytes>> {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = Response::new(Full::new(reply.body));
@@ -234,9 +322,14 @@ fn respond(reply: Reply) -> Response<Full<Bytes>> {
     resp
 }
 
+/// The gateway a socket serves now: replaced, not rebound, while an authorization plugin is
+/// restarted (every request reads it afresh).
+type Current = Arc<RwLock<Arc<Gateway>>>;
+
 /// A bound engine-facing socket and its accept loop.
 pub struct PluginSocket {
     path: PathBuf,
+    current: Current,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -263,12 +356,35 @@ impl PluginSocket {
         let listener = crate::fsutil::bind_unix(path, 0o660)?;
         registry.record(path)?;
         let (shutdown, rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, gateway, rx));
+        let current: Current = Arc::new(RwLock::new(gateway));
+        let task = tokio::spawn(accept_loop(listener, current.clone(), rx));
         Ok(PluginSocket {
             path: path.to_path_buf(),
+            current,
             shutdown,
             task,
         })
+    }
+
+    /// The gateway served now.
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Serves `gateway` from now on (calls under way finish with the old one).
+    pub fn replace(&self, gateway: Arc<Gateway>) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = gateway;
+    }
+
+    /// Keeps the socket but takes the plugin away: every call now fails with `why`, AuthZ calls
+    /// as denies. For an authorization plugin being restarted: a missing socket would make
+    /// dockerd retry each API call for ≈15 s before failing it.
+    pub fn park(&self, why: &str) {
+        let down = Arc::new(self.gateway().down(why));
+        self.replace(down);
     }
 
     /// The socket's path.
@@ -288,7 +404,7 @@ impl PluginSocket {
 
 async fn accept_loop(
     listener: UnixListener,
-    gateway: Arc<Gateway>,
+    current: Current,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut conns = JoinSet::new();
@@ -297,10 +413,10 @@ async fn accept_loop(
             _ = shutdown.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let gw = gateway.clone();
+                    let current = current.clone();
                     conns.spawn(async move {
                         let svc = hyper::service::service_fn(move |req| {
-                            let gw = gw.clone();
+                            let gw = current.read().unwrap_or_else(|p| p.into_inner()).clone();
                             async move { Ok::<_, Infallible>(gw.serve(req).await) }
                         });
                         let mut builder = hyper::server::conn::http1::Builder::new();

@@ -621,6 +621,16 @@ impl Env {
         Dockerd::launch(self.shared.clone(), &self.next("d"), extra)
     }
 
+    /// [`Env::dockerd`] with `--authorization-plugin=<plugin>`: every Engine API call of this
+    /// dockerd (its `/_ping` at start included) goes through that plugin. dockerd looks the plugin
+    /// up at start (after its own plugins are restored) and refuses to start without it, so a
+    /// plugd-served plugin must already be enabled and allowing, its socket in
+    /// [`PLUGIN_SOCKET_DIR`].
+    #[track_caller]
+    pub fn dockerd_with_authz(&self, plugin: &str) -> Dockerd {
+        self.dockerd_with(&[&format!("--authorization-plugin={plugin}")])
+    }
+
     /// Imports [`BUSYBOX_IMAGE`] (`busybox:local`) into a daemon from the cached rootfs tarball.
     #[track_caller]
     pub fn import_busybox<E: Endpoint + ?Sized>(&self, target: &E) {

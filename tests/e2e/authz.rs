@@ -1,0 +1,357 @@
+//! A native authorization plugin served by plugd, used by a real dockerd 20.10 started with
+//! `--authorization-plugin=authz`: every Engine API call asks it.
+//!
+//! The plugin is the static fixture with `Interface.Types: ["docker.authz/1.0"]`; it answers
+//! `AuthZPlugin.AuthZReq`/`AuthZRes` with the raw bytes of `/hostile/<Method>` in its rootfs, and
+//! never answers while `/hostile/<Method>.hang` exists. The real docker CLI is then allowed or
+//! denied by what the plugin says; a malformed reply, a non-200, a hang and a crash each make plugd
+//! deny (fail closed) with a message naming the plugin, within plugd's AuthZ deadline — dockerd,
+//! which has no deadline of its own for a legacy plugin, never stalls — and dockerd serves again
+//! once the plugin is fixed or restarted. Another plugin of the same plugd keeps serving throughout.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::harness::{
+    self, Cli, Dockerd, Env, Output, PLUGIN_SOCKET_DIR, Plugd, STATIC_PLUGIN_IN_ROOTFS,
+    static_plugin_binary, static_plugin_config,
+};
+
+const ALLOW: &str = r#"{"Allow":true}"#;
+const REQ: &str = "AuthZPlugin.AuthZReq";
+const RES: &str = "AuthZPlugin.AuthZRes";
+
+/// Creates and enables the authz plugin `name` in `p`, allowing everything; returns its id and
+/// its `/hostile` directory (on the host).
+fn authz_plugin(env: &Env, p: &Plugd, name: &str) -> (String, PathBuf) {
+    let mut cfg = static_plugin_config();
+    cfg["interface"]["types"] = serde_json::json!(["docker.authz/1.0"]);
+    cfg["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "HOSTILE_DIR", "value": "/hostile"}));
+    let bundle = env
+        .bundle(name)
+        .config(&cfg)
+        .copy(STATIC_PLUGIN_IN_ROOTFS, &static_plugin_binary(), 0o755)
+        .dir("data")
+        .dir("hostile")
+        .dir("run/docker/plugins");
+    env.plugd_cli_cmd(p, ["create", name])
+        .arg(bundle.path())
+        .run()
+        .assert_ok();
+    let id = env
+        .plugd_cli(p, ["inspect", "-f", "{{.Id}}", name])
+        .assert_ok()
+        .trimmed()
+        .to_owned();
+    let hostile = p
+        .data_root()
+        .join("plugins")
+        .join(&id)
+        .join("rootfs/hostile");
+    reply(&hostile, REQ, ALLOW);
+    reply(&hostile, RES, ALLOW);
+    env.plugd_cli(p, ["enable", name]).assert_ok();
+    (id, hostile)
+}
+
+/// Plants the raw reply the plugin gives to `method` (atomically: the plugin reads it per call).
+fn reply(hostile: &Path, method: &str, body: &str) {
+    let tmp = hostile.join(format!(".{method}.tmp"));
+    std::fs::write(&tmp, body).unwrap();
+    std::fs::rename(&tmp, hostile.join(method)).unwrap();
+}
+
+/// The native runtime's record of the plugin's pid.
+fn plugin_pid(p: &Plugd, id: &str) -> Option<i32> {
+    let text =
+        std::fs::read_to_string(p.exec_root().join("state").join(id).join("state.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["pid"].as_i64().map(|p| p as i32)
+}
+
+/// The real docker CLI against `d`, at dockerd's API version: when the plugin denies, the CLI's
+/// version negotiation (`/_ping`) is denied too, and the CLI would then send its own newer version,
+/// which dockerd 20.10 refuses before the response phase is reached.
+fn docker(env: &Env, d: &Dockerd, args: &[&str]) -> Output {
+    env.docker_cmd(Cli::Docker28, d, args)
+        .env("DOCKER_API_VERSION", "1.41")
+        .timeout(Duration::from_secs(60))
+        .run()
+}
+
+/// `docker ps` through the real CLI, timed.
+fn ps(env: &Env, d: &Dockerd) -> (Output, Duration) {
+    let started = Instant::now();
+    let out = docker(env, d, &["ps", "-a"]);
+    (out, started.elapsed())
+}
+
+/// A denied `docker ps`: dockerd's 403 message, naming dockerd's plugin name and, in the plugin's
+/// message, plugd's; `within` bounds how long the CLI waited.
+#[track_caller]
+fn assert_denied(
+    env: &Env,
+    d: &Dockerd,
+    what: &str,
+    needles: &[&str],
+    within: Duration,
+) -> Duration {
+    let (out, took) = ps(env, d);
+    out.assert_failed();
+    let err = &out.stderr;
+    assert!(
+        err.contains("authorization denied by plugin authz: plugin authz:latest"),
+        "{what}: not a deny naming the plugin: {err}"
+    );
+    for n in needles {
+        assert!(err.contains(n), "{what}: {n:?} missing from: {err}");
+    }
+    assert!(
+        took < within,
+        "{what}: the deny took {took:?} (bound {within:?})"
+    );
+    eprintln!("authz: {what}: denied in {took:?}: {}", err.trim());
+    took
+}
+
+#[test]
+fn authz_plugin_allows_and_denies_real_docker_calls() {
+    harness::isolated(|env| {
+        let p = env.plugd(&[]);
+        let (_, hostile) = authz_plugin(env, &p, "authz");
+        let d = env.dockerd_with_authz("authz");
+        let docker = |args: &[&str]| docker(env, &d, args);
+
+        docker(&["ps"]).assert_ok();
+        docker(&["volume", "ls"]).assert_ok();
+
+        // The plugin's own deny in the request phase: a 403 with its message, nothing done.
+        reply(&hostile, REQ, r#"{"Allow":false,"Msg":"no volumes today"}"#);
+        docker(&["volume", "create", "v1"])
+            .assert_failed()
+            .assert_stderr_contains("authorization denied by plugin authz: no volumes today");
+        // In the response phase: the request ran, its answer is withheld.
+        reply(&hostile, REQ, ALLOW);
+        reply(
+            &hostile,
+            RES,
+            r#"{"Allow":false,"Msg":"you may not see this"}"#,
+        );
+        docker(&["volume", "create", "v2"])
+            .assert_failed()
+            .assert_stderr_contains("authorization denied by plugin authz: you may not see this");
+        // An `Err` on a 200 is ignored by dockerd, and so by plugd: Allow decides.
+        reply(&hostile, RES, r#"{"Allow":true,"Err":"ignored"}"#);
+        let out = docker(&["volume", "ls", "-q"]);
+        assert_eq!(
+            out.assert_ok().lines(),
+            ["v2"],
+            "the response-phase deny came after v2 was created"
+        );
+        docker(&["volume", "rm", "v2"]).assert_ok();
+
+        // Disabled while dockerd still points at it: the socket is gone and dockerd fails every
+        // call closed by itself — after its ≈15 s connect retry, as a 500.
+        env.plugd_cli(&p, ["disable", "authz"]).assert_ok();
+        let (out, took) = ps(env, &d);
+        out.assert_failed()
+            .assert_stderr_contains("plugin authz failed with error: Post")
+            .assert_stderr_contains("authz.sock/AuthZPlugin.AuthZReq");
+        eprintln!("authz: disabled plugin: dockerd failed the call after {took:?}");
+        assert!(
+            took >= Duration::from_secs(10),
+            "dockerd's retry is ≈15 s: {took:?}"
+        );
+        // Enabled again: the same socket path, and dockerd uses it at the next call.
+        env.plugd_cli(&p, ["enable", "authz"]).assert_ok();
+        docker(&["ps"]).assert_ok();
+    })
+}
+
+#[test]
+fn authz_failures_deny_naming_the_plugin_and_dockerd_stays_responsive() {
+    harness::isolated(|env| {
+        // A long health interval: a killed plugin is seen dead (and restarted) only at the next
+        // pass, so the calls between the kill and that pass reach a dead plugin.
+        let p = env.plugd(&["--authz-timeout", "2s", "--health-interval", "20s"]);
+        let (id, hostile) = authz_plugin(env, &p, "authz");
+        // Another plugin of the same plugd, called directly on its socket.
+        env.plugd_cli_cmd(&p, ["create", "vol"])
+            .arg(env.static_plugin_bundle("vol").path())
+            .run()
+            .assert_ok();
+        env.plugd_cli(&p, ["enable", "vol"]).assert_ok();
+        let vol_sock = Path::new(PLUGIN_SOCKET_DIR).join("vol.sock");
+        let other_serves = || {
+            let r = harness::http(&vol_sock, "POST", "/VolumeDriver.List", Some(b"{}")).unwrap();
+            assert_eq!(r.status, 200, "the other plugin: {}", r.text());
+        };
+        let d = env.dockerd_with_authz("authz");
+        ps(env, &d).0.assert_ok();
+        let bound = Duration::from_secs(5);
+
+        // Malformed replies dockerd's Go decoder would accept (and read as allow).
+        for (what, body) in [
+            ("trailing data", r#"{"Allow":true} junk"#),
+            (
+                "duplicate key, the last allows",
+                r#"{"Allow":false,"allow":true}"#,
+            ),
+            ("wrong type", r#"{"Allow":"yes"}"#),
+            ("empty body", ""),
+        ] {
+            reply(&hostile, REQ, body);
+            assert_denied(env, &d, what, &["refuses"], bound);
+        }
+        // A non-200: no reply file, the fixture answers 404.
+        std::fs::remove_file(hostile.join(REQ)).unwrap();
+        assert_denied(env, &d, "a 404", &["status 404", "unknown endpoint"], bound);
+        reply(&hostile, REQ, ALLOW);
+        ps(env, &d).0.assert_ok();
+
+        // A hang: denied at plugd's 2 s deadline, not waited for forever.
+        std::fs::write(hostile.join(format!("{REQ}.hang")), "").unwrap();
+        // One API call waits for the deadline once; the CLI makes two (`/_ping`, then `ps`).
+        let started = Instant::now();
+        let raw = harness::http(d.socket(), "GET", "/v1.41/version", None).unwrap();
+        let took = started.elapsed();
+        assert_eq!(raw.status, 403, "{}", raw.text());
+        assert!(
+            raw.text()
+                .contains("plugin authz:latest: no reply to AuthZPlugin.AuthZReq"),
+            "{}",
+            raw.text()
+        );
+        assert!(
+            took >= Duration::from_secs(2) && took < Duration::from_secs(3),
+            "one API call against a hung plugin took {took:?}"
+        );
+        eprintln!("authz: a hang: one API call denied in {took:?}");
+        let hang_bound = Duration::from_secs(7);
+        assert_denied(
+            env,
+            &d,
+            "a hang",
+            &["no reply to AuthZPlugin.AuthZReq within 2s"],
+            hang_bound,
+        );
+        other_serves();
+        // In the response phase too.
+        std::fs::remove_file(hostile.join(format!("{REQ}.hang"))).unwrap();
+        std::fs::write(hostile.join(format!("{RES}.hang")), "").unwrap();
+        assert_denied(
+            env,
+            &d,
+            "a hang in AuthZRes",
+            &["no reply to AuthZPlugin.AuthZRes"],
+            hang_bound,
+        );
+        std::fs::remove_file(hostile.join(format!("{RES}.hang"))).unwrap();
+        ps(env, &d).0.assert_ok();
+
+        // A crash (SIGKILL of the plugin process): denied at once while it is down; served
+        // again once plugd's supervision restarted it. A supervision pass may land between the
+        // kill and the call (the call then waits for the restart): try again.
+        let mut denied = false;
+        for _ in 0..3 {
+            let pid = plugin_pid(&p, &id).expect("plugin pid");
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .unwrap();
+            harness::wait_for("the plugin to die", Duration::from_secs(5), || {
+                !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+                })
+            });
+            let (out, took) = ps(env, &d);
+            if out.code == Some(0) {
+                eprintln!("authz: a supervision pass restarted the plugin first; again");
+                harness::wait_for("the restart", Duration::from_secs(30), || {
+                    plugin_pid(&p, &id).is_some_and(|n| n != pid)
+                });
+                continue;
+            }
+            assert!(
+                out.stderr
+                    .contains("authorization denied by plugin authz: plugin authz:latest"),
+                "a crash: {}",
+                out.stderr
+            );
+            assert!(took < bound, "a crash: the deny took {took:?}");
+            eprintln!("authz: a crash: denied in {took:?}: {}", out.stderr.trim());
+            denied = true;
+            other_serves();
+            harness::wait_for("the restart", Duration::from_secs(45), || {
+                plugin_pid(&p, &id).is_some_and(|n| n != pid)
+            });
+            break;
+        }
+        assert!(denied, "never saw a call reach the killed plugin");
+        harness::wait_for("dockerd to serve again", Duration::from_secs(30), || {
+            ps(env, &d).0.code == Some(0)
+        });
+        other_serves();
+        docker(env, &d, &["version"]).assert_ok();
+    })
+}
+
+#[test]
+fn a_crash_looping_authz_plugin_denies_at_once_and_recovers() {
+    harness::isolated(|env| {
+        let p = env.plugd(&["--authz-timeout", "2s", "--health-interval", "200ms"]);
+        let (id, hostile) = authz_plugin(env, &p, "authz");
+        let d = env.dockerd_with_authz("authz");
+        ps(env, &d).0.assert_ok();
+
+        // From now on every start of the plugin exits at once; kill the one running.
+        std::fs::write(hostile.join("exit-at-start"), "").unwrap();
+        let pid = plugin_pid(&p, &id).expect("plugin pid");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        // plugd keeps the plugin's socket while it restarts it (with backoff): every call is
+        // denied at once, never left to dockerd's ≈15 s retry against a missing socket.
+        let until = Instant::now() + Duration::from_secs(6);
+        let (mut calls, mut parked, mut slowest) = (0, 0, Duration::ZERO);
+        while Instant::now() < until {
+            let (out, took) = ps(env, &d);
+            out.assert_failed();
+            assert!(
+                out.stderr
+                    .contains("authorization denied by plugin authz: plugin authz:latest"),
+                "call {calls}: {}",
+                out.stderr
+            );
+            if out.stderr.contains("is being restarted after a failure") {
+                parked += 1;
+            }
+            slowest = slowest.max(took);
+            calls += 1;
+        }
+        eprintln!(
+            "authz: crash loop: {calls} calls in 6 s, all denied, {parked} while plugd restarted it; slowest {slowest:?}"
+        );
+        assert!(slowest < Duration::from_secs(2), "slowest deny {slowest:?}");
+        assert!(parked > 0, "never saw the restart window");
+        assert!(
+            p.log().contains("restart failed"),
+            "the plugin was restarted and failed again"
+        );
+
+        // Fixed: the next restart (backoff ≤ 8 s by now) serves again, on the same socket.
+        std::fs::remove_file(hostile.join("exit-at-start")).unwrap();
+        harness::wait_for("dockerd to serve again", Duration::from_secs(40), || {
+            ps(env, &d).0.code == Some(0)
+        });
+        docker(env, &d, &["version"]).assert_ok();
+    })
+}
