@@ -76,7 +76,7 @@ mod server;
 pub mod wasm;
 
 #[cfg(all(unix, not(target_arch = "wasm32")))]
-pub use server::{run_volume_driver, serve_volume_driver, socket_path};
+pub use server::{Handler, run, run_volume_driver, serve, serve_volume_driver, socket_path};
 
 /// A driver error: a code for the host and a message for the user (the type plugd's wasm host
 /// maps a guest's WIT error to, so both packagings reply alike).

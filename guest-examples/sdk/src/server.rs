@@ -8,6 +8,7 @@
 
 use crate::VolumeDriver;
 use crate::protocol::{self, MEDIA_TYPE, Reply};
+
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
@@ -61,11 +62,37 @@ pub fn socket_path(default_name: &str) -> PathBuf {
     }
 }
 
-/// A plugin's `main`: serves `driver` on [`socket_path`]`(default_socket)` until SIGTERM or
-/// SIGINT, and turns the outcome into the exit status (errors go to stderr, which the host logs).
+/// Answers one protocol call. Each plugin type's module implements it for the drivers of its
+/// trait (the volume driver's is [`protocol::handle`]); the server below is the same for all.
+pub trait Handler {
+    /// `endpoint` is the request path (`/VolumeDriver.Create`), `body` the request body as sent.
+    fn handle(&self, endpoint: &str, body: &[u8]) -> Reply;
+}
+
+/// A [`VolumeDriver`] as a [`Handler`].
+struct Volumes<D>(D);
+
+impl<D: VolumeDriver> Handler for Volumes<D> {
+    fn handle(&self, endpoint: &str, body: &[u8]) -> Reply {
+        protocol::handle(&self.0, endpoint, body)
+    }
+}
+
+/// A volume plugin's `main`: [`run`] for a [`VolumeDriver`].
 pub fn run_volume_driver<D: VolumeDriver + 'static>(driver: D, default_socket: &str) -> ExitCode {
+    run(Volumes(driver), default_socket)
+}
+
+/// [`serve`] for a [`VolumeDriver`].
+pub fn serve_volume_driver<D: VolumeDriver + 'static>(driver: D, socket: &Path) -> io::Result<()> {
+    serve(Volumes(driver), socket)
+}
+
+/// A plugin's `main`: serves `handler` on [`socket_path`]`(default_socket)` until SIGTERM or
+/// SIGINT, and turns the outcome into the exit status (errors go to stderr, which the host logs).
+pub fn run<H: Handler + 'static>(handler: H, default_socket: &str) -> ExitCode {
     let socket = socket_path(default_socket);
-    match serve_volume_driver(driver, &socket) {
+    match serve(handler, &socket) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log(format_args!("{}: {e}", socket.display()));
@@ -74,23 +101,23 @@ pub fn run_volume_driver<D: VolumeDriver + 'static>(driver: D, default_socket: &
     }
 }
 
-/// Serves `driver` on the unix socket `socket` until SIGTERM or SIGINT, then removes the socket
+/// Serves `handler` on the unix socket `socket` until SIGTERM or SIGINT, then removes the socket
 /// and returns `Ok`.
 ///
 /// As PID 1 of a plugin sandbox the process gets no default SIGTERM handling, so without this the
 /// host would wait its whole grace period and then SIGKILL it. A stale socket file at `socket` is
 /// replaced; a live one (something answers) or a file of another kind is an error, since taking
-/// it over would cut off whoever owns it. Calls are answered with [`protocol::handle`]; a panic
-/// in the driver fails that call with a 500 and the server keeps going.
-pub fn serve_volume_driver<D: VolumeDriver + 'static>(driver: D, socket: &Path) -> io::Result<()> {
+/// it over would cut off whoever owns it. A panic in the handler fails that call with a 500 and
+/// the server keeps going.
+pub fn serve<H: Handler + 'static>(handler: H, socket: &Path) -> io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
         .build()?;
-    LocalSet::new().block_on(&runtime, serve(Rc::new(driver), socket))
+    LocalSet::new().block_on(&runtime, listen(Rc::new(handler), socket))
 }
 
-async fn serve<D: VolumeDriver + 'static>(driver: Rc<D>, socket: &Path) -> io::Result<()> {
+async fn listen<H: Handler + 'static>(driver: Rc<H>, socket: &Path) -> io::Result<()> {
     // Before the socket exists: once a client can see it, SIGTERM must already be handled.
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -158,8 +185,8 @@ fn bind(socket: &Path) -> io::Result<UnixListener> {
 
 /// Serves one connection until the client closes it, or until shutdown once its current
 /// request (if any) is answered.
-async fn connection<D: VolumeDriver + 'static>(
-    driver: Rc<D>,
+async fn connection<H: Handler + 'static>(
+    driver: Rc<H>,
     stream: UnixStream,
     mut shutting_down: watch::Receiver<bool>,
 ) {
@@ -186,10 +213,7 @@ async fn connection<D: VolumeDriver + 'static>(
     }
 }
 
-async fn respond<D: VolumeDriver + ?Sized>(
-    driver: &D,
-    req: Request<Incoming>,
-) -> Response<Full<Bytes>> {
+async fn respond<H: Handler + ?Sized>(driver: &H, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::POST {
         let message = format!(
             "method {} not allowed; the plugin protocol is POST only",
@@ -202,13 +226,11 @@ async fn respond<D: VolumeDriver + ?Sized>(
         Ok(body) => body.to_bytes(),
         Err(e) => return response(Reply::err(400, &format!("reading request body: {e}"))),
     };
-    let reply = catch_unwind(AssertUnwindSafe(|| {
-        protocol::handle(driver, &endpoint, &body)
-    }))
-    .unwrap_or_else(|_| {
-        let method = endpoint.trim_start_matches('/');
-        Reply::err(500, &format!("{method}: the plugin panicked"))
-    });
+    let reply =
+        catch_unwind(AssertUnwindSafe(|| driver.handle(&endpoint, &body))).unwrap_or_else(|_| {
+            let method = endpoint.trim_start_matches('/');
+            Reply::err(500, &format!("{method}: the plugin panicked"))
+        });
     response(reply)
 }
 
