@@ -101,7 +101,25 @@ pub fn isolated_then<T>(f: impl FnOnce(&Env) -> T, after: impl FnOnce(T)) {
     if std::env::var_os(CHILD_ENV).is_some() {
         run_child(f, after);
     } else {
-        run_parent();
+        run_parent(false);
+    }
+}
+
+/// Like [`isolated`], in a network namespace of the test's own too (only `lo`, up): for tests
+/// whose plugins or dockerd create interfaces, bridges or routes, which then never touch the
+/// host's network and vanish with the namespace. plugd and dockerd both run in it, as they must
+/// share one (dockerd moves the interfaces a network plugin made in its namespace).
+#[track_caller]
+pub fn isolated_in_netns(f: impl FnOnce(&Env)) {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        let lo = Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status()
+            .expect("run `ip` (iproute2; see .ci/setup)");
+        assert!(lo.success(), "ip link set lo up: {lo}");
+        run_child(f, |()| {});
+    } else {
+        run_parent(true);
     }
 }
 
@@ -125,7 +143,7 @@ fn keep_on_failure() -> bool {
 // Parent side
 
 #[track_caller]
-fn run_parent() {
+fn run_parent(netns: bool) {
     let thread = std::thread::current();
     let name = match thread.name() {
         Some(n) if n != "main" => n.to_owned(),
@@ -140,7 +158,11 @@ fn run_parent() {
     let timeout = test_timeout();
     let (reader, writer) = std::io::pipe().expect("pipe");
     let mut cmd = Command::new("unshare");
-    cmd.args(["-m", "--propagation", "private", "--"])
+    cmd.arg("-m");
+    if netns {
+        cmd.arg("-n");
+    }
+    cmd.args(["--propagation", "private", "--"])
         .arg(&exe)
         .args([
             "--exact",
