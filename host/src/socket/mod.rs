@@ -183,35 +183,36 @@ impl Gateway {
     /// The reply dockerd gets: rebuilt from the decoded value, with every path in it pinned, and
     /// the mount table kept in step (see [`reply`] and [`mounts`]).
     fn answer(&self, method: &str, request: &[u8], reply: Reply) -> Reply {
-        if method == volume::UNMOUNT {
+        // Read as the plugin read it (Go's rules, plugd-core's one request reader): the names
+        // plugd pins and counts are the ones the plugin acted on.
+        let asked = if method.starts_with("VolumeDriver.") {
+            volume::Request::decode(method, request).ok()
+        } else {
+            None
+        };
+        if let Some(volume::Request::Unmount { name, id }) = &asked {
             // Whatever the plugin answers: dockerd never retries an Unmount and gives the next
             // mount a new id, so a mount it unmounted must not count as in use forever.
-            let req: volume::MountRequest = serde_json::from_slice(request).unwrap_or_default();
-            self.mounts.unmount(&req.name, &req.id);
+            self.mounts.unmount(name, id);
         }
         let mut value = match reply::check(&self.name, method, reply) {
             reply::Checked::Success(v) => v,
             reply::Checked::Failure(r) | reply::Checked::Relay(r) => return r,
         };
-        let acted = match method {
-            volume::MOUNT => self.pin_mount(&mut value, request),
-            volume::REMOVE => {
-                let req: volume::NameRequest = serde_json::from_slice(request).unwrap_or_default();
-                self.mounts.forget(&req.name);
+        let acted = match &asked {
+            Some(volume::Request::Mount { name, id }) => self.pin_mount(&mut value, name, id),
+            Some(volume::Request::Remove { name }) => {
+                self.mounts.forget(name);
                 Ok(())
             }
-            volume::PATH => {
-                let req: volume::NameRequest = serde_json::from_slice(request).unwrap_or_default();
-                self.report(&req.name, &mut value["Mountpoint"], true)
+            Some(volume::Request::Path { name }) => {
+                self.report(name, &mut value["Mountpoint"], true)
             }
-            volume::GET => {
-                let req: volume::NameRequest = serde_json::from_slice(request).unwrap_or_default();
-                match &mut value["Volume"] {
-                    Value::Object(v) => self.report_volume(v, Some(&req.name)),
-                    _ => Ok(()),
-                }
-            }
-            volume::LIST => match &mut value["Volumes"] {
+            Some(volume::Request::Get { name }) => match &mut value["Volume"] {
+                Value::Object(v) => self.report_volume(v, Some(name)),
+                _ => Ok(()),
+            },
+            Some(volume::Request::List) => match &mut value["Volumes"] {
                 Value::Array(vols) => vols.iter_mut().try_for_each(|v| match v {
                     Value::Object(v) => self.report_volume(v, None),
                     _ => Ok(()),
@@ -233,8 +234,7 @@ impl Gateway {
     }
 
     /// A successful Mount: pins the directory the plugin named and answers with the pin.
-    fn pin_mount(&self, value: &mut Value, request: &[u8]) -> Result<(), String> {
-        let req: volume::MountRequest = serde_json::from_slice(request).unwrap_or_default();
+    fn pin_mount(&self, value: &mut Value, name: &str, id: &str) -> Result<(), String> {
         let inside = value["Mountpoint"].as_str().unwrap_or_default();
         if inside.is_empty() {
             return Err("replied to Mount without a Mountpoint".to_string());
@@ -243,7 +243,7 @@ impl Gateway {
             .paths
             .open_dir(inside)
             .map_err(|e| format!("mountpoint {e}"))?;
-        let pinned = self.mounts.mount(&req.name, &req.id, &dir)?;
+        let pinned = self.mounts.mount(name, id, &dir)?;
         value["Mountpoint"] = Value::String(pinned.to_string_lossy().into_owned());
         Ok(())
     }

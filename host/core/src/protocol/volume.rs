@@ -41,9 +41,9 @@ pub const LIST: &str = "VolumeDriver.List";
 pub const CAPABILITIES: &str = "VolumeDriver.Capabilities";
 
 /// `{"Name", "Opts"}` (Create).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
-pub struct CreateRequest {
+struct CreateRequest {
     /// Volume name.
     #[serde(rename = "Name")]
     pub name: String,
@@ -53,18 +53,18 @@ pub struct CreateRequest {
 }
 
 /// `{"Name"}` (Remove, Path, Get).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
-pub struct NameRequest {
+struct NameRequest {
     /// Volume name.
     #[serde(rename = "Name")]
     pub name: String,
 }
 
 /// `{"Name", "ID"}` (Mount, Unmount). `ID` is per mount point, not the container id.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
-pub struct MountRequest {
+struct MountRequest {
     /// Volume name.
     #[serde(rename = "Name")]
     pub name: String,
