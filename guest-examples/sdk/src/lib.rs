@@ -67,6 +67,7 @@
 
 #![deny(missing_docs)]
 
+pub mod authz;
 #[cfg(all(unix, not(target_arch = "wasm32")))]
 pub mod protocol;
 #[cfg(all(unix, not(target_arch = "wasm32")))]
@@ -77,6 +78,10 @@ pub mod wasm;
 
 #[cfg(all(unix, not(target_arch = "wasm32")))]
 pub use server::{Handler, run, run_volume_driver, serve, serve_volume_driver, socket_path};
+
+pub use authz::{ApiRequest, ApiResponse, Authorizer, Decision};
+#[cfg(all(unix, not(target_arch = "wasm32")))]
+pub use authz::{run_authz_plugin, serve_authz_plugin};
 
 /// A driver error: a code for the host and a message for the user (the type plugd's wasm host
 /// maps a guest's WIT error to, so both packagings reply alike).

@@ -19,10 +19,7 @@ use plugd_core::protocol::replies::ERR_ONLY;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-/// `AuthZPlugin.AuthZReq`: the request phase.
-pub(crate) const REQUEST: &str = "AuthZPlugin.AuthZReq";
-/// `AuthZPlugin.AuthZRes`: the response phase.
-pub(crate) const RESPONSE: &str = "AuthZPlugin.AuthZRes";
+pub(crate) use plugd_core::protocol::authz::{REQUEST, RESPONSE};
 
 /// Default deadline of one AuthZ call (`plugd daemon --authz-timeout`). Every API call of the
 /// engine waits for it, twice; dockerd itself would wait forever.
