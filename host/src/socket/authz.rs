@@ -86,6 +86,11 @@ fn failure_message(plugin: &str, method: &str, r: &Reply) -> String {
     if err.starts_with(&format!("plugin {plugin}")) {
         return format!("{err}; denied");
     }
+    // The wasm runtime's own faults (trap, interrupt, memory cap) name the plugin quoted and the
+    // call: say that once, without the status of a reply no plugin wrote.
+    if let Some(fault) = err.strip_prefix(&format!("plugin {plugin:?}: ")) {
+        return format!("{fault}; denied");
+    }
     let err = if err.is_empty() { "no message" } else { &err };
     format!("{method} failed (status {}): {err}; denied", r.status)
 }
@@ -158,6 +163,18 @@ mod tests {
             assert!(msg.starts_with("plugin authz"), "{body}: {msg}");
             assert!(!msg.starts_with("plugin authz: plugin authz"), "{msg}");
         }
+        let v = decoded(&answer(
+            "authz:latest",
+            REQUEST,
+            reply(
+                500,
+                r#"{"Err":"plugin \"authz:latest\": call AuthZPlugin.AuthZReq trapped (wasm trap)"}"#,
+            ),
+        ));
+        assert_eq!(
+            v["Msg"],
+            "plugin authz:latest: call AuthZPlugin.AuthZReq trapped (wasm trap); denied"
+        );
         let v = decoded(&timed_out("authz", RESPONSE, Duration::from_millis(1500)));
         assert_eq!(v["Allow"], false);
         assert_eq!(
