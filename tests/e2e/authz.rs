@@ -498,3 +498,52 @@ fn a_faulty_wasm_authz_guest_denies_naming_the_plugin_within_the_deadline() {
         docker(env, &d, &["version"]).assert_ok();
     })
 }
+
+/// A looping guest when the AuthZ deadline is the shorter one: the gateway denies at its deadline,
+/// and the calls after it — queued behind the still-running guest call, as a wasm instance serves
+/// one call at a time — are denied at the deadline too, until the wasm runtime interrupts the loop
+/// and replaces the instance. Fail closed and bounded throughout; served again after.
+#[test]
+fn a_looping_wasm_authz_guest_past_the_authz_deadline_denies_until_interrupted() {
+    harness::isolated(|env| {
+        let p = env.plugd(&["--call-timeout", "4s", "--authz-timeout", "1s"]);
+        let bundle = env
+            .bundle("fauthz")
+            .config(&example_config(include_str!(
+                "../../guest-examples/authz/config.json"
+            )))
+            .copy("plugin.wasm", &wasm_guest("plugd_fault_authz_guest"), 0o644);
+        create_enable(env, &p, "fauthz", &bundle);
+        let d = env.dockerd_with_authz("fauthz");
+        ps(env, &d).0.assert_ok();
+        let started = Instant::now();
+        let raw = harness::http(d.socket(), "GET", "/v1.41/volumes/fault-spin", None).unwrap();
+        assert_eq!(raw.status, 403, "{}", raw.text());
+        assert!(
+            raw.text().contains(
+                "plugin fauthz:latest: no reply to AuthZPlugin.AuthZReq within 1s (plugd's AuthZ deadline); denied"
+            ),
+            "{}",
+            raw.text()
+        );
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+        let queued = Instant::now();
+        let raw = harness::http(d.socket(), "GET", "/v1.41/containers/json", None).unwrap();
+        let waited = queued.elapsed();
+        assert_eq!(raw.status, 403, "queued behind the loop: {}", raw.text());
+        assert!(waited < Duration::from_millis(1500), "{waited:?}");
+        eprintln!(
+            "authz: loop past the AuthZ deadline: denied in {took:?}, the next call in {waited:?}"
+        );
+        harness::wait_for(
+            "the interrupted instance to be replaced",
+            Duration::from_secs(10),
+            || ps(env, &d).0.code == Some(0),
+        );
+        eprintln!(
+            "authz: served again {:?} after the loop began",
+            started.elapsed()
+        );
+    })
+}
