@@ -4,7 +4,8 @@
 # as the native musl binary; three dockerds run side by side, one with no authorization plugin and
 # one per packaging (`--authorization-plugin=wauthz` / `nauthz`). `plugd-bench rtt --method GET`
 # then times raw `GET /v1.41/volumes` round trips on a keep-alive connection to each dockerd,
-# the three interleaved round by round, and the script prints ms/call and the ratios to no authz.
+# the three interleaved round by round, and the script prints ms/call and the ratios to no authz;
+# then one AuthZReq alone on plugd's socket of each packaging (no dockerd in the path).
 # Every call with a plugin costs two AuthZ calls (AuthZReq and AuthZRes).
 # Release builds. Run as root: tests/bench/authz.sh [ROUNDS] [REQUESTS_PER_ROUND].
 set -euo pipefail
@@ -86,6 +87,13 @@ for r in $(seq "$ROUNDS"); do
     "$BENCH" rtt --socket "$W/$n.sock" --method GET --path /v1.41/volumes --body "" \
       --requests "$REQS" --rounds 1 --label "$n" | tee -a "$W/results" | sed "s/^/round $r\t/"
   done
+done
+# One AuthZ call alone, on plugd's socket for each packaging (what dockerd sends for `GET
+# /v1.41/volumes`, headers trimmed): plugd's gateway and the plugin, without dockerd.
+authz_req='{"RequestMethod":"GET","RequestUri":"/v1.41/volumes","RequestHeaders":{"User-Agent":"Go-http-client/1.1"}}'
+for n in wauthz nauthz; do
+  "$BENCH" rtt --socket "/run/docker/plugins/$n.sock" --path /AuthZPlugin.AuthZReq --body "$authz_req" \
+    --requests "$REQS" --rounds "$ROUNDS" --label "$n-AuthZReq-on-plugd-socket"
 done
 # Per configuration: the median round's mean ms/call (1000 / req_s) and p50; ratios to `none`.
 awk -F'\t' '
