@@ -5,7 +5,7 @@
 //! call ([`Authorizer::authorize_request`]) and again before the call's answer reaches the
 //! caller ([`Authorizer::authorize_response`]). Decoding and encoding are plugd-core's
 //! ([`plugd_core::protocol::authz`]), shared with plugd's wasm host, so both packagings answer
-//! alike. An [`Error`](crate::Error) fails the call; plugd (and dockerd itself, for a plugin it
+//! alike. An [`crate::Error`] fails the call; plugd (and dockerd itself, for a plugin it
 //! talks to directly) then denies the API call: an authorizer fails closed.
 
 use crate::Error;

@@ -10,6 +10,10 @@
 //!   plugin rootfs): [`run_volume_driver`] or [`serve_volume_driver`] serve Docker's plugin
 //!   protocol on a unix socket themselves, for plugd's native runtime or for dockerd.
 //!
+//! An authorization plugin (`docker.authz/1.0`) is written the same way: implement
+//! [`Authorizer`], export it with [`export_authorizer!`] or serve it with [`run_authz_plugin`]
+//! (module [`authz`]; the example is `guest-examples/authz`).
+//!
 //! The driver sees the same contract in both, so its code needs no `cfg`:
 //!
 //! * **No concurrent calls.** plugd serializes the calls to a wasm instance, and the native server

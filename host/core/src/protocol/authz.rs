@@ -194,7 +194,7 @@ fn base64(text: &str) -> Result<Vec<u8>, String> {
         .bytes()
         .filter(|c| !matches!(c, b'\r' | b'\n'))
         .collect();
-    if chars.len() % 4 != 0 {
+    if !chars.len().is_multiple_of(4) {
         return Err("base64 length is not a multiple of 4".to_string());
     }
     let mut out = Vec::with_capacity(chars.len() / 4 * 3);
