@@ -16,9 +16,10 @@ use super::reply::{self, Checked};
 use plugd_core::Reply;
 use plugd_core::gojson;
 use plugd_core::protocol::replies::ERR_ONLY;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::time::Duration;
 
+use plugd_core::protocol::authz::{Decision, Response, encode};
 pub(crate) use plugd_core::protocol::authz::{REQUEST, RESPONSE};
 
 /// Default deadline of one AuthZ call (`plugd daemon --authz-timeout`). Every API call of the
@@ -42,7 +43,7 @@ pub(crate) fn deny(plugin: &str, what: &str) -> Reply {
     } else {
         format!("plugin {plugin}: {what}")
     };
-    reply::encode(&json!({ "Allow": false, "Msg": msg }))
+    encode(Ok(Response::Decision(Decision::deny(msg))))
 }
 
 /// The deny for a call the plugin did not answer within `deadline`.
@@ -98,6 +99,7 @@ fn failure_message(plugin: &str, method: &str, r: &Reply) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn reply(status: u16, body: &str) -> Reply {
         Reply {
