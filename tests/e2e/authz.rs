@@ -11,7 +11,8 @@
 //!
 //! Then the SDK-built example (guest-examples/authz), packaged as a wasm component and as a
 //! static binary, denies by its `DENY` setting through both runtimes alike; and a wasm authz
-//! guest that traps, loops or returns an error denies naming the plugin within the deadline.
+//! guest that traps, loops or returns an error denies naming the plugin within the deadline, and
+//! its response-phase deny quotes the API answer's status and body as the guest received them.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -491,6 +492,15 @@ fn a_faulty_wasm_authz_guest_denies_naming_the_plugin_within_the_deadline() {
                 "docker ps after {fault}: {took:?}"
             );
         }
+        // The response phase: the volume is created, its answer (status and body, decoded from
+        // dockerd's base64 for the guest) withheld by the guest's deny.
+        docker(env, &d, &["volume", "create", "res-deny"])
+            .assert_failed()
+            .assert_stderr_contains(
+                "authorization denied by plugin fauthz: response 201 to POST /v1.41/volumes/create withheld: {\"CreatedAt\"",
+            )
+            .assert_stderr_contains("\"Name\":\"res-deny\"");
+        docker(env, &d, &["volume", "ls", "-q"]).assert_ok();
         // Through the CLI: the same deny, the real client's view of it.
         docker(env, &d, &["volume", "inspect", "fault-trap"])
             .assert_failed()

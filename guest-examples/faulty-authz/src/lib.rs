@@ -9,9 +9,12 @@
 //! | anything else  | allow                                                           |
 //!
 //! So `docker volume inspect fault-trap` (`GET /v1.41/volumes/fault-trap`) makes it trap, and
-//! `docker ps` is still allowed. The response phase always allows.
+//! `docker ps` is still allowed. In the response phase it denies a call whose URI contains
+//! `res-deny`, quoting the answer's status and body (to prove both reach the guest decoded), and
+//! allows the rest. `res-deny` may be in the request body instead (`docker volume create
+//! res-deny` posts the name), which proves the request body reaches the guest decoded too.
 
-use plugd_plugin_sdk::{ApiRequest, Authorizer, Decision, Error};
+use plugd_plugin_sdk::{ApiRequest, ApiResponse, Authorizer, Decision, Error};
 
 #[derive(Default)]
 struct Faulty;
@@ -29,6 +32,20 @@ impl Authorizer for Faulty {
         }
         if req.uri.contains("fault-error") {
             return Err(Error::internal("fault authz guest: error requested"));
+        }
+        Ok(Decision::allow())
+    }
+
+    fn authorize_response(&self, req: &ApiRequest, res: &ApiResponse) -> Result<Decision, Error> {
+        let body = String::from_utf8_lossy(&req.body);
+        if req.uri.contains("res-deny") || body.contains("res-deny") {
+            return Ok(Decision::deny(format!(
+                "response {} to {} {} withheld: {}",
+                res.status,
+                req.method,
+                req.uri,
+                String::from_utf8_lossy(&res.body).trim()
+            )));
         }
         Ok(Decision::allow())
     }
