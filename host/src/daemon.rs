@@ -220,6 +220,16 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
         .memory_limit(usize::try_from(args.memory_limit).unwrap_or(usize::MAX))
         .build()
         .context("starting the wasm runtime")?;
+    if args.call_timeout > args.authz_timeout {
+        // A wasm instance serves one call at a time: a guest stuck past the AuthZ deadline keeps
+        // every later AuthZ call of its plugin waiting (and denied) until the call deadline.
+        tracing::warn!(
+            call_timeout = ?args.call_timeout,
+            authz_timeout = ?args.authz_timeout,
+            "--call-timeout is longer than --authz-timeout: a stuck wasm authz plugin denies every \
+             API call at the AuthZ deadline until the wasm call deadline ends it (docs/protocol.md §5)"
+        );
+    }
     let native = native_runtime(&args);
     if let Err(why) = &native {
         tracing::warn!("native runtime unavailable: {why}");

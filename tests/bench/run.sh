@@ -9,6 +9,7 @@
 #      dockerd (enable), and Get round trips through plugd's socket (native and wasm builds of the
 #      same logic) vs the native plugin's own socket directly (the cost of plugd's forwarding).
 # Release builds (plugd, plugd-bench, the static fixture); guests are always release.
+# The AuthZ overhead per Engine API call (issue 8) is tests/bench/authz.sh, a run of its own.
 # Run as root: tests/bench/run.sh [REPS]. Prints tab-separated figures; asserts nothing.
 set -euo pipefail
 REPS=${1:-5}

@@ -8,13 +8,18 @@
 //! deny (fail closed) with a message naming the plugin, within plugd's AuthZ deadline — dockerd,
 //! which has no deadline of its own for a legacy plugin, never stalls — and dockerd serves again
 //! once the plugin is fixed or restarted. Another plugin of the same plugd keeps serving throughout.
+//!
+//! Then the SDK-built example (guest-examples/authz), packaged as a wasm component and as a
+//! static binary, denies by its `DENY` setting through both runtimes alike; and a wasm authz
+//! guest that traps, loops or returns an error denies naming the plugin within the deadline, and
+//! its response-phase deny quotes the API answer's status and body as the guest received them.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    self, Cli, Dockerd, Env, Output, PLUGIN_SOCKET_DIR, Plugd, STATIC_PLUGIN_IN_ROOTFS,
-    static_plugin_binary, static_plugin_config,
+    self, Bundle, Cli, Dockerd, Env, Output, PLUGIN_SOCKET_DIR, Plugd, STATIC_PLUGIN_IN_ROOTFS,
+    static_plugin_binary, static_plugin_config, target_dir, wasm_guest,
 };
 
 const ALLOW: &str = r#"{"Allow":true}"#;
@@ -353,5 +358,202 @@ fn a_crash_looping_authz_plugin_denies_at_once_and_recovers() {
             ps(env, &d).0.code == Some(0)
         });
         docker(env, &d, &["version"]).assert_ok();
+    })
+}
+
+/// The example's config for a packaging (`config.json` or `config-native.json`).
+fn example_config(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).expect("guest-examples/authz config is JSON")
+}
+
+/// The wasm packaging of the authz example, as a bundle.
+fn wasm_example(env: &Env, name: &str) -> Bundle {
+    env.bundle(name)
+        .config(&example_config(include_str!(
+            "../../guest-examples/authz/config.json"
+        )))
+        .copy("plugin.wasm", &wasm_guest("plugd_example_authz"), 0o644)
+}
+
+/// The native packaging: the SDK's musl binary in a rootfs of its own.
+fn native_example(env: &Env, name: &str) -> Bundle {
+    let bin =
+        target_dir().join("wasm-guests/x86_64-unknown-linux-musl/release/plugd-example-authz");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with .ci/test",
+        bin.display()
+    );
+    env.bundle(name)
+        .config(&example_config(include_str!(
+            "../../guest-examples/authz/config-native.json"
+        )))
+        .copy("plugd-example-authz", &bin, 0o755)
+        .dir("run/docker/plugins")
+}
+
+fn create_enable(env: &Env, p: &Plugd, name: &str, bundle: &Bundle) {
+    env.plugd_cli_cmd(p, ["create", name])
+        .arg(bundle.path())
+        .run()
+        .assert_ok();
+    env.plugd_cli(p, ["enable", name]).assert_ok();
+}
+
+/// The example, served by plugd as `name`, behind a real dockerd: everything allowed with the
+/// default (empty) `DENY`; after `plugd set name DENY=/volumes` (disable, set, enable: settings
+/// change only a disabled plugin, as with Docker) `docker volume ls` is denied with the example's
+/// message and `docker ps` still allowed. Returns the deny as the CLI printed it.
+fn example_allows_then_denies(env: &Env, p: &Plugd, name: &str) -> String {
+    let mut d = env.dockerd_with_authz(name);
+    docker(env, &d, &["volume", "ls"]).assert_ok();
+    docker(env, &d, &["ps"]).assert_ok();
+    env.plugd_cli(p, ["disable", name]).assert_ok();
+    env.plugd_cli(p, ["set", name, "DENY=/volumes"]).assert_ok();
+    env.plugd_cli(p, ["enable", name]).assert_ok();
+    let out = docker(env, &d, &["volume", "ls"]);
+    out.assert_failed().assert_stderr_contains(&format!(
+        "authorization denied by plugin {name}: GET /v1.41/volumes is denied: it matches \"/volumes\" (DENY)"
+    ));
+    docker(env, &d, &["ps"]).assert_ok();
+    docker(env, &d, &["volume", "create", "v1"])
+        .assert_failed()
+        .assert_stderr_contains("it matches \"/volumes\"");
+    eprintln!("authz: example as {name}: {}", out.stderr.trim());
+    d.stop();
+    out.stderr.replace(name, "<plugin>")
+}
+
+#[test]
+fn the_authz_example_denies_alike_as_wasm_and_as_native() {
+    harness::isolated(|env| {
+        let p = env.plugd(&[]);
+        create_enable(env, &p, "wauthz", &wasm_example(env, "wauthz"));
+        create_enable(env, &p, "nauthz", &native_example(env, "nauthz"));
+        let wasm = example_allows_then_denies(env, &p, "wauthz");
+        let native = example_allows_then_denies(env, &p, "nauthz");
+        assert_eq!(wasm, native, "both packagings answer alike");
+    })
+}
+
+#[test]
+fn a_faulty_wasm_authz_guest_denies_naming_the_plugin_within_the_deadline() {
+    harness::isolated(|env| {
+        // The wasm call deadline under the AuthZ one: a looping guest is interrupted by the wasm
+        // runtime (and its instance replaced) before the gateway's deadline.
+        let p = env.plugd(&["--call-timeout", "1s", "--authz-timeout", "3s"]);
+        let bundle = env
+            .bundle("fauthz")
+            .config(&example_config(include_str!(
+                "../../guest-examples/authz/config.json"
+            )))
+            .copy("plugin.wasm", &wasm_guest("plugd_fault_authz_guest"), 0o644);
+        create_enable(env, &p, "fauthz", &bundle);
+        let d = env.dockerd_with_authz("fauthz");
+        ps(env, &d).0.assert_ok();
+        for (fault, expect, bound) in [
+            (
+                "fault-trap",
+                "plugin fauthz:latest: call AuthZPlugin.AuthZReq trapped (wasm trap",
+                Duration::from_secs(1),
+            ),
+            (
+                "fault-spin",
+                "plugin fauthz:latest: call AuthZPlugin.AuthZReq timed out after 1s; denied",
+                Duration::from_millis(2500),
+            ),
+            (
+                "fault-error",
+                "AuthZPlugin.AuthZReq failed (status 500): fault authz guest: error requested; denied",
+                Duration::from_secs(1),
+            ),
+        ] {
+            let started = Instant::now();
+            let path = format!("/v1.41/volumes/{fault}");
+            let raw = harness::http(d.socket(), "GET", &path, None).unwrap();
+            let took = started.elapsed();
+            let text = raw.text();
+            assert_eq!(raw.status, 403, "{fault}: {text}");
+            assert!(
+                text.contains("authorization denied by plugin fauthz: plugin fauthz:latest: "),
+                "{fault}: {text}"
+            );
+            assert!(text.contains(expect), "{fault}: {expect:?} missing: {text}");
+            assert!(
+                took < bound,
+                "{fault}: denied after {took:?} (bound {bound:?})"
+            );
+            eprintln!("authz: wasm {fault}: denied in {took:?}: {}", text.trim());
+            // dockerd stays responsive, and the plugin (a fresh instance after a fault) allows.
+            let (out, took) = ps(env, &d);
+            out.assert_ok();
+            assert!(
+                took < Duration::from_secs(2),
+                "docker ps after {fault}: {took:?}"
+            );
+        }
+        // The response phase: the volume is created, its answer (status and body, decoded from
+        // dockerd's base64 for the guest) withheld by the guest's deny.
+        docker(env, &d, &["volume", "create", "res-deny"])
+            .assert_failed()
+            .assert_stderr_contains(
+                "authorization denied by plugin fauthz: response 201 to POST /v1.41/volumes/create withheld: {\"CreatedAt\"",
+            )
+            .assert_stderr_contains("\"Name\":\"res-deny\"");
+        docker(env, &d, &["volume", "ls", "-q"]).assert_ok();
+        // Through the CLI: the same deny, the real client's view of it.
+        docker(env, &d, &["volume", "inspect", "fault-trap"])
+            .assert_failed()
+            .assert_stderr_contains("authorization denied by plugin fauthz: plugin fauthz:latest");
+        docker(env, &d, &["version"]).assert_ok();
+    })
+}
+
+/// A looping guest when the AuthZ deadline is the shorter one: the gateway denies at its deadline,
+/// and the calls after it — queued behind the still-running guest call, as a wasm instance serves
+/// one call at a time — are denied at the deadline too, until the wasm runtime interrupts the loop
+/// and replaces the instance. Fail closed and bounded throughout; served again after.
+#[test]
+fn a_looping_wasm_authz_guest_past_the_authz_deadline_denies_until_interrupted() {
+    harness::isolated(|env| {
+        let p = env.plugd(&["--call-timeout", "4s", "--authz-timeout", "1s"]);
+        let bundle = env
+            .bundle("fauthz")
+            .config(&example_config(include_str!(
+                "../../guest-examples/authz/config.json"
+            )))
+            .copy("plugin.wasm", &wasm_guest("plugd_fault_authz_guest"), 0o644);
+        create_enable(env, &p, "fauthz", &bundle);
+        let d = env.dockerd_with_authz("fauthz");
+        ps(env, &d).0.assert_ok();
+        let started = Instant::now();
+        let raw = harness::http(d.socket(), "GET", "/v1.41/volumes/fault-spin", None).unwrap();
+        assert_eq!(raw.status, 403, "{}", raw.text());
+        assert!(
+            raw.text().contains(
+                "plugin fauthz:latest: no reply to AuthZPlugin.AuthZReq within 1s (plugd's AuthZ deadline); denied"
+            ),
+            "{}",
+            raw.text()
+        );
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+        let queued = Instant::now();
+        let raw = harness::http(d.socket(), "GET", "/v1.41/containers/json", None).unwrap();
+        let waited = queued.elapsed();
+        assert_eq!(raw.status, 403, "queued behind the loop: {}", raw.text());
+        assert!(waited < Duration::from_millis(1500), "{waited:?}");
+        eprintln!(
+            "authz: loop past the AuthZ deadline: denied in {took:?}, the next call in {waited:?}"
+        );
+        harness::wait_for(
+            "the interrupted instance to be replaced",
+            Duration::from_secs(10),
+            || ps(env, &d).0.code == Some(0),
+        );
+        eprintln!(
+            "authz: served again {:?} after the loop began",
+            started.elapsed()
+        );
     })
 }

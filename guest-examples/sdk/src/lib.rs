@@ -10,6 +10,10 @@
 //!   plugin rootfs): [`run_volume_driver`] or [`serve_volume_driver`] serve Docker's plugin
 //!   protocol on a unix socket themselves, for plugd's native runtime or for dockerd.
 //!
+//! An authorization plugin (`docker.authz/1.0`) is written the same way: implement
+//! [`Authorizer`], export it with [`export_authorizer!`] or serve it with [`run_authz_plugin`]
+//! (module [`authz`]; the example is `guest-examples/authz`).
+//!
 //! The driver sees the same contract in both, so its code needs no `cfg`:
 //!
 //! * **No concurrent calls.** plugd serializes the calls to a wasm instance, and the native server
@@ -67,6 +71,7 @@
 
 #![deny(missing_docs)]
 
+pub mod authz;
 #[cfg(all(unix, not(target_arch = "wasm32")))]
 pub mod protocol;
 #[cfg(all(unix, not(target_arch = "wasm32")))]
@@ -77,6 +82,10 @@ pub mod wasm;
 
 #[cfg(all(unix, not(target_arch = "wasm32")))]
 pub use server::{Handler, run, run_volume_driver, serve, serve_volume_driver, socket_path};
+
+pub use authz::{ApiRequest, ApiResponse, Authorizer, Decision};
+#[cfg(all(unix, not(target_arch = "wasm32")))]
+pub use authz::{run_authz_plugin, serve_authz_plugin};
 
 /// A driver error: a code for the host and a message for the user (the type plugd's wasm host
 /// maps a guest's WIT error to, so both packagings reply alike).

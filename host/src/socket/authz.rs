@@ -16,13 +16,11 @@ use super::reply::{self, Checked};
 use plugd_core::Reply;
 use plugd_core::gojson;
 use plugd_core::protocol::replies::ERR_ONLY;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::time::Duration;
 
-/// `AuthZPlugin.AuthZReq`: the request phase.
-pub(crate) const REQUEST: &str = "AuthZPlugin.AuthZReq";
-/// `AuthZPlugin.AuthZRes`: the response phase.
-pub(crate) const RESPONSE: &str = "AuthZPlugin.AuthZRes";
+use plugd_core::protocol::authz::{Decision, Response, encode};
+pub(crate) use plugd_core::protocol::authz::{REQUEST, RESPONSE};
 
 /// Default deadline of one AuthZ call (`plugd daemon --authz-timeout`). Every API call of the
 /// engine waits for it, twice; dockerd itself would wait forever.
@@ -45,7 +43,7 @@ pub(crate) fn deny(plugin: &str, what: &str) -> Reply {
     } else {
         format!("plugin {plugin}: {what}")
     };
-    reply::encode(&json!({ "Allow": false, "Msg": msg }))
+    encode(Ok(Response::Decision(Decision::deny(msg))))
 }
 
 /// The deny for a call the plugin did not answer within `deadline`.
@@ -89,6 +87,11 @@ fn failure_message(plugin: &str, method: &str, r: &Reply) -> String {
     if err.starts_with(&format!("plugin {plugin}")) {
         return format!("{err}; denied");
     }
+    // The wasm runtime's own faults (trap, interrupt, memory cap) name the plugin quoted and the
+    // call: say that once, without the status of a reply no plugin wrote.
+    if let Some(fault) = err.strip_prefix(&format!("plugin {plugin:?}: ")) {
+        return format!("{fault}; denied");
+    }
     let err = if err.is_empty() { "no message" } else { &err };
     format!("{method} failed (status {}): {err}; denied", r.status)
 }
@@ -96,6 +99,7 @@ fn failure_message(plugin: &str, method: &str, r: &Reply) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn reply(status: u16, body: &str) -> Reply {
         Reply {
@@ -161,6 +165,18 @@ mod tests {
             assert!(msg.starts_with("plugin authz"), "{body}: {msg}");
             assert!(!msg.starts_with("plugin authz: plugin authz"), "{msg}");
         }
+        let v = decoded(&answer(
+            "authz:latest",
+            REQUEST,
+            reply(
+                500,
+                r#"{"Err":"plugin \"authz:latest\": call AuthZPlugin.AuthZReq trapped (wasm trap)"}"#,
+            ),
+        ));
+        assert_eq!(
+            v["Msg"],
+            "plugin authz:latest: call AuthZPlugin.AuthZReq trapped (wasm trap); denied"
+        );
         let v = decoded(&timed_out("authz", RESPONSE, Duration::from_millis(1500)));
         assert_eq!(v["Allow"], false);
         assert_eq!(

@@ -17,6 +17,7 @@ wasmtime::component::bindgen!({
         package plugd:host;
         world any-plugin {
             export docker:plugin/volume-driver@0.1.0;
+            export docker:plugin/authz@0.1.0;
         }
     ",
     path: "../../wit",
@@ -25,4 +26,5 @@ wasmtime::component::bindgen!({
 });
 
 pub(crate) use docker::plugin::types::{Error as GuestError, ErrorCode};
+pub(crate) use exports::docker::plugin::authz;
 pub(crate) use exports::docker::plugin::volume_driver;

@@ -15,6 +15,7 @@
 //! - `drivers`: which driver interfaces the component exports (from `Interface.Types`) and which
 //!   one a call is for;
 //! - `volume`: the volume-driver WIT interface ↔ plugd-core's protocol types;
+//! - `authz`: the authz WIT interface ↔ plugd-core's protocol types;
 //! - `output`: guest stdout/stderr → plugd's log, bounded;
 //! - `bindings`: the generated host bindings, quarantined.
 //!
@@ -37,6 +38,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod authz;
 mod bindings;
 mod cache;
 mod drivers;

@@ -19,7 +19,8 @@
 //! | `Network.Type` `""` `none` `bridge` `null` (any but `host`) | no sockets at all, no name lookup         |
 //! | `Network.Type` `host`                         | refused                                                 |
 //! | `Linux.Capabilities`, `Linux.Devices`, `Linux.AllowAllDevices`, `IpcHost`, `PidHost` | refused |
-//! | `Interface.Types` other than `docker.volumedriver/*` | refused (only the volume world exists)           |
+//! | `Interface.Types` `docker.volumedriver/*`, `docker.authz/*` | the component must export that interface; the grants above are the same for both (an authz plugin gets what it declares, usually nothing but `Env`) |
+//! | any other `Interface.Types`                   | refused (no WIT world for it yet)                       |
 //! | `Interface.ProtocolScheme` other than `""`/`moby.plugins.http/v1` | refused                        |
 //! | `WorkDir`                                     | WASI initial cwd (a name only; grants nothing)          |
 //! | `User`                                        | ignored, as dockerd ignores it                          |
@@ -41,6 +42,9 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 const PROPAGATION_OPTIONS: &[&str] = &[
     "private", "rprivate", "shared", "rshared", "slave", "rslave",
 ];
+
+/// `Interface.Types` prefixes a component can implement (one WIT world each).
+const WASM_TYPES: &[&str] = &["docker.volumedriver/", "docker.authz/"];
 
 /// Largest buffer a guest may ask `wasi:random` for in one call.
 const MAX_RANDOM_BYTES: u64 = 1 << 20;
@@ -136,9 +140,10 @@ impl Policy {
             refused.push("PidHost true".to_string());
         }
         for t in c.interface.types.iter().flatten() {
-            if !t.starts_with("docker.volumedriver/") {
+            if !WASM_TYPES.iter().any(|p| t.starts_with(p)) {
                 refused.push(format!(
-                    "interface type {t:?} (only docker.volumedriver/* components exist yet)"
+                    "interface type {t:?} (wasm components exist for {} only)",
+                    WASM_TYPES.join(", ")
                 ));
             }
         }
@@ -171,7 +176,7 @@ impl Policy {
         unsupported(refused)?;
         if c.interface.types.as_deref().unwrap_or_default().is_empty() {
             return Err(RuntimeError::Bundle(
-                "config declares no Interface.Types (a wasm plugin needs docker.volumedriver/1.0)"
+                "config declares no Interface.Types (a wasm plugin needs docker.volumedriver/1.0 or docker.authz/1.0)"
                     .to_string(),
             ));
         }
@@ -470,9 +475,13 @@ mod tests {
         let mut c = volume_config();
         c.interface.types = Some(vec![
             "docker.volumedriver/1.0".into(),
-            "docker.authz/1.0".into(),
+            "docker.ipamdriver/1.0".into(),
         ]);
-        assert!(refusal(c).contains("interface type \"docker.authz/1.0\""));
+        assert!(refusal(c).contains("interface type \"docker.ipamdriver/1.0\""));
+
+        let mut c = volume_config();
+        c.interface.types = Some(vec!["docker.authz/1.0".into()]);
+        Policy::check(&spec(c)).unwrap();
 
         let mut c = volume_config();
         c.interface.protocol_scheme = "grpc".into();

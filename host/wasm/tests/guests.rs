@@ -897,3 +897,123 @@ async fn memories_and_tables_count_together_against_the_cap() {
     get_ok(i.clone()).await;
     i.stop(Duration::from_secs(1)).await;
 }
+
+const AUTHZ_GUEST: &str = "plugd_example_authz.wasm";
+const FAULT_AUTHZ_GUEST: &str = "plugd_fault_authz_guest.wasm";
+
+/// An authz bundle of `wasm` (`Interface.Types: ["docker.authz/1.0"]`) with `DENY=deny`.
+fn authz_bundle(dir: &Path, wasm: &[u8], deny: &str) -> PluginSpec {
+    let mut spec = bundle(dir, wasm, "example/authz:latest");
+    spec.config.interface = Interface {
+        socket: "authz.sock".into(),
+        types: Some(vec!["docker.authz/1.0".into()]),
+        ..Default::default()
+    };
+    spec.config.env = Some(vec![Env {
+        name: "DENY".into(),
+        settable: Some(vec!["value".into()]),
+        value: Some(String::new()),
+        ..Default::default()
+    }]);
+    spec.settings.env = vec![format!("DENY={deny}")];
+    spec
+}
+
+fn authz_req(uri: &str) -> Value {
+    json!({"RequestMethod": "GET", "RequestUri": uri, "RequestHeaders": {"User-Agent": "t"}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authz_example_allows_and_denies_by_uri() {
+    let dir = TempDir::new("authz");
+    let spec = authz_bundle(&dir.0, &guest(AUTHZ_GUEST), "/volumes,/secrets");
+    let rt = runtime(Duration::from_secs(5), 64 << 20);
+    rt.prepare(&spec).await.unwrap();
+    let i = rt.start(&spec).await.unwrap();
+    let allow = json!({"Allow": true, "Msg": "", "Err": ""});
+    assert_eq!(
+        call(&i, "Plugin.Activate", json!({})).await,
+        (200, json!({"Implements": ["authz"]}))
+    );
+    let req = "AuthZPlugin.AuthZReq";
+    assert_eq!(
+        call(&i, req, authz_req("/v1.41/containers/json")).await,
+        (200, allow.clone())
+    );
+    assert_eq!(
+        call(&i, req, authz_req("/v1.41/volumes")).await,
+        (
+            200,
+            json!({"Allow": false, "Msg": "GET /v1.41/volumes is denied: it matches \"/volumes\" (DENY)", "Err": ""})
+        )
+    );
+    // The response phase: the example's default, allow; bodies arrive decoded (bad base64: 400).
+    let mut res = authz_req("/v1.41/volumes");
+    res["ResponseStatusCode"] = json!(200);
+    res["ResponseBody"] = json!("e30=");
+    assert_eq!(call(&i, "AuthZPlugin.AuthZRes", res).await, (200, allow));
+    let (s, b) = call(&i, req, json!({"RequestBody": "not base64"})).await;
+    assert_eq!(s, 400, "{b}");
+    // Only the declared type's calls.
+    assert_eq!(call(&i, "VolumeDriver.List", json!({})).await.0, 404);
+    i.stop(Duration::from_secs(1)).await;
+}
+
+/// A trap, a loop and an error result each fail the call (a 500 naming the plugin, which the
+/// gateway turns into a deny), and the next call is served by a fresh instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authz_guest_faults_fail_the_call_and_the_next_call_is_served() {
+    let dir = TempDir::new("authz-fault");
+    let spec = authz_bundle(&dir.0, &guest(FAULT_AUTHZ_GUEST), "");
+    let rt = runtime(Duration::from_secs(1), 64 << 20);
+    rt.prepare(&spec).await.unwrap();
+    let i = rt.start(&spec).await.unwrap();
+    let req = "AuthZPlugin.AuthZReq";
+    for (uri, expect) in [
+        ("/v1.41/volumes/fault-trap", "trapped"),
+        ("/v1.41/volumes/fault-spin", "timed out after 1s"),
+        (
+            "/v1.41/volumes/fault-error",
+            "fault authz guest: error requested",
+        ),
+    ] {
+        let started = Instant::now();
+        let (s, b) = call(&i, req, authz_req(uri)).await;
+        let took = started.elapsed();
+        assert_eq!(s, 500, "{uri}: {b}");
+        let err = b["Err"].as_str().unwrap();
+        assert!(err.contains(expect), "{uri}: {err}");
+        if expect != "fault authz guest: error requested" {
+            assert!(err.starts_with("plugin \"example/authz:latest\""), "{err}");
+        }
+        assert!(took < Duration::from_secs(3), "{uri}: {took:?}");
+        let (s, b) = call(&i, req, authz_req("/v1.41/_ping")).await;
+        assert_eq!((s, b["Allow"].clone()), (200, json!(true)), "after {uri}");
+    }
+    i.stop(Duration::from_secs(1)).await;
+}
+
+/// What one AuthZ call costs in the wasm runtime, warm (the instance lives across calls):
+/// decode, cross into the guest, decide, encode. Printed; bounded loosely (debug builds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authz_per_call_overhead_is_small() {
+    let dir = TempDir::new("authz-bench");
+    let spec = authz_bundle(&dir.0, &guest(AUTHZ_GUEST), "/secrets");
+    let rt = runtime(Duration::from_secs(5), 64 << 20);
+    rt.prepare(&spec).await.unwrap();
+    let i = rt.start(&spec).await.unwrap();
+    let body = Bytes::from(authz_req("/v1.41/volumes").to_string());
+    for _ in 0..100 {
+        i.call("AuthZPlugin.AuthZReq", body.clone()).await;
+    }
+    const N: u32 = 2000;
+    let started = Instant::now();
+    for _ in 0..N {
+        let r = i.call("AuthZPlugin.AuthZReq", body.clone()).await;
+        assert_eq!(r.status, 200);
+    }
+    let per_call = started.elapsed() / N;
+    eprintln!("wasm authz: {per_call:?} per AuthZReq call, warm instance ({N} calls)");
+    assert!(per_call < Duration::from_millis(5), "{per_call:?}");
+    i.stop(Duration::from_secs(1)).await;
+}

@@ -1,6 +1,7 @@
 //! `plugd-bench`: the measurements behind docs/benchmarks.md, as one small client binary.
 //!
-//! - `rtt`: POST round trips on keep-alive connections to a plugin socket (p50/p99, req/s), N clients.
+//! - `rtt`: POST round trips on keep-alive connections to a plugin socket (p50/p99, req/s), N clients;
+//!   `--method GET` for Engine API calls (the AuthZ overhead, tests/bench/authz.sh).
 //! - `enable`: time from `POST /plugins/{name}/enable` to the plugin's socket answering, and to the
 //!   API call returning, against plugd or dockerd (the same Engine API).
 //!
@@ -34,6 +35,9 @@ enum Cmd {
         /// Request path.
         #[arg(long, default_value = "/VolumeDriver.Get")]
         path: String,
+        /// HTTP method.
+        #[arg(long, default_value = "POST")]
+        method: String,
         /// Request body.
         #[arg(long, default_value = "{\"Name\":\"bench\"}\n")]
         body: String,
@@ -81,8 +85,19 @@ async fn post(
     path: &str,
     body: Bytes,
 ) -> anyhow::Result<(u16, Bytes)> {
+    send(sender, "POST", path, body).await
+}
+
+async fn send(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    method: &str,
+    path: &str,
+    body: Bytes,
+) -> anyhow::Result<(u16, Bytes)> {
     sender.ready().await?;
-    let req = Request::post(path)
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
         .header("Host", "")
         .header("Accept", "application/vnd.docker.plugins.v1.2+json")
         .body(Full::new(body))?;
@@ -99,6 +114,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 async fn rtt_round(
     socket: &Path,
+    method: &str,
     path: &str,
     body: &Bytes,
     clients: usize,
@@ -108,7 +124,7 @@ async fn rtt_round(
     let mut senders = Vec::new();
     for _ in 0..clients {
         let mut s = connect(socket).await?;
-        let (status, reply) = post(&mut s, path, body.clone()).await?;
+        let (status, reply) = send(&mut s, method, path, body.clone()).await?;
         if status != 200 {
             bail!(
                 "warm-up request answered {status}: {}",
@@ -122,11 +138,12 @@ async fn rtt_round(
     for mut s in senders {
         let body = body.clone();
         let path = path.to_string();
+        let method = method.to_string();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(per_client);
             for _ in 0..per_client {
                 let t = Instant::now();
-                let (status, _) = post(&mut s, &path, body.clone()).await?;
+                let (status, _) = send(&mut s, &method, &path, body.clone()).await?;
                 if status != 200 {
                     bail!("request answered {status}");
                 }
@@ -208,6 +225,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Rtt {
             socket,
             path,
+            method,
             body,
             clients,
             requests,
@@ -218,7 +236,7 @@ async fn main() -> anyhow::Result<()> {
             let mut results = Vec::new();
             for _ in 0..rounds {
                 results.push(
-                    rtt_round(&socket, &path, &body, clients, requests)
+                    rtt_round(&socket, &method, &path, &body, clients, requests)
                         .await
                         .context("round")?,
                 );

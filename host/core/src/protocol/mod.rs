@@ -4,6 +4,7 @@
 //! success; errors travel as `{"Err": "..."}`. The request structs accept `null` where dockerd sends
 //! it (`"Opts":null`) and an empty body where dockerd sends none.
 
+pub mod authz;
 mod error;
 pub mod replies;
 pub mod request;

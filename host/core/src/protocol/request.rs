@@ -39,7 +39,8 @@ pub fn method_of(endpoint: &str) -> &str {
     endpoint.strip_prefix('/').unwrap_or(endpoint)
 }
 
-fn bad_body(method: &str, why: &str) -> Reply {
+/// The 400 for a body Go would not decode into the request type of `method`.
+pub fn bad_body(method: &str, why: &str) -> Reply {
     Reply::err(
         status::BAD_REQUEST,
         &format!("{method}: invalid request body: {why}"),
