@@ -6,6 +6,7 @@
 
 mod error;
 pub mod replies;
+pub mod ipam;
 pub mod request;
 pub mod status;
 pub mod volume;
