@@ -17,6 +17,7 @@ wasmtime::component::bindgen!({
         package plugd:host;
         world any-plugin {
             export docker:plugin/volume-driver@0.1.0;
+            export docker:plugin/ipam-driver@0.1.0;
         }
     ",
     path: "../../wit",
@@ -26,3 +27,4 @@ wasmtime::component::bindgen!({
 
 pub(crate) use docker::plugin::types::{Error as GuestError, ErrorCode};
 pub(crate) use exports::docker::plugin::volume_driver;
+pub(crate) use exports::docker::plugin::ipam_driver;

@@ -19,7 +19,7 @@
 //! | `Network.Type` `""` `none` `bridge` `null` (any but `host`) | no sockets at all, no name lookup         |
 //! | `Network.Type` `host`                         | refused                                                 |
 //! | `Linux.Capabilities`, `Linux.Devices`, `Linux.AllowAllDevices`, `IpcHost`, `PidHost` | refused |
-//! | `Interface.Types` other than `docker.volumedriver/*` | refused (only the volume world exists)           |
+//! | `Interface.Types` other than `docker.volumedriver/*`, `docker.ipamdriver/*` | refused (no world for them) |
 //! | `Interface.ProtocolScheme` other than `""`/`moby.plugins.http/v1` | refused                        |
 //! | `WorkDir`                                     | WASI initial cwd (a name only; grants nothing)          |
 //! | `User`                                        | ignored, as dockerd ignores it                          |
@@ -41,6 +41,9 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 const PROPAGATION_OPTIONS: &[&str] = &[
     "private", "rprivate", "shared", "rshared", "slave", "rslave",
 ];
+
+/// The `Interface.Types` prefixes a component may declare: those with a WIT world.
+const WASM_TYPES: &[&str] = &["docker.volumedriver/", "docker.ipamdriver/"];
 
 /// Largest buffer a guest may ask `wasi:random` for in one call.
 const MAX_RANDOM_BYTES: u64 = 1 << 20;
@@ -136,9 +139,11 @@ impl Policy {
             refused.push("PidHost true".to_string());
         }
         for t in c.interface.types.iter().flatten() {
-            if !t.starts_with("docker.volumedriver/") {
+            // An IPAM driver only computes addresses: it gets exactly what a volume driver gets
+            // (its declared mounts), and like every wasm plugin no sockets.
+            if !WASM_TYPES.iter().any(|p| t.starts_with(p)) {
                 refused.push(format!(
-                    "interface type {t:?} (only docker.volumedriver/* components exist yet)"
+                    "interface type {t:?} (only docker.volumedriver/* and docker.ipamdriver/* components exist yet)"
                 ));
             }
         }
