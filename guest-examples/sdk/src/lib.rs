@@ -67,6 +67,7 @@
 
 #![deny(missing_docs)]
 
+pub mod ipam;
 #[cfg(all(unix, not(target_arch = "wasm32")))]
 pub mod protocol;
 #[cfg(all(unix, not(target_arch = "wasm32")))]
@@ -77,6 +78,11 @@ pub mod wasm;
 
 #[cfg(all(unix, not(target_arch = "wasm32")))]
 pub use server::{Handler, run, run_volume_driver, serve, serve_volume_driver, socket_path};
+
+/// A Docker IPAM driver (`docker.ipamdriver/1.0`); its types are in [`ipam`].
+pub use ipam::IpamDriver;
+#[cfg(all(unix, not(target_arch = "wasm32")))]
+pub use ipam::{run_ipam_driver, serve_ipam_driver};
 
 /// A driver error: a code for the host and a message for the user (the type plugd's wasm host
 /// maps a guest's WIT error to, so both packagings reply alike).

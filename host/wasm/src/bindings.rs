@@ -26,5 +26,5 @@ wasmtime::component::bindgen!({
 });
 
 pub(crate) use docker::plugin::types::{Error as GuestError, ErrorCode};
-pub(crate) use exports::docker::plugin::volume_driver;
 pub(crate) use exports::docker::plugin::ipam_driver;
+pub(crate) use exports::docker::plugin::volume_driver;

@@ -30,15 +30,12 @@ pub(crate) async fn invoke<T: Send>(
             })
         }),
         Request::GetDefaultAddressSpaces => {
-            guest
-                .call_get_default_address_spaces(s)
-                .await?
-                .map(|a| {
-                    Response::AddressSpaces(AddressSpaces {
-                        local: a.local,
-                        global: a.global,
-                    })
+            guest.call_get_default_address_spaces(s).await?.map(|a| {
+                Response::AddressSpaces(AddressSpaces {
+                    local: a.local,
+                    global: a.global,
                 })
+            })
         }
         Request::RequestPool(r) => {
             let wit = GuestPoolRequest {

@@ -81,10 +81,8 @@ const ADDRESS_REQUEST: Kind = Kind::Struct(&[
     Field::new("Options", STRING_MAP),
 ]);
 /// Go's `ReleaseAddressRequest`.
-const RELEASE_ADDRESS_REQUEST: Kind = Kind::Struct(&[
-    Field::new("PoolID", TEXT),
-    Field::new("Address", TEXT),
-]);
+const RELEASE_ADDRESS_REQUEST: Kind =
+    Kind::Struct(&[Field::new("PoolID", TEXT), Field::new("Address", TEXT)]);
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -256,8 +254,7 @@ impl Request {
                 })
             }
             RELEASE_ADDRESS => {
-                let r: AddressRequestWire =
-                    request::read(method, body, &RELEASE_ADDRESS_REQUEST)?;
+                let r: AddressRequestWire = request::read(method, body, &RELEASE_ADDRESS_REQUEST)?;
                 Request::ReleaseAddress {
                     pool_id: r.pool_id,
                     address: r.address,

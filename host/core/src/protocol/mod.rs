@@ -5,8 +5,8 @@
 //! it (`"Opts":null`) and an empty body where dockerd sends none.
 
 mod error;
-pub mod replies;
 pub mod ipam;
+pub mod replies;
 pub mod request;
 pub mod status;
 pub mod volume;

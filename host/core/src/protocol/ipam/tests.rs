@@ -47,7 +47,9 @@ fn dockerd_20_10_requests_decode() {
     );
     assert_eq!(
         Request::decode(RELEASE_POOL, br#"{"PoolID":"p"}"#),
-        Ok(Request::ReleasePool { pool_id: "p".into() })
+        Ok(Request::ReleasePool {
+            pool_id: "p".into()
+        })
     );
     for b in [&b""[..], b"null", b"{}"] {
         assert_eq!(
@@ -129,7 +131,10 @@ fn errors_carry_err_and_error_with_the_codes_status() {
     let r = encode(Err(DriverError::conflict("pool exhausted")));
     assert_eq!(
         (r.status, body(&r)),
-        (500, json!({"Err": "pool exhausted", "Error": "pool exhausted"}))
+        (
+            500,
+            json!({"Err": "pool exhausted", "Error": "pool exhausted"})
+        )
     );
     let r = encode(Err(DriverError::unsupported("")));
     assert_eq!(
