@@ -123,6 +123,27 @@ fn roundtrip(wasm: bool) {
             addr.stdout
         );
 
+        // A driver error reaches the user as IPAM's own error reply (plugd-core's encoding,
+        // the same in both packagings).
+        let out = docker(&[
+            "network",
+            "create",
+            "-d",
+            "bridge",
+            "--ipam-driver",
+            "ipam",
+            "--subnet",
+            "10.66.0.0/16",
+            "n3",
+        ]);
+        out.assert_failed();
+        assert!(
+            out.stderr
+                .contains("IpamDriver.RequestPool: 10.66.0.0/16 overlaps pool 10.66.0.0/24"),
+            "{}",
+            out.stderr
+        );
+
         // The allocations outlive the plugin's process or instance.
         env.plugd_cli(&p, ["disable", "ipam"]).assert_ok();
         env.plugd_cli(&p, ["enable", "ipam"]).assert_ok();
@@ -231,6 +252,7 @@ fn a_trapping_wasm_ipam_guest_fails_that_call_only() {
             &["--ipam-opt", "fault=trap"],
         );
         out.assert_failed();
+        eprintln!("trap: {}", out.stderr.trim());
         assert!(
             out.stderr.contains("faulty") && out.stderr.contains("IpamDriver.RequestPool"),
             "{}",
@@ -242,8 +264,8 @@ fn a_trapping_wasm_ipam_guest_fails_that_call_only() {
         let inspect = docker(&["network", "inspect", "f1", "g1"])
             .assert_ok()
             .json();
-        assert_eq!(inspect[0]["IPAM"]["Config"][0]["Gateway"], "10.68.0.1");
-        assert_eq!(inspect[1]["IPAM"]["Config"][0]["Gateway"], "10.69.0.1");
+        assert_eq!(inspect[0]["IPAM"]["Config"][0]["Subnet"], "10.68.0.0/24");
+        assert_eq!(inspect[1]["IPAM"]["Config"][0]["Subnet"], "10.69.0.0/24");
         assert_eq!(
             state(&p, &good)["pools"]["10.69.0.0/24"]["gateway"],
             "10.69.0.1"
@@ -334,6 +356,7 @@ fn hostile_native_ipam_replies_are_refused() {
             plant("RequestAddress", body);
             let out = create();
             out.assert_failed();
+            eprintln!("{body} -> {}", out.stderr.trim());
             assert!(out.stderr.contains(expect), "{body}: {}", out.stderr);
             if expect == "refuses" {
                 assert!(
