@@ -479,6 +479,11 @@ mod tests {
         ]);
         assert!(refusal(c).contains("interface type \"docker.authz/1.0\""));
 
+        // An IPAM component gets the same grants as a volume one (its mounts, no sockets).
+        let mut c = volume_config();
+        c.interface.types = Some(vec!["docker.ipamdriver/1.0".into()]);
+        Policy::check(&spec(c)).unwrap();
+
         let mut c = volume_config();
         c.interface.protocol_scheme = "grpc".into();
         assert!(refusal(c).contains("protocol scheme"));
