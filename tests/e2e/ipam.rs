@@ -78,7 +78,7 @@ fn roundtrip(wasm: bool) {
         let t0 = Instant::now();
         let d = env.dockerd();
         env.import_busybox(&d);
-        let p = env.plugd(&[]);
+        let mut p = env.plugd(&[]);
         let id = create_example(env, &p, "ipam", wasm);
         let docker = |args: &[&str]| env.docker(Cli::Docker28, &d, args);
 
@@ -144,9 +144,14 @@ fn roundtrip(wasm: bool) {
             out.stderr
         );
 
-        // The allocations outlive the plugin's process or instance.
+        // The allocations outlive the plugin's process or instance, and plugd itself.
         env.plugd_cli(&p, ["disable", "ipam"]).assert_ok();
         env.plugd_cli(&p, ["enable", "ipam"]).assert_ok();
+        p.restart();
+        harness::wait_for_socket(
+            &std::path::Path::new(harness::PLUGIN_SOCKET_DIR).join("ipam.sock"),
+            std::time::Duration::from_secs(30),
+        );
 
         let t = Instant::now();
         let out = docker(&[

@@ -319,3 +319,95 @@ macro_rules! __export_ipam_driver_impl {
         };
     };
 }
+
+#[cfg(all(test, unix, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    /// One pool, `10.1.0.0/24`; every address its `.1`; releases always fail.
+    struct One;
+
+    impl IpamDriver for One {
+        fn request_pool(&self, r: &PoolRequest) -> Result<Pool, Error> {
+            Ok(Pool {
+                pool_id: "p".into(),
+                pool: if r.pool.is_empty() {
+                    "10.1.0.0/24".into()
+                } else {
+                    r.pool.clone()
+                },
+                data: vec![],
+            })
+        }
+        fn release_pool(&self, _: &str) -> Result<(), Error> {
+            Err(Error::not_found("no pool"))
+        }
+        fn request_address(&self, r: &AddressRequest) -> Result<Address, Error> {
+            assert!(r.is_gateway());
+            Ok(Address {
+                address: "10.1.0.1/24".into(),
+                data: vec![],
+            })
+        }
+        fn release_address(&self, _: &str, _: &str) -> Result<(), Error> {
+            Err(Error::unsupported(""))
+        }
+    }
+
+    fn call(endpoint: &str, body: &str) -> (u16, Value) {
+        let r = handle(&One, endpoint, body.as_bytes());
+        (r.status, serde_json::from_slice(&r.body).unwrap())
+    }
+
+    #[test]
+    fn replies_and_errors_have_ipam_shapes() {
+        assert_eq!(
+            call("/Plugin.Activate", ""),
+            (200, json!({"Implements": ["IpamDriver"]}))
+        );
+        assert_eq!(
+            call("/IpamDriver.GetCapabilities", ""),
+            (
+                200,
+                json!({"RequiresMACAddress": false, "RequiresRequestReplay": false})
+            )
+        );
+        assert_eq!(
+            call("/IpamDriver.GetDefaultAddressSpaces", "null"),
+            (
+                200,
+                json!({"LocalDefaultAddressSpace": "LocalDefault", "GlobalDefaultAddressSpace": "GlobalDefault"})
+            )
+        );
+        assert_eq!(
+            call(
+                "/IpamDriver.RequestPool",
+                r#"{"AddressSpace":"LocalDefault","Pool":"","SubPool":"","Options":{},"V6":false}"#
+            ),
+            (
+                200,
+                json!({"PoolID": "p", "Pool": "10.1.0.0/24", "Data": {}})
+            )
+        );
+        assert_eq!(
+            call(
+                "/IpamDriver.RequestAddress",
+                r#"{"PoolID":"p","Address":"","Options":{"RequestAddressType":"com.docker.network.gateway"}}"#
+            ),
+            (200, json!({"Address": "10.1.0.1/24", "Data": {}}))
+        );
+        assert_eq!(
+            call("/IpamDriver.ReleasePool", r#"{"PoolID":"p"}"#),
+            (500, json!({"Err": "no pool", "Error": "no pool"}))
+        );
+        assert_eq!(
+            call(
+                "/IpamDriver.ReleaseAddress",
+                r#"{"PoolID":"p","Address":"10.1.0.1"}"#
+            ),
+            (404, json!({"Err": "unsupported", "Error": "unsupported"}))
+        );
+        assert_eq!(call("/VolumeDriver.List", "").0, 404);
+    }
+}

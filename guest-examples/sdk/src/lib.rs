@@ -1,6 +1,7 @@
 //! Write a Docker volume plugin once, ship it as a wasm component or as a native binary.
 //!
-//! An author implements [`VolumeDriver`]; the target chosen at build time picks the packaging:
+//! An author implements [`VolumeDriver`] (or [`IpamDriver`], module [`ipam`], with
+//! [`export_ipam_driver!`] and [`run_ipam_driver`]); the target chosen at build time picks the packaging:
 //!
 //! * **wasm component** (`--target wasm32-wasip2`, crate type `cdylib`):
 //!   [`export_volume_driver!`] exports the driver as the `docker:plugin/volume-plugin` world
@@ -20,7 +21,8 @@
 //!   plugin) maps them to host paths.
 //! * **Typed errors.** An [`Error`]'s [`ErrorCode`] maps to the same HTTP reply either way:
 //!   [`ErrorCode::Unsupported`] is a 404 (dockerd reads it as "optional endpoint absent"), every
-//!   other code a 500; the body is always `{"Err": message}`.
+//!   other code a 500; the body is `{"Err": message}` (for an [`IpamDriver`], whose replies
+//!   carry IPAM's own error field, `{"Err": message, "Error": message}`).
 //!
 //! A driver and both packagings of it (each in its own crate, see the volume example):
 //!
