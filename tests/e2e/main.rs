@@ -15,6 +15,7 @@ mod faults;
 mod harness_selftest;
 mod hostile;
 mod hostile_replies;
+mod ipam;
 mod native;
 mod parity;
 mod restart;

@@ -1,6 +1,7 @@
 //! Write a Docker volume plugin once, ship it as a wasm component or as a native binary.
 //!
-//! An author implements [`VolumeDriver`]; the target chosen at build time picks the packaging:
+//! An author implements [`VolumeDriver`] (or [`IpamDriver`], module [`ipam`], with
+//! [`export_ipam_driver!`] and [`run_ipam_driver`]); the target chosen at build time picks the packaging:
 //!
 //! * **wasm component** (`--target wasm32-wasip2`, crate type `cdylib`):
 //!   [`export_volume_driver!`] exports the driver as the `docker:plugin/volume-plugin` world
@@ -24,7 +25,8 @@
 //!   plugin) maps them to host paths.
 //! * **Typed errors.** An [`Error`]'s [`ErrorCode`] maps to the same HTTP reply either way:
 //!   [`ErrorCode::Unsupported`] is a 404 (dockerd reads it as "optional endpoint absent"), every
-//!   other code a 500; the body is always `{"Err": message}`.
+//!   other code a 500; the body is `{"Err": message}` (for an [`IpamDriver`], whose replies
+//!   carry IPAM's own error field, `{"Err": message, "Error": message}`).
 //!
 //! A driver and both packagings of it (each in its own crate, see the volume example):
 //!
@@ -72,6 +74,7 @@
 #![deny(missing_docs)]
 
 pub mod authz;
+pub mod ipam;
 #[cfg(all(unix, not(target_arch = "wasm32")))]
 pub mod protocol;
 #[cfg(all(unix, not(target_arch = "wasm32")))]
@@ -86,6 +89,10 @@ pub use server::{Handler, run, run_volume_driver, serve, serve_volume_driver, so
 pub use authz::{ApiRequest, ApiResponse, Authorizer, Decision};
 #[cfg(all(unix, not(target_arch = "wasm32")))]
 pub use authz::{run_authz_plugin, serve_authz_plugin};
+/// A Docker IPAM driver (`docker.ipamdriver/1.0`); its types are in [`ipam`].
+pub use ipam::IpamDriver;
+#[cfg(all(unix, not(target_arch = "wasm32")))]
+pub use ipam::{run_ipam_driver, serve_ipam_driver};
 
 /// A driver error: a code for the host and a message for the user (the type plugd's wasm host
 /// maps a guest's WIT error to, so both packagings reply alike).

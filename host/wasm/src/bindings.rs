@@ -18,6 +18,7 @@ wasmtime::component::bindgen!({
         world any-plugin {
             export docker:plugin/volume-driver@0.1.0;
             export docker:plugin/authz@0.1.0;
+            export docker:plugin/ipam-driver@0.1.0;
         }
     ",
     path: "../../wit",
@@ -27,4 +28,5 @@ wasmtime::component::bindgen!({
 
 pub(crate) use docker::plugin::types::{Error as GuestError, ErrorCode};
 pub(crate) use exports::docker::plugin::authz;
+pub(crate) use exports::docker::plugin::ipam_driver;
 pub(crate) use exports::docker::plugin::volume_driver;

@@ -5,13 +5,15 @@
 //! `Plugin.Activate` is answered from the declared types, as plugd's gateway answers it.
 
 use crate::authz as authz_glue;
-use crate::bindings::{ErrorCode as GuestCode, GuestError, authz, volume_driver};
+use crate::bindings::{ErrorCode as GuestCode, GuestError, authz, ipam_driver, volume_driver};
 use crate::instance::HostState;
+use crate::ipam;
 use crate::volume;
 use plugd_core::Reply;
 use plugd_core::protocol::request::{self, method_of};
 use plugd_core::protocol::{
-    DriverError, ErrorCode, Manifest, authz as authz_proto, implements_for_type, volume as proto,
+    DriverError, ErrorCode, Manifest, authz as authz_proto, implements_for_type,
+    ipam as ipam_proto, volume as proto,
 };
 use wasmtime::Store;
 use wasmtime::component::{Instance, InstancePre};
@@ -27,6 +29,7 @@ pub(crate) struct Prepared {
 pub(crate) struct Exports {
     volume: Option<volume_driver::GuestIndices>,
     authz: Option<authz::GuestIndices>,
+    ipam: Option<ipam_driver::GuestIndices>,
     /// The `Implements` list, for `Plugin.Activate` and for messages.
     implements: Vec<&'static str>,
 }
@@ -35,6 +38,7 @@ pub(crate) struct Exports {
 pub(crate) struct Guests {
     volume: Option<volume_driver::Guest>,
     authz: Option<authz::Guest>,
+    ipam: Option<ipam_driver::Guest>,
 }
 
 /// One decoded call.
@@ -43,6 +47,7 @@ pub(crate) enum Call {
     Activate,
     Volume(proto::Request),
     Authz(authz_proto::Request),
+    Ipam(ipam_proto::Request),
 }
 
 impl Exports {
@@ -51,6 +56,7 @@ impl Exports {
         let mut exports = Exports {
             volume: None,
             authz: None,
+            ipam: None,
             implements: Vec::new(),
         };
         for t in types {
@@ -71,6 +77,12 @@ impl Exports {
                         .map_err(|e| missing("docker:plugin/authz@0.1.0", e))?;
                     exports.authz = Some(found);
                     exports.implements.push(authz_proto::IMPLEMENTS);
+                }
+                Some(ipam_proto::IMPLEMENTS) => {
+                    let found = ipam_driver::GuestIndices::new(pre)
+                        .map_err(|e| missing("docker:plugin/ipam-driver@0.1.0", e))?;
+                    exports.ipam = Some(found);
+                    exports.implements.push(ipam_proto::IMPLEMENTS);
                 }
                 _ => return Err(format!("interface type {t:?} has no wasm interface")),
             }
@@ -97,6 +109,10 @@ impl Exports {
                 Some(i) => Some(i.load(&mut *store, instance)?),
                 None => None,
             },
+            ipam: match &self.ipam {
+                Some(i) => Some(i.load(&mut *store, instance)?),
+                None => None,
+            },
         })
     }
 
@@ -111,6 +127,9 @@ impl Exports {
         }
         if self.authz.is_some() && method.starts_with("AuthZPlugin.") {
             return authz_proto::Request::decode(method, body).map(Call::Authz);
+        }
+        if self.ipam.is_some() && method.starts_with("IpamDriver.") {
+            return ipam_proto::Request::decode(method, body).map(Call::Ipam);
         }
         Err(request::unknown(method, &self.implements.join("+")))
     }
@@ -139,6 +158,10 @@ pub(crate) async fn invoke(
         Call::Authz(req) => {
             let guest = guests.authz.as_ref().ok_or_else(undeclared)?;
             authz_glue::invoke(req, guest, store).await?
+        }
+        Call::Ipam(req) => {
+            let guest = guests.ipam.as_ref().ok_or_else(undeclared)?;
+            ipam::invoke(req, guest, store).await?
         }
     })
 }

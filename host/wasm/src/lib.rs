@@ -45,6 +45,7 @@ mod drivers;
 mod engine;
 pub mod entrypoint;
 mod instance;
+mod ipam;
 mod output;
 mod policy;
 mod runtime;

@@ -19,7 +19,7 @@
 //! | `Network.Type` `""` `none` `bridge` `null` (any but `host`) | no sockets at all, no name lookup         |
 //! | `Network.Type` `host`                         | refused                                                 |
 //! | `Linux.Capabilities`, `Linux.Devices`, `Linux.AllowAllDevices`, `IpcHost`, `PidHost` | refused |
-//! | `Interface.Types` `docker.volumedriver/*`, `docker.authz/*` | the component must export that interface; the grants above are the same for both (an authz plugin gets what it declares, usually nothing but `Env`) |
+//! | `Interface.Types` `docker.volumedriver/*`, `docker.authz/*`, `docker.ipamdriver/*` | the component must export that interface; the grants above are the same for all (an authz or IPAM plugin gets what it declares: an IPAM driver only computes addresses, usually with a mount for its state) |
 //! | any other `Interface.Types`                   | refused (no WIT world for it yet)                       |
 //! | `Interface.ProtocolScheme` other than `""`/`moby.plugins.http/v1` | refused                        |
 //! | `WorkDir`                                     | WASI initial cwd (a name only; grants nothing)          |
@@ -44,7 +44,11 @@ const PROPAGATION_OPTIONS: &[&str] = &[
 ];
 
 /// `Interface.Types` prefixes a component can implement (one WIT world each).
-const WASM_TYPES: &[&str] = &["docker.volumedriver/", "docker.authz/"];
+const WASM_TYPES: &[&str] = &[
+    "docker.volumedriver/",
+    "docker.authz/",
+    "docker.ipamdriver/",
+];
 
 /// Largest buffer a guest may ask `wasi:random` for in one call.
 const MAX_RANDOM_BYTES: u64 = 1 << 20;
@@ -481,6 +485,11 @@ mod tests {
 
         let mut c = volume_config();
         c.interface.types = Some(vec!["docker.authz/1.0".into()]);
+        Policy::check(&spec(c)).unwrap();
+
+        // An IPAM component gets the same grants as a volume one (its mounts, no sockets).
+        let mut c = volume_config();
+        c.interface.types = Some(vec!["docker.ipamdriver/1.0".into()]);
         Policy::check(&spec(c)).unwrap();
 
         let mut c = volume_config();

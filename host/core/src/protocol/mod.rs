@@ -6,6 +6,7 @@
 
 pub mod authz;
 mod error;
+pub mod ipam;
 pub mod replies;
 pub mod request;
 pub mod status;
