@@ -125,6 +125,10 @@ impl Gateway {
         }
         let method = req.uri().path().trim_start_matches('/').to_string();
         if method == "Plugin.Activate" {
+            // Read the request to its end first: a reply sent before the body is read lets hyper
+            // close the connection under a client still writing it (EPIPE for the client) and
+            // ends a keep-alive connection. The body itself says nothing.
+            let _ = Limited::new(req.into_body(), MAX_REQUEST).collect().await;
             return respond(Reply::ok(self.manifest.clone()));
         }
         if let Some(deadline) = self.authz

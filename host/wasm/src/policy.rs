@@ -479,9 +479,9 @@ mod tests {
         let mut c = volume_config();
         c.interface.types = Some(vec![
             "docker.volumedriver/1.0".into(),
-            "docker.ipamdriver/1.0".into(),
+            "docker.logdriver/1.0".into(),
         ]);
-        assert!(refusal(c).contains("interface type \"docker.ipamdriver/1.0\""));
+        assert!(refusal(c).contains("interface type \"docker.logdriver/1.0\""));
 
         let mut c = volume_config();
         c.interface.types = Some(vec!["docker.authz/1.0".into()]);
