@@ -8,6 +8,7 @@ mod error;
 pub mod replies;
 pub mod request;
 pub mod status;
+pub mod network;
 pub mod volume;
 
 pub use error::{DriverError, ErrorCode};
