@@ -5,10 +5,10 @@
 //! it (`"Opts":null`) and an empty body where dockerd sends none.
 
 mod error;
+pub mod network;
 pub mod replies;
 pub mod request;
 pub mod status;
-pub mod network;
 pub mod volume;
 
 pub use error::{DriverError, ErrorCode};

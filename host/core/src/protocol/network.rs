@@ -370,7 +370,10 @@ impl Request {
             CREATE_NETWORK => {
                 let r: WireCreateNetwork = request::read(method, body, &CREATE_NETWORK_REQUEST)?;
                 let pools = |p: Option<Vec<WireIpam>>| {
-                    p.unwrap_or_default().into_iter().map(IpamData::from).collect()
+                    p.unwrap_or_default()
+                        .into_iter()
+                        .map(IpamData::from)
+                        .collect()
                 };
                 Request::CreateNetwork {
                     network_id: r.network_id,
@@ -386,8 +389,7 @@ impl Request {
                 }
             }
             CREATE_ENDPOINT => {
-                let r: WireCreateEndpoint =
-                    request::read(method, body, &CREATE_ENDPOINT_REQUEST)?;
+                let r: WireCreateEndpoint = request::read(method, body, &CREATE_ENDPOINT_REQUEST)?;
                 Request::CreateEndpoint {
                     network_id: r.network_id,
                     endpoint_id: r.endpoint_id,
@@ -557,13 +559,13 @@ pub fn encode(answer: Result<Response, DriverError>) -> Reply {
         })),
         Response::Done => super::json(&json!({})),
         Response::Endpoint(iface) => {
-            let iface = iface.filter(|i| *i != EndpointInterface::default()).map(|i| {
-                WireInterfaceOut {
+            let iface = iface
+                .filter(|i| *i != EndpointInterface::default())
+                .map(|i| WireInterfaceOut {
                     address: i.address,
                     address_ipv6: i.address_ipv6,
                     mac_address: i.mac_address,
-                }
-            });
+                });
             super::json(&json!({ "Interface": iface }))
         }
         Response::OperInfo(pairs) => {

@@ -65,7 +65,11 @@ fn endpoint_calls_read_ids_and_the_interface() {
         }
     );
     assert_eq!(
-        Request::decode("/NetworkDriver.Join", br#"{"NetworkID":"n","EndpointID":"e","SandboxKey":"/k","Options":null}"#).unwrap(),
+        Request::decode(
+            "/NetworkDriver.Join",
+            br#"{"NetworkID":"n","EndpointID":"e","SandboxKey":"/k","Options":null}"#
+        )
+        .unwrap(),
         Request::Join {
             network_id: "n".into(),
             endpoint_id: "e".into(),
@@ -81,7 +85,13 @@ fn endpoint_calls_read_ids_and_the_interface() {
 
 #[test]
 fn swarm_calls_are_unsupported_and_unknown_ones_404_and_bad_bodies_400() {
-    for m in [ALLOCATE_NETWORK, FREE_NETWORK, DISCOVER_NEW, DISCOVER_DELETE, GW_ALLOC_CHECK] {
+    for m in [
+        ALLOCATE_NETWORK,
+        FREE_NETWORK,
+        DISCOVER_NEW,
+        DISCOVER_DELETE,
+        GW_ALLOC_CHECK,
+    ] {
         assert_eq!(
             Request::decode(m, b"{}").unwrap(),
             Request::Unsupported { method: m }
@@ -89,14 +99,27 @@ fn swarm_calls_are_unsupported_and_unknown_ones_404_and_bad_bodies_400() {
         let r = encode(Err(unsupported(m)));
         assert_eq!(r.status, 404);
     }
-    assert_eq!(Request::decode("NetworkDriver.Frob", b"{}").unwrap_err().status, 404);
-    assert_eq!(Request::decode(JOIN, br#"{"NetworkID":1}"#).unwrap_err().status, 400);
+    assert_eq!(
+        Request::decode("NetworkDriver.Frob", b"{}")
+            .unwrap_err()
+            .status,
+        404
+    );
+    assert_eq!(
+        Request::decode(JOIN, br#"{"NetworkID":1}"#)
+            .unwrap_err()
+            .status,
+        400
+    );
 }
 
 #[test]
 fn replies_are_what_dockerd_expects_and_pass_the_gateway() {
     let r = encode(Ok(Response::Capabilities(Scope::Local, Scope::Local)));
-    assert_eq!(body(&r), json!({"Scope":"local","ConnectivityScope":"local"}));
+    assert_eq!(
+        body(&r),
+        json!({"Scope":"local","ConnectivityScope":"local"})
+    );
     gateway_accepts(GET_CAPABILITIES, &r);
 
     let r = encode(Ok(Response::Endpoint(None)));
@@ -108,7 +131,10 @@ fn replies_are_what_dockerd_expects_and_pass_the_gateway() {
         mac_address: "02:42:0a:37:00:02".into(),
         ..Default::default()
     }))));
-    assert_eq!(body(&r), json!({"Interface": {"MacAddress": "02:42:0a:37:00:02"}}));
+    assert_eq!(
+        body(&r),
+        json!({"Interface": {"MacAddress": "02:42:0a:37:00:02"}})
+    );
     gateway_accepts(CREATE_ENDPOINT, &r);
 
     let r = encode(Ok(Response::OperInfo(vec![])));
