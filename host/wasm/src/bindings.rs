@@ -17,6 +17,8 @@ wasmtime::component::bindgen!({
         package plugd:host;
         world any-plugin {
             export docker:plugin/volume-driver@0.1.0;
+            export docker:plugin/network-driver@0.1.0;
+            import docker:plugin/host-links@0.1.0;
         }
     ",
     path: "../../wit",
@@ -24,5 +26,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
+pub(crate) use docker::plugin::host_links;
 pub(crate) use docker::plugin::types::{Error as GuestError, ErrorCode};
+pub(crate) use exports::docker::plugin::network_driver;
 pub(crate) use exports::docker::plugin::volume_driver;

@@ -4,13 +4,14 @@
 //! A call whose method belongs to no declared type is a 404 (dockerd reads it as "absent");
 //! `Plugin.Activate` is answered from the declared types, as plugd's gateway answers it.
 
-use crate::bindings::{ErrorCode as GuestCode, GuestError, volume_driver};
+use crate::bindings::{ErrorCode as GuestCode, GuestError, network_driver, volume_driver};
 use crate::instance::HostState;
+use crate::network;
 use crate::volume;
 use plugd_core::Reply;
 use plugd_core::protocol::request::{self, method_of};
 use plugd_core::protocol::{
-    DriverError, ErrorCode, Manifest, implements_for_type, volume as proto,
+    DriverError, ErrorCode, Manifest, implements_for_type, network as net_proto, volume as proto,
 };
 use wasmtime::Store;
 use wasmtime::component::{Instance, InstancePre};
@@ -25,6 +26,7 @@ pub(crate) struct Prepared {
 /// The interfaces a plugin declared, located in its component.
 pub(crate) struct Exports {
     volume: Option<volume_driver::GuestIndices>,
+    network: Option<network_driver::GuestIndices>,
     /// The `Implements` list, for `Plugin.Activate` and for messages.
     implements: Vec<&'static str>,
 }
@@ -32,6 +34,7 @@ pub(crate) struct Exports {
 /// The declared interfaces of one live instance.
 pub(crate) struct Guests {
     volume: Option<volume_driver::Guest>,
+    network: Option<network_driver::Guest>,
 }
 
 /// One decoded call.
@@ -39,6 +42,7 @@ pub(crate) struct Guests {
 pub(crate) enum Call {
     Activate,
     Volume(proto::Request),
+    Network(net_proto::Request),
 }
 
 impl Exports {
@@ -46,6 +50,7 @@ impl Exports {
     pub(crate) fn find(pre: &InstancePre<HostState>, types: &[String]) -> Result<Exports, String> {
         let mut exports = Exports {
             volume: None,
+            network: None,
             implements: Vec::new(),
         };
         for t in types {
@@ -60,6 +65,12 @@ impl Exports {
                         .map_err(|e| missing("docker:plugin/volume-driver@0.1.0", e))?;
                     exports.volume = Some(found);
                     exports.implements.push(proto::IMPLEMENTS);
+                }
+                Some(net_proto::IMPLEMENTS) => {
+                    let found = network_driver::GuestIndices::new(pre)
+                        .map_err(|e| missing("docker:plugin/network-driver@0.1.0", e))?;
+                    exports.network = Some(found);
+                    exports.implements.push(net_proto::IMPLEMENTS);
                 }
                 _ => return Err(format!("interface type {t:?} has no wasm interface")),
             }
@@ -82,6 +93,10 @@ impl Exports {
                 Some(i) => Some(i.load(&mut *store, instance)?),
                 None => None,
             },
+            network: match &self.network {
+                Some(i) => Some(i.load(&mut *store, instance)?),
+                None => None,
+            },
         })
     }
 
@@ -93,6 +108,9 @@ impl Exports {
         }
         if self.volume.is_some() && method.starts_with("VolumeDriver.") {
             return proto::Request::decode(method, body).map(Call::Volume);
+        }
+        if self.network.is_some() && method.starts_with("NetworkDriver.") {
+            return net_proto::Request::decode(method, body).map(Call::Network);
         }
         Err(request::unknown(method, &self.implements.join("+")))
     }
@@ -117,6 +135,10 @@ pub(crate) async fn invoke(
         Call::Volume(req) => {
             let guest = guests.volume.as_ref().ok_or_else(undeclared)?;
             volume::invoke(req, guest, store).await?
+        }
+        Call::Network(req) => {
+            let guest = guests.network.as_ref().ok_or_else(undeclared)?;
+            network::invoke(req, guest, store).await?
         }
     })
 }

@@ -15,6 +15,8 @@
 //! - `drivers`: which driver interfaces the component exports (from `Interface.Types`) and which
 //!   one a call is for;
 //! - `volume`: the volume-driver WIT interface ↔ plugd-core's protocol types;
+//! - `network`: the network-driver WIT interface ↔ plugd-core's protocol types;
+//! - `links`: the `host-links` import, veth pairs plugd makes for a network driver;
 //! - `output`: guest stdout/stderr → plugd's log, bounded;
 //! - `bindings`: the generated host bindings, quarantined.
 //!
@@ -43,6 +45,8 @@ mod drivers;
 mod engine;
 pub mod entrypoint;
 mod instance;
+mod links;
+mod network;
 mod output;
 mod policy;
 mod runtime;
