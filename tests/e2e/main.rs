@@ -16,6 +16,7 @@ mod harness_selftest;
 mod hostile;
 mod hostile_replies;
 mod native;
+mod network;
 mod parity;
 mod restart;
 mod volume;

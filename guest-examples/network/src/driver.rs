@@ -15,23 +15,39 @@ use std::collections::HashMap;
 
 /// The `-o` option that makes CreateNetwork panic (a trap in wasm), for plugd's fault tests.
 pub const TRAP_OPTION: &str = "plugd.example.trap";
+/// The `-o` option whose value Join names as its interface instead of making one: a hostile
+/// driver, for plugd's tests of what it lets through to dockerd.
+pub const SRC_NAME_OPTION: &str = "plugd.example.src_name";
+
+/// The string value of `-o key=value` in the `com.docker.network.generic` option's JSON text.
+fn generic_option(options: &[(String, String)], key: &str) -> Option<String> {
+    let (_, json) = options
+        .iter()
+        .find(|(k, _)| k == "com.docker.network.generic")?;
+    let start = json.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    let len = json[start..].find('"')?;
+    Some(json[start..start + len].to_string())
+}
 
 /// Networks by id (their IPv4 gateway, without the prefix length) and endpoints by id (their
 /// veth's container-side name).
 #[derive(Default)]
 pub struct VethDriver {
     gateways: RefCell<HashMap<String, String>>,
+    /// Networks created with [`SRC_NAME_OPTION`], and its value.
+    forced_names: RefCell<HashMap<String, String>>,
     veths: RefCell<HashMap<String, String>>,
 }
 
 impl NetworkDriver for VethDriver {
     fn create_network(&self, req: &CreateNetwork) -> Result<(), Error> {
-        let generic = req
-            .options
-            .iter()
-            .find(|(k, _)| k == "com.docker.network.generic");
-        if generic.is_some_and(|(_, v)| v.contains(TRAP_OPTION)) {
+        if generic_option(&req.options, TRAP_OPTION).is_some() {
             panic!("{TRAP_OPTION} was set");
+        }
+        if let Some(name) = generic_option(&req.options, SRC_NAME_OPTION) {
+            self.forced_names
+                .borrow_mut()
+                .insert(req.network_id.clone(), name);
         }
         let gateway = req
             .ipv4_data
@@ -46,6 +62,7 @@ impl NetworkDriver for VethDriver {
 
     fn delete_network(&self, network_id: &str) -> Result<(), Error> {
         self.gateways.borrow_mut().remove(network_id);
+        self.forced_names.borrow_mut().remove(network_id);
         Ok(())
     }
 
@@ -62,6 +79,16 @@ impl NetworkDriver for VethDriver {
     }
 
     fn join(&self, req: &Join) -> Result<JoinInfo, Error> {
+        if let Some(name) = self.forced_names.borrow().get(&req.network_id) {
+            return Ok(JoinInfo {
+                interface_name: Some(InterfaceName {
+                    src_name: name.clone(),
+                    dst_prefix: "eth".into(),
+                }),
+                disable_gateway_service: true,
+                ..Default::default()
+            });
+        }
         let id: String = req
             .endpoint_id
             .chars()
