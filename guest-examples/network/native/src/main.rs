@@ -1,5 +1,5 @@
 //! `plugd-example-network`: the example network driver as a native plugin binary, serving
-//! Docker's plugin protocol on `/run/docker/plugins/network.sock`.
+//! Docker's plugin protocol on `/run/docker/plugins/net.sock`.
 
 #[cfg(target_arch = "wasm32")]
 compile_error!(
@@ -13,5 +13,5 @@ mod driver;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    plugd_plugin_sdk::run_network_driver(driver::VethDriver::default(), "network.sock")
+    plugd_plugin_sdk::run_network_driver(driver::VethDriver::default(), "net.sock")
 }
