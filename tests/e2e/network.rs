@@ -216,7 +216,8 @@ fn join_naming_an_interface_plugd_did_not_make_is_refused() {
         env.import_busybox(&d);
         let p = env.plugd(&[]);
         env.cmd("ip")
-            .args(["link", "add", "victim", "type", "veth", "peer", "name", "victim-peer"])
+            .args(["link", "add", "victim", "type", "veth"])
+            .args(["peer", "name", "victim-peer"])
             .run()
             .assert_ok();
         // The wasm driver has the declaration, but not this link; the native one lacks it.
