@@ -10,6 +10,10 @@
 //!   plugin rootfs): [`run_volume_driver`] or [`serve_volume_driver`] serve Docker's plugin
 //!   protocol on a unix socket themselves, for plugd's native runtime or for dockerd.
 //!
+//! Network drivers follow the same pattern: [`NetworkDriver`], [`export_network_driver!`],
+//! [`run_network_driver`], and [`links`] for the veth pairs Join hands dockerd (plugd's
+//! `host-links` import in wasm, rtnetlink natively).
+//!
 //! The driver sees the same contract in both, so its code needs no `cfg`:
 //!
 //! * **No concurrent calls.** plugd serializes the calls to a wasm instance, and the native server
