@@ -135,11 +135,49 @@ fn wasm_network_plugin_gives_containers_a_veth() {
         env.import_busybox(&d);
         let p = env.plugd(&[]);
         create_enable(env, &p, "example-network", &example_config(false), false);
+        let id = env
+            .plugd_cli(&p, ["inspect", "--format", "{{.Id}}", "example-network"])
+            .assert_ok()
+            .trimmed()
+            .to_owned();
         veth_roundtrip(env, &d, "example-network");
-        // Links still alive at disable are plugd's to delete.
+        // A pair still in use at disable is plugd's to delete: it tracks what it made.
+        let docker = |args: &[&str]| env.docker(Cli::Docker28, &d, args);
+        docker(&[
+            "network",
+            "create",
+            "-d",
+            "example-network",
+            "--subnet",
+            "10.59.0.0/24",
+            "n2",
+        ])
+        .assert_ok();
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            "left",
+            "--network",
+            "n2",
+            BUSYBOX_IMAGE,
+            "sleep",
+            "300",
+        ])
+        .assert_ok();
+        let prefix = format!("pd{}h", &id[..4]);
+        let live = plugd_links(env);
+        assert!(
+            live.len() == 1 && live[0].starts_with(&prefix),
+            "plugd named the host-side peer after the plugin ({prefix}): {live:?}"
+        );
         env.plugd_cli(&p, ["disable", "example-network"])
             .assert_ok();
-        assert_eq!(plugd_links(env), Vec::<String>::new());
+        assert_eq!(plugd_links(env), Vec::<String>::new(), "disable deleted it");
+        // Enabled again, a fresh instance that knows no endpoints lets dockerd clean up.
+        env.plugd_cli(&p, ["enable", "example-network"]).assert_ok();
+        docker(&["rm", "-f", "left"]).assert_ok();
+        docker(&["network", "rm", "n2"]).assert_ok();
     });
 }
 

@@ -96,7 +96,20 @@ mod imp {
                 "{name:?} is not a link this driver made"
             )));
         }
-        links::delete(name).map_err(|e| Error::internal(format!("cannot delete {name:?}: {e}")))
+        // Through the host end when given the container end: that one may be in a container.
+        let host_end = match name
+            .strip_prefix(&prefix())
+            .and_then(|r| r.strip_prefix('c'))
+        {
+            Some(id) => format!("{}h{id}", prefix()),
+            None => name.to_string(),
+        };
+        links::delete(&host_end)
+            .or_else(|e| match e.raw_os_error() {
+                Some(19) if host_end != name => links::delete(name),
+                _ => Err(e),
+            })
+            .map_err(|e| Error::internal(format!("cannot delete {name:?}: {e}")))
     }
 }
 

@@ -131,18 +131,30 @@ impl HostLinks {
             )
         })?;
         let mut owned = self.owned();
-        match plugd_core::links::delete(&key) {
-            Ok(()) => {}
-            // Gone already (dockerd or the kernel removed it): it is not ours to track any more.
-            Err(e) if e.raw_os_error() == Some(19) => {}
-            Err(e) => {
-                return Err(error(
-                    ErrorCode::Internal,
-                    format!("cannot delete {key:?}: {e}"),
-                ));
+        self.delete_pair(&key)
+            .map_err(|e| error(ErrorCode::Internal, format!("cannot delete {key:?}: {e}")))?;
+        owned.remove(&key);
+        Ok(())
+    }
+
+    /// Deletes the pair whose container end is `key`, through its host end: the container end may
+    /// be in a container's namespace, where plugd does not look, but the host end is always in
+    /// plugd's (deleting either end deletes both). A pair already gone is not an error.
+    fn delete_pair(&self, key: &str) -> std::io::Result<()> {
+        let peer = match key
+            .strip_prefix(&self.prefix)
+            .and_then(|r| r.strip_prefix('c'))
+        {
+            Some(id) => format!("{}h{id}", self.prefix),
+            None => key.to_string(),
+        };
+        for name in [peer.as_str(), key] {
+            match plugd_core::links::delete(name) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(19) => {}
+                Err(e) => return Err(e),
             }
         }
-        owned.remove(&key);
         Ok(())
     }
 
@@ -165,9 +177,8 @@ impl HostLinks {
     pub(crate) fn release_all(&self) {
         let names = std::mem::take(&mut *self.owned());
         for name in names {
-            match plugd_core::links::delete(&name) {
+            match self.delete_pair(&name) {
                 Ok(()) => tracing::info!(link = %name, "host-links: veth deleted at plugin stop"),
-                Err(e) if e.raw_os_error() == Some(19) => {}
                 Err(e) => tracing::warn!(link = %name, "host-links: cannot delete veth: {e}"),
             }
         }
