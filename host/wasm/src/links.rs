@@ -242,4 +242,37 @@ mod tests {
             assert!(!l.owns(foreign));
         }
     }
+
+    /// Needs root in a network namespace of its own:
+    /// `unshare -n <plugd_wasm test binary> links --ignored` (the e2e network tests cover the rest).
+    #[test]
+    #[ignore]
+    fn pairs_are_named_tracked_capped_and_released() {
+        let l = HostLinks::new(&"cd".repeat(32), true);
+        let (name, peer) = l.create_veth("e1").unwrap();
+        assert_eq!((name.as_str(), peer.as_str()), ("pdcdcdce1", "pdcdcdhe1"));
+        assert!(l.owns(&name) && !l.owns(&peer));
+        assert!(matches!(
+            l.create_veth("e1").unwrap_err().code,
+            ErrorCode::Conflict
+        ));
+        // Another plugin with the same tag cannot touch them.
+        let other = HostLinks::new(&"cd".repeat(32), true);
+        assert!(matches!(
+            other.delete_link(&name).unwrap_err().code,
+            ErrorCode::NotFound
+        ));
+        l.delete_link(&peer).unwrap();
+        assert!(!plugd_core::links::exists(&name).unwrap());
+        for i in 0..MAX_LINKS {
+            l.create_veth(&format!("{i}")).unwrap();
+        }
+        assert!(matches!(
+            l.create_veth("over").unwrap_err().code,
+            ErrorCode::Conflict
+        ));
+        l.release_all();
+        assert!(!plugd_core::links::exists("pdcdcdh0").unwrap());
+        assert!(!l.owns("pdcdcdc0"));
+    }
 }
