@@ -513,7 +513,8 @@ impl Manager {
         let types = p.config.interface.types.clone().unwrap_or_default();
         let gateway = Arc::new(
             Gateway::new(&p.name, &types, instance, paths, mounts.clone())
-                .authz_deadline(self.cfg.authz_timeout),
+                .authz_deadline(self.cfg.authz_timeout)
+                .may_hand_over_links(may_hand_over_links(spec)),
         );
         let path = self
             .cfg
@@ -846,6 +847,15 @@ impl Manager {
             self.stop(&id).await;
         }
     }
+}
+
+/// Whether a network plugin may name a host interface in Join: only one that can make links in
+/// dockerd's network namespace (`Network.Type` `host` and `CAP_NET_ADMIN`, which both runtimes
+/// need for that). Any other plugin's links are where dockerd cannot see them, so a name it gives
+/// can only be a host interface that is not its own (docs/protocol.md, network).
+fn may_hand_over_links(spec: &PluginSpec) -> bool {
+    let e = spec.effective();
+    e.host_network() && e.capabilities.iter().any(|c| c == "CAP_NET_ADMIN")
 }
 
 #[cfg(test)]

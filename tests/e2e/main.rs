@@ -17,6 +17,7 @@ mod hostile;
 mod hostile_replies;
 mod ipam;
 mod native;
+mod network;
 mod parity;
 mod restart;
 mod volume;

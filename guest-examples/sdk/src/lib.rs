@@ -14,6 +14,9 @@
 //! An authorization plugin (`docker.authz/1.0`) is written the same way: implement
 //! [`Authorizer`], export it with [`export_authorizer!`] or serve it with [`run_authz_plugin`]
 //! (module [`authz`]; the example is `guest-examples/authz`).
+//! Network drivers follow the same pattern: [`NetworkDriver`], [`export_network_driver!`],
+//! [`run_network_driver`], and [`links`] for the veth pairs Join hands dockerd (plugd's
+//! `host-links` import in wasm, rtnetlink natively).
 //!
 //! The driver sees the same contract in both, so its code needs no `cfg`:
 //!
@@ -85,6 +88,12 @@ pub mod wasm;
 
 #[cfg(all(unix, not(target_arch = "wasm32")))]
 pub use server::{Handler, run, run_volume_driver, serve, serve_volume_driver, socket_path};
+#[cfg(all(unix, not(target_arch = "wasm32")))]
+pub use server::{run_network_driver, serve_network_driver};
+
+pub mod links;
+pub mod network;
+pub use network::NetworkDriver;
 
 pub use authz::{ApiRequest, ApiResponse, Authorizer, Decision};
 #[cfg(all(unix, not(target_arch = "wasm32")))]
@@ -236,6 +245,101 @@ macro_rules! __export_volume_driver_impl {
     ($driver:ty, $init:expr) => {
         const _: () = {
             fn _check() -> impl $crate::VolumeDriver {
+                let driver: $driver = $init;
+                driver
+            }
+        };
+    };
+}
+
+/// Exports a [`NetworkDriver`] as the component's `docker:plugin/network-driver` interface (world
+/// `network-plugin`, which imports plugd's `host-links` for [`links`]); used like
+/// [`export_volume_driver!`]. On other targets it only checks the trait.
+#[macro_export]
+macro_rules! export_network_driver {
+    ($driver:ty) => {
+        $crate::export_network_driver!($driver, <$driver as ::core::default::Default>::default());
+    };
+    ($driver:ty, $init:expr) => {
+        $crate::__export_network_driver_impl!($driver, $init);
+    };
+}
+
+#[cfg(target_arch = "wasm32")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_network_driver_impl {
+    ($driver:ty, $init:expr) => {
+        const _: () = {
+            ::std::thread_local! {
+                static DRIVER: $driver = $init;
+            }
+
+            struct Export;
+
+            use $crate::network::wasm as w;
+            use ::std::string::String;
+            use ::std::vec::Vec;
+
+            impl w::Guest for Export {
+                fn get_capabilities() -> w::WitCapabilities {
+                    DRIVER.with(|d| w::capabilities(d))
+                }
+                fn create_network(req: w::WitCreateNetwork) -> Result<(), w::WitError> {
+                    DRIVER.with(|d| w::create_network(d, req))
+                }
+                fn delete_network(network_id: String) -> Result<(), w::WitError> {
+                    DRIVER.with(|d| w::delete_network(d, &network_id))
+                }
+                fn create_endpoint(
+                    req: w::WitCreateEndpoint,
+                ) -> Result<Option<w::WitEndpointInterface>, w::WitError> {
+                    DRIVER.with(|d| w::create_endpoint(d, req))
+                }
+                fn endpoint_oper_info(
+                    network_id: String,
+                    endpoint_id: String,
+                ) -> Result<Vec<(String, String)>, w::WitError> {
+                    DRIVER.with(|d| w::endpoint_oper_info(d, &network_id, &endpoint_id))
+                }
+                fn delete_endpoint(network_id: String, endpoint_id: String) -> Result<(), w::WitError> {
+                    DRIVER.with(|d| w::delete_endpoint(d, &network_id, &endpoint_id))
+                }
+                fn join(req: w::WitJoin) -> Result<w::WitJoinResponse, w::WitError> {
+                    DRIVER.with(|d| w::join(d, req))
+                }
+                fn leave(network_id: String, endpoint_id: String) -> Result<(), w::WitError> {
+                    DRIVER.with(|d| w::leave(d, &network_id, &endpoint_id))
+                }
+                fn program_external_connectivity(
+                    network_id: String,
+                    endpoint_id: String,
+                    options: Vec<(String, String)>,
+                ) -> Result<(), w::WitError> {
+                    DRIVER.with(|d| {
+                        w::program_external_connectivity(d, &network_id, &endpoint_id, &options)
+                    })
+                }
+                fn revoke_external_connectivity(
+                    network_id: String,
+                    endpoint_id: String,
+                ) -> Result<(), w::WitError> {
+                    DRIVER.with(|d| w::revoke_external_connectivity(d, &network_id, &endpoint_id))
+                }
+            }
+
+            $crate::network::wasm::bindings::__export_network_plugin!(Export with_types_in $crate::network::wasm::bindings);
+        };
+    };
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_network_driver_impl {
+    ($driver:ty, $init:expr) => {
+        const _: () = {
+            fn _check() -> impl $crate::NetworkDriver {
                 let driver: $driver = $init;
                 driver
             }

@@ -88,6 +88,31 @@ pub fn serve_volume_driver<D: VolumeDriver + 'static>(driver: D, socket: &Path) 
     serve(Volumes(driver), socket)
 }
 
+/// A [`NetworkDriver`](crate::NetworkDriver) as a [`Handler`].
+struct Networks<D>(D);
+
+impl<D: crate::NetworkDriver> Handler for Networks<D> {
+    fn handle(&self, endpoint: &str, body: &[u8]) -> Reply {
+        crate::network::protocol::handle(&self.0, endpoint, body)
+    }
+}
+
+/// A network plugin's `main`: [`run`] for a [`NetworkDriver`](crate::NetworkDriver).
+pub fn run_network_driver<D: crate::NetworkDriver + 'static>(
+    driver: D,
+    default_socket: &str,
+) -> ExitCode {
+    run(Networks(driver), default_socket)
+}
+
+/// [`serve`] for a [`NetworkDriver`](crate::NetworkDriver).
+pub fn serve_network_driver<D: crate::NetworkDriver + 'static>(
+    driver: D,
+    socket: &Path,
+) -> io::Result<()> {
+    serve(Networks(driver), socket)
+}
+
 /// A plugin's `main`: serves `handler` on [`socket_path`]`(default_socket)` until SIGTERM or
 /// SIGINT, and turns the outcome into the exit status (errors go to stderr, which the host logs).
 pub fn run<H: Handler + 'static>(handler: H, default_socket: &str) -> ExitCode {

@@ -10,6 +10,8 @@ pub mod config;
 pub mod effective;
 pub mod gojson;
 pub mod gotext;
+#[cfg(target_os = "linux")]
+pub mod links;
 pub mod privileges;
 pub mod protocol;
 pub mod reference;

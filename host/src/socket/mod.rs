@@ -22,7 +22,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use plugd_core::protocol::{MEDIA_TYPE, Manifest, implements_for_type, status, volume};
+use plugd_core::protocol::{MEDIA_TYPE, Manifest, implements_for_type, network, status, volume};
 use plugd_core::{Instance, Reply};
 use serde_json::{Map, Value};
 use std::convert::Infallible;
@@ -51,6 +51,8 @@ pub struct Gateway {
     mounts: Arc<Mounts>,
     /// `Some(deadline)` for an authorization plugin: its AuthZ calls fail closed ([`authz`]).
     authz: Option<Duration>,
+    /// Whether a Join reply may name an interface (see [`Gateway::may_hand_over_links`]).
+    links: bool,
 }
 
 impl Gateway {
@@ -78,7 +80,16 @@ impl Gateway {
             paths,
             mounts,
             authz: authz::declared(types).then_some(authz::DEFAULT_DEADLINE),
+            links: false,
         }
+    }
+
+    /// Lets Join replies name an interface (`InterfaceName.SrcName`), for a plugin that can make
+    /// links where dockerd looks for them. Without it such a reply is refused: dockerd would move
+    /// that interface, a host one the plugin did not make, into a container.
+    pub fn may_hand_over_links(mut self, allowed: bool) -> Gateway {
+        self.links = allowed;
+        self
     }
 
     /// Whether this gateway answers AuthZ calls itself when the plugin fails ([`authz`]).
@@ -101,6 +112,7 @@ impl Gateway {
             paths: self.paths.clone(),
             mounts: self.mounts.clone(),
             authz: self.authz,
+            links: self.links,
         }
     }
 
@@ -223,6 +235,7 @@ impl Gateway {
                 }),
                 _ => Ok(()),
             },
+            None if method == network::JOIN => self.check_join(&value),
             _ => Ok(()),
         };
         match acted {
@@ -235,6 +248,20 @@ impl Gateway {
                 )
             }
         }
+    }
+
+    /// Refuses a Join naming an interface when the plugin cannot have made one dockerd sees.
+    fn check_join(&self, value: &Value) -> std::result::Result<(), String> {
+        let src = value["InterfaceName"]["SrcName"]
+            .as_str()
+            .unwrap_or_default();
+        if src.is_empty() || self.links {
+            return Ok(());
+        }
+        Err(format!(
+            "Join names host interface {src:?}, but the plugin does not declare network type \"host\" \
+             and CAP_NET_ADMIN, so it cannot have created it; refused"
+        ))
     }
 
     /// A successful Mount: pins the directory the plugin named and answers with the pin.

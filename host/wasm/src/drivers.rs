@@ -5,15 +5,18 @@
 //! `Plugin.Activate` is answered from the declared types, as plugd's gateway answers it.
 
 use crate::authz as authz_glue;
-use crate::bindings::{ErrorCode as GuestCode, GuestError, authz, ipam_driver, volume_driver};
+use crate::bindings::{
+    ErrorCode as GuestCode, GuestError, authz, ipam_driver, network_driver, volume_driver,
+};
 use crate::instance::HostState;
 use crate::ipam;
+use crate::network;
 use crate::volume;
 use plugd_core::Reply;
 use plugd_core::protocol::request::{self, method_of};
 use plugd_core::protocol::{
     DriverError, ErrorCode, Manifest, authz as authz_proto, implements_for_type,
-    ipam as ipam_proto, volume as proto,
+    ipam as ipam_proto, network as net_proto, volume as proto,
 };
 use wasmtime::Store;
 use wasmtime::component::{Instance, InstancePre};
@@ -30,6 +33,7 @@ pub(crate) struct Exports {
     volume: Option<volume_driver::GuestIndices>,
     authz: Option<authz::GuestIndices>,
     ipam: Option<ipam_driver::GuestIndices>,
+    network: Option<network_driver::GuestIndices>,
     /// The `Implements` list, for `Plugin.Activate` and for messages.
     implements: Vec<&'static str>,
 }
@@ -39,6 +43,7 @@ pub(crate) struct Guests {
     volume: Option<volume_driver::Guest>,
     authz: Option<authz::Guest>,
     ipam: Option<ipam_driver::Guest>,
+    network: Option<network_driver::Guest>,
 }
 
 /// One decoded call.
@@ -48,6 +53,7 @@ pub(crate) enum Call {
     Volume(proto::Request),
     Authz(authz_proto::Request),
     Ipam(ipam_proto::Request),
+    Network(net_proto::Request),
 }
 
 impl Exports {
@@ -57,6 +63,7 @@ impl Exports {
             volume: None,
             authz: None,
             ipam: None,
+            network: None,
             implements: Vec::new(),
         };
         for t in types {
@@ -83,6 +90,12 @@ impl Exports {
                         .map_err(|e| missing("docker:plugin/ipam-driver@0.1.0", e))?;
                     exports.ipam = Some(found);
                     exports.implements.push(ipam_proto::IMPLEMENTS);
+                }
+                Some(net_proto::IMPLEMENTS) => {
+                    let found = network_driver::GuestIndices::new(pre)
+                        .map_err(|e| missing("docker:plugin/network-driver@0.1.0", e))?;
+                    exports.network = Some(found);
+                    exports.implements.push(net_proto::IMPLEMENTS);
                 }
                 _ => return Err(format!("interface type {t:?} has no wasm interface")),
             }
@@ -113,6 +126,10 @@ impl Exports {
                 Some(i) => Some(i.load(&mut *store, instance)?),
                 None => None,
             },
+            network: match &self.network {
+                Some(i) => Some(i.load(&mut *store, instance)?),
+                None => None,
+            },
         })
     }
 
@@ -130,6 +147,9 @@ impl Exports {
         }
         if self.ipam.is_some() && method.starts_with("IpamDriver.") {
             return ipam_proto::Request::decode(method, body).map(Call::Ipam);
+        }
+        if self.network.is_some() && method.starts_with("NetworkDriver.") {
+            return net_proto::Request::decode(method, body).map(Call::Network);
         }
         Err(request::unknown(method, &self.implements.join("+")))
     }
@@ -162,6 +182,10 @@ pub(crate) async fn invoke(
         Call::Ipam(req) => {
             let guest = guests.ipam.as_ref().ok_or_else(undeclared)?;
             ipam::invoke(req, guest, store).await?
+        }
+        Call::Network(req) => {
+            let guest = guests.network.as_ref().ok_or_else(undeclared)?;
+            network::invoke(req, guest, store).await?
         }
     })
 }

@@ -38,6 +38,7 @@
 //! [`TABLE_ELEMENT_BYTES`]), so 16 memories cannot take 16 times the cap.
 
 use crate::drivers::{self, Call, Guests, Prepared};
+use crate::links::HostLinks;
 use crate::output::GuestOutput;
 use crate::policy::Policy;
 use plugd_core::protocol::status;
@@ -96,6 +97,8 @@ pub(crate) struct HostState {
     limits: Limits,
     /// Wall-clock end of the current call, checked at every epoch tick.
     deadline: Instant,
+    /// The plugin's `host-links` grant and links, shared by its successive instances.
+    pub(crate) links: Arc<HostLinks>,
 }
 
 impl WasiView for HostState {
@@ -362,6 +365,8 @@ struct Inner {
     prepared: Arc<Prepared>,
     policy: Policy,
     limits: CallLimits,
+    /// Links made for the plugin through `host-links`; deleted at stop.
+    links: Arc<HostLinks>,
     /// Keeps the engine's epoch ticker running while this instance exists.
     _keepalive: Arc<dyn Send + Sync>,
     health: Mutex<Health>,
@@ -385,6 +390,7 @@ impl WasmInstance {
         prepared: Arc<Prepared>,
         policy: Policy,
         limits: CallLimits,
+        links: Arc<HostLinks>,
         budget: Arc<ThreadBudget>,
         keepalive: Arc<dyn Send + Sync>,
     ) -> Result<Self, String> {
@@ -394,6 +400,7 @@ impl WasmInstance {
                 prepared,
                 policy,
                 limits,
+                links,
                 _keepalive: keepalive,
                 health: Mutex::new(Health::Ready),
                 stopped: AtomicBool::new(false),
@@ -538,6 +545,7 @@ impl WasmInstance {
             }
             exec.shut();
         }
+        self.inner.links.release_all();
         tracing::debug!(plugin = %self.inner.name, "wasm instance stopped");
     }
 }
@@ -572,6 +580,7 @@ impl Inner {
             table,
             limits: Limits::new(self.limits.memory_limit),
             deadline: Instant::now(),
+            links: self.links.clone(),
         };
         let mut store = Store::new(self.prepared.pre.engine(), state);
         store.limiter(|s| &mut s.limits);

@@ -16,6 +16,8 @@
 //!   one a call is for;
 //! - `volume`: the volume-driver WIT interface ↔ plugd-core's protocol types;
 //! - `authz`: the authz WIT interface ↔ plugd-core's protocol types;
+//! - `network`: the network-driver WIT interface ↔ plugd-core's protocol types;
+//! - `links`: the `host-links` import, veth pairs plugd makes for a network driver;
 //! - `output`: guest stdout/stderr → plugd's log, bounded;
 //! - `bindings`: the generated host bindings, quarantined.
 //!
@@ -46,6 +48,8 @@ mod engine;
 pub mod entrypoint;
 mod instance;
 mod ipam;
+mod links;
+mod network;
 mod output;
 mod policy;
 mod runtime;

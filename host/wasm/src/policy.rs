@@ -17,9 +17,10 @@
 //! | `Env` (settings)                              | WASI environment                                        |
 //! | `Entrypoint` + `Args` (settings)              | WASI arguments (`argv[0]` is the component path)        |
 //! | `Network.Type` `""` `none` `bridge` `null` (any but `host`) | no sockets at all, no name lookup         |
-//! | `Network.Type` `host`                         | refused                                                 |
-//! | `Linux.Capabilities`, `Linux.Devices`, `Linux.AllowAllDevices`, `IpcHost`, `PidHost` | refused |
-//! | `Interface.Types` `docker.volumedriver/*`, `docker.authz/*`, `docker.ipamdriver/*` | the component must export that interface; the grants above are the same for all (an authz or IPAM plugin gets what it declares: an IPAM driver only computes addresses, usually with a mount for its state) |
+//! | `Network.Type` `host` + `Linux.Capabilities` exactly `[CAP_NET_ADMIN]`, on a `docker.networkdriver/*` plugin | the `host-links` import works (veth pairs plugd names, tracks and deletes; `links`); still no sockets |
+//! | `Network.Type` `host` otherwise               | refused                                                 |
+//! | `Linux.Capabilities` otherwise, `Linux.Devices`, `Linux.AllowAllDevices`, `IpcHost`, `PidHost` | refused |
+//! | `Interface.Types` `docker.volumedriver/*`, `docker.authz/*`, `docker.ipamdriver/*`, `docker.networkdriver/*` | the component must export that interface; the grants above are the same for all (an authz or IPAM plugin gets what it declares: an IPAM driver only computes addresses, usually with a mount for its state) |
 //! | any other `Interface.Types`                   | refused (no WIT world for it yet)                       |
 //! | `Interface.ProtocolScheme` other than `""`/`moby.plugins.http/v1` | refused                        |
 //! | `WorkDir`                                     | WASI initial cwd (a name only; grants nothing)          |
@@ -48,7 +49,26 @@ const WASM_TYPES: &[&str] = &[
     "docker.volumedriver/",
     "docker.authz/",
     "docker.ipamdriver/",
+    "docker.networkdriver/",
 ];
+
+/// Whether a plugin gets the working `host-links` import: a network driver declaring exactly what
+/// a native one needs to make links dockerd can see — the host's network namespace and
+/// `CAP_NET_ADMIN`, nothing more. For such a plugin `Network.Type` `host` + `CAP_NET_ADMIN` mean
+/// that import and nothing else (still no sockets); any other combination is refused as before,
+/// and a network driver declaring neither gets an import that refuses every call
+/// (`crate::links`).
+pub(crate) fn host_links(spec: &PluginSpec) -> bool {
+    let effective = spec.effective();
+    let network_driver = spec
+        .config
+        .interface
+        .types
+        .iter()
+        .flatten()
+        .any(|t| t.starts_with("docker.networkdriver/"));
+    network_driver && effective.host_network() && effective.capabilities == ["CAP_NET_ADMIN"]
+}
 
 /// Largest buffer a guest may ask `wasi:random` for in one call.
 const MAX_RANDOM_BYTES: u64 = 1 << 20;
@@ -67,6 +87,8 @@ pub(crate) struct Preopen {
 /// Everything a plugin's WASI context is built from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Policy {
+    /// The `host-links` import works (see [`host_links`]).
+    pub(crate) host_links: bool,
     pub(crate) preopens: Vec<Preopen>,
     pub(crate) env: Vec<(String, String)>,
     pub(crate) args: Vec<String>,
@@ -123,12 +145,14 @@ impl Policy {
         let c = &spec.config;
         let effective = spec.effective();
         let mut refused = Vec::new();
-        if effective.host_network() {
-            refused.push("network type \"host\" (wasm plugins get no sockets)".to_string());
-        }
-        let caps = &effective.capabilities;
-        if !caps.is_empty() {
-            refused.push(format!("Linux.Capabilities {caps:?}"));
+        if !host_links(spec) {
+            if effective.host_network() {
+                refused.push("network type \"host\" (wasm plugins get no sockets)".to_string());
+            }
+            let caps = &effective.capabilities;
+            if !caps.is_empty() {
+                refused.push(format!("Linux.Capabilities {caps:?}"));
+            }
         }
         if effective.allow_all_devices {
             refused.push("Linux.AllowAllDevices true".to_string());
@@ -180,7 +204,7 @@ impl Policy {
         unsupported(refused)?;
         if c.interface.types.as_deref().unwrap_or_default().is_empty() {
             return Err(RuntimeError::Bundle(
-                "config declares no Interface.Types (a wasm plugin needs docker.volumedriver/1.0 or docker.authz/1.0)"
+                "config declares no Interface.Types (a wasm plugin needs one of docker.volumedriver/1.0, docker.authz/1.0, docker.ipamdriver/1.0, docker.networkdriver/1.0)"
                     .to_string(),
             ));
         }
@@ -288,6 +312,7 @@ impl Policy {
             .collect();
         let cwd = guest_path(&spec.config.work_dir).unwrap_or_else(|| "/".to_string());
         Ok(Policy {
+            host_links: host_links(spec),
             preopens,
             env,
             args: effective.args,
@@ -406,6 +431,35 @@ mod tests {
             }) => what,
             other => panic!("expected an Unsupported refusal, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn host_network_and_net_admin_mean_host_links_for_a_network_driver_only() {
+        let net = |kind: &str, caps: &[&str], t: &str| {
+            let mut c = volume_config();
+            c.interface.types = Some(vec![t.into()]);
+            c.network.kind = kind.into();
+            c.linux.capabilities = Some(caps.iter().map(|s| s.to_string()).collect());
+            c
+        };
+        let c = net("host", &["CAP_NET_ADMIN"], "docker.networkdriver/1.0");
+        Policy::check(&spec(c.clone())).unwrap();
+        assert!(host_links(&spec(c)));
+        let c = net("none", &[], "docker.networkdriver/1.0");
+        Policy::check(&spec(c.clone())).unwrap();
+        assert!(!host_links(&spec(c)));
+        let c = net("host", &["CAP_NET_ADMIN"], "docker.volumedriver/1.0");
+        assert!(refusal(c).contains("network type \"host\""));
+        let c = net("host", &[], "docker.networkdriver/1.0");
+        assert!(refusal(c).contains("network type \"host\""));
+        let c = net("none", &["CAP_NET_ADMIN"], "docker.networkdriver/1.0");
+        assert!(refusal(c).contains("CAP_NET_ADMIN"));
+        let c = net(
+            "host",
+            &["CAP_NET_ADMIN", "CAP_SYS_ADMIN"],
+            "docker.networkdriver/1.0",
+        );
+        assert!(refusal(c).contains("CAP_SYS_ADMIN"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::drivers::{Exports, Prepared};
 use crate::engine::{EpochTicker, new_engine};
 use crate::entrypoint::read_component;
 use crate::instance::{CallLimits, HostState, ThreadBudgets, WasmInstance};
+use crate::links::HostLinks;
 use crate::policy::Policy;
 use bytes::Bytes;
 use plugd_core::runtime::BoxFuture;
@@ -89,6 +90,8 @@ impl WasmRuntimeBuilder {
         let engine = new_engine().map_err(|e| BuildError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| BuildError::Engine(format!("{e:#}")))?;
+        crate::links::add_to_linker(&mut linker)
             .map_err(|e| BuildError::Engine(format!("{e:#}")))?;
         let cache = ComponentCache::open(&cache_dir, &engine)
             .map_err(|e| BuildError::Cache(e.to_string()))?;
@@ -233,6 +236,7 @@ impl Runtime for WasmRuntime {
     ) -> BoxFuture<'a, Result<Arc<dyn Instance>, RuntimeError>> {
         Box::pin(async move {
             let policy = Policy::resolve(spec)?;
+            let host_links = policy.host_links;
             let prepared = self
                 .shared
                 .prepared
@@ -253,6 +257,7 @@ impl Runtime for WasmRuntime {
                 pre,
                 policy,
                 self.shared.limits,
+                Arc::new(HostLinks::new(&spec.id, host_links)),
                 self.shared.threads.get(&spec.id),
                 keepalive,
             )
