@@ -36,7 +36,7 @@ fn native_example() -> PathBuf {
 }
 
 /// Creates and enables the example IPAM plugin as `name`, wasm or native; returns its id.
-fn create_example(env: &Env, p: &Plugd, name: &str, wasm: bool) -> String {
+pub(crate) fn create_example(env: &Env, p: &Plugd, name: &str, wasm: bool) -> String {
     let bundle = if wasm {
         env.bundle(name).config(&config("config.json")).copy(
             "plugin.wasm",
@@ -62,7 +62,7 @@ fn create_example(env: &Env, p: &Plugd, name: &str, wasm: bool) -> String {
 }
 
 /// The example's state file, as the plugin left it on the host.
-fn state(p: &Plugd, id: &str) -> serde_json::Value {
+pub(crate) fn state(p: &Plugd, id: &str) -> serde_json::Value {
     let path = p
         .data_root()
         .join("plugins")

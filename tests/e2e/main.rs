@@ -18,6 +18,7 @@ mod hostile_replies;
 mod ipam;
 mod native;
 mod network;
+mod network_ipam;
 mod parity;
 mod restart;
 mod volume;

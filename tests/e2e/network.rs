@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use crate::harness::{self, BUSYBOX_IMAGE, Cli, Dockerd, Env, Plugd, target_dir, wasm_guest};
 
-fn example_config(native: bool) -> serde_json::Value {
+pub(crate) fn example_config(native: bool) -> serde_json::Value {
     let text = if native {
         include_str!("../../guest-examples/network/config-native.json")
     } else {
@@ -30,7 +30,13 @@ fn native_binary() -> PathBuf {
 }
 
 /// Creates and enables the example as `name` with `config`, wasm or native.
-fn create_enable(env: &Env, p: &Plugd, name: &str, config: &serde_json::Value, native: bool) {
+pub(crate) fn create_enable(
+    env: &Env,
+    p: &Plugd,
+    name: &str,
+    config: &serde_json::Value,
+    native: bool,
+) {
     let b = env.bundle(name).config(config);
     let b = if native {
         b.copy("plugd-example-network", &native_binary(), 0o755)
@@ -56,7 +62,7 @@ fn links(env: &Env) -> Vec<String> {
         .collect()
 }
 
-fn plugd_links(env: &Env) -> Vec<String> {
+pub(crate) fn plugd_links(env: &Env) -> Vec<String> {
     links(env)
         .into_iter()
         .filter(|l| l.starts_with("pd"))
