@@ -102,7 +102,6 @@ pub use native::{run_authz_plugin, serve_authz_plugin};
 #[doc(hidden)]
 pub mod wasm {
     use super::{ApiRequest, ApiResponse, Authorizer, Decision};
-    use crate::{Error, ErrorCode};
 
     /// The guest side of `wit/authz.wit`; its export macro is renamed for the same reason as the
     /// volume world's (`crate::wasm::bindings`).
@@ -110,12 +109,15 @@ pub mod wasm {
         wit_bindgen::generate!({
             world: "authz-plugin",
             path: "../../wit",
+            // One `types` for every world: one error type, converted in one place (`crate::wasm`).
+            with: { "docker:plugin/types@0.1.0": crate::wasm::bindings::docker::plugin::types, },
             pub_export_macro: true,
             export_macro_name: "__export_authz_plugin",
         });
     }
 
-    use bindings::docker::plugin::types as wit_types;
+    use crate::wasm::bindings::docker::plugin::types as wit_types;
+    use crate::wasm::error;
     use bindings::exports::docker::plugin::authz as wit;
 
     pub use wit::Guest;
@@ -127,20 +129,6 @@ pub mod wasm {
     pub type WitResponse = wit::ApiResponse;
     /// WIT `decision`.
     pub type WitDecision = wit::Decision;
-
-    fn error(e: Error) -> WitError {
-        let code = match e.code {
-            ErrorCode::NotFound => wit_types::ErrorCode::NotFound,
-            ErrorCode::InvalidArgument => wit_types::ErrorCode::InvalidArgument,
-            ErrorCode::Conflict => wit_types::ErrorCode::Conflict,
-            ErrorCode::Unsupported => wit_types::ErrorCode::Unsupported,
-            ErrorCode::Internal => wit_types::ErrorCode::Internal,
-        };
-        WitError {
-            code,
-            message: e.message,
-        }
-    }
 
     fn request(r: WitRequest) -> ApiRequest {
         ApiRequest {

@@ -134,7 +134,6 @@ pub fn serve_ipam_driver<D: IpamDriver + 'static>(
 #[doc(hidden)]
 pub mod wasm {
     use super::{Address, AddressRequest, IpamDriver, Pool, PoolRequest};
-    use crate::{Error, ErrorCode};
 
     /// World `ipam-plugin`. The export macro is public and renamed so `export_ipam_driver!` can
     /// invoke it from the author's crate.
@@ -142,31 +141,20 @@ pub mod wasm {
         wit_bindgen::generate!({
             world: "ipam-plugin",
             path: "../../wit",
+            // One `types` for every world: one error type, converted in one place (`crate::wasm`).
+            with: { "docker:plugin/types@0.1.0": crate::wasm::bindings::docker::plugin::types, },
             pub_export_macro: true,
             export_macro_name: "__export_ipam_plugin",
         });
     }
 
-    use bindings::docker::plugin::types as wit_types;
+    use crate::wasm::bindings::docker::plugin::types as wit_types;
+    use crate::wasm::error;
     use bindings::exports::docker::plugin::ipam_driver as wit;
 
     pub use wit::Guest;
     /// WIT `error`.
     pub type WitError = wit_types::Error;
-
-    fn error(e: Error) -> WitError {
-        let code = match e.code {
-            ErrorCode::NotFound => wit_types::ErrorCode::NotFound,
-            ErrorCode::InvalidArgument => wit_types::ErrorCode::InvalidArgument,
-            ErrorCode::Conflict => wit_types::ErrorCode::Conflict,
-            ErrorCode::Unsupported => wit_types::ErrorCode::Unsupported,
-            ErrorCode::Internal => wit_types::ErrorCode::Internal,
-        };
-        WitError {
-            code,
-            message: e.message,
-        }
-    }
 
     pub fn get_capabilities<D: IpamDriver>(d: &D) -> Result<wit::Capabilities, WitError> {
         d.get_capabilities()

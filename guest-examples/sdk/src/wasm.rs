@@ -27,7 +27,8 @@ pub type WitVolume = wit::Volume;
 /// WIT `scope`.
 pub type WitScope = wit::Scope;
 
-fn error(e: Error) -> WitError {
+/// A driver's error as WIT's: the one conversion, for every world (they share `types`).
+pub(crate) fn error(e: Error) -> WitError {
     let code = match e.code {
         ErrorCode::NotFound => wit_types::ErrorCode::NotFound,
         ErrorCode::InvalidArgument => wit_types::ErrorCode::InvalidArgument,

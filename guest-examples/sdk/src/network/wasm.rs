@@ -11,12 +11,15 @@ pub mod bindings {
     wit_bindgen::generate!({
         world: "network-plugin",
         path: "../../wit",
+        // One `types` for every world: one error type, converted in one place (`crate::wasm`).
+        with: { "docker:plugin/types@0.1.0": crate::wasm::bindings::docker::plugin::types, },
         pub_export_macro: true,
         export_macro_name: "__export_network_plugin",
     });
 }
 
-use bindings::docker::plugin::types as wit_types;
+use crate::wasm::bindings::docker::plugin::types as wit_types;
+use crate::wasm::error;
 use bindings::exports::docker::plugin::network_driver as wit;
 
 pub use bindings::docker::plugin::host_links;
@@ -29,20 +32,6 @@ pub use wit::{
     CreateNetworkRequest as WitCreateNetwork, EndpointInterface as WitEndpointInterface,
     JoinRequest as WitJoin, JoinResponse as WitJoinResponse,
 };
-
-pub(crate) fn error(e: Error) -> WitError {
-    let code = match e.code {
-        ErrorCode::NotFound => wit_types::ErrorCode::NotFound,
-        ErrorCode::InvalidArgument => wit_types::ErrorCode::InvalidArgument,
-        ErrorCode::Conflict => wit_types::ErrorCode::Conflict,
-        ErrorCode::Unsupported => wit_types::ErrorCode::Unsupported,
-        ErrorCode::Internal => wit_types::ErrorCode::Internal,
-    };
-    WitError {
-        code,
-        message: e.message,
-    }
-}
 
 pub(crate) fn from_wit(e: WitError) -> Error {
     let code = match e.code {

@@ -60,6 +60,29 @@ pub fn json<T: Serialize>(value: &T) -> crate::Reply {
     }
 }
 
+/// Whether what a driver makes (a volume, a network) is seen from one host or cluster-wide: the
+/// `Scope` of `VolumeDriver.Capabilities` and the `Scope`/`ConnectivityScope` of
+/// `NetworkDriver.GetCapabilities`; mirrors WIT `volume-driver.scope` and `network-driver.scope`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// This host only: what dockerd assumes when a volume driver's `Capabilities` fails, and the
+    /// only scope a network can have without swarm.
+    #[default]
+    Local,
+    /// Shared by every host of a swarm (dockerd refuses such networks without one).
+    Global,
+}
+
+impl Scope {
+    /// The protocol's spelling (`"local"`, `"global"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Local => "local",
+            Scope::Global => "global",
+        }
+    }
+}
+
 /// The error body of every subsystem but IPAM.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ErrBody {

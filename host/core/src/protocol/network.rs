@@ -476,25 +476,7 @@ impl Request {
     }
 }
 
-/// Whether a network spans one host or a cluster; mirrors WIT `network-driver.scope`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum Scope {
-    /// This host (the only scope that works without swarm).
-    #[default]
-    Local,
-    /// Cluster-wide: dockerd refuses to create such networks without swarm.
-    Global,
-}
-
-impl Scope {
-    /// The protocol's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Local => "local",
-            Scope::Global => "global",
-        }
-    }
-}
+pub use super::Scope;
 
 /// A driver's successful answer to one [`Request`].
 #[derive(Debug, Clone, PartialEq, Eq)]

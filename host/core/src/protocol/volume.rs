@@ -253,26 +253,7 @@ impl Request {
     }
 }
 
-/// Whether a driver's volumes are visible from one host or cluster-wide; mirrors WIT
-/// `volume-driver.scope`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum Scope {
-    /// This host only; what dockerd assumes when `Capabilities` fails or is absent.
-    #[default]
-    Local,
-    /// Shared by every host of a swarm.
-    Global,
-}
-
-impl Scope {
-    /// The protocol's spelling (`{"Scope": "local"}`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Local => "local",
-            Scope::Global => "global",
-        }
-    }
-}
+pub use super::Scope;
 
 /// A volume as a driver describes it to `Get` and `List`; mirrors WIT `volume-driver.volume`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
