@@ -177,6 +177,12 @@ fn wasm_network_plugin_gives_containers_a_veth() {
             live.len() == 1 && live[0].starts_with(&prefix),
             "plugd named the host-side peer after the plugin ({prefix}): {live:?}"
         );
+        // The host end takes nothing from the container over IPv6 (router advertisements would
+        // otherwise add routes and addresses to the host).
+        let v6 =
+            std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", live[0]))
+                .expect("the host end's IPv6 settings");
+        assert_eq!(v6.trim(), "1", "IPv6 is off on the host end {}", live[0]);
         env.plugd_cli(&p, ["disable", "example-network"])
             .assert_ok();
         assert_eq!(plugd_links(env), Vec::<String>::new(), "disable deleted it");

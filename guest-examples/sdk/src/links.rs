@@ -87,6 +87,10 @@ mod imp {
                 Error::internal(text)
             }
         })?;
+        // The host end must not take IPv6 router advertisements from the container. In plugd's
+        // (and dockerd's) native sandbox /proc/sys is read-only, so this is best effort: a
+        // driver that can write it turns IPv6 off, as plugd does for a wasm driver's pairs.
+        let _ = links::disable_ipv6(&peer);
         Ok(Veth { name, peer })
     }
 

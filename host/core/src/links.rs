@@ -108,6 +108,10 @@ impl Msg {
             SocketFlags::CLOEXEC,
             None,
         )?;
+        // Connected to the kernel (port 0): the kernel then refuses datagrams to this socket from
+        // any other port, so another process with CAP_NET_ADMIN (a native plugin on the host
+        // network) cannot forge the acknowledgement plugd acts on.
+        rustix::net::connect(&fd, &rustix::net::netlink::SocketAddrNetlink::new(0, 0))?;
         rustix::net::send(&fd, &self.0, SendFlags::empty())?;
         let mut buf = [0u8; 8192];
         let (_, n) = rustix::net::recv(&fd, &mut buf[..], RecvFlags::empty())?;
@@ -115,6 +119,9 @@ impl Msg {
             return Err(Error::other("short rtnetlink reply"));
         }
         let kind = u16::from_ne_bytes([buf[4], buf[5]]);
+        if buf[8..12] != self.0[8..12] {
+            return Err(Error::other("rtnetlink reply to another request"));
+        }
         if kind != NLMSG_ERROR {
             return Ok(Some(kind));
         }
@@ -163,6 +170,24 @@ pub fn create_veth(name: &str, peer: &str) -> Result<()> {
         return Err(e);
     }
     Ok(())
+}
+
+/// Turns IPv6 off on link `name` (`net.ipv6.conf.<name>.disable_ipv6 = 1`): the host end of a
+/// pair must not take router advertisements, addresses or routes from the container at the other
+/// end (the CVE-2020-13401 class), nor give it a link-local path to host services on `[::]`.
+/// `Ok` when this kernel has no IPv6 at all.
+pub fn disable_ipv6(name: &str) -> Result<()> {
+    valid_name(name)?;
+    let path = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
+    match std::fs::write(&path, b"1") {
+        Err(e)
+            if e.kind() == ErrorKind::NotFound
+                && !std::path::Path::new("/proc/sys/net/ipv6").exists() =>
+        {
+            Ok(())
+        }
+        other => other.map_err(|e| Error::new(e.kind(), format!("{path}: {e}"))),
+    }
 }
 
 /// Sets link `name` up.

@@ -9,8 +9,10 @@
 //!   naming the missing declaration;
 //! - **plugd names the links**: the guest picks only an id of 1–[`MAX_ID`] of `[a-z0-9]`; the
 //!   names are `pd<tag>c<id>` (handed to dockerd) and `pd<tag>h<id>` (stays in the host, up), the
-//!   tag being the first 4 hex digits of the plugin id, so they are valid interface names that no
-//!   other plugin and nothing outside plugd uses by convention;
+//!   tag being 4 hex digits unique among this plugd's plugins (the plugin id's first 4, or the next
+//!   free ones), so they are valid interface names no other plugin gets and nothing outside plugd
+//!   uses by convention; the host end has IPv6 off, so the container cannot advertise routes or
+//!   addresses to the host through it;
 //! - **plugd owns them**: the plugin's live links are tracked here, at most [`MAX_LINKS`];
 //!   `delete-link` deletes only a tracked name, and every tracked link is deleted when the plugin
 //!   stops (disable, plugd shutdown). The set is shared by the plugin's successive instances, so
@@ -22,7 +24,7 @@
 
 use crate::bindings::{ErrorCode, GuestError, host_links};
 use crate::instance::HostState;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use wasmtime::component::{HasSelf, Linker};
 
@@ -48,22 +50,42 @@ fn error(code: ErrorCode, message: impl Into<String>) -> GuestError {
     }
 }
 
+/// The tags in use, by plugin id: two plugins whose ids share their first 4 hex digits must not
+/// share link names (one could otherwise delete or hand dockerd the other's). Kept for the
+/// process's lifetime, so a plugin keeps its tag across restarts.
+static TAGS: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
+
+/// Plugin `plugin_id`'s tag: its id's first 4 hex digits, or the next free 4.
+fn tag_for(plugin_id: &str) -> String {
+    let mut tags = TAGS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((tag, _)) = tags.iter().find(|(_, id)| id.as_str() == plugin_id) {
+        return tag.clone();
+    }
+    let first: String = plugin_id
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit())
+        .take(4)
+        .collect();
+    let start = u16::from_str_radix(&first, 16).unwrap_or(0);
+    let tag = (0..=u16::MAX)
+        .map(|k| format!("{:04x}", start.wrapping_add(k)))
+        .find(|t| !tags.contains_key(t))
+        .unwrap_or_else(|| format!("{start:04x}"));
+    tags.insert(tag.clone(), plugin_id.to_string());
+    tag
+}
+
 impl HostLinks {
     /// The links of plugin `id` (its 64-hex id), granted or not.
     pub(crate) fn new(plugin_id: &str, granted: bool) -> HostLinks {
-        let tag: String = plugin_id
-            .chars()
-            .filter(|c| c.is_ascii_hexdigit())
-            .take(4)
-            .collect::<String>()
-            .to_ascii_lowercase();
+        let tag = tag_for(plugin_id);
         HostLinks {
             refused: (!granted).then(|| {
                 "host-links needs the plugin's config.json to declare network type \"host\" and \
                  the capability CAP_NET_ADMIN (a wasm plugin without them cannot create links)"
                     .to_string()
             }),
-            prefix: format!("pd{tag:0<4}"),
+            prefix: format!("pd{tag}"),
             owned: Mutex::new(BTreeSet::new()),
         }
     }
@@ -116,6 +138,13 @@ impl HostLinks {
             };
             error(code, format!("cannot create veth {name:?}/{peer:?}: {e}"))
         })?;
+        if let Err(e) = plugd_core::links::disable_ipv6(&peer) {
+            let _ = plugd_core::links::delete(&peer);
+            return Err(error(
+                ErrorCode::Internal,
+                format!("cannot turn IPv6 off on {peer:?}, so the pair was deleted: {e}"),
+            ));
+        }
         owned.insert(name.clone());
         tracing::info!(link = %name, peer = %peer, "host-links: veth created");
         Ok((name, peer))
@@ -124,48 +153,50 @@ impl HostLinks {
     /// `delete-link`: either end of a pair this plugin made.
     pub(crate) fn delete_link(&self, name: &str) -> Result<(), GuestError> {
         self.granted()?;
-        let key = self.pair_of(name).ok_or_else(|| {
-            error(
-                ErrorCode::NotFound,
-                format!("{name:?} is not a link plugd made for this plugin"),
-            )
-        })?;
+        // One guard for the lookup and the delete: a stop releasing every link, or another
+        // instance, cannot come in between.
         let mut owned = self.owned();
+        let key = self
+            .key_of(name)
+            .filter(|k| owned.contains(k))
+            .ok_or_else(|| {
+                error(
+                    ErrorCode::NotFound,
+                    format!("{name:?} is not a link plugd made for this plugin"),
+                )
+            })?;
         self.delete_pair(&key)
             .map_err(|e| error(ErrorCode::Internal, format!("cannot delete {key:?}: {e}")))?;
         owned.remove(&key);
         Ok(())
     }
 
-    /// Deletes the pair whose container end is `key`, through its host end: the container end may
-    /// be in a container's namespace, where plugd does not look, but the host end is always in
-    /// plugd's (deleting either end deletes both). A pair already gone is not an error.
+    /// Deletes the pair whose container end is `key`, through its host end only: the container
+    /// end may be in a container's namespace, where plugd does not look, but the host end is
+    /// always in plugd's (deleting either end deletes both). A host end already gone means the
+    /// pair is gone (a veth dies with either end's namespace); then nothing is deleted by the
+    /// container end's name, which may since name another plugin's or nobody's link.
     fn delete_pair(&self, key: &str) -> std::io::Result<()> {
         let peer = match key
             .strip_prefix(&self.prefix)
             .and_then(|r| r.strip_prefix('c'))
         {
             Some(id) => format!("{}h{id}", self.prefix),
-            None => key.to_string(),
+            None => return Ok(()),
         };
-        for name in [peer.as_str(), key] {
-            match plugd_core::links::delete(name) {
-                Ok(()) => return Ok(()),
-                Err(e) if e.raw_os_error() == Some(19) => {}
-                Err(e) => return Err(e),
-            }
+        match plugd_core::links::delete(&peer) {
+            Err(e) if e.raw_os_error() == Some(19) => Ok(()),
+            other => other,
         }
-        Ok(())
     }
 
-    /// The tracked container-side name `name` belongs to (either end), if any.
-    fn pair_of(&self, name: &str) -> Option<String> {
+    /// The container-side name of the pair `name` would be an end of (tracked or not).
+    fn key_of(&self, name: &str) -> Option<String> {
         let id = name.strip_prefix(&self.prefix)?;
-        let key = match id.as_bytes().first()? {
-            b'c' | b'h' => format!("{}c{}", self.prefix, &id[1..]),
-            _ => return None,
-        };
-        self.owned().contains(&key).then_some(key)
+        match id.as_bytes().first()? {
+            b'c' | b'h' => Some(format!("{}c{}", self.prefix, &id[1..])),
+            _ => None,
+        }
     }
 
     /// Whether `name` is a container-side link plugd made for this plugin and still tracks.
@@ -211,6 +242,15 @@ impl host_links::Host for HostState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_plugins_whose_ids_start_alike_get_different_tags() {
+        let a = tag_for("beef0000aaaa");
+        let b = tag_for("beef0000bbbb");
+        assert_eq!(a, "beef");
+        assert_eq!(b, "bef0", "the next free tag");
+        assert_eq!(tag_for("beef0000aaaa"), a, "a plugin keeps its tag");
+    }
 
     #[test]
     fn without_the_declaration_every_call_names_it() {
