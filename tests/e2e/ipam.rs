@@ -373,8 +373,31 @@ fn hostile_native_ipam_replies_are_refused() {
             let ls = docker(&["network", "ls", "--format", "{{.Name}}"]);
             assert!(!ls.assert_ok().stdout.contains("h1"), "{}", ls.stdout);
         }
-        // A well-formed reply works, so the refusals were about the bodies.
+        // Pools dockerd would put on a host bridge as given: a gateway outside the pool (or with
+        // another prefix length: `/1` would route half the address space to the bridge), a pool
+        // other than the --subnet asked for. Each is refused before dockerd sees it.
         plant("RequestAddress", r#"{"Address":"10.67.0.1/24"}"#);
+        for body in [
+            r#"{"PoolID":"p","Pool":"10.67.0.0/24","Data":{"com.docker.network.gateway":"10.67.0.1/1"}}"#,
+            r#"{"PoolID":"p","Pool":"10.67.0.0/24","Data":{"com.docker.network.gateway":"192.168.7.1/24"}}"#,
+            r#"{"PoolID":"p","Pool":"192.168.7.0/24","Data":{}}"#,
+        ] {
+            plant("RequestPool", body);
+            let out = create();
+            out.assert_failed();
+            assert!(
+                out.stderr.contains("plugin hostile") && out.stderr.contains("RequestPool"),
+                "{body}: {}",
+                out.stderr
+            );
+            let ls = docker(&["network", "ls", "--format", "{{.Name}}"]);
+            assert!(!ls.assert_ok().stdout.contains("h1"), "{}", ls.stdout);
+        }
+        plant(
+            "RequestPool",
+            r#"{"PoolID":"p","Pool":"10.67.0.0/24","Data":{}}"#,
+        );
+        // A well-formed reply works, so the refusals were about the bodies.
         create().assert_ok();
         docker(&["network", "rm", "h1"]).assert_ok();
     })

@@ -22,7 +22,9 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use plugd_core::protocol::{MEDIA_TYPE, Manifest, implements_for_type, network, status, volume};
+use plugd_core::protocol::{
+    MEDIA_TYPE, Manifest, implements_for_type, ipam, network, status, volume,
+};
 use plugd_core::{Instance, Reply};
 use serde_json::{Map, Value};
 use std::convert::Infallible;
@@ -236,6 +238,7 @@ impl Gateway {
                 _ => Ok(()),
             },
             None if method == network::JOIN => self.check_join(&value),
+            None if method == ipam::REQUEST_POOL => check_pool(method, request, &value),
             _ => Ok(()),
         };
         match acted {
@@ -340,6 +343,19 @@ impl Instance for Down {
     fn stop(&self, _grace: Duration) -> plugd_core::runtime::BoxFuture<'_, ()> {
         Box::pin(async {})
     }
+}
+
+/// A successful `IpamDriver.RequestPool`, checked against what the user asked for before dockerd
+/// puts its gateway on a host bridge ([`ipam::check_pool_reply`]).
+fn check_pool(method: &str, request: &[u8], value: &Value) -> std::result::Result<(), String> {
+    let requested = match ipam::Request::decode(method, request) {
+        Ok(ipam::Request::RequestPool(r)) => r.pool,
+        _ => String::new(),
+    };
+    let pool = value["Pool"].as_str().unwrap_or_default();
+    let gateway = value["Data"][ipam::GATEWAY].as_str();
+    ipam::check_pool_reply(&requested, pool, gateway)
+        .map_err(|e| format!("RequestPool: {e}; refused"))
 }
 
 fn respond(reply: Reply) -> Response<Full<Bytes>> {

@@ -370,5 +370,45 @@ pub fn encode(answer: Result<Response, DriverError>) -> Reply {
     }
 }
 
+/// Checks a successful `RequestPool` reply before dockerd acts on it: dockerd's bridge driver
+/// puts the pool's gateway, prefix length included, on a bridge in the host's namespace, and
+/// libnetwork checks neither that the gateway is inside the pool nor that the pool is the subnet
+/// the user asked for. So: a pool of prefix length 0 is refused; when the user named a pool
+/// (`requested`), the reply must be that pool; a gateway given in `Data` must be a CIDR inside
+/// the pool with the pool's prefix length.
+pub fn check_pool_reply(requested: &str, pool: &str, gateway: Option<&str>) -> Result<(), String> {
+    let (net, len) = parse_cidr(pool).ok_or_else(|| format!("Pool {pool:?} is not a CIDR"))?;
+    if len == 0 {
+        return Err(format!("Pool {pool:?} covers every address"));
+    }
+    if !requested.is_empty() && requested != pool {
+        return Err(format!("Pool {pool:?} is not the requested {requested:?}"));
+    }
+    if let Some(gw) = gateway {
+        let (ip, gw_len) = parse_cidr(gw).ok_or_else(|| format!("gateway {gw:?} is not a CIDR"))?;
+        if gw_len != len || !same_network(ip, net, len) {
+            return Err(format!("gateway {gw:?} is not an address of Pool {pool:?}"));
+        }
+    }
+    Ok(())
+}
+
+fn parse_cidr(s: &str) -> Option<(std::net::IpAddr, u32)> {
+    crate::gojson::forms::cidr(s).ok()?;
+    let (ip, len) = s.split_once('/')?;
+    Some((ip.parse().ok()?, len.parse().ok()?))
+}
+
+fn same_network(a: std::net::IpAddr, b: std::net::IpAddr, len: u32) -> bool {
+    use std::net::IpAddr::{V4, V6};
+    let (a, b, bits) = match (a, b) {
+        (V4(a), V4(b)) => (u128::from(u32::from(a)), u128::from(u32::from(b)), 32),
+        (V6(a), V6(b)) => (u128::from(a), u128::from(b), 128),
+        _ => return false,
+    };
+    let host_bits = bits - len.min(bits);
+    a >> host_bits == b >> host_bits
+}
+
 #[cfg(test)]
 mod tests;

@@ -142,3 +142,28 @@ fn errors_carry_err_and_error_with_the_codes_status() {
         (404, json!({"Err": "unsupported", "Error": "unsupported"}))
     );
 }
+
+#[test]
+fn pool_replies_dockerd_would_put_on_a_host_bridge_are_checked() {
+    assert_eq!(
+        check_pool_reply("", "10.66.0.0/24", Some("10.66.0.1/24")),
+        Ok(())
+    );
+    assert_eq!(
+        check_pool_reply("10.66.0.0/24", "10.66.0.0/24", None),
+        Ok(())
+    );
+    for (requested, pool, gateway) in [
+        ("", "0.0.0.0/0", None),
+        ("10.66.0.0/24", "192.168.1.0/24", None),
+        ("", "10.66.0.0/24", Some("10.66.0.1/1")),
+        ("", "10.66.0.0/24", Some("192.168.1.1/24")),
+        ("", "10.66.0.0/24", Some("10.66.0.1")),
+        ("", "fd00::/64", Some("10.66.0.1/64")),
+    ] {
+        assert!(
+            check_pool_reply(requested, pool, gateway).is_err(),
+            "{requested:?} {pool:?} {gateway:?}"
+        );
+    }
+}
