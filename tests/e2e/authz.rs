@@ -18,8 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    self, Bundle, Cli, Dockerd, Env, Output, PLUGIN_SOCKET_DIR, Plugd, STATIC_PLUGIN_IN_ROOTFS,
-    static_plugin_binary, static_plugin_config, target_dir, wasm_guest,
+    self, Bundle, Cli, Dockerd, Env, Output, PLUGIN_SOCKET_DIR, Plugd, target_dir, wasm_guest,
 };
 
 const ALLOW: &str = r#"{"Allow":true}"#;
@@ -29,33 +28,7 @@ const RES: &str = "AuthZPlugin.AuthZRes";
 /// Creates and enables the authz plugin `name` in `p`, allowing everything; returns its id and
 /// its `/hostile` directory (on the host).
 fn authz_plugin(env: &Env, p: &Plugd, name: &str) -> (String, PathBuf) {
-    let mut cfg = static_plugin_config();
-    cfg["interface"]["types"] = serde_json::json!(["docker.authz/1.0"]);
-    cfg["env"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!({"name": "HOSTILE_DIR", "value": "/hostile"}));
-    let bundle = env
-        .bundle(name)
-        .config(&cfg)
-        .copy(STATIC_PLUGIN_IN_ROOTFS, &static_plugin_binary(), 0o755)
-        .dir("data")
-        .dir("hostile")
-        .dir("run/docker/plugins");
-    env.plugd_cli_cmd(p, ["create", name])
-        .arg(bundle.path())
-        .run()
-        .assert_ok();
-    let id = env
-        .plugd_cli(p, ["inspect", "-f", "{{.Id}}", name])
-        .assert_ok()
-        .trimmed()
-        .to_owned();
-    let hostile = p
-        .data_root()
-        .join("plugins")
-        .join(&id)
-        .join("rootfs/hostile");
+    let (id, hostile) = env.hostile_static_plugin(p, name, &["docker.authz/1.0"]);
     reply(&hostile, REQ, ALLOW);
     reply(&hostile, RES, ALLOW);
     env.plugd_cli(p, ["enable", name]).assert_ok();

@@ -10,10 +10,7 @@
 
 use std::path::Path;
 
-use crate::harness::{
-    self, BUSYBOX_IMAGE, Cli, PLUGIN_SOCKET_DIR, STATIC_PLUGIN_IN_ROOTFS, static_plugin_binary,
-    static_plugin_config,
-};
+use crate::harness::{self, BUSYBOX_IMAGE, Cli, PLUGIN_SOCKET_DIR};
 
 const SECRET: &str = "s3cret-on-the-host";
 
@@ -23,30 +20,9 @@ fn hostile_replies_never_reach_dockerd() {
         let d = env.dockerd();
         env.import_busybox(&d);
         let p = env.plugd(&[]);
-        let mut cfg = static_plugin_config();
-        cfg["env"]
-            .as_array_mut()
-            .unwrap()
-            .push(serde_json::json!({"name": "HOSTILE_DIR", "value": "/hostile"}));
-        let bundle = env
-            .bundle("hostile")
-            .config(&cfg)
-            .copy(STATIC_PLUGIN_IN_ROOTFS, &static_plugin_binary(), 0o755)
-            .dir("data")
-            .dir("hostile")
-            .dir("run/docker/plugins");
-        env.plugd_cli_cmd(&p, ["create", "hostile"])
-            .arg(bundle.path())
-            .run()
-            .assert_ok();
+        let (id, hostile) = env.hostile_static_plugin(&p, "hostile", &["docker.volumedriver/1.0"]);
         env.plugd_cli(&p, ["enable", "hostile"]).assert_ok();
-        let id = env
-            .plugd_cli(&p, ["inspect", "-f", "{{.Id}}", "hostile"])
-            .assert_ok()
-            .trimmed()
-            .to_owned();
         let plugin_dir = p.data_root().join("plugins").join(&id);
-        let hostile = plugin_dir.join("rootfs/hostile");
         let volumes = plugin_dir.join("propagated-mount/volumes");
 
         let secret = env.path("secret");

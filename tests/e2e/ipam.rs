@@ -10,10 +10,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::harness::{
-    self, BUSYBOX_IMAGE, Cli, Env, Plugd, STATIC_PLUGIN_IN_ROOTFS, static_plugin_binary,
-    static_plugin_config, target_dir, wasm_guest,
-};
+use crate::harness::{self, BUSYBOX_IMAGE, Cli, Env, Plugd, target_dir, wasm_guest};
 
 const STATE_FILE: &str = "ipam-state.json";
 
@@ -285,35 +282,8 @@ fn hostile_native_ipam_replies_are_refused() {
     harness::isolated_in_netns(|env| {
         let d = env.dockerd();
         let p = env.plugd(&[]);
-        // The static fixture answers a method with /hostile/<Method> when that file exists.
-        let mut cfg = static_plugin_config();
-        cfg["interface"]["types"] = serde_json::json!(["docker.ipamdriver/1.0"]);
-        cfg["env"]
-            .as_array_mut()
-            .unwrap()
-            .push(serde_json::json!({"name": "HOSTILE_DIR", "value": "/hostile"}));
-        let bundle = env
-            .bundle("hostile")
-            .config(&cfg)
-            .copy(STATIC_PLUGIN_IN_ROOTFS, &static_plugin_binary(), 0o755)
-            .dir("data")
-            .dir("hostile")
-            .dir("run/docker/plugins");
-        env.plugd_cli_cmd(&p, ["create", "hostile"])
-            .arg(bundle.path())
-            .run()
-            .assert_ok();
+        let (_, hostile) = env.hostile_static_plugin(&p, "hostile", &["docker.ipamdriver/1.0"]);
         env.plugd_cli(&p, ["enable", "hostile"]).assert_ok();
-        let id = env
-            .plugd_cli(&p, ["inspect", "-f", "{{.Id}}", "hostile"])
-            .assert_ok()
-            .trimmed()
-            .to_owned();
-        let hostile = p
-            .data_root()
-            .join("plugins")
-            .join(&id)
-            .join("rootfs/hostile");
         let plant = |method: &str, body: &str| {
             std::fs::write(hostile.join(format!("IpamDriver.{method}")), body).unwrap()
         };

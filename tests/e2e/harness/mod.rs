@@ -768,6 +768,47 @@ impl Env {
             .dir("run/docker/plugins")
     }
 
+    /// Creates (not enables) the static fixture plugin `name` in `p` as a plugin of `types` playing
+    /// a hostile one: it answers a method with the raw bytes of `/hostile/<Method>` when that file
+    /// exists. Returns the plugin's id and that directory on the host, for the test to plant
+    /// replies in (before or after the enable).
+    #[track_caller]
+    pub fn hostile_static_plugin(
+        &self,
+        p: &Plugd,
+        name: &str,
+        types: &[&str],
+    ) -> (String, PathBuf) {
+        let mut cfg = static_plugin_config();
+        cfg["interface"]["types"] = serde_json::json!(types);
+        cfg["env"]
+            .as_array_mut()
+            .expect("the fixture's config has env")
+            .push(serde_json::json!({"name": "HOSTILE_DIR", "value": "/hostile"}));
+        let bundle = self
+            .bundle(name)
+            .config(&cfg)
+            .copy(STATIC_PLUGIN_IN_ROOTFS, &static_plugin_binary(), 0o755)
+            .dir("data")
+            .dir("hostile")
+            .dir("run/docker/plugins");
+        self.plugd_cli_cmd(p, ["create", name])
+            .arg(bundle.path())
+            .run()
+            .assert_ok();
+        let id = self
+            .plugd_cli(p, ["inspect", "-f", "{{.Id}}", name])
+            .assert_ok()
+            .trimmed()
+            .to_owned();
+        let hostile = p
+            .data_root()
+            .join("plugins")
+            .join(&id)
+            .join("rootfs/hostile");
+        (id, hostile)
+    }
+
     /// Starts the static fixture plugin as a plain process, i.e. a legacy plugin `name` on
     /// `/run/docker/plugins/<name>.sock`, and waits for its socket.
     #[track_caller]
