@@ -12,7 +12,7 @@
 //! `PROPTEST_CASES` sets the case count (CI runs the default; docs/reliability.md records a long
 //! run and its command).
 
-use super::decode;
+use super::{decode, decode_request};
 use crate::protocol::replies::VOLUME_MOUNTPOINT;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -196,6 +196,55 @@ fn accepted_replies_read_the_same_in_every_go_version() {
     );
     eprintln!("gojson property: {a} accepted, {r} refused, 0 read differently by Go");
     assert!(a > 0 && r > 0, "the generator must exercise both outcomes");
+}
+
+/// Requests (`decode_request`) are read as Go reads them, duplicates included: whatever it
+/// accepts is what both Go versions read, and a body with ASCII keys and nothing after the value
+/// is refused only where Go fails the call too (a wrong type), never for two keys of one field.
+#[test]
+fn requests_read_as_go_reads_them_duplicates_included() {
+    static DUPLICATES: AtomicU64 = AtomicU64::new(0);
+    let mut runner = runner();
+    runner
+        .run(&reply(), |(members, ws, trailing)| {
+            let body = render(&members, &ws, &trailing);
+            match decode_request(body.as_bytes(), &VOLUME_MOUNTPOINT) {
+                Ok(v) => {
+                    let ours = (
+                        v["Mountpoint"].as_str().unwrap_or_default().to_string(),
+                        v["Err"].as_str().unwrap_or_default().to_string(),
+                    );
+                    for how in [GoFold::EqualFold, GoFold::UpperLower] {
+                        prop_assert_eq!(go_model(&members, how), Some(ours.clone()), "{}", body);
+                    }
+                    let hits = members
+                        .iter()
+                        .filter(|(k, _, _)| k.eq_ignore_ascii_case("Mountpoint"))
+                        .count();
+                    if hits > 1 {
+                        DUPLICATES.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(e) => {
+                    let ascii = members.iter().all(|(k, _, _)| k.is_ascii());
+                    let clean = trailing.is_empty() || trailing == "\n";
+                    if ascii && clean {
+                        prop_assert_eq!(
+                            go_model(&members, GoFold::UpperLower),
+                            None,
+                            "refused {} ({}) though Go reads it",
+                            body,
+                            e
+                        );
+                    }
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    let d = DUPLICATES.load(Ordering::Relaxed);
+    eprintln!("gojson request property: {d} accepted bodies had two or more keys for one field");
+    assert!(d > 0, "the generator must exercise duplicate keys");
 }
 
 #[test]

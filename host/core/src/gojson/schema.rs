@@ -277,14 +277,29 @@ fn structure(
         }
         // A key that is no field's name under any Go version's folding: Go ignores it too.
         let Some(i) = hit else { continue };
-        if let Some((first, _)) = set[i]
-            && dups == Dups::Refuse
-        {
-            return Err(DecodeError::Duplicate {
-                at: At::Field(at, fields[i].name).to_string(),
-                first: first.to_string(),
-                second: key.clone(),
-            });
+        if let Some((first, earlier)) = set[i] {
+            if dups == Dups::Refuse {
+                return Err(DecodeError::Duplicate {
+                    at: At::Field(at, fields[i].name).to_string(),
+                    first: first.to_string(),
+                    second: key.clone(),
+                });
+            }
+            // Go assigns every match in turn: an earlier value of the wrong type still fails the
+            // call, and a later `null` leaves a non-nullable field as the earlier one set it.
+            read(
+                earlier,
+                &fields[i].kind,
+                &At::Field(at, fields[i].name),
+                dups,
+            )?;
+            let nullable = matches!(
+                fields[i].kind,
+                Kind::Ptr(_) | Kind::Map(_) | Kind::Slice(_) | Kind::Any
+            );
+            if matches!(value, Json::Null) && !nullable {
+                continue;
+            }
         }
         set[i] = Some((key, value));
     }

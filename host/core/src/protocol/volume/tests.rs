@@ -72,6 +72,15 @@ fn field_names_match_any_case_the_last_winning_and_unknown_fields_are_ignored() 
     assert_eq!(r, Ok(Request::Path { name: "v2".into() }));
     let r = Request::decode(REMOVE, br#"{"Name":null}"#);
     assert_eq!(r, Ok(Request::Remove { name: "".into() }));
+    // A later `null` leaves the field as an earlier key set it; an earlier wrong type still fails.
+    let r = Request::decode(PATH, br#"{"Name":"v1","name":null}"#);
+    assert_eq!(r, Ok(Request::Path { name: "v1".into() }));
+    assert_eq!(
+        Request::decode(PATH, br#"{"Name":7,"name":"v1"}"#)
+            .unwrap_err()
+            .status,
+        400
+    );
 }
 
 #[test]
