@@ -19,7 +19,7 @@ use plugd_core::protocol::replies::ERR_ONLY;
 use serde_json::Value;
 use std::time::Duration;
 
-use plugd_core::protocol::authz::{Decision, Response, encode};
+use plugd_core::protocol::authz::{Decision, IMPLEMENTS, Response, encode};
 pub(crate) use plugd_core::protocol::authz::{REQUEST, RESPONSE};
 
 /// Default deadline of one AuthZ call (`plugd daemon --authz-timeout`). Every API call of the
@@ -28,7 +28,9 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Whether a plugin with these `Interface.Types` is an authorization plugin.
 pub(crate) fn declared(types: &[String]) -> bool {
-    types.iter().any(|t| t.starts_with("docker.authz/"))
+    types
+        .iter()
+        .any(|t| plugd_core::protocol::implements_for_type(t) == Some(IMPLEMENTS))
 }
 
 /// Whether `method` is one of the two AuthZ calls.

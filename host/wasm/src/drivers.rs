@@ -56,6 +56,27 @@ pub(crate) enum Call {
     Network(net_proto::Request),
 }
 
+/// The plugin types a component can implement (an interface in `wit/` each), by `Implements`
+/// name: the one list the policy's refusal and [`Exports::find`] agree on.
+pub(crate) const WASM_TYPES: &[&str] = &[
+    proto::IMPLEMENTS,
+    authz_proto::IMPLEMENTS,
+    ipam_proto::IMPLEMENTS,
+    net_proto::IMPLEMENTS,
+];
+
+/// Whether an `Interface.Types` entry is one of [`WASM_TYPES`].
+pub(crate) fn has_interface(t: &str) -> bool {
+    implements_for_type(t).is_some_and(|i| WASM_TYPES.contains(&i))
+}
+
+/// Whether `types` declare the plugin type whose `Implements` name is `implements`.
+pub(crate) fn declares(types: &[String], implements: &str) -> bool {
+    types
+        .iter()
+        .any(|t| implements_for_type(t) == Some(implements))
+}
+
 impl Exports {
     /// Locates the export of each declared type, or says which one the component lacks.
     pub(crate) fn find(pre: &InstancePre<HostState>, types: &[String]) -> Result<Exports, String> {

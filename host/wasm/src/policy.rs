@@ -32,6 +32,7 @@
 //! runtimes agree on which copy (config or settings) counts.
 
 use crate::RUNTIME_NAME;
+use crate::drivers;
 use crate::output::GuestOutput;
 use crate::view::{View, ViewError};
 use plugd_core::config::Mount;
@@ -44,14 +45,6 @@ const PROPAGATION_OPTIONS: &[&str] = &[
     "private", "rprivate", "shared", "rshared", "slave", "rslave",
 ];
 
-/// `Interface.Types` prefixes a component can implement (one WIT world each).
-const WASM_TYPES: &[&str] = &[
-    "docker.volumedriver/",
-    "docker.authz/",
-    "docker.ipamdriver/",
-    "docker.networkdriver/",
-];
-
 /// Whether a plugin gets the working `host-links` import: a network driver declaring exactly what
 /// a native one needs to make links dockerd can see — the host's network namespace and
 /// `CAP_NET_ADMIN`, nothing more. For such a plugin `Network.Type` `host` + `CAP_NET_ADMIN` mean
@@ -60,13 +53,8 @@ const WASM_TYPES: &[&str] = &[
 /// (`crate::links`).
 pub(crate) fn host_links(spec: &PluginSpec) -> bool {
     let effective = spec.effective();
-    let network_driver = spec
-        .config
-        .interface
-        .types
-        .iter()
-        .flatten()
-        .any(|t| t.starts_with("docker.networkdriver/"));
+    let types = spec.config.interface.types.as_deref().unwrap_or_default();
+    let network_driver = drivers::declares(types, plugd_core::protocol::network::IMPLEMENTS);
     network_driver && effective.host_network() && effective.capabilities == ["CAP_NET_ADMIN"]
 }
 
@@ -168,10 +156,10 @@ impl Policy {
             refused.push("PidHost true".to_string());
         }
         for t in c.interface.types.iter().flatten() {
-            if !WASM_TYPES.iter().any(|p| t.starts_with(p)) {
+            if !drivers::has_interface(t) {
                 refused.push(format!(
-                    "interface type {t:?} (wasm components exist for {} only)",
-                    WASM_TYPES.join(", ")
+                    "interface type {t:?} (a wasm component implements only {})",
+                    drivers::WASM_TYPES.join(", ")
                 ));
             }
         }

@@ -216,10 +216,6 @@ fn base64(text: &str) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-fn headers(h: Option<BTreeMap<String, String>>) -> Vec<(String, String)> {
-    h.unwrap_or_default().into_iter().collect()
-}
-
 impl Request {
     /// Decodes a call (`endpoint` with or without its leading `/`), or gives the error reply:
     /// 404 for an unknown endpoint, 400 for a body Go would not decode (bad base64 included).
@@ -240,7 +236,7 @@ impl Request {
             user_authn_method: w.user_authn_method.unwrap_or_default(),
             method: w.request_method.unwrap_or_default(),
             uri: w.request_uri.unwrap_or_default(),
-            headers: headers(w.request_headers),
+            headers: request::pairs(w.request_headers),
             body: bytes("RequestBody", w.request_body)?,
         };
         if method == REQUEST {
@@ -255,7 +251,7 @@ impl Request {
         })?;
         let res = ApiResponse {
             status,
-            headers: headers(w.response_headers),
+            headers: request::pairs(w.response_headers),
             body: bytes("ResponseBody", w.response_body)?,
         };
         Ok(Request::AuthorizeResponse(api, res))

@@ -212,10 +212,6 @@ pub enum Request {
     },
 }
 
-fn sorted(m: Option<BTreeMap<String, String>>) -> Vec<(String, String)> {
-    m.unwrap_or_default().into_iter().collect()
-}
-
 impl Request {
     /// Decodes a call (`endpoint` with or without its leading `/`), or gives the error reply:
     /// 404 for an unknown endpoint, 400 for a body Go would not decode.
@@ -237,7 +233,7 @@ impl Request {
                     address_space: r.address_space,
                     pool: r.pool,
                     sub_pool: r.sub_pool,
-                    options: sorted(r.options),
+                    options: request::pairs(r.options),
                     v6: r.v6,
                 })
             }
@@ -250,7 +246,7 @@ impl Request {
                 Request::RequestAddress(AddressRequest {
                     pool_id: r.pool_id,
                     address: r.address,
-                    options: sorted(r.options),
+                    options: request::pairs(r.options),
                 })
             }
             RELEASE_ADDRESS => {

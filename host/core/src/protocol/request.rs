@@ -34,6 +34,12 @@ pub fn unknown(method: &str, plugin_type: &str) -> Reply {
     )
 }
 
+/// A Go `map[string]string` as the typed layer passes it on: pairs sorted by key, `null` or
+/// absent as none.
+pub fn pairs(m: Option<std::collections::BTreeMap<String, String>>) -> Vec<(String, String)> {
+    m.unwrap_or_default().into_iter().collect()
+}
+
 /// `method` without the request path's leading `/`.
 pub fn method_of(endpoint: &str) -> &str {
     endpoint.strip_prefix('/').unwrap_or(endpoint)

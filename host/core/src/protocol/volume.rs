@@ -220,7 +220,7 @@ impl Request {
                 let r: CreateRequest = request::read(method, body, &CREATE_REQUEST)?;
                 Request::Create {
                     name: r.name,
-                    opts: r.opts.unwrap_or_default().into_iter().collect(),
+                    opts: request::pairs(r.opts),
                 }
             }
             REMOVE => Request::Remove { name: name()? },
