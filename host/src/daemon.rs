@@ -66,6 +66,12 @@ pub struct DaemonArgs {
     /// Engine API call waits for it; dockerd itself would wait forever).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub authz_timeout: Duration,
+    /// Where the engine creates log plugins' FIFOs and names them from: dockerd's fixed
+    /// `/run/docker/logging` (for a legacy plugin, which plugd's sockets are, the path it sends in
+    /// `LogDriver.StartLogging` is the host path). A log plugin reaches only the FIFO of each
+    /// StartLogging call in it (docs/protocol.md, log drivers).
+    #[arg(long, default_value = plugd_core::protocol::logdriver::LOGGING_DIR)]
+    pub engine_logging_dir: PathBuf,
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(long, env = "PLUGD_LOG", default_value = "info")]
     pub log_level: String,
@@ -186,6 +192,7 @@ fn native_runtime(
         .init_binary(&init)
         .call_timeout(args.native_call_timeout)
         .no_pivot(args.no_pivot)
+        .engine_logging_dir(&args.engine_logging_dir)
         .build()
         .map(Arc::new)
         .map_err(|e| e.to_string())
@@ -218,6 +225,7 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
         .cache_dir(&cache)
         .call_timeout(args.call_timeout)
         .memory_limit(usize::try_from(args.memory_limit).unwrap_or(usize::MAX))
+        .engine_logging_dir(&args.engine_logging_dir)
         .build()
         .context("starting the wasm runtime")?;
     if args.call_timeout > args.authz_timeout {

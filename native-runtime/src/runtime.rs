@@ -55,6 +55,7 @@ pub struct NativeRuntimeBuilder {
     init_binary: Option<PathBuf>,
     call_timeout: Duration,
     no_pivot: bool,
+    engine_logging_dir: PathBuf,
 }
 
 impl NativeRuntimeBuilder {
@@ -79,6 +80,13 @@ impl NativeRuntimeBuilder {
         self
     }
 
+    /// Where the engine creates log plugins' FIFOs (dockerd: `/run/docker/logging`, the
+    /// default). A log plugin is handed only the FIFO each `StartLogging` names.
+    pub fn engine_logging_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.engine_logging_dir = dir.into();
+        self
+    }
+
     /// Seals the init binary and starts the launcher thread.
     pub fn build(self) -> Result<NativeRuntime, BuildError> {
         let path = self.init_binary.ok_or(BuildError::NoInitBinary)?;
@@ -95,6 +103,7 @@ impl NativeRuntimeBuilder {
                 launcher,
                 call_timeout: self.call_timeout,
                 no_pivot: self.no_pivot,
+                engine_logging_dir: self.engine_logging_dir,
                 locks: Mutex::new(HashMap::new()),
             }),
         })
@@ -106,6 +115,8 @@ struct Shared {
     launcher: Launcher,
     call_timeout: Duration,
     no_pivot: bool,
+    /// See [`NativeRuntimeBuilder::engine_logging_dir`].
+    engine_logging_dir: PathBuf,
     /// One lock per plugin id: a start waits for the cleanup of a cancelled one.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -124,6 +135,7 @@ impl NativeRuntime {
             init_binary: None,
             call_timeout: DEFAULT_CALL_TIMEOUT,
             no_pivot: false,
+            engine_logging_dir: PathBuf::from(plugd_core::protocol::logdriver::LOGGING_DIR),
         }
     }
 

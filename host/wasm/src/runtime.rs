@@ -49,6 +49,7 @@ pub struct WasmRuntimeBuilder {
     cache_dir: Option<PathBuf>,
     call_timeout: Duration,
     memory_limit: usize,
+    engine_logging_dir: PathBuf,
 }
 
 impl WasmRuntimeBuilder {
@@ -72,6 +73,13 @@ impl WasmRuntimeBuilder {
     /// [`DEFAULT_MEMORY_LIMIT`].
     pub fn memory_limit(mut self, bytes: usize) -> Self {
         self.memory_limit = bytes;
+        self
+    }
+
+    /// Where the engine creates log plugins' FIFOs (dockerd: `/run/docker/logging`, the
+    /// default). plugd reads the FIFO each `StartLogging` names for the guest.
+    pub fn engine_logging_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.engine_logging_dir = dir.into();
         self
     }
 
@@ -106,6 +114,7 @@ impl WasmRuntimeBuilder {
                 linker,
                 cache,
                 limits,
+                engine_logging_dir: self.engine_logging_dir,
                 _ticker: ticker,
                 prepared: Default::default(),
                 threads: ThreadBudgets::default(),
@@ -121,6 +130,8 @@ struct Shared {
     linker: Linker<HostState>,
     cache: ComponentCache,
     limits: CallLimits,
+    /// See [`WasmRuntimeBuilder::engine_logging_dir`].
+    engine_logging_dir: PathBuf,
     _ticker: EpochTicker,
     /// What the last `prepare` of each plugin (by id) resolved, so the `start` that follows it at
     /// enable does not read, hash and load the component again. Entries expire after
@@ -157,6 +168,7 @@ impl WasmRuntime {
             cache_dir: None,
             call_timeout: DEFAULT_CALL_TIMEOUT,
             memory_limit: DEFAULT_MEMORY_LIMIT,
+            engine_logging_dir: PathBuf::from(plugd_core::protocol::logdriver::LOGGING_DIR),
         }
     }
 

@@ -202,6 +202,82 @@ pub struct ReadConfig {
     pub follow: bool,
 }
 
+/// One line a container wrote, or one fragment of a longer one; mirrors WIT
+/// `log-driver.log-entry`. The typed form of a [`frame::LogEntry`]: `partial` is dockerd's
+/// metadata, present exactly when dockerd treats the entry as a fragment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Entry {
+    /// `stdout` or `stderr`.
+    pub source: String,
+    /// Nanoseconds since the Unix epoch.
+    pub time_nano: i64,
+    /// Without the trailing `\n`.
+    pub line: Vec<u8>,
+    /// Which fragment of a split line this is.
+    pub partial: Option<Partial>,
+}
+
+/// Mirrors WIT `log-driver.partial-metadata`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Partial {
+    /// The final fragment.
+    pub last: bool,
+    /// Shared by the fragments of one line.
+    pub id: String,
+    /// 1 for the first fragment.
+    pub ordinal: i32,
+}
+
+impl From<frame::LogEntry> for Entry {
+    fn from(e: frame::LogEntry) -> Entry {
+        Entry {
+            source: e.source,
+            time_nano: e.time_nano,
+            line: e.line,
+            partial: e.partial_log_metadata.map(|m| Partial {
+                last: m.last,
+                id: m.id,
+                ordinal: m.ordinal,
+            }),
+        }
+    }
+}
+
+impl Entry {
+    /// The frame dockerd writes and reads for this entry.
+    pub fn to_frame(&self) -> frame::LogEntry {
+        frame::LogEntry {
+            source: self.source.clone(),
+            time_nano: self.time_nano,
+            line: self.line.clone(),
+            partial: self.partial.is_some(),
+            partial_log_metadata: self
+                .partial
+                .as_ref()
+                .map(|p| frame::PartialLogEntryMetadata {
+                    last: p.last,
+                    id: p.id.clone(),
+                    ordinal: p.ordinal,
+                }),
+            attrs: Vec::new(),
+        }
+    }
+}
+
+/// One page of a `ReadLogs` answer; mirrors WIT `log-driver.log-page`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    /// Oldest first.
+    pub entries: Vec<Entry>,
+    /// Where the next page starts.
+    pub cursor: u64,
+    /// Nothing will ever follow; an empty page that is not the end means "nothing yet".
+    pub end: bool,
+}
+
+/// Entries asked for per `read-logs` page.
+pub const PAGE_SIZE: u32 = 256;
+
 /// One decoded call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {

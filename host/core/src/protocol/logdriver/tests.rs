@@ -63,7 +63,10 @@ fn bodies_go_would_not_decode_are_400s() {
         let e = Request::decode(m, b).unwrap_err();
         assert_eq!(e.status, 400, "{m} {}", String::from_utf8_lossy(b));
     }
-    assert_eq!(Request::decode("LogDriver.Nope", b"").unwrap_err().status, 404);
+    assert_eq!(
+        Request::decode("LogDriver.Nope", b"").unwrap_err().status,
+        404
+    );
 }
 
 #[test]
@@ -102,7 +105,10 @@ fn fifo_names_are_one_plain_component() {
 fn times_convert_like_go() {
     assert_eq!(unix_nanos("1970-01-01T00:00:00Z"), Some(0));
     assert_eq!(unix_nanos("1969-12-31T23:59:59.999999999Z"), Some(-1));
-    assert_eq!(unix_nanos("2000-03-01T00:00:00+02:00"), Some(951_861_600_000_000_000));
+    assert_eq!(
+        unix_nanos("2000-03-01T00:00:00+02:00"),
+        Some(951_861_600_000_000_000)
+    );
     assert_eq!(unix_nanos("0001-01-01T00:00:00Z"), None);
     assert_eq!(unix_nanos("not a time"), None);
 }
