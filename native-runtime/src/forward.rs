@@ -87,6 +87,63 @@ impl Forwarder {
         }
     }
 
+    /// Makes a call whose reply is streamed (`LogDriver.ReadLogs`), on a connection of its own
+    /// that is never pooled: the deadline covers the reply's headers; a 200's body then flows for
+    /// as long as the plugin sends it and the consumer reads it (dropping the stream closes the
+    /// connection). Any other status is read whole and returned as the error reply.
+    pub(crate) async fn stream(
+        &self,
+        method: &str,
+        body: Bytes,
+    ) -> Result<plugd_core::runtime::ByteStream, Reply> {
+        let unreachable = |e: String| {
+            Reply::err(
+                status::PLUGIN_ERROR,
+                &format!("plugin {} is not reachable: {e}", self.plugin),
+            )
+        };
+        let timed_out = || {
+            Reply::err(
+                status::PLUGIN_ERROR,
+                &format!(
+                    "plugin {}: {method} timed out after {}s",
+                    self.plugin,
+                    self.timeout.as_secs_f64()
+                ),
+            )
+        };
+        let send = async {
+            let mut sender = self.connect().await.map_err(|e| match e {
+                CallError::Unreachable(e) | CallError::Reply(e) => e,
+            })?;
+            sender
+                .send_request(request(method, body))
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let resp = match tokio::time::timeout(self.timeout, send).await {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) => return Err(unreachable(e)),
+            Err(_) => return Err(timed_out()),
+        };
+        let code = resp.status().as_u16();
+        if code != status::OK {
+            let collect = Limited::new(resp.into_body(), MAX_REPLY).collect();
+            return Err(match tokio::time::timeout(self.timeout, collect).await {
+                Ok(Ok(body)) => Reply {
+                    status: code,
+                    body: body.to_bytes(),
+                },
+                Ok(Err(e)) => Reply::err(
+                    status::PLUGIN_ERROR,
+                    &format!("plugin {}: bad reply to {method}: {e}", self.plugin),
+                ),
+                Err(_) => timed_out(),
+            });
+        }
+        Ok(Box::pin(BodyChunks(resp.into_body())))
+    }
+
     /// Drops every idle connection.
     pub(crate) fn close(&self) {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
@@ -193,6 +250,32 @@ pub(crate) async fn connect_no_follow(path: &std::path::Path) -> std::io::Result
         ));
     }
     UnixStream::connect(format!("/proc/self/fd/{}", file.as_raw_fd())).await
+}
+
+/// A streamed reply body as [`plugd_core::runtime::ByteStream`] items (trailers skipped).
+struct BodyChunks(hyper::body::Incoming);
+
+impl futures_core::Stream for BodyChunks {
+    type Item = Result<Bytes, String>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use hyper::body::Body as _;
+        use std::task::Poll;
+        loop {
+            return match std::pin::Pin::new(&mut self.0).poll_frame(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.to_string()))),
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => Poll::Ready(Some(Ok(data))),
+                    Err(_) => continue,
+                },
+            };
+        }
+    }
 }
 
 fn request(method: &str, body: Bytes) -> Request<Full<Bytes>> {

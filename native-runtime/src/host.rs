@@ -59,6 +59,7 @@ impl HostSide {
         &mut self,
         spec: &PluginSpec,
         no_pivot: bool,
+        log_fifos: Option<PathBuf>,
     ) -> Result<Vec<u8>, RuntimeError> {
         let fifos = self.fifos();
         let paths = SandboxPaths {
@@ -67,6 +68,7 @@ impl HostSide {
             cgroups: Vec::new(),
             no_pivot,
             metrics_socket: None,
+            log_fifos,
         };
         // First what can be refused without side effects.
         let mut sandbox = build(spec, &paths)

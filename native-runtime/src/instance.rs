@@ -12,10 +12,12 @@
 
 use crate::forward::Forwarder;
 use crate::host::HostSide;
+use crate::logrelay::Relays;
 use crate::process::{Exit, PluginProcess};
 use bytes::Bytes;
-use plugd_core::runtime::BoxFuture;
-use plugd_core::{Health, Instance, Reply};
+use plugd_core::protocol::logdriver;
+use plugd_core::runtime::{BoxFuture, ByteStream};
+use plugd_core::{Health, Instance, LogStream, Reply};
 use rustix::process::Signal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,6 +42,8 @@ pub(crate) struct NativeInstance {
     host: Mutex<Option<HostSide>>,
     /// Serialises this plugin's starts and stops within the runtime.
     lock: Arc<Mutex<()>>,
+    /// A log driver's relayed FIFOs (the runtime's, kept across restarts).
+    relays: Option<Arc<Relays>>,
 }
 
 impl NativeInstance {
@@ -51,6 +55,7 @@ impl NativeInstance {
         host: HostSide,
         call_timeout: Duration,
         lock: Arc<Mutex<()>>,
+        relays: Option<Arc<Relays>>,
     ) -> Self {
         NativeInstance {
             name: name.to_string(),
@@ -59,6 +64,14 @@ impl NativeInstance {
             process,
             host: Mutex::new(Some(host)),
             lock,
+            relays,
+        }
+    }
+
+    /// After a restart of a log driver: its open streams resume (see [`Relays::replay`]).
+    pub(crate) async fn resume_logging(&self) {
+        if let Some(relays) = &self.relays {
+            relays.replay(&self.forwarder).await;
         }
     }
 
@@ -149,7 +162,31 @@ impl NativeInstance {
 
 impl Instance for NativeInstance {
     fn call<'a>(&'a self, method: &'a str, body: Bytes) -> BoxFuture<'a, Reply> {
-        Box::pin(self.forwarder.call(method, body))
+        let endpoint = method.trim_start_matches('/');
+        match &self.relays {
+            Some(relays) if endpoint == logdriver::START_LOGGING => {
+                Box::pin(relays.start(&self.forwarder, body))
+            }
+            Some(relays) if endpoint == logdriver::STOP_LOGGING => {
+                Box::pin(relays.stop(&self.forwarder, body))
+            }
+            _ => Box::pin(self.forwarder.call(method, body)),
+        }
+    }
+
+    fn stream<'a>(
+        &'a self,
+        method: &'a str,
+        body: Bytes,
+    ) -> BoxFuture<'a, Result<ByteStream, Reply>> {
+        Box::pin(self.forwarder.stream(method, body))
+    }
+
+    fn log_streams(&self) -> Vec<LogStream> {
+        self.relays
+            .as_ref()
+            .map(|r| r.streams())
+            .unwrap_or_default()
     }
 
     fn health(&self) -> Health {

@@ -9,6 +9,7 @@
 //! - `launcher`: the sealed copy of `plugd-init` and the one thread that forks it;
 //! - `process`: the plugin process by pidfd (signals, exit, reaping, start time);
 //! - `instance`: readiness, health, stop; `forward`: protocol calls to the plugin's socket;
+//! - `logrelay`: a log driver's FIFOs, relayed from the engine's into the sandbox;
 //! - `logs`: the plugin's stdout/stderr → plugd's log; `propagation`: host-side mount
 //!   propagation; `state`: `state.json`, for adoption after a plugd restart;
 //! - `rootfs`: is the entrypoint there.
@@ -36,6 +37,7 @@ mod forward;
 mod host;
 mod instance;
 mod launcher;
+mod logrelay;
 mod logs;
 mod process;
 mod propagation;

@@ -12,16 +12,20 @@ use crate::forward::DEFAULT_CALL_TIMEOUT;
 use crate::host::HostSide;
 use crate::instance::{NativeInstance, StartGuard};
 use crate::launcher::{Launcher, SealedInit};
+use crate::logrelay::Relays;
 use crate::process::{PluginProcess, start_time};
 use crate::state::State;
 use crate::{RUNTIME_NAME, rootfs};
 use plugd_core::runtime::BoxFuture;
 use plugd_core::{Instance, PluginSpec, Runtime, RuntimeError};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::OwnedMutexGuard;
+
+/// The log driver's relayed FIFOs, in its state dir; bound at `/run/docker/logging`.
+const LOG_FIFO_DIR: &str = "logging";
 
 /// Longest unix socket path (`sun_path` is 108 bytes, NUL included).
 const MAX_SOCKET_PATH: usize = 107;
@@ -105,6 +109,7 @@ impl NativeRuntimeBuilder {
                 no_pivot: self.no_pivot,
                 engine_logging_dir: self.engine_logging_dir,
                 locks: Mutex::new(HashMap::new()),
+                relays: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -119,6 +124,9 @@ struct Shared {
     engine_logging_dir: PathBuf,
     /// One lock per plugin id: a start waits for the cleanup of a cancelled one.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Log drivers' relayed streams per plugin id: they outlive a crashed process, so that the
+    /// next one resumes them (see [`crate::logrelay`]).
+    relays: Mutex<HashMap<String, Arc<Relays>>>,
 }
 
 /// The native runtime (name `native`): runs a plugin's rootfs in plugd's own sandbox through
@@ -147,6 +155,30 @@ impl NativeRuntime {
     fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.shared.locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(id.to_string()).or_default().clone()
+    }
+
+    /// The log relays of a log driver plugin (made on its first start), `None` for others.
+    fn relays_for(&self, spec: &PluginSpec) -> Option<Arc<Relays>> {
+        if !crate::spec::is_log_driver(spec) {
+            return None;
+        }
+        let mut relays = self
+            .shared
+            .relays
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        Some(
+            relays
+                .entry(spec.id.clone())
+                .or_insert_with(|| {
+                    Arc::new(Relays::new(
+                        &spec.name,
+                        &self.shared.engine_logging_dir,
+                        spec.state_dir.join(LOG_FIFO_DIR),
+                    ))
+                })
+                .clone(),
+        )
     }
 
     fn socket_path(spec: &PluginSpec) -> Result<PathBuf, RuntimeError> {
@@ -270,6 +302,7 @@ impl NativeRuntime {
             host,
             self.shared.call_timeout,
             lock,
+            self.relays_for(spec),
         ));
         let start = StartGuard::new(instance.clone(), guard);
         (instance, start)
@@ -289,7 +322,22 @@ impl NativeRuntime {
         let mut pending = PendingHost::new(HostSide::new(spec), guard);
         // A socket left by an earlier run would make readiness succeed at once.
         remove_stale_socket(socket);
-        let sandbox = match pending.host().setup(spec, self.shared.no_pivot).await {
+        let log_fifos = match self.relays_for(spec).map(|r| r.dir().map(Path::to_path_buf)) {
+            None => None,
+            Some(Ok(dir)) => Some(dir),
+            Some(Err(e)) => {
+                pending.fail().await;
+                return Err(RuntimeError::Start(format!(
+                    "plugin {}: its log FIFO directory: {e}",
+                    spec.name
+                )));
+            }
+        };
+        let sandbox = match pending
+            .host()
+            .setup(spec, self.shared.no_pivot, log_fifos)
+            .await
+        {
             Ok(s) => s,
             Err(e) => {
                 pending.fail().await;
@@ -318,6 +366,7 @@ impl NativeRuntime {
         let launched = started.elapsed();
         match instance.wait_ready().await {
             Ok(()) => {
+                instance.resume_logging().await;
                 start.disarm();
                 tracing::info!(
                     plugin = %spec.name,

@@ -31,7 +31,7 @@
 //! `/dev/*` override on `Settings.Mounts`; we key it on the effective mounts, whose destinations
 //! `set` never changes.
 //!
-//! **Deliberate differences from dockerd 20.10** (1–5 are each asserted by a test in
+//! **Deliberate differences from dockerd 20.10** (1–5 and 7 are each asserted by a test in
 //! `spec/tests.rs`; 6 is covered by the parity tests, whose binds carry exactly dockerd's options):
 //! 1. The `plugd` section ([`PlugdExt`]) is filled from [`SandboxPaths`] (and names the
 //!    propagated-mount directory, the one host mount the sandbox may share a peer group with);
@@ -49,6 +49,11 @@
 //! 5. dockerd's metrics socket (`/run/docker/metrics.sock`, `[bind, ro]`, for
 //!    `docker.metricscollector/1.0` plugins) is bound only when [`SandboxPaths::metrics_socket`]
 //!    names one; plugd serves no metrics of its own yet.
+//! 7. A log driver (`docker.logdriver/*` in `Interface.Types`) gets [`SandboxPaths::log_fifos`]
+//!    bound read-only at `/run/docker/logging`, last: dockerd gives a managed log plugin the FIFOs
+//!    it creates inside the plugin's own rootfs, while a legacy plugin (what plugd is to dockerd)
+//!    is sent host paths; plugd's relay (`logrelay`) puts one FIFO per open stream there, under
+//!    the name dockerd sent, so the path in `StartLogging` is the path inside the sandbox too.
 //! 6. The rootless/user-namespace branch (adding locked mount flags to binds) is not implemented:
 //!    the native runtime needs real root, and 20.10 did not have it either.
 //!
@@ -125,6 +130,9 @@ pub struct SandboxPaths {
     /// The daemon's metrics socket, bound for metrics collector plugins as dockerd does; `None`
     /// while plugd serves no metrics.
     pub metrics_socket: Option<PathBuf>,
+    /// plugd's per-plugin directory of relayed log FIFOs, bound read-only at
+    /// `/run/docker/logging` for log drivers (difference 7); `None`: no such mount.
+    pub log_fifos: Option<PathBuf>,
 }
 
 /// Why a spec could not be built; each names the plugin field or host path involved.
@@ -303,6 +311,15 @@ fn build_with(
     {
         mounts.push(bind(sock, METRICS_DESTINATION, &["bind", "ro"]));
     }
+    if let Some(dir) = &paths.log_fifos
+        && is_log_driver(spec)
+    {
+        mounts.push(bind(
+            dir,
+            plugd_core::protocol::logdriver::LOGGING_DIR,
+            &["rbind", "ro"],
+        ));
+    }
 
     Ok(SandboxSpec {
         process: Process {
@@ -349,6 +366,17 @@ fn build_with(
                 .flatten(),
         }),
     })
+}
+
+/// Whether the plugin declares a log driver type (`docker.logdriver/<version>`), so that it gets
+/// the relayed FIFOs.
+pub fn is_log_driver(spec: &PluginSpec) -> bool {
+    spec.config
+        .interface
+        .types
+        .iter()
+        .flatten()
+        .any(|t| t.starts_with("docker.logdriver/"))
 }
 
 /// `DefaultLinuxSpec`'s device cgroup rules: deny all, the six always-allowed character devices,

@@ -76,6 +76,7 @@ fn sandbox_paths(id: &str) -> SandboxPaths {
         cgroups: vec![PathBuf::from(format!("/sys/fs/cgroup/devices/plugd-{id}"))],
         no_pivot: false,
         metrics_socket: None,
+        log_fifos: None,
     }
 }
 
@@ -564,6 +565,32 @@ fn metrics_socket_is_bound_for_metrics_collectors_when_given() {
     assert!(!destinations(&s).contains(&METRICS_DESTINATION));
 }
 
+/// Difference 7: a log driver gets plugd's relayed FIFO directory read-only at
+/// `/run/docker/logging`, last; other plugins never do, and nothing is bound without a directory.
+#[test]
+fn log_fifos_are_bound_read_only_for_log_drivers_only() {
+    let logging = plugd_core::protocol::logdriver::LOGGING_DIR;
+    let paths = SandboxPaths {
+        log_fifos: Some("/run/plugd/state/a/logging".into()),
+        ..SandboxPaths::default()
+    };
+    let mut p = minimal();
+    let s = build_with(&p, &paths, &FakeDevices::dockerd_host()).unwrap();
+    assert!(!destinations(&s).contains(&logging));
+    p.config.interface.types = Some(vec!["docker.logdriver/1.0".into()]);
+    assert!(!destinations(&build_minimal(&p).unwrap()).contains(&logging));
+    let s = build_with(&p, &paths, &FakeDevices::dockerd_host()).unwrap();
+    let last = s.mounts.last().unwrap();
+    assert_eq!(
+        (&*last.destination, &*last.source, last.options.join(",")),
+        (logging, "/run/plugd/state/a/logging", "rbind,ro".to_owned())
+    );
+    assert_eq!(
+        s.mounts.iter().filter(|m| m.destination.starts_with("/run/docker/logging")).count(),
+        1
+    );
+}
+
 #[test]
 fn plugd_section_carries_the_sandbox_paths() {
     let p = minimal();
@@ -573,6 +600,7 @@ fn plugd_section_carries_the_sandbox_paths() {
         cgroups: vec!["/sys/fs/cgroup/pids/plugd-a".into()],
         no_pivot: true,
         metrics_socket: None,
+        log_fifos: None,
     };
     let s = build_with(&p, &paths, &FakeDevices::dockerd_host()).unwrap();
     assert_eq!(
