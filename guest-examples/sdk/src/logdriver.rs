@@ -10,6 +10,9 @@
 
 use crate::Error;
 
+#[cfg(all(unix, not(target_arch = "wasm32")))]
+pub mod native;
+
 /// One line a container wrote (or one fragment of a line over 16 KiB); mirrors WIT
 /// `log-driver.log-entry`.
 pub use plugd_core::protocol::logdriver::Entry;

@@ -67,7 +67,41 @@ pub fn socket_path(default_name: &str) -> PathBuf {
 pub trait Handler {
     /// `endpoint` is the request path (`/VolumeDriver.Create`), `body` the request body as sent.
     fn handle(&self, endpoint: &str, body: &[u8]) -> Reply;
+
+    /// Like [`handle`](Self::handle), for a handler some of whose replies are streamed (a log
+    /// driver's `ReadLogs`). The default answers every call with [`handle`](Self::handle).
+    fn answer(&self, endpoint: &str, body: &[u8]) -> Answer {
+        Answer::Reply(self.handle(endpoint, body))
+    }
 }
+
+/// What a [`Handler`] answers.
+pub enum Answer {
+    /// A whole reply.
+    Reply(Reply),
+    /// A 200 whose body is sent chunked, as the chunks arrive, and ends when the sender is
+    /// dropped; if the client goes away the receiver is dropped, so sends fail.
+    Stream(tokio::sync::mpsc::Receiver<Bytes>),
+}
+
+/// The body of [`Answer::Stream`].
+struct Chunks(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+type Body = http_body_util::Either<Full<Bytes>, Chunks>;
 
 /// A [`VolumeDriver`] as a [`Handler`].
 struct Volumes<D>(D);
@@ -238,7 +272,7 @@ async fn connection<H: Handler + 'static>(
     }
 }
 
-async fn respond<H: Handler + ?Sized>(driver: &H, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn respond<H: Handler + ?Sized>(driver: &H, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::POST {
         let message = format!(
             "method {} not allowed; the plugin protocol is POST only",
@@ -251,16 +285,26 @@ async fn respond<H: Handler + ?Sized>(driver: &H, req: Request<Incoming>) -> Res
         Ok(body) => body.to_bytes(),
         Err(e) => return response(Reply::err(400, &format!("reading request body: {e}"))),
     };
-    let reply =
-        catch_unwind(AssertUnwindSafe(|| driver.handle(&endpoint, &body))).unwrap_or_else(|_| {
+    let answer =
+        catch_unwind(AssertUnwindSafe(|| driver.answer(&endpoint, &body))).unwrap_or_else(|_| {
             let method = endpoint.trim_start_matches('/');
-            Reply::err(500, &format!("{method}: the plugin panicked"))
+            Answer::Reply(Reply::err(500, &format!("{method}: the plugin panicked")))
         });
-    response(reply)
+    match answer {
+        Answer::Reply(reply) => response(reply),
+        Answer::Stream(chunks) => {
+            let mut response = Response::new(Body::Right(Chunks(chunks)));
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static(MEDIA_TYPE),
+            );
+            response
+        }
+    }
 }
 
-fn response(reply: Reply) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(reply.body));
+fn response(reply: Reply) -> Response<Body> {
+    let mut response = Response::new(Body::Left(Full::new(reply.body)));
     *response.status_mut() =
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response.headers_mut().insert(
@@ -268,6 +312,11 @@ fn response(reply: Reply) -> Response<Full<Bytes>> {
         hyper::header::HeaderValue::from_static(MEDIA_TYPE),
     );
     response
+}
+
+/// [`log`], for the other native modules.
+pub(crate) fn log_line(message: std::fmt::Arguments<'_>) {
+    log(message)
 }
 
 /// One line on stderr, which the host keeps as the plugin's log, prefixed with the binary's name
