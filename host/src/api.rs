@@ -210,10 +210,6 @@ async fn plugin_route(
             manager.set(name, &args).await?;
             Ok(empty(StatusCode::NO_CONTENT))
         }
-        (Method::GET, "logstreams") => Ok(json_response(
-            StatusCode::OK,
-            &manager.log_streams(name)?,
-        )),
         (Method::POST, "push" | "upgrade") => Err(Error::new(
             crate::error::Kind::NotImplemented,
             format!("plugd: {action} is not supported yet"),

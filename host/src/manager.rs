@@ -207,14 +207,6 @@ impl Manager {
         Ok((self.view(r), r.warnings.clone()))
     }
 
-    /// `GET /plugins/{name}/logstreams`: a log driver's streams and their counters (empty while
-    /// the plugin is not running, and for other plugins).
-    pub fn log_streams(&self, name: &str) -> Result<Vec<plugd_core::LogStream>> {
-        let id = lock(&self.store).resolve(name)?.plugin.id.clone();
-        let instance = lock(&self.running).get(&id).map(|r| r.instance.clone());
-        Ok(instance.map(|i| i.log_streams()).unwrap_or_default())
-    }
-
     fn spec(&self, record: &Record) -> PluginSpec {
         let dir = lock(&self.store).plugin_dir(&record.plugin.id);
         let p = &record.plugin;
