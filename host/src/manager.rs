@@ -207,6 +207,16 @@ impl Manager {
         Ok((self.view(r), r.warnings.clone()))
     }
 
+    /// `GET /plugins/{name}/logstreams`: a log driver's streams and their counters (empty when
+    /// the plugin is disabled or not a log driver).
+    pub fn log_streams(&self, name: &str) -> Result<Vec<plugd_core::LogStream>> {
+        let id = lock(&self.store).resolve(name)?.plugin.id.clone();
+        Ok(lock(&self.running)
+            .get(&id)
+            .map(|r| r.instance.log_streams())
+            .unwrap_or_default())
+    }
+
     fn spec(&self, record: &Record) -> PluginSpec {
         let dir = lock(&self.store).plugin_dir(&record.plugin.id);
         let p = &record.plugin;
