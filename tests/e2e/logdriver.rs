@@ -149,6 +149,10 @@ fn wasm_log_driver_keeps_lines_and_docker_logs_reads_them_back() {
             .trimmed()
             .to_owned();
         assert_eq!(running, "true", "follow must start before the container ends");
+        // A container logging to it keeps the plugin in use, as a mounted volume does.
+        let refused = env.plugd_cli(&p, ["disable", "log"]);
+        refused.assert_failed();
+        assert!(refused.stderr.contains("is in use"), "{}", refused.stderr);
         let out = child.wait_with_output().expect("docker logs -f");
         let expected: String = (1..=8).map(|i| format!("tick{i}\n")).collect();
         assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
