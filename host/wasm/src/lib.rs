@@ -49,6 +49,8 @@ pub mod entrypoint;
 mod instance;
 mod ipam;
 mod links;
+mod logdriver;
+mod logstreams;
 mod network;
 mod output;
 mod policy;

@@ -7,6 +7,7 @@ use crate::engine::{EpochTicker, new_engine};
 use crate::entrypoint::read_component;
 use crate::instance::{CallLimits, HostState, ThreadBudgets, WasmInstance};
 use crate::links::HostLinks;
+use crate::logstreams::LogStreams;
 use crate::policy::Policy;
 use bytes::Bytes;
 use plugd_core::runtime::BoxFuture;
@@ -264,12 +265,20 @@ impl Runtime for WasmRuntime {
                 }
             };
             let keepalive: Arc<dyn Send + Sync> = self.shared.clone();
+            let logs = pre.exports.is_log_driver().then(|| {
+                Arc::new(LogStreams::new(
+                    &spec.name,
+                    self.shared.engine_logging_dir.clone(),
+                    self.shared.limits.call_timeout,
+                ))
+            });
             let instance = WasmInstance::start(
                 spec.name.clone(),
                 pre,
                 policy,
                 self.shared.limits,
                 Arc::new(HostLinks::new(&spec.id, host_links)),
+                logs,
                 self.shared.threads.get(&spec.id),
                 keepalive,
             )
@@ -278,7 +287,7 @@ impl Runtime for WasmRuntime {
                 RuntimeError::Start(format!("plugin {:?}: cannot instantiate: {e}", spec.name))
             })?;
             tracing::info!(plugin = %spec.name, "wasm plugin started");
-            Ok(Arc::new(instance) as Arc<dyn Instance>)
+            Ok(instance as Arc<dyn Instance>)
         })
     }
 }
@@ -288,8 +297,20 @@ impl Instance for WasmInstance {
         Box::pin(async move { WasmInstance::call(self, method, &body).await })
     }
 
+    fn stream<'a>(
+        &'a self,
+        method: &'a str,
+        body: Bytes,
+    ) -> BoxFuture<'a, Result<plugd_core::runtime::ByteStream, Reply>> {
+        Box::pin(async move { WasmInstance::stream(self, method, &body).await })
+    }
+
     fn health(&self) -> Health {
         WasmInstance::health(self)
+    }
+
+    fn log_streams(&self) -> Vec<plugd_core::LogStream> {
+        WasmInstance::log_streams(self)
     }
 
     fn stop(&self, grace: Duration) -> BoxFuture<'_, ()> {

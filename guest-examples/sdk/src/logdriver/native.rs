@@ -152,7 +152,7 @@ impl<D: LogDriver + 'static> Handler for Logs<D> {
                         if !page.entries.is_empty() {
                             let mut buf = Vec::new();
                             for e in &page.entries {
-                                frame::encode(&e.to_frame(), &mut buf);
+                                frame::encode(&e.to_read_frame(), &mut buf);
                             }
                             if tx.send(Bytes::from(buf)).await.is_err() {
                                 return;

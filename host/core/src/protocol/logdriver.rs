@@ -264,6 +264,22 @@ impl Entry {
     }
 }
 
+impl Entry {
+    /// The frame a driver's `ReadLogs` stream carries for this entry. dockerd writes lines
+    /// without their `\n` but shows what `ReadLogs` returns verbatim (its own drivers keep the
+    /// newline: `docker logs` of `echo a; echo b` would print `ab`), so a whole line, or the last
+    /// fragment of a split one, gets its newline back here; earlier fragments do not, and
+    /// `docker logs` joins them. Typed drivers keep entries as dockerd wrote them; the host that
+    /// frames their pages (plugd's wasm host, the SDK's native server) calls this.
+    pub fn to_read_frame(&self) -> frame::LogEntry {
+        let mut f = self.to_frame();
+        if self.partial.as_ref().is_none_or(|p| p.last) {
+            f.line.push(b'\n');
+        }
+        f
+    }
+}
+
 /// One page of a `ReadLogs` answer; mirrors WIT `log-driver.log-page`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Page {

@@ -112,3 +112,33 @@ fn times_convert_like_go() {
     assert_eq!(unix_nanos("0001-01-01T00:00:00Z"), None);
     assert_eq!(unix_nanos("not a time"), None);
 }
+
+#[test]
+fn read_back_frames_end_whole_lines_with_their_newline() {
+    let line = Entry {
+        source: "stdout".into(),
+        line: b"a".to_vec(),
+        ..Default::default()
+    };
+    assert_eq!(line.to_read_frame().line, b"a\n");
+    assert_eq!(line.to_frame().line, b"a");
+    let first = Entry {
+        partial: Some(Partial {
+            last: false,
+            id: "i".into(),
+            ordinal: 1,
+        }),
+        ..line.clone()
+    };
+    assert_eq!(first.to_read_frame().line, b"a");
+    let last = Entry {
+        partial: Some(Partial {
+            last: true,
+            id: "i".into(),
+            ordinal: 2,
+        }),
+        ..line
+    };
+    assert_eq!(last.to_read_frame().line, b"a\n");
+    assert!(last.to_read_frame().partial);
+}
