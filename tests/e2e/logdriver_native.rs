@@ -118,15 +118,21 @@ fn docker_logs_reads_back_through_a_native_log_driver() {
         assert_eq!(got[0], "x".repeat(40000));
         assert_eq!(got[1], "after");
 
-        // Every stream was relayed whole, and none is left open.
+        // Every stream was relayed whole, and none is left open (`docker logs` of a stopped
+        // container adds a stream of its own, never written, around its ReadLogs).
         let streams = log_streams(&p, "lognat");
-        assert_eq!(streams.len(), 2, "{streams:?}");
         for s in &streams {
             assert_eq!(s["Open"], false, "{s}");
             assert_eq!(s["Dropped"], 0, "{s}");
             assert_eq!(s["Received"], s["Delivered"], "{s}");
         }
-        assert_eq!(streams[0]["Received"], 3);
+        let written: Vec<u64> = streams
+            .iter()
+            .filter_map(|s| s["Received"].as_u64())
+            .filter(|&n| n > 0)
+            .collect();
+        // Three lines; then the 40000-byte line as three fragments, and "after".
+        assert_eq!(written, [3, 4], "{streams:?}");
 
         // The plugin's /run/docker/logging is plugd's directory, read-only, and holds no FIFO of
         // another plugin's: a FIFO the engine has for someone else is not there.
@@ -230,8 +236,11 @@ fn a_log_plugin_killed_mid_stream_loses_no_line() {
 
         let got = logs(env, &d, &c);
         let streams = log_streams(&p, "lognat");
-        assert_eq!(streams.len(), 1, "{streams:?}");
-        let s = &streams[0];
+        let s = streams
+            .iter()
+            .filter(|s| s["ContainerID"] == c.as_str())
+            .max_by_key(|s| s["Received"].as_u64())
+            .unwrap_or_else(|| panic!("no stream of {c}: {streams:?}"));
         assert_eq!(s["Received"], N, "{s}");
         let dropped = s["Dropped"].as_u64().unwrap() as usize;
         let want: Vec<String> = (1..=N).map(|i| format!("n{i}")).collect();

@@ -124,7 +124,9 @@ fn read_stream(socket: &Path, body: &str, deadline: Duration) -> Vec<String> {
     }
     let mut out = Vec::new();
     while let Some(e) = decoder.next_entry().unwrap() {
-        out.push(String::from_utf8(e.line).unwrap());
+        // Whole lines come back with their newline, as dockerd shows them verbatim.
+        let line = String::from_utf8(e.line).unwrap();
+        out.push(line.strip_suffix('\n').expect("a whole line").to_string());
     }
     decoder.finish().unwrap();
     out
