@@ -206,7 +206,12 @@ impl Core {
 
     /// Frames written whole to the plugin's FIFO and not cut since.
     fn delivered(&self) -> u64 {
-        let not_yet = self.ends.iter().rev().take_while(|&&e| e > self.written).count() as u64;
+        let not_yet = self
+            .ends
+            .iter()
+            .rev()
+            .take_while(|&&e| e > self.written)
+            .count() as u64;
         self.received - not_yet - self.dropped
     }
 
@@ -465,7 +470,10 @@ fn open_fifo(path: &Path, access: i32) -> io::Result<File> {
         .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)?;
     if !at.metadata()?.file_type().is_fifo() {
-        return Err(io::Error::other(format!("{} is not a FIFO", path.display())));
+        return Err(io::Error::other(format!(
+            "{} is not a FIFO",
+            path.display()
+        )));
     }
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -473,7 +481,10 @@ fn open_fifo(path: &Path, access: i32) -> io::Result<File> {
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(format!("/proc/self/fd/{}", at.as_raw_fd()))?;
     if !file.metadata()?.file_type().is_fifo() {
-        return Err(io::Error::other(format!("{} is not a FIFO", path.display())));
+        return Err(io::Error::other(format!(
+            "{} is not a FIFO",
+            path.display()
+        )));
     }
     Ok(file)
 }
@@ -531,11 +542,7 @@ impl Stream {
             Ok(r) => r,
             Err(_) => {
                 let mut core = self.core.lock().unwrap_or_else(|p| p.into_inner());
-                let lost = core
-                    .ends
-                    .iter()
-                    .filter(|&&e| e > core.written)
-                    .count() as u64;
+                let lost = core.ends.iter().filter(|&&e| e > core.written).count() as u64;
                 core.dropped += lost;
                 Err(io::Error::other(format!(
                     "the plugin took nothing for {DRAIN_TIMEOUT:?}: {lost} entries dropped"
@@ -555,7 +562,11 @@ impl Stream {
 }
 
 /// The relay task: moves bytes whenever either side is ready.
-async fn relay(engine: &AsyncFd<File>, plugin: &AsyncFd<File>, core: &Mutex<Core>) -> io::Result<()> {
+async fn relay(
+    engine: &AsyncFd<File>,
+    plugin: &AsyncFd<File>,
+    core: &Mutex<Core>,
+) -> io::Result<()> {
     loop {
         let (want_read, want_write) = {
             let core = core.lock().unwrap_or_else(|p| p.into_inner());

@@ -162,11 +162,7 @@ impl NativeRuntime {
         if !crate::spec::is_log_driver(spec) {
             return None;
         }
-        let mut relays = self
-            .shared
-            .relays
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut relays = self.shared.relays.lock().unwrap_or_else(|p| p.into_inner());
         Some(
             relays
                 .entry(spec.id.clone())
@@ -322,7 +318,10 @@ impl NativeRuntime {
         let mut pending = PendingHost::new(HostSide::new(spec), guard);
         // A socket left by an earlier run would make readiness succeed at once.
         remove_stale_socket(socket);
-        let log_fifos = match self.relays_for(spec).map(|r| r.dir().map(Path::to_path_buf)) {
+        let log_fifos = match self
+            .relays_for(spec)
+            .map(|r| r.dir().map(Path::to_path_buf))
+        {
             None => None,
             Some(Ok(dir)) => Some(dir),
             Some(Err(e)) => {

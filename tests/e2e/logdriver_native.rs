@@ -77,7 +77,16 @@ fn run_detached(env: &Env, d: &Dockerd, driver: &str, script: &str) -> String {
     docker(
         env,
         d,
-        &["run", "-d", "--log-driver", driver, BUSYBOX_IMAGE, "sh", "-c", script],
+        &[
+            "run",
+            "-d",
+            "--log-driver",
+            driver,
+            BUSYBOX_IMAGE,
+            "sh",
+            "-c",
+            script,
+        ],
     )
     .assert_ok()
     .trimmed()
@@ -114,7 +123,12 @@ fn docker_logs_reads_back_through_a_native_log_driver() {
         );
         docker(env, &d, &["wait", &c]).assert_ok();
         let got = logs(env, &d, &c);
-        assert_eq!(got.len(), 2, "{:?}", got.iter().map(String::len).collect::<Vec<_>>());
+        assert_eq!(
+            got.len(),
+            2,
+            "{:?}",
+            got.iter().map(String::len).collect::<Vec<_>>()
+        );
         assert_eq!(got[0], "x".repeat(40000));
         assert_eq!(got[1], "after");
 
@@ -149,7 +163,9 @@ fn docker_logs_reads_back_through_a_native_log_driver() {
         let line = mountinfo
             .lines()
             .find(|l| l.split(' ').nth(4) == Some(ENGINE_LOGGING_DIR))
-            .unwrap_or_else(|| panic!("no {ENGINE_LOGGING_DIR} mount in the sandbox:\n{mountinfo}"));
+            .unwrap_or_else(|| {
+                panic!("no {ENGINE_LOGGING_DIR} mount in the sandbox:\n{mountinfo}")
+            });
         let opts = line.split(' ').nth(5).unwrap();
         assert!(opts.split(',').any(|o| o == "ro"), "{line}");
     })

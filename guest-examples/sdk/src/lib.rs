@@ -87,13 +87,13 @@ mod server;
 pub mod wasm;
 
 #[cfg(all(unix, not(target_arch = "wasm32")))]
-pub use server::{Handler, run, run_volume_driver, serve, serve_volume_driver, socket_path};
-#[cfg(all(unix, not(target_arch = "wasm32")))]
-pub use server::{run_network_driver, serve_network_driver};
-#[cfg(all(unix, not(target_arch = "wasm32")))]
 pub use logdriver::native::{run_log_driver, serve_log_driver};
 #[cfg(all(unix, not(target_arch = "wasm32")))]
 pub use server::Answer;
+#[cfg(all(unix, not(target_arch = "wasm32")))]
+pub use server::{Handler, run, run_volume_driver, serve, serve_volume_driver, socket_path};
+#[cfg(all(unix, not(target_arch = "wasm32")))]
+pub use server::{run_network_driver, serve_network_driver};
 
 pub mod links;
 pub mod logdriver;

@@ -38,7 +38,13 @@ impl LogDriver for Memory {
         *self.open.borrow_mut() = false;
         Ok(())
     }
-    fn read_logs(&self, _: &Info, config: &ReadConfig, cursor: u64, max: u32) -> Result<Page, Error> {
+    fn read_logs(
+        &self,
+        _: &Info,
+        config: &ReadConfig,
+        cursor: u64,
+        max: u32,
+    ) -> Result<Page, Error> {
         let lines = self.lines.borrow();
         let from = cursor as usize;
         let to = (from + max as usize).min(lines.len());
@@ -53,7 +59,9 @@ impl LogDriver for Memory {
 fn start(dir: &Path) -> PathBuf {
     let socket = dir.join("log.sock");
     let path = socket.clone();
-    std::thread::spawn(move || plugd_plugin_sdk::serve_log_driver(Memory::default(), &path).unwrap());
+    std::thread::spawn(move || {
+        plugd_plugin_sdk::serve_log_driver(Memory::default(), &path).unwrap()
+    });
     wait_for_socket(&socket);
     socket
 }
@@ -107,7 +115,9 @@ fn read_stream(socket: &Path, body: &str, deadline: Duration) -> Vec<String> {
         if line.trim().is_empty() {
             break;
         }
-        chunked |= line.to_ascii_lowercase().starts_with("transfer-encoding: chunked");
+        chunked |= line
+            .to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked");
     }
     assert!(chunked);
     let mut decoder = frame::Decoder::new();
@@ -172,8 +182,15 @@ fn lines_written_to_the_fifo_come_back_through_read_logs() {
     assert_eq!(c.call("/LogDriver.StopLogging", &stop).status, 200);
 
     let all = ["before-start", "line1", "line2", "line3", "last"];
-    assert_eq!(read_stream(&socket, &read_body(false), Duration::from_secs(5)), all);
-    assert_eq!(follower.join().unwrap(), all, "follow ends when logging stops");
+    assert_eq!(
+        read_stream(&socket, &read_body(false), Duration::from_secs(5)),
+        all
+    );
+    assert_eq!(
+        follower.join().unwrap(),
+        all,
+        "follow ends when logging stops"
+    );
 }
 
 #[test]
@@ -186,5 +203,9 @@ fn a_file_that_is_not_a_fifo_is_refused() {
     let body = json!({"File": plain, "Info": {"ContainerID": "c1"}}).to_string();
     let r = c.call("/LogDriver.StartLogging", &body);
     assert_eq!(r.status, 500);
-    assert!(r.json()["Err"].as_str().unwrap().contains("not a FIFO"), "{:?}", r.json());
+    assert!(
+        r.json()["Err"].as_str().unwrap().contains("not a FIFO"),
+        "{:?}",
+        r.json()
+    );
 }

@@ -586,7 +586,10 @@ fn log_fifos_are_bound_read_only_for_log_drivers_only() {
         (logging, "/run/plugd/state/a/logging", "rbind,ro".to_owned())
     );
     assert_eq!(
-        s.mounts.iter().filter(|m| m.destination.starts_with("/run/docker/logging")).count(),
+        s.mounts
+            .iter()
+            .filter(|m| m.destination.starts_with("/run/docker/logging"))
+            .count(),
         1
     );
 }

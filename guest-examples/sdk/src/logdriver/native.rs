@@ -165,8 +165,8 @@ impl<D: LogDriver + 'static> Handler for Logs<D> {
                             if tx.is_closed() {
                                 return;
                             }
-                            let _ = tokio::time::timeout(FOLLOW_POLL, inner.batches.notified())
-                                .await;
+                            let _ =
+                                tokio::time::timeout(FOLLOW_POLL, inner.batches.notified()).await;
                         }
                         page = match inner
                             .driver
@@ -198,14 +198,18 @@ fn start<D: LogDriver + 'static>(
     }
     let fifo = open_fifo(file)
         .map_err(|e| crate::Error::internal(format!("opening the FIFO {file}: {e}")))?;
-    let scratch = Scratch::new()
-        .map_err(|e| crate::Error::internal(format!("a pipe for {file}: {e}")))?;
+    let scratch =
+        Scratch::new().map_err(|e| crate::Error::internal(format!("a pipe for {file}: {e}")))?;
     inner.driver.start_logging(file, info)?;
     let fifo = Rc::new(fifo);
     let scratch = Rc::new(scratch);
     let task = {
-        let (inner, fifo, scratch, file) =
-            (inner.clone(), fifo.clone(), scratch.clone(), file.to_string());
+        let (inner, fifo, scratch, file) = (
+            inner.clone(),
+            fifo.clone(),
+            scratch.clone(),
+            file.to_string(),
+        );
         tokio::task::spawn_local(async move {
             loop {
                 let Ok(mut ready) = fifo.readable().await else {

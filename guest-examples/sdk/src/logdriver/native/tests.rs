@@ -11,9 +11,11 @@ impl LogDriver for Recorder {
         Ok(())
     }
     fn log(&self, _file: &str, entries: &[Entry]) -> Result<(), Error> {
-        self.0
-            .borrow_mut()
-            .extend(entries.iter().map(|e| String::from_utf8_lossy(&e.line).into_owned()));
+        self.0.borrow_mut().extend(
+            entries
+                .iter()
+                .map(|e| String::from_utf8_lossy(&e.line).into_owned()),
+        );
         Ok(())
     }
     fn stop_logging(&self, _file: &str) -> Result<(), Error> {
@@ -106,6 +108,11 @@ fn a_frame_larger_than_the_pipe_is_delivered_whole() {
     while deliver(&inner, "f", &reader, &scratch).unwrap() {}
     deliver(&inner, "f", &reader, &scratch).unwrap();
     let got = inner.driver.0.borrow().clone();
-    assert_eq!(got.len(), 2, "{:?}", got.iter().map(String::len).collect::<Vec<_>>());
+    assert_eq!(
+        got.len(),
+        2,
+        "{:?}",
+        got.iter().map(String::len).collect::<Vec<_>>()
+    );
     assert_eq!((got[0].len(), &*got[1]), (big.len(), "after"));
 }
