@@ -212,7 +212,7 @@ impl Core {
             .rev()
             .take_while(|&&e| e > self.written)
             .count() as u64;
-        self.received - not_yet - self.dropped
+        self.received.saturating_sub(not_yet + self.dropped)
     }
 
     /// After the reader died: takes back what it left in the pipe, drops the frame it cut (if
@@ -229,7 +229,10 @@ impl Core {
                 Err(e) => return Err(e),
             }
         }
-        let consumed = self.written - left.len() as u64;
+        // The plugin can open its own FIFO for writing too (a read-only mount does not stop that
+        // for a FIFO) and add bytes plugd never wrote: it only misleads itself, but the count
+        // must not underflow.
+        let consumed = self.written.saturating_sub(left.len() as u64);
         let mut start = self.base;
         let mut cut_end = None;
         for &end in &self.ends {
@@ -544,6 +547,9 @@ impl Stream {
                 let mut core = self.core.lock().unwrap_or_else(|p| p.into_inner());
                 let lost = core.ends.iter().filter(|&&e| e > core.written).count() as u64;
                 core.dropped += lost;
+                // Given up: what is pending is never written, and no longer counted as to come.
+                core.pending.clear();
+                core.written = core.received_bytes;
                 Err(io::Error::other(format!(
                     "the plugin took nothing for {DRAIN_TIMEOUT:?}: {lost} entries dropped"
                 )))
@@ -682,6 +688,22 @@ mod tests {
         core.pump(&engine, &plugin).unwrap();
         assert_eq!(decode_all(&read_all(&plugin)), ["five"]);
         assert_eq!((core.received, core.delivered(), core.dropped), (5, 4, 1));
+    }
+
+    /// Bytes the plugin wrote into its own FIFO (it can: a read-only mount does not stop a FIFO
+    /// being opened for writing) never make plugd's accounting fail; they are put back for it.
+    #[test]
+    fn bytes_a_plugin_adds_to_its_fifo_do_not_break_recovery() {
+        let dir = TempDir::new("relay-forged");
+        let engine = fifo(dir.path(), "engine");
+        let plugin = fifo(dir.path(), "plugin");
+        (&engine).write_all(&frames(&["a"])).unwrap();
+        let mut core = Core::new(64 << 10);
+        core.pump(&engine, &plugin).unwrap();
+        (&plugin).write_all(&[0xff; 100]).unwrap();
+        assert_eq!(core.recover(&plugin).unwrap(), 0);
+        assert_eq!(read_all(&plugin).len(), frames(&["a"]).len() + 100);
+        assert_eq!((core.received, core.delivered(), core.dropped), (1, 1, 0));
     }
 
     /// A reader that dies between frames costs nothing.

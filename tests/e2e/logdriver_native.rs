@@ -248,6 +248,12 @@ fn a_log_plugin_killed_mid_stream_loses_no_line() {
         wait_for("a new plugin process", Duration::from_secs(15), || {
             plugin_pid(&p, &id).is_some_and(|pid| pid != first)
         });
+        let running = docker(env, &d, &["inspect", "-f", "{{.State.Running}}", &c]);
+        assert_eq!(
+            running.assert_ok().trimmed(),
+            "true",
+            "the plugin came back while the container was still writing"
+        );
         docker(env, &d, &["wait", &c]).assert_ok();
 
         let got = logs(env, &d, &c);
