@@ -68,10 +68,20 @@ impl NativeInstance {
         }
     }
 
-    /// After a restart of a log driver: its open streams resume (see [`Relays::replay`]).
+    /// A new process of a log driver: its open streams resume (see [`Relays::replay`]), and so
+    /// do those a previous plugd recorded.
     pub(crate) async fn resume_logging(&self) {
         if let Some(relays) = &self.relays {
             relays.replay(&self.forwarder).await;
+            relays.restore(&self.forwarder, true).await;
+        }
+    }
+
+    /// An adopted log driver (plugd restarted, the plugin did not): the streams the previous
+    /// plugd recorded are relayed again into the FIFOs the plugin still reads.
+    pub(crate) async fn reattach_logging(&self) {
+        if let Some(relays) = &self.relays {
+            relays.restore(&self.forwarder, false).await;
         }
     }
 

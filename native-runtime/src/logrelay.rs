@@ -62,6 +62,9 @@ pub(crate) struct Relays {
     plugin: String,
     engine_dir: PathBuf,
     dir: PathBuf,
+    /// `StartLogging` bodies of open streams, one file per FIFO name, so that a restarted plugd
+    /// resumes them; not bound into the sandbox (they carry the container's environment).
+    records: PathBuf,
     streams: Mutex<BTreeMap<String, Arc<Stream>>>,
     stopped: Mutex<VecDeque<LogStream>>,
 }
@@ -272,11 +275,12 @@ impl Core {
 impl Relays {
     /// The relays of plugin `plugin`, whose FIFOs go in `dir` (created here, 0700), reading the
     /// engine's FIFOs in `engine_dir`.
-    pub(crate) fn new(plugin: &str, engine_dir: &Path, dir: PathBuf) -> Relays {
+    pub(crate) fn new(plugin: &str, engine_dir: &Path, dir: PathBuf, records: PathBuf) -> Relays {
         Relays {
             plugin: plugin.to_string(),
             engine_dir: engine_dir.to_path_buf(),
             dir,
+            records,
             streams: Mutex::new(BTreeMap::new()),
             stopped: Mutex::new(VecDeque::new()),
         }
@@ -332,7 +336,7 @@ impl Relays {
         if self.lookup(&name).is_some() {
             return self.refuse(format!("File {file:?}: already logging to it"));
         }
-        let stream = match self.open(&name, &file, &container_id, body.clone()) {
+        let stream = match self.open(&name, &file, &container_id, body.clone(), false) {
             Ok(s) => Arc::new(s),
             Err(e) => {
                 return Reply::err(
@@ -346,12 +350,88 @@ impl Relays {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.clone(), stream.clone());
-        let reply = forwarder.call(logdriver::START_LOGGING, body).await;
+        let reply = forwarder.call(logdriver::START_LOGGING, body.clone()).await;
         if reply.status != status::OK {
             self.remove(&name);
             stream.close().await;
+        } else if let Err(e) = self.record(&name, &body) {
+            tracing::warn!(plugin = %self.plugin, file = %file, error = %e, "cannot record the log stream; a plugd restart will not resume it");
         }
         reply
+    }
+
+    fn record(&self, name: &str, body: &[u8]) -> io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        match std::fs::DirBuilder::new().mode(0o700).create(&self.records) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+        let tmp = self.records.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, body)?;
+        std::fs::rename(&tmp, self.records.join(name))
+    }
+
+    fn forget(&self, name: &str) {
+        if let Err(e) = std::fs::remove_file(self.records.join(name))
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(plugin = %self.plugin, name, error = %e, "removing a log stream's record");
+        }
+    }
+
+    /// After a plugd restart: the streams recorded by the previous plugd are relayed again.
+    /// dockerd still holds their FIFOs (one it has unlinked is over: its record goes); an adopted
+    /// plugin (`replay` false) still reads its FIFOs, a new process is sent `StartLogging` again.
+    /// What the previous plugd held in memory (at most [`MAX_PENDING`] per stream) is lost.
+    pub(crate) async fn restore(&self, forwarder: &Forwarder, replay: bool) {
+        let Ok(dir) = std::fs::read_dir(&self.records) else {
+            return;
+        };
+        let names: Vec<String> = dir
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        for name in names {
+            if self.lookup(&name).is_some() {
+                continue;
+            }
+            let body = match std::fs::read(self.records.join(&name)) {
+                Ok(b) => Bytes::from(b),
+                Err(_) => continue,
+            };
+            let parsed = match Request::decode(logdriver::START_LOGGING, &body) {
+                Ok(Request::StartLogging { file, info }) => {
+                    Some((file, info.container_id)).filter(|(f, _)| fifo_name(f) == Ok(&name))
+                }
+                _ => None,
+            };
+            let Some((file, container_id)) = parsed else {
+                self.forget(&name);
+                continue;
+            };
+            let stream = match self.open(&name, &file, &container_id, body.clone(), !replay) {
+                Ok(s) => Arc::new(s),
+                Err(e) => {
+                    tracing::info!(plugin = %self.plugin, file = %file, error = %e, "a recorded log stream is over");
+                    self.forget(&name);
+                    let _ = std::fs::remove_file(self.dir.join(&name));
+                    continue;
+                }
+            };
+            stream.spawn();
+            self.streams
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.clone(), stream.clone());
+            if replay {
+                let reply = forwarder.call(logdriver::START_LOGGING, body).await;
+                if reply.status != status::OK {
+                    tracing::warn!(plugin = %self.plugin, file = %file, status = reply.status, "the plugin refused a resumed StartLogging");
+                }
+            }
+            tracing::info!(plugin = %self.plugin, file = %file, "log stream resumed after a plugd restart");
+        }
     }
 
     /// `LogDriver.StopLogging`: see the module docs.
@@ -374,6 +454,7 @@ impl Relays {
         }
         let reply = forwarder.call(logdriver::STOP_LOGGING, body).await;
         self.remove(&name);
+        self.forget(&name);
         stream.close().await;
         let mut stopped = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
         stopped.push_back(stream.counters(false));
@@ -432,22 +513,37 @@ impl Relays {
             .remove(name);
     }
 
-    fn open(&self, name: &str, file: &str, container_id: &str, start: Bytes) -> io::Result<Stream> {
+    /// A stream's FIFOs: dockerd's, and the plugin's — made anew, or (`reuse`, after a plugd
+    /// restart, when an adopted plugin still reads it) the one already there.
+    fn open(
+        &self,
+        name: &str,
+        file: &str,
+        container_id: &str,
+        start: Bytes,
+        reuse: bool,
+    ) -> io::Result<Stream> {
         let engine = open_fifo(&self.engine_dir.join(name), libc::O_RDONLY)?;
         let path = self.dir()?.join(name);
-        match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.file_type().is_fifo() => std::fs::remove_file(&path)?,
+        let existing = match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_fifo() && reuse => true,
+            Ok(m) if m.file_type().is_fifo() => {
+                std::fs::remove_file(&path)?;
+                false
+            }
             Ok(_) => return Err(io::Error::other(format!("{} exists", path.display()))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
             Err(e) => return Err(e),
+        };
+        if !existing {
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                &path,
+                rustix::fs::FileType::Fifo,
+                rustix::fs::Mode::from_raw_mode(0o600),
+                0,
+            )?;
         }
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &path,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
-            0,
-        )?;
         let plugin = open_fifo(&path, libc::O_RDWR)?;
         let capacity = rustix::pipe::fcntl_getpipe_size(&plugin).unwrap_or(64 << 10) as u64;
         // SAFETY: a `File` is a valid open descriptor that stays open, and always returns the

@@ -26,6 +26,8 @@ use tokio::sync::OwnedMutexGuard;
 
 /// The log driver's relayed FIFOs, in its state dir; bound at `/run/docker/logging`.
 const LOG_FIFO_DIR: &str = "logging";
+/// The `StartLogging` bodies of a log driver's open streams, in its state dir (not bound).
+const LOG_RECORD_DIR: &str = "logstreams";
 
 /// Longest unix socket path (`sun_path` is 108 bytes, NUL included).
 const MAX_SOCKET_PATH: usize = 107;
@@ -171,6 +173,7 @@ impl NativeRuntime {
                         &spec.name,
                         &self.shared.engine_logging_dir,
                         spec.state_dir.join(LOG_FIFO_DIR),
+                        spec.state_dir.join(LOG_RECORD_DIR),
                     ))
                 })
                 .clone(),
@@ -269,6 +272,7 @@ impl NativeRuntime {
         let (instance, start) = self.instance(spec, socket, process, host, lock, guard);
         match instance.wait_ready().await {
             Ok(()) => {
+                instance.reattach_logging().await;
                 start.disarm();
                 tracing::info!(plugin = %spec.name, pid, "adopted the running plugin");
                 Ok(Adopted::Yes(instance))

@@ -339,3 +339,39 @@ fn start_logging_outside_the_engines_fifos_is_refused() {
         assert!(log_streams(&p, "lognat").is_empty());
     })
 }
+
+#[test]
+fn a_container_logging_through_a_plugd_restart_loses_no_line() {
+    harness::isolated(|env| {
+        let d = env.dockerd();
+        env.import_busybox(&d);
+        let mut p = env.plugd(&[]);
+        let id = enable_native_log(env, &p, "lognat");
+        const N: usize = 300;
+        let c = run_detached(
+            env,
+            &d,
+            "lognat",
+            &format!("for i in $(seq 1 {N}); do echo n$i; sleep 0.01; done"),
+        );
+        std::thread::sleep(Duration::from_millis(1000));
+        let pid = plugin_pid(&p, &id).expect("running");
+        p.kill();
+        std::thread::sleep(Duration::from_millis(500));
+        p.start();
+        assert_eq!(
+            plugin_pid(&p, &id),
+            Some(pid),
+            "the plugin was adopted, not restarted"
+        );
+        let running = docker(env, &d, &["inspect", "-f", "{{.State.Running}}", &c]);
+        assert_eq!(running.assert_ok().trimmed(), "true", "plugd came back in time");
+        docker(env, &d, &["wait", &c]).assert_ok();
+        let want: Vec<String> = (1..=N).map(|i| format!("n{i}")).collect();
+        assert_eq!(logs(env, &d, &c), want);
+        assert!(
+            p.log().contains("log stream resumed after a plugd restart"),
+            "the new plugd relayed the recorded stream"
+        );
+    })
+}
