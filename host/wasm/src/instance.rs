@@ -523,7 +523,10 @@ impl WasmInstance {
         body: &[u8],
     ) -> Result<plugd_core::runtime::ByteStream, Reply> {
         use plugd_core::protocol::logdriver::Request as Log;
-        match (self.inner.prepared.exports.decode(method, body)?, &self.inner.logs) {
+        match (
+            self.inner.prepared.exports.decode(method, body)?,
+            &self.inner.logs,
+        ) {
             (Call::Log(Log::ReadLogs { info, config }), Some(logs)) => {
                 logs.read(self.me.clone(), info, config).await
             }
@@ -735,7 +738,12 @@ impl Inner {
             });
             let started = tokio::time::timeout(
                 budget,
-                drivers::invoke(&start, &self.prepared.exports, &live.guests, &mut live.store),
+                drivers::invoke(
+                    &start,
+                    &self.prepared.exports,
+                    &live.guests,
+                    &mut live.store,
+                ),
             )
             .await;
             match started {

@@ -108,7 +108,10 @@ impl LogStreams {
             Ok(fd) => fd,
             Err(e) => {
                 tracing::warn!(plugin = %self.plugin, file, "StartLogging refused: {e}");
-                return Reply::err(status::PLUGIN_ERROR, &format!("plugin {}: {e}", self.plugin));
+                return Reply::err(
+                    status::PLUGIN_ERROR,
+                    &format!("plugin {}: {e}", self.plugin),
+                );
             }
         };
         let (counters, queue) = (Arc::new(Counters::default()), Arc::new(Queue::default()));
@@ -156,13 +159,7 @@ impl LogStreams {
             queue.clone(),
             stopped,
         ));
-        let deliverer = tokio::spawn(deliver(
-            self.clone(),
-            me,
-            file.clone(),
-            counters,
-            queue,
-        ));
+        let deliverer = tokio::spawn(deliver(self.clone(), me, file.clone(), counters, queue));
         if let Some(s) = self
             .open
             .lock()
@@ -219,7 +216,8 @@ impl LogStreams {
             return;
         };
         // Entries still queued (a deliverer cut off at the deadline) never reach the guest.
-        let (left, _) = std::mem::take(&mut *s.queue.entries.lock().unwrap_or_else(|p| p.into_inner()));
+        let (left, _) =
+            std::mem::take(&mut *s.queue.entries.lock().unwrap_or_else(|p| p.into_inner()));
         s.counters
             .dropped
             .fetch_add(left.len() as u64, Ordering::Relaxed);
@@ -474,7 +472,11 @@ async fn read_fifo(
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::error!(plugin, file, "the log FIFO holds no frames plugd can read: {e}");
+                    tracing::error!(
+                        plugin,
+                        file,
+                        "the log FIFO holds no frames plugd can read: {e}"
+                    );
                     finish(&queue);
                     return;
                 }
@@ -508,7 +510,12 @@ async fn deliver(
                 return;
             }
             let more = queue.more.notified();
-            if queue.entries.lock().unwrap_or_else(|p| p.into_inner()).0.is_empty()
+            if queue
+                .entries
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .0
+                .is_empty()
                 && !queue.finished.load(Ordering::Acquire)
             {
                 more.await;
