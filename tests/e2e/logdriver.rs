@@ -280,3 +280,53 @@ fn a_trapping_or_stalled_wasm_log_guest_drops_only_what_it_counts() {
         assert_eq!(docker(&["logs", "after"]).assert_ok().stdout, "ok\n");
     });
 }
+
+#[test]
+fn wasm_log_streams_resume_after_a_plugd_restart() {
+    harness::isolated(|env| {
+        let d = env.dockerd();
+        env.import_busybox(&d);
+        let mut p = env.plugd(&[]);
+        create(env, &p, "log", "plugd_example_log");
+        let id = start(
+            env,
+            &d,
+            &[
+                "--name",
+                "ticks",
+                BUSYBOX_IMAGE,
+                "sh",
+                "-c",
+                "for i in $(seq 1 8); do echo tick$i; sleep 0.4; done",
+            ],
+        );
+        wait_for_delivered(&p, &id, 2);
+        // plugd goes away mid-stream and comes back: what the container wrote meanwhile waits in
+        // dockerd's pipe, and the stream is opened again from plugd's record of it.
+        p.restart();
+        env.docker(Cli::Docker28, &d, ["wait", "ticks"]).assert_ok();
+        let logs = env
+            .docker(Cli::Docker28, &d, ["logs", "ticks"])
+            .assert_ok()
+            .stdout
+            .clone();
+        let expected: String = (1..=8).map(|i| format!("tick{i}\n")).collect();
+        assert_eq!(logs, expected);
+        let s = stream_of(&p, "log", &id);
+        assert_eq!(count(&s, "Dropped"), 0, "{s}");
+    });
+}
+
+/// Waits until the stream of container `id` has delivered `n` entries.
+fn wait_for_delivered(p: &Plugd, id: &str, n: u64) {
+    harness::wait_for(
+        &format!("{n} entries delivered"),
+        std::time::Duration::from_secs(20),
+        || {
+            streams(p, "log").iter().any(|s| {
+                s["ContainerID"].as_str().is_some_and(|c| c.starts_with(id))
+                    && count(s, "Delivered") >= n
+            })
+        },
+    );
+}

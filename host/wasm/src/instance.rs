@@ -429,6 +429,9 @@ impl WasmInstance {
             Ok::<(), String>(())
         });
         instance.finish(&exec, task).await??;
+        if let Some(logs) = &instance.inner.logs {
+            logs.resume(instance.me.clone());
+        }
         Ok(instance)
     }
 
@@ -505,7 +508,7 @@ impl WasmInstance {
         use plugd_core::protocol::logdriver::Request as Log;
         match (req, &self.inner.logs) {
             (Call::Log(Log::StartLogging { file, info }), Some(logs)) => {
-                logs.start(self, self.me.clone(), file, info).await
+                logs.start(self, self.me.clone(), file, info, body).await
             }
             (Call::Log(Log::StopLogging { file }), Some(logs)) => logs.stop(self, file).await,
             (Call::Log(Log::ReadLogs { .. }), _) => Reply::err(

@@ -19,6 +19,13 @@
 //! deliverer hand it all over, within the call deadline (what is still queued then is dropped and
 //! counted); then the guest's `stop-logging` runs and the FIFO is closed. The counters of every
 //! stream are reported through `Instance::log_streams` (`plugd logstreams NAME`).
+//!
+//! **Across restarts.** Each open stream's `StartLogging` request is kept in the plugin's state
+//! directory (plugd's own, 0700) until its `StopLogging`. When the plugin starts again — plugd
+//! restarted, or the plugin was re-enabled — every stream whose FIFO dockerd still has is opened
+//! again and read from where dockerd's pipe is: what the container wrote meanwhile (up to the
+//! pipe's 64 KiB; beyond that dockerd blocked the container) is delivered, and the new instance
+//! gets `start-logging` before its first batch.
 
 use crate::drivers::{Answer, Call};
 use crate::instance::WasmInstance;
@@ -79,30 +86,40 @@ pub(crate) struct LogStreams {
     engine_dir: PathBuf,
     call_timeout: Duration,
     open: Mutex<HashMap<String, Stream>>,
+    /// Where open streams' `StartLogging` requests are kept (`None`: not kept).
+    records: Option<PathBuf>,
     closed: Mutex<VecDeque<LogStream>>,
     /// Pinged whenever entries reach the guest or a stream ends: a following reader looks again.
     changed: Notify,
 }
 
 impl LogStreams {
-    pub(crate) fn new(plugin: &str, engine_dir: PathBuf, call_timeout: Duration) -> LogStreams {
+    pub(crate) fn new(
+        plugin: &str,
+        engine_dir: PathBuf,
+        call_timeout: Duration,
+        records: Option<PathBuf>,
+    ) -> LogStreams {
         LogStreams {
             plugin: plugin.to_string(),
             engine_dir,
             call_timeout,
             open: Mutex::new(HashMap::new()),
+            records,
             closed: Mutex::new(VecDeque::new()),
             changed: Notify::new(),
         }
     }
 
-    /// `StartLogging`: opens the FIFO, lets the guest start, then starts reading.
+    /// `StartLogging` (`body`, as dockerd sent it): opens the FIFO, lets the guest start, then
+    /// starts reading.
     pub(crate) async fn start(
         self: &Arc<Self>,
         instance: &WasmInstance,
         me: Weak<WasmInstance>,
         file: String,
         info: Info,
+        body: &[u8],
     ) -> Reply {
         let fifo = match self.open_fifo(&file) {
             Ok(fd) => fd,
@@ -151,6 +168,20 @@ impl LogStreams {
                 .remove(&file);
             return reply;
         }
+        self.keep_record(&file, body);
+        self.spawn_tasks(me, file, fifo, counters, queue, stopped);
+        reply
+    }
+
+    fn spawn_tasks(
+        self: &Arc<Self>,
+        me: Weak<WasmInstance>,
+        file: String,
+        fifo: OwnedFd,
+        counters: Arc<Counters>,
+        queue: Arc<Queue>,
+        stopped: tokio::sync::oneshot::Receiver<()>,
+    ) {
         tokio::spawn(read_fifo(
             self.plugin.clone(),
             file.clone(),
@@ -168,7 +199,67 @@ impl LogStreams {
         {
             s.delivered = Some(deliverer);
         }
-        reply
+    }
+
+    fn record_path(&self, file: &str) -> Option<PathBuf> {
+        Some(self.records.as_ref()?.join(fifo_name(file).ok()?))
+    }
+
+    /// Keeps `StartLogging`'s request until `StopLogging` (written whole or not at all).
+    fn keep_record(&self, file: &str, body: &[u8]) {
+        let (Some(dir), Some(path)) = (&self.records, self.record_path(file)) else {
+            return;
+        };
+        let tmp = path.with_extension("tmp");
+        let kept = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&tmp, body))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = kept {
+            tracing::warn!(plugin = %self.plugin, file, "cannot keep the log stream's record \
+                (it will not be resumed after a restart): {e}");
+        }
+    }
+
+    /// Opens again every stream kept from an earlier run whose FIFO dockerd still has; the
+    /// instance gets `start-logging` before its first batch.
+    pub(crate) fn resume(self: &Arc<Self>, me: Weak<WasmInstance>) {
+        let Some(dir) = &self.records else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let request = std::fs::read(&path)
+                .ok()
+                .and_then(|b| logdriver::Request::decode(logdriver::START_LOGGING, &b).ok());
+            let Some(logdriver::Request::StartLogging { file, info }) = request else {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            };
+            let fifo = match self.open_fifo(&file) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    tracing::info!(plugin = %self.plugin, file, "log stream not resumed: {e}");
+                    let _ = std::fs::remove_file(&path);
+                    continue;
+                }
+            };
+            let (counters, queue) = (Arc::new(Counters::default()), Arc::new(Queue::default()));
+            let (stop, stopped) = tokio::sync::oneshot::channel();
+            self.open.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                file.clone(),
+                Stream {
+                    info,
+                    started: None,
+                    counters: counters.clone(),
+                    queue: queue.clone(),
+                    stop: Some(stop),
+                    delivered: None,
+                },
+            );
+            tracing::info!(plugin = %self.plugin, file, "log stream resumed");
+            self.spawn_tasks(me.clone(), file, fifo, counters, queue, stopped);
+        }
     }
 
     /// `StopLogging`: everything dockerd wrote reaches the guest (or is counted as dropped), then
@@ -202,6 +293,9 @@ impl LogStreams {
             .await
             .into_reply();
         self.close(&file);
+        if let Some(path) = self.record_path(&file) {
+            let _ = std::fs::remove_file(path);
+        }
         reply
     }
 
