@@ -154,6 +154,11 @@ impl NativeRuntime {
         self.shared.call_timeout
     }
 
+    /// Where the engine creates log plugins' FIFOs.
+    pub fn engine_logging_dir(&self) -> &std::path::Path {
+        &self.shared.engine_logging_dir
+    }
+
     fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.shared.locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(id.to_string()).or_default().clone()

@@ -58,6 +58,8 @@ struct Counters {
     received: AtomicU64,
     delivered: AtomicU64,
     dropped: AtomicU64,
+    /// Entries of the `log` call under way (dropped if the deliverer is cut off in it).
+    in_flight: AtomicU64,
 }
 
 /// The queue between the reader and the deliverer.
@@ -312,12 +314,13 @@ impl LogStreams {
         // Entries still queued (a deliverer cut off at the deadline) never reach the guest.
         let (left, _) =
             std::mem::take(&mut *s.queue.entries.lock().unwrap_or_else(|p| p.into_inner()));
-        s.counters
-            .dropped
-            .fetch_add(left.len() as u64, Ordering::Relaxed);
         if let Some(task) = s.delivered {
             task.abort();
         }
+        let cut = s.counters.in_flight.swap(0, Ordering::AcqRel);
+        s.counters
+            .dropped
+            .fetch_add(left.len() as u64 + cut, Ordering::Relaxed);
         let record = stats(file, &s.info, &s.counters, false);
         if record.dropped > 0 {
             tracing::warn!(plugin = %self.plugin, file, dropped = record.dropped,
@@ -621,6 +624,7 @@ async fn deliver(
             counters.dropped.fetch_add(n, Ordering::Relaxed);
             return;
         };
+        counters.in_flight.store(n, Ordering::Release);
         let reply = instance
             .run(
                 "LogDriver.Log",
@@ -632,6 +636,7 @@ async fn deliver(
             .await
             .into_reply();
         drop(instance);
+        counters.in_flight.store(0, Ordering::Release);
         if reply.status == status::OK {
             counters.delivered.fetch_add(n, Ordering::Relaxed);
         } else {

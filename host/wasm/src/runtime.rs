@@ -270,6 +270,7 @@ impl Runtime for WasmRuntime {
                     &spec.name,
                     self.shared.engine_logging_dir.clone(),
                     self.shared.limits.call_timeout,
+                    Some(spec.state_dir.join("logstreams")),
                 ))
             });
             let instance = WasmInstance::start(
