@@ -365,7 +365,11 @@ fn a_container_logging_through_a_plugd_restart_loses_no_line() {
             "the plugin was adopted, not restarted"
         );
         let running = docker(env, &d, &["inspect", "-f", "{{.State.Running}}", &c]);
-        assert_eq!(running.assert_ok().trimmed(), "true", "plugd came back in time");
+        assert_eq!(
+            running.assert_ok().trimmed(),
+            "true",
+            "plugd came back in time"
+        );
         docker(env, &d, &["wait", &c]).assert_ok();
         let want: Vec<String> = (1..=N).map(|i| format!("n{i}")).collect();
         assert_eq!(logs(env, &d, &c), want);

@@ -1,7 +1,8 @@
 //! The native packaging of a [`LogDriver`]: the plugin protocol on a unix socket
 //! ([`run_log_driver`]), and the FIFOs dockerd (or plugd's relay) writes, read inside the plugin.
 //!
-//! - `StartLogging` opens the FIFO at `File` (non-blocking; it must be a FIFO), calls
+//! - `StartLogging` opens the FIFO at `File` (read-write and non-blocking, see `open_fifo`; it
+//!   must be a FIFO), calls
 //!   [`LogDriver::start_logging`], and starts a reader for it.
 //! - The reader takes whole frames only, and only once the driver has them: it copies what the
 //!   pipe holds with `tee(2)` (which leaves it there), decodes the whole frames, hands them to
@@ -257,10 +258,15 @@ fn stop<D: LogDriver>(inner: &Inner<D>, file: &str) -> Result<Response, crate::E
     Ok(Response::Done)
 }
 
-/// Opens the FIFO dockerd named, non-blocking, and only if it is one.
+/// Opens the FIFO dockerd named, non-blocking, and only if it is one. Read-write, as dockerd
+/// opens it: while the plugin holds a write end itself the pipe never reports a hang-up, which
+/// it would once every other writer is gone (a plugd restarting, dockerd going away) and which
+/// tokio then reports as readable for good — a reader spinning on an empty pipe. A FIFO opens
+/// read-write even on a read-only mount.
 fn open_fifo(file: &str) -> io::Result<AsyncFd<File>> {
     let f = std::fs::OpenOptions::new()
         .read(true)
+        .write(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW)
         .open(file)?;
     if !f.metadata()?.file_type().is_fifo() {
