@@ -20,5 +20,6 @@ mod native;
 mod network;
 mod network_ipam;
 mod parity;
+mod python_guest;
 mod restart;
 mod volume;
