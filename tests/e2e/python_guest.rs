@@ -198,7 +198,7 @@ fn python_and_rust_guests_answer_alike() {
             ("/VolumeDriver.Get", r#"{"Name":"v1"}"#),
             ("/VolumeDriver.Get", r#"{"Name":1}"#),
         ];
-        for (path, body) in cases {
+        let compare = |path: &str, body: &str| {
             let call = |name: &str, id: &str| {
                 let body = (!body.is_empty()).then_some(body.as_bytes());
                 let r = harness::http(&socket(name), "POST", path, body).unwrap();
@@ -224,6 +224,31 @@ fn python_and_rust_guests_answer_alike() {
                 py.0,
                 String::from_utf8_lossy(&py.3)
             );
+        };
+        for (path, body) in cases {
+            compare(path, body);
+        }
+
+        // The plugin's Env reaches the Python guest at run time (not the build's environment, which
+        // componentize-py snapshots), and an I/O error reads the same from both.
+        for name in ["py", "rs"] {
+            env.plugd_cli(&p, ["disable", name]).assert_ok();
+            env.plugd_cli(&p, ["set", name, "VOLUME_ROOT=/data/none"])
+                .assert_ok();
+            env.plugd_cli(&p, ["enable", name]).assert_ok();
+        }
+        compare("/VolumeDriver.List", "{}");
+        let list = harness::http(&socket("py"), "POST", "/VolumeDriver.List", Some(b"{}")).unwrap();
+        assert!(
+            list.text().contains("cannot read volume root /data/none"),
+            "{}",
+            list.text()
+        );
+        for name in ["py", "rs"] {
+            env.plugd_cli(&p, ["disable", name]).assert_ok();
+            env.plugd_cli(&p, ["set", name, "VOLUME_ROOT=/data"])
+                .assert_ok();
+            env.plugd_cli(&p, ["enable", name]).assert_ok();
         }
 
         // Call latency: a Get of an existing volume, one connection per call (as dockerd does).
