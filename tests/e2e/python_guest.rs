@@ -8,9 +8,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use nix::fcntl::{Flock, FlockArg};
 use serde_json::Value;
 
-use crate::harness::{self, BUSYBOX_IMAGE, Cli, Env, PLUGIN_SOCKET_DIR, Plugd, python_volume_wasm};
+use crate::harness::{
+    self, BUSYBOX_IMAGE, Cli, Env, PLUGIN_SOCKET_DIR, Plugd, WASM_CACHE_DIR, python_volume_wasm,
+};
 use crate::volume;
 
 /// The Python example's own config.json, as shipped in guest-examples/python-volume.
@@ -26,12 +29,21 @@ fn create_and_enable_python(env: &Env, p: &Plugd, name: &str) -> (String, Durati
         env.bundle(name)
             .config(&python_config())
             .copy("plugin.wasm", &python_volume_wasm(), 0o644);
+    // The first create on a machine compiles the ~18 MB component (tens of seconds in a debug
+    // plugd); the two tests here would otherwise compile it twice at once on CI's two cores.
+    // Serialised, the second one finds it in the shared compile cache.
+    std::fs::create_dir_all(WASM_CACHE_DIR).unwrap();
+    let lock = std::fs::File::create(Path::new(WASM_CACHE_DIR).join(".python-guest.lock")).unwrap();
+    let lock = Flock::lock(lock, FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .unwrap();
     let t = Instant::now();
     env.plugd_cli_cmd(p, ["create", name])
         .arg(bundle.path())
         .run()
         .assert_ok();
     let created = t.elapsed();
+    drop(lock);
     let t = Instant::now();
     env.plugd_cli(p, ["enable", name]).assert_ok();
     let enabled = t.elapsed();
