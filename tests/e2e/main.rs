@@ -21,5 +21,6 @@ mod native;
 mod network;
 mod network_ipam;
 mod parity;
+mod python_guest;
 mod restart;
 mod volume;
