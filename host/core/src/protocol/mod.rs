@@ -7,6 +7,7 @@
 pub mod authz;
 mod error;
 pub mod ipam;
+pub mod metrics;
 pub mod network;
 pub mod replies;
 pub mod request;
