@@ -66,6 +66,12 @@ pub struct DaemonArgs {
     /// Engine API call waits for it; dockerd itself would wait forever).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub authz_timeout: Duration,
+    /// The engine's metrics socket, which metrics collector plugins read (dockerd's is
+    /// `<exec-root>/metrics.sock`: /var/run/docker/metrics.sock by default). A native collector
+    /// gets it bound read-only at /run/docker/metrics.sock, a wasm one reads it through the
+    /// `engine-metrics` import. No default: without it collectors get no metrics.
+    #[arg(long)]
+    pub engine_metrics_socket: Option<PathBuf>,
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(long, env = "PLUGD_LOG", default_value = "info")]
     pub log_level: String,
@@ -186,6 +192,7 @@ fn native_runtime(
         .init_binary(&init)
         .call_timeout(args.native_call_timeout)
         .no_pivot(args.no_pivot)
+        .engine_metrics_socket(args.engine_metrics_socket.clone())
         .build()
         .map(Arc::new)
         .map_err(|e| e.to_string())
@@ -218,6 +225,7 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
         .cache_dir(&cache)
         .call_timeout(args.call_timeout)
         .memory_limit(usize::try_from(args.memory_limit).unwrap_or(usize::MAX))
+        .engine_metrics_socket(args.engine_metrics_socket.clone())
         .build()
         .context("starting the wasm runtime")?;
     if args.call_timeout > args.authz_timeout {

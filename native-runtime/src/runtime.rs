@@ -55,6 +55,7 @@ pub struct NativeRuntimeBuilder {
     init_binary: Option<PathBuf>,
     call_timeout: Duration,
     no_pivot: bool,
+    engine_metrics: Option<PathBuf>,
 }
 
 impl NativeRuntimeBuilder {
@@ -79,6 +80,14 @@ impl NativeRuntimeBuilder {
         self
     }
 
+    /// The engine's metrics socket (dockerd's `<exec-root>/metrics.sock`), bound read-only at
+    /// `/run/docker/metrics.sock` into every `docker.metricscollector/1.0` plugin, as dockerd binds
+    /// its own into its managed ones. Default none: nothing is bound.
+    pub fn engine_metrics_socket(mut self, socket: Option<PathBuf>) -> Self {
+        self.engine_metrics = socket;
+        self
+    }
+
     /// Seals the init binary and starts the launcher thread.
     pub fn build(self) -> Result<NativeRuntime, BuildError> {
         let path = self.init_binary.ok_or(BuildError::NoInitBinary)?;
@@ -95,6 +104,7 @@ impl NativeRuntimeBuilder {
                 launcher,
                 call_timeout: self.call_timeout,
                 no_pivot: self.no_pivot,
+                engine_metrics: self.engine_metrics,
                 locks: Mutex::new(HashMap::new()),
             }),
         })
@@ -106,6 +116,7 @@ struct Shared {
     launcher: Launcher,
     call_timeout: Duration,
     no_pivot: bool,
+    engine_metrics: Option<PathBuf>,
     /// One lock per plugin id: a start waits for the cleanup of a cancelled one.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -124,6 +135,7 @@ impl NativeRuntime {
             init_binary: None,
             call_timeout: DEFAULT_CALL_TIMEOUT,
             no_pivot: false,
+            engine_metrics: None,
         }
     }
 
@@ -277,7 +289,15 @@ impl NativeRuntime {
         let mut pending = PendingHost::new(HostSide::new(spec), guard);
         // A socket left by an earlier run would make readiness succeed at once.
         remove_stale_socket(socket);
-        let sandbox = match pending.host().setup(spec, self.shared.no_pivot).await {
+        let sandbox = match pending
+            .host()
+            .setup(
+                spec,
+                self.shared.no_pivot,
+                self.shared.engine_metrics.as_deref(),
+            )
+            .await
+        {
             Ok(s) => s,
             Err(e) => {
                 pending.fail().await;

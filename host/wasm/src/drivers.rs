@@ -6,17 +6,19 @@
 
 use crate::authz as authz_glue;
 use crate::bindings::{
-    ErrorCode as GuestCode, GuestError, authz, ipam_driver, network_driver, volume_driver,
+    ErrorCode as GuestCode, GuestError, authz, ipam_driver, metrics_collector, network_driver,
+    volume_driver,
 };
 use crate::instance::HostState;
 use crate::ipam;
+use crate::metrics;
 use crate::network;
 use crate::volume;
 use plugd_core::Reply;
 use plugd_core::protocol::request::{self, method_of};
 use plugd_core::protocol::{
     DriverError, ErrorCode, Manifest, authz as authz_proto, implements_for_type,
-    ipam as ipam_proto, network as net_proto, volume as proto,
+    ipam as ipam_proto, metrics as metrics_proto, network as net_proto, volume as proto,
 };
 use wasmtime::Store;
 use wasmtime::component::{Instance, InstancePre};
@@ -34,6 +36,7 @@ pub(crate) struct Exports {
     authz: Option<authz::GuestIndices>,
     ipam: Option<ipam_driver::GuestIndices>,
     network: Option<network_driver::GuestIndices>,
+    metrics: Option<metrics_collector::GuestIndices>,
     /// The `Implements` list, for `Plugin.Activate` and for messages.
     implements: Vec<&'static str>,
 }
@@ -44,6 +47,7 @@ pub(crate) struct Guests {
     authz: Option<authz::Guest>,
     ipam: Option<ipam_driver::Guest>,
     network: Option<network_driver::Guest>,
+    metrics: Option<metrics_collector::Guest>,
 }
 
 /// One decoded call.
@@ -54,6 +58,8 @@ pub(crate) enum Call {
     Authz(authz_proto::Request),
     Ipam(ipam_proto::Request),
     Network(net_proto::Request),
+    /// A `MetricsCollector.*` call, or a tick (which only plugd makes; never decoded).
+    Metrics(metrics::Call),
 }
 
 /// The plugin types a component can implement (an interface in `wit/` each), by `Implements`
@@ -63,6 +69,7 @@ pub(crate) const WASM_TYPES: &[&str] = &[
     authz_proto::IMPLEMENTS,
     ipam_proto::IMPLEMENTS,
     net_proto::IMPLEMENTS,
+    metrics_proto::IMPLEMENTS,
 ];
 
 /// Whether an `Interface.Types` entry is one of [`WASM_TYPES`].
@@ -85,6 +92,7 @@ impl Exports {
             authz: None,
             ipam: None,
             network: None,
+            metrics: None,
             implements: Vec::new(),
         };
         for t in types {
@@ -117,6 +125,12 @@ impl Exports {
                         .map_err(|e| missing("docker:plugin/network-driver@0.1.0", e))?;
                     exports.network = Some(found);
                     exports.implements.push(net_proto::IMPLEMENTS);
+                }
+                Some(metrics_proto::IMPLEMENTS) => {
+                    let found = metrics_collector::GuestIndices::new(pre)
+                        .map_err(|e| missing("docker:plugin/metrics-collector@0.1.0", e))?;
+                    exports.metrics = Some(found);
+                    exports.implements.push(metrics_proto::IMPLEMENTS);
                 }
                 _ => return Err(format!("interface type {t:?} has no wasm interface")),
             }
@@ -151,6 +165,10 @@ impl Exports {
                 Some(i) => Some(i.load(&mut *store, instance)?),
                 None => None,
             },
+            metrics: match &self.metrics {
+                Some(i) => Some(i.load(&mut *store, instance)?),
+                None => None,
+            },
         })
     }
 
@@ -171,6 +189,10 @@ impl Exports {
         }
         if self.network.is_some() && method.starts_with("NetworkDriver.") {
             return net_proto::Request::decode(method, body).map(Call::Network);
+        }
+        if self.metrics.is_some() && method.starts_with("MetricsCollector.") {
+            return metrics_proto::Request::decode(method, body)
+                .map(|r| Call::Metrics(metrics::Call::Protocol(r)));
         }
         Err(request::unknown(method, &self.implements.join("+")))
     }
@@ -207,6 +229,10 @@ pub(crate) async fn invoke(
         Call::Network(req) => {
             let guest = guests.network.as_ref().ok_or_else(undeclared)?;
             network::invoke(req, guest, store).await?
+        }
+        Call::Metrics(call) => {
+            let guest = guests.metrics.as_ref().ok_or_else(undeclared)?;
+            metrics::invoke(*call, guest, store).await?
         }
     })
 }

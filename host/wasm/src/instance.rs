@@ -39,13 +39,15 @@
 
 use crate::drivers::{self, Call, Guests, Prepared};
 use crate::links::HostLinks;
+use crate::metrics::{self, EngineMetrics};
 use crate::output::GuestOutput;
 use crate::policy::Policy;
+use plugd_core::protocol::metrics::Request as MetricsRequest;
 use plugd_core::protocol::status;
 use plugd_core::{Health, Reply};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
@@ -96,9 +98,11 @@ pub(crate) struct HostState {
     table: ResourceTable,
     limits: Limits,
     /// Wall-clock end of the current call, checked at every epoch tick.
-    deadline: Instant,
+    pub(crate) deadline: Instant,
     /// The plugin's `host-links` grant and links, shared by its successive instances.
     pub(crate) links: Arc<HostLinks>,
+    /// The plugin's `engine-metrics` grant and tick schedule, shared by its successive instances.
+    pub(crate) metrics: Arc<EngineMetrics>,
 }
 
 impl WasiView for HostState {
@@ -367,6 +371,8 @@ struct Inner {
     limits: CallLimits,
     /// Links made for the plugin through `host-links`; deleted at stop.
     links: Arc<HostLinks>,
+    /// A metrics collector's grant and ticks (`metrics`).
+    metrics: Arc<EngineMetrics>,
     /// Keeps the engine's epoch ticker running while this instance exists.
     _keepalive: Arc<dyn Send + Sync>,
     health: Mutex<Health>,
@@ -381,26 +387,31 @@ pub(crate) struct WasmInstance {
     budget: Arc<ThreadBudget>,
     /// The executor serving the plugin; `None` after one was abandoned, until the next call.
     exec: Mutex<Option<Arc<Executor>>>,
+    /// Itself, for the tick loop of a metrics collector, which must not keep it alive.
+    this: Weak<WasmInstance>,
 }
 
 impl WasmInstance {
     /// Starts the plugin's thread and instantiates the component there; returns once it is ready.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn start(
         name: String,
         prepared: Arc<Prepared>,
         policy: Policy,
         limits: CallLimits,
         links: Arc<HostLinks>,
+        metrics: Arc<EngineMetrics>,
         budget: Arc<ThreadBudget>,
         keepalive: Arc<dyn Send + Sync>,
-    ) -> Result<Self, String> {
-        let instance = WasmInstance {
+    ) -> Result<Arc<Self>, String> {
+        let instance = Arc::new_cyclic(|this| WasmInstance {
             inner: Arc::new(Inner {
                 name,
                 prepared,
                 policy,
                 limits,
                 links,
+                metrics,
                 _keepalive: keepalive,
                 health: Mutex::new(Health::Ready),
                 stopped: AtomicBool::new(false),
@@ -408,7 +419,8 @@ impl WasmInstance {
             }),
             budget,
             exec: Mutex::new(None),
-        };
+            this: this.clone(),
+        });
         let exec = instance.executor()?;
         let (inner, on) = (instance.inner.clone(), exec.clone());
         let task = exec.handle.spawn(async move {
@@ -484,12 +496,69 @@ impl WasmInstance {
             "wasm plugin thread blocked in host I/O past its deadline; abandoned");
     }
 
-    /// Serves one protocol call; see the module docs for the fault handling.
+    /// Serves one protocol call; see the module docs for the fault handling. A metrics
+    /// collector's successful `StartMetrics` starts its ticks.
     pub(crate) async fn call(&self, method: &str, body: &[u8]) -> Reply {
         let req = match self.inner.prepared.exports.decode(method, body) {
             Ok(req) => req,
             Err(reply) => return reply,
         };
+        let starts_metrics = req == Call::Metrics(metrics::Call::Protocol(MetricsRequest::Start));
+        let reply = self.run(method, req).await;
+        if starts_metrics && reply.status == status::OK {
+            self.tick_loop();
+        }
+        reply
+    }
+
+    /// Ticks a metrics collector at the interval its last `start-metrics` asked for, until the
+    /// schedule changes (another start, a stop) or the instance stops or goes away. One tick at a
+    /// time, the next one interval after the previous returned; a failed tick (an error, a trap,
+    /// a timeout: the instance is then replaced as after any failed call) is logged and the
+    /// ticks go on.
+    fn tick_loop(&self) {
+        let Some((every, generation)) = self.inner.metrics.ticks() else {
+            return;
+        };
+        let this = self.this.clone();
+        let name = self.inner.name.clone();
+        tracing::info!(plugin = %name, every = %human(every), "metrics collector ticks started");
+        tokio::spawn(async move {
+            let mut failing = false;
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(instance) = this.upgrade() else {
+                    break;
+                };
+                let inner = &instance.inner;
+                if inner.stopped.load(Ordering::Acquire) || !inner.metrics.is_current(generation) {
+                    break;
+                }
+                let reply = instance
+                    .run("tick", Call::Metrics(metrics::Call::Tick))
+                    .await;
+                if reply.status == status::OK {
+                    if failing {
+                        tracing::info!(plugin = %name, "metrics collector ticks succeed again");
+                    }
+                    failing = false;
+                } else {
+                    let why = String::from_utf8_lossy(&reply.body);
+                    if failing {
+                        tracing::debug!(plugin = %name, reply = %why, "metrics collector tick failed");
+                    } else {
+                        tracing::warn!(plugin = %name, reply = %why,
+                            "metrics collector tick failed; ticking on (further failures are logged at debug)");
+                    }
+                    failing = true;
+                }
+            }
+            tracing::debug!(plugin = %name, "metrics collector ticks ended");
+        });
+    }
+
+    /// Runs one decoded call on the plugin's thread.
+    async fn run(&self, method: &str, req: Call) -> Reply {
         let name = &self.inner.name;
         if self.inner.stopped.load(Ordering::Acquire) {
             return Reply::err(status::PLUGIN_ERROR, &format!("plugin {name:?} is stopped"));
@@ -546,6 +615,7 @@ impl WasmInstance {
             exec.shut();
         }
         self.inner.links.release_all();
+        self.inner.metrics.stopped();
         tracing::debug!(plugin = %self.inner.name, "wasm instance stopped");
     }
 }
@@ -581,6 +651,7 @@ impl Inner {
             limits: Limits::new(self.limits.memory_limit),
             deadline: Instant::now(),
             links: self.links.clone(),
+            metrics: self.metrics.clone(),
         };
         let mut store = Store::new(self.prepared.pre.engine(), state);
         store.limiter(|s| &mut s.limits);

@@ -7,8 +7,10 @@ use crate::engine::{EpochTicker, new_engine};
 use crate::entrypoint::read_component;
 use crate::instance::{CallLimits, HostState, ThreadBudgets, WasmInstance};
 use crate::links::HostLinks;
+use crate::metrics::EngineMetrics;
 use crate::policy::Policy;
 use bytes::Bytes;
+use plugd_core::protocol::metrics;
 use plugd_core::runtime::BoxFuture;
 use plugd_core::{Health, Instance, PluginSpec, Reply, Runtime, RuntimeError};
 use std::path::PathBuf;
@@ -49,6 +51,7 @@ pub struct WasmRuntimeBuilder {
     cache_dir: Option<PathBuf>,
     call_timeout: Duration,
     memory_limit: usize,
+    engine_metrics: Option<PathBuf>,
 }
 
 impl WasmRuntimeBuilder {
@@ -75,6 +78,14 @@ impl WasmRuntimeBuilder {
         self
     }
 
+    /// The engine's metrics socket (dockerd's `<exec-root>/metrics.sock`), the one thing the
+    /// `engine-metrics` import reads for a metrics collector. Unset, it gives every collector an
+    /// error saying so.
+    pub fn engine_metrics_socket(mut self, socket: Option<PathBuf>) -> Self {
+        self.engine_metrics = socket;
+        self
+    }
+
     /// Creates the engine, starts its epoch thread and opens the cache directory.
     pub fn build(self) -> Result<WasmRuntime, BuildError> {
         let cache_dir = self.cache_dir.ok_or(BuildError::NoCacheDir)?;
@@ -93,6 +104,8 @@ impl WasmRuntimeBuilder {
             .map_err(|e| BuildError::Engine(format!("{e:#}")))?;
         crate::links::add_to_linker(&mut linker)
             .map_err(|e| BuildError::Engine(format!("{e:#}")))?;
+        crate::metrics::add_to_linker(&mut linker)
+            .map_err(|e| BuildError::Engine(format!("{e:#}")))?;
         let cache = ComponentCache::open(&cache_dir, &engine)
             .map_err(|e| BuildError::Cache(e.to_string()))?;
         let ticker = EpochTicker::start(engine.clone()).map_err(BuildError::Ticker)?;
@@ -109,6 +122,7 @@ impl WasmRuntimeBuilder {
                 _ticker: ticker,
                 prepared: Default::default(),
                 threads: ThreadBudgets::default(),
+                engine_metrics: self.engine_metrics,
             }),
         })
     }
@@ -129,6 +143,8 @@ struct Shared {
         std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Arc<Prepared>)>>,
     /// Each plugin's threads (by id), so a restart does not reset how many may be blocked.
     threads: ThreadBudgets,
+    /// See [`WasmRuntimeBuilder::engine_metrics_socket`].
+    engine_metrics: Option<PathBuf>,
 }
 
 /// How long a `prepare` result waits for its `start`.
@@ -157,6 +173,7 @@ impl WasmRuntime {
             cache_dir: None,
             call_timeout: DEFAULT_CALL_TIMEOUT,
             memory_limit: DEFAULT_MEMORY_LIMIT,
+            engine_metrics: None,
         }
     }
 
@@ -252,12 +269,16 @@ impl Runtime for WasmRuntime {
                 }
             };
             let keepalive: Arc<dyn Send + Sync> = self.shared.clone();
+            let types = spec.config.interface.types.as_deref().unwrap_or_default();
+            let collector = crate::drivers::declares(types, metrics::IMPLEMENTS);
+            let metrics = EngineMetrics::new(collector, self.shared.engine_metrics.clone());
             let instance = WasmInstance::start(
                 spec.name.clone(),
                 pre,
                 policy,
                 self.shared.limits,
                 Arc::new(HostLinks::new(&spec.id, host_links)),
+                Arc::new(metrics),
                 self.shared.threads.get(&spec.id),
                 keepalive,
             )
@@ -266,7 +287,7 @@ impl Runtime for WasmRuntime {
                 RuntimeError::Start(format!("plugin {:?}: cannot instantiate: {e}", spec.name))
             })?;
             tracing::info!(plugin = %spec.name, "wasm plugin started");
-            Ok(Arc::new(instance) as Arc<dyn Instance>)
+            Ok(instance as Arc<dyn Instance>)
         })
     }
 }

@@ -4,19 +4,28 @@ use crate::protocol::{DriverError, ErrorCode, status};
 #[test]
 fn both_calls_take_no_arguments_and_answer_an_empty_object() {
     for b in [&b""[..], b"null", b"{}", b" {}\n"] {
-        assert_eq!(Request::decode("/MetricsCollector.StartMetrics", b), Ok(Request::Start));
+        assert_eq!(
+            Request::decode("/MetricsCollector.StartMetrics", b),
+            Ok(Request::Start)
+        );
         assert_eq!(Request::decode(STOP, b), Ok(Request::Stop));
     }
     let r = Request::decode(START, b"[1]").unwrap_err();
     assert_eq!(r.status, status::BAD_REQUEST);
     let r = Request::decode("MetricsCollector.Other", b"").unwrap_err();
     assert_eq!(r.status, status::NOT_IMPLEMENTED);
-    assert_eq!(Request::decode("Plugin.Activate", b""), Ok(Request::Activate));
+    assert_eq!(
+        Request::decode("Plugin.Activate", b""),
+        Ok(Request::Activate)
+    );
 
     let ok = encode(Ok(Response::Done));
     assert_eq!((ok.status, &ok.body[..]), (status::OK, &b"{}"[..]));
     let activate = encode(Ok(Response::Activate));
-    assert_eq!(&activate.body[..], br#"{"Implements":["MetricsCollector"]}"#);
+    assert_eq!(
+        &activate.body[..],
+        br#"{"Implements":["MetricsCollector"]}"#
+    );
     let err = encode(Err(DriverError::new(ErrorCode::Internal, "no")));
     assert_eq!(err.status, status::PLUGIN_ERROR);
     assert_eq!(&err.body[..], br#"{"Err":"no"}"#);
