@@ -16,6 +16,7 @@ mod harness_selftest;
 mod hostile;
 mod hostile_replies;
 mod ipam;
+mod metrics;
 mod native;
 mod network;
 mod network_ipam;

@@ -1,5 +1,5 @@
 //! `plugd-example-metrics`: the example metrics collector as a native plugin binary, serving
-//! Docker's plugin protocol on `/run/docker/plugins/metrics.sock` (`Interface.Socket` of
+//! Docker's plugin protocol on `/run/docker/plugins/scrape.sock` (`Interface.Socket` of
 //! `config-native.json`) and reading the engine's metrics at `/run/docker/metrics.sock`.
 
 #[cfg(target_arch = "wasm32")]
@@ -15,5 +15,5 @@ mod collector;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    plugd_plugin_sdk::run_metrics_collector(collector::ScrapeKeeper::from_env(), "metrics.sock")
+    plugd_plugin_sdk::run_metrics_collector(collector::ScrapeKeeper::from_env(), "scrape.sock")
 }
