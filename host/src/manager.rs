@@ -628,9 +628,15 @@ impl Manager {
     }
 
     async fn stop(&self, id: &str) {
+        self.stop_telling(id, true).await
+    }
+
+    /// [`Self::stop`]; `tell` is false for a plugin that failed its health check, which gets no
+    /// `StopMetrics` (it could only hold the lifecycle lock up to the call's deadline).
+    async fn stop_telling(&self, id: &str, tell: bool) {
         let running = lock(&self.running).remove(id);
         if let Some(r) = running {
-            if r.collector {
+            if r.collector && tell {
                 let name = lock(&self.store)
                     .list()
                     .find(|rec| rec.plugin.id == id)
@@ -658,7 +664,7 @@ impl Manager {
             }
         };
         let Some(r) = running else {
-            return self.stop(id).await;
+            return self.stop_telling(id, false).await;
         };
         r.socket.park(why);
         lock(&self.parked).insert(id.to_string(), r.socket);

@@ -271,6 +271,10 @@ impl Runtime for WasmRuntime {
             let keepalive: Arc<dyn Send + Sync> = self.shared.clone();
             let types = spec.config.interface.types.as_deref().unwrap_or_default();
             let collector = crate::drivers::declares(types, metrics::IMPLEMENTS);
+            if collector && self.shared.engine_metrics.is_none() {
+                tracing::warn!(plugin = %spec.name,
+                    "metrics collector started without an engine metrics socket (plugd daemon --engine-metrics-socket): its every scrape fails");
+            }
             let metrics = EngineMetrics::new(collector, self.shared.engine_metrics.clone());
             let instance = WasmInstance::start(
                 spec.name.clone(),
