@@ -42,7 +42,8 @@ pub trait MetricsCollector {
 pub fn scrape() -> Result<String, Error> {
     #[cfg(target_arch = "wasm32")]
     {
-        wasm::bindings::docker::plugin::engine_metrics::scrape().map_err(crate::network::wasm::from_wit)
+        wasm::bindings::docker::plugin::engine_metrics::scrape()
+            .map_err(crate::network::wasm::from_wit)
     }
     #[cfg(all(unix, not(target_arch = "wasm32")))]
     {
