@@ -84,9 +84,9 @@ fn count(dir: &Path, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The plugin `name` (enabled) scrapes dockerd at every tick (1 s) from the enable on, and not
+/// The plugin `name` (`wasm` or native) scrapes dockerd at every tick (1 s) from the enable on, and not
 /// after the disable.
-fn collects_until_disabled(env: &Env, p: &Plugd, name: &str, bundle: &Bundle) {
+fn collects_until_disabled(env: &Env, p: &Plugd, name: &str, bundle: &Bundle, wasm: bool) {
     let enabled = Instant::now();
     let dir = create_enable(env, p, name, bundle);
     wait_for(
@@ -124,8 +124,16 @@ fn collects_until_disabled(env: &Env, p: &Plugd, name: &str, bundle: &Bundle) {
             "{name}: plugd's log has no successful {method}"
         );
     }
+    // What plugd's scrapes took (wasm only: a native collector scrapes by itself).
+    let took: Vec<&str> = log
+        .lines()
+        .filter(|_| wasm)
+        .filter(|l| l.contains("engine metrics scraped"))
+        .filter_map(|l| l.split("elapsed=").nth(1))
+        .filter_map(|t| t.split_whitespace().next())
+        .collect();
     eprintln!(
-        "metrics: {name}: first scrape {first:?} after the enable began; {} bytes of metrics; {stopped} scrapes until the disable",
+        "metrics: {name}: first scrape {first:?} after the enable began; {} bytes of metrics; {stopped} scrapes until the disable; plugd's scrapes took {took:?}",
         metrics.len()
     );
 }
@@ -137,8 +145,14 @@ fn the_metrics_example_scrapes_dockerd_from_enable_to_disable_as_wasm_and_native
         let socket = d.exec_root().join("metrics.sock");
         harness::wait_for_socket(&socket, Duration::from_secs(10));
         let p = env.plugd(&["--engine-metrics-socket", socket.to_str().unwrap()]);
-        collects_until_disabled(env, &p, "wmetrics", &wasm_example(env, "wmetrics", ""));
-        collects_until_disabled(env, &p, "nmetrics", &native_example(env, "nmetrics"));
+        collects_until_disabled(
+            env,
+            &p,
+            "wmetrics",
+            &wasm_example(env, "wmetrics", ""),
+            true,
+        );
+        collects_until_disabled(env, &p, "nmetrics", &native_example(env, "nmetrics"), false);
     })
 }
 
@@ -186,5 +200,41 @@ fn a_trapping_or_looping_tick_fails_that_tick_only() {
                 "metrics: {name}: {scrapes} scrapes of {ticks} ticks, each failed one {says}"
             );
         }
+    })
+}
+
+#[test]
+fn plugd_stops_a_collector_at_shutdown_and_starts_it_again_at_restart() {
+    harness::isolated(|env| {
+        let d = env.dockerd();
+        let socket = d.exec_root().join("metrics.sock");
+        harness::wait_for_socket(&socket, Duration::from_secs(10));
+        let mut p = env.plugd(&["--engine-metrics-socket", socket.to_str().unwrap()]);
+        let dir = create_enable(env, &p, "rmetrics", &wasm_example(env, "rmetrics", ""));
+        wait_for("a first scrape", Duration::from_secs(20), || {
+            count(&dir, "scrapes") >= 1
+        });
+        p.stop();
+        let stops = |p: &Plugd| {
+            p.log()
+                .lines()
+                .filter(|l| l.contains("metrics collector called") && l.contains("StopMetrics"))
+                .count()
+        };
+        assert_eq!(stops(&p), 1, "no StopMetrics at plugd's shutdown");
+        let stopped = count(&dir, "scrapes");
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(count(&dir, "scrapes"), stopped, "scraping after shutdown");
+        // The restored plugin is started again: plugd sends StartMetrics, the ticks resume.
+        p.start();
+        wait_for("scrapes after the restart", Duration::from_secs(20), || {
+            count(&dir, "scrapes") >= stopped + 2
+        });
+        let starts = p
+            .log()
+            .lines()
+            .filter(|l| l.contains("metrics collector called") && l.contains("StartMetrics"))
+            .count();
+        assert_eq!(starts, 2, "StartMetrics at enable and at the restore");
     })
 }

@@ -117,8 +117,11 @@ impl EngineMetrics {
         if left.is_zero() {
             return Err(error(ErrorCode::Internal, "the call's deadline has passed"));
         }
-        scrape(socket, left.min(SCRAPE_TIMEOUT), MAX_SCRAPE)
-            .map_err(|e| error(ErrorCode::Internal, format!("engine metrics: {e}")))
+        let t0 = Instant::now();
+        let text = scrape(socket, left.min(SCRAPE_TIMEOUT), MAX_SCRAPE)
+            .map_err(|e| error(ErrorCode::Internal, format!("engine metrics: {e}")))?;
+        tracing::debug!(bytes = text.len(), elapsed = ?t0.elapsed(), "engine metrics scraped");
+        Ok(text)
     }
 }
 
