@@ -191,6 +191,10 @@ async fn plugin_route(
                 &warnings,
             ))
         }
+        (Method::GET, "logstreams") => {
+            let streams = manager.log_streams(name)?;
+            Ok(json_response(StatusCode::OK, &streams))
+        }
         (Method::POST, "enable") => {
             let raw = q.get("timeout").map(String::as_str).unwrap_or("");
             let secs: i64 = raw.parse().map_err(|_| {

@@ -72,6 +72,12 @@ pub struct DaemonArgs {
     /// `engine-metrics` import. No default: without it collectors get no metrics.
     #[arg(long)]
     pub engine_metrics_socket: Option<PathBuf>,
+    /// Where the engine creates log plugins' FIFOs and names them from: dockerd's fixed
+    /// `/run/docker/logging` (for a legacy plugin, which plugd's sockets are, the path it sends in
+    /// `LogDriver.StartLogging` is the host path). A log plugin reaches only the FIFO of each
+    /// StartLogging call in it (docs/protocol.md, log drivers).
+    #[arg(long, default_value = plugd_core::protocol::logdriver::LOGGING_DIR)]
+    pub engine_logging_dir: PathBuf,
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(long, env = "PLUGD_LOG", default_value = "info")]
     pub log_level: String,
@@ -193,6 +199,7 @@ fn native_runtime(
         .call_timeout(args.native_call_timeout)
         .no_pivot(args.no_pivot)
         .engine_metrics_socket(args.engine_metrics_socket.clone())
+        .engine_logging_dir(&args.engine_logging_dir)
         .build()
         .map(Arc::new)
         .map_err(|e| e.to_string())
@@ -226,6 +233,7 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
         .call_timeout(args.call_timeout)
         .memory_limit(usize::try_from(args.memory_limit).unwrap_or(usize::MAX))
         .engine_metrics_socket(args.engine_metrics_socket.clone())
+        .engine_logging_dir(&args.engine_logging_dir)
         .build()
         .context("starting the wasm runtime")?;
     if args.call_timeout > args.authz_timeout {

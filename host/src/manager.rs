@@ -246,6 +246,16 @@ impl Manager {
         Ok((self.view(r), r.warnings.clone()))
     }
 
+    /// `GET /plugins/{name}/logstreams`: a log driver's streams and their counters (empty when
+    /// the plugin is disabled or not a log driver).
+    pub fn log_streams(&self, name: &str) -> Result<Vec<plugd_core::LogStream>> {
+        let id = lock(&self.store).resolve(name)?.plugin.id.clone();
+        Ok(lock(&self.running)
+            .get(&id)
+            .map(|r| r.instance.log_streams())
+            .unwrap_or_default())
+    }
+
     fn spec(&self, record: &Record) -> PluginSpec {
         let dir = lock(&self.store).plugin_dir(&record.plugin.id);
         let p = &record.plugin;
@@ -671,9 +681,27 @@ impl Manager {
         r.instance.stop(self.cfg.stop_grace).await;
     }
 
+    /// What keeps the plugin in use: mounted volumes, and containers logging to it (a log
+    /// driver stopped under a running container leaves dockerd's FIFO unread, and the
+    /// container blocks once the pipe is full).
     fn in_use(&self, id: &str) -> Vec<String> {
-        let running = lock(&self.running).get(id).map(|r| r.mounts.clone());
-        running.map_or_else(|| self.mount_table(id).in_use(), |m| m.in_use())
+        let running = lock(&self.running)
+            .get(id)
+            .map(|r| (r.mounts.clone(), r.instance.clone()));
+        match running {
+            Some((mounts, instance)) => {
+                let mut busy = mounts.in_use();
+                busy.extend(
+                    instance
+                        .log_streams()
+                        .into_iter()
+                        .filter(|s| s.open)
+                        .map(|s| format!("log stream of container {}", s.container_id)),
+                );
+                busy
+            }
+            None => self.mount_table(id).in_use(),
+        }
     }
 
     /// `POST /plugins/{name}/disable?force=`: refused while volumes are mounted through it, unless forced.
@@ -693,7 +721,7 @@ impl Manager {
         }
         let busy = self.in_use(&id);
         if !busy.is_empty() && !force {
-            tracing::info!(plugin = %record.plugin.name, volumes = ?busy, "disable refused: volumes mounted");
+            tracing::info!(plugin = %record.plugin.name, in_use = ?busy, "disable refused: in use");
             return Err(Error::conflict(format!(
                 "plugin {} is in use",
                 record.plugin.name

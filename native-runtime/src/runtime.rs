@@ -56,6 +56,7 @@ pub struct NativeRuntimeBuilder {
     call_timeout: Duration,
     no_pivot: bool,
     engine_metrics: Option<PathBuf>,
+    engine_logging_dir: PathBuf,
 }
 
 impl NativeRuntimeBuilder {
@@ -88,6 +89,13 @@ impl NativeRuntimeBuilder {
         self
     }
 
+    /// Where the engine creates log plugins' FIFOs (dockerd: `/run/docker/logging`, the
+    /// default). A log plugin is handed only the FIFO each `StartLogging` names.
+    pub fn engine_logging_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.engine_logging_dir = dir.into();
+        self
+    }
+
     /// Seals the init binary and starts the launcher thread.
     pub fn build(self) -> Result<NativeRuntime, BuildError> {
         let path = self.init_binary.ok_or(BuildError::NoInitBinary)?;
@@ -105,6 +113,7 @@ impl NativeRuntimeBuilder {
                 call_timeout: self.call_timeout,
                 no_pivot: self.no_pivot,
                 engine_metrics: self.engine_metrics,
+                engine_logging_dir: self.engine_logging_dir,
                 locks: Mutex::new(HashMap::new()),
             }),
         })
@@ -117,6 +126,8 @@ struct Shared {
     call_timeout: Duration,
     no_pivot: bool,
     engine_metrics: Option<PathBuf>,
+    /// See [`NativeRuntimeBuilder::engine_logging_dir`].
+    engine_logging_dir: PathBuf,
     /// One lock per plugin id: a start waits for the cleanup of a cancelled one.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -136,12 +147,18 @@ impl NativeRuntime {
             call_timeout: DEFAULT_CALL_TIMEOUT,
             no_pivot: false,
             engine_metrics: None,
+            engine_logging_dir: PathBuf::from(plugd_core::protocol::logdriver::LOGGING_DIR),
         }
     }
 
     /// The configured per-call timeout.
     pub fn call_timeout(&self) -> Duration {
         self.shared.call_timeout
+    }
+
+    /// Where the engine creates log plugins' FIFOs.
+    pub fn engine_logging_dir(&self) -> &std::path::Path {
+        &self.shared.engine_logging_dir
     }
 
     fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {

@@ -16,6 +16,7 @@ mod harness_selftest;
 mod hostile;
 mod hostile_replies;
 mod ipam;
+mod logdriver;
 mod metrics;
 mod native;
 mod network;

@@ -96,6 +96,9 @@ pub use server::{Handler, run, run_volume_driver, serve, serve_volume_driver, so
 pub use server::{run_network_driver, serve_network_driver};
 
 pub mod links;
+pub mod logdriver;
+/// A Docker log driver (`docker.logdriver/1.0`); its types are in [`logdriver`].
+pub use logdriver::LogDriver;
 pub mod network;
 pub use network::NetworkDriver;
 

@@ -20,4 +20,4 @@ pub mod settable;
 
 pub use config::{ConfigError, PluginConfig, Warning};
 pub use effective::Effective;
-pub use runtime::{Health, Instance, PluginSpec, Reply, Runtime, RuntimeError};
+pub use runtime::{Health, Instance, LogStream, PluginSpec, Reply, Runtime, RuntimeError};

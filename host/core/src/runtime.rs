@@ -25,6 +25,25 @@ use std::time::Duration;
 /// A boxed future, so the traits stay object-safe (the manager holds `Arc<dyn Runtime>`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// The body of a reply that arrives in pieces (`LogDriver.ReadLogs`): chunks as the plugin
+/// produced them, with no framing implied; an `Err` ends the stream as failed.
+pub type ByteStream = Pin<Box<dyn futures_core::Stream<Item = Result<Bytes, String>> + Send>>;
+
+/// A [`ByteStream`] of one chunk: a whole reply body as a stream.
+pub fn one_chunk(body: Bytes) -> ByteStream {
+    struct Once(Option<Bytes>);
+    impl futures_core::Stream for Once {
+        type Item = Result<Bytes, String>;
+        fn poll_next(
+            mut self: Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            std::task::Poll::Ready(self.0.take().map(Ok))
+        }
+    }
+    Box::pin(Once(Some(body)))
+}
+
 /// Everything a runtime needs to run one plugin, resolved by the manager from the store.
 #[derive(Debug, Clone)]
 pub struct PluginSpec {
@@ -93,6 +112,32 @@ impl Reply {
     }
 }
 
+/// Counters of one log stream (a container logging to a log plugin), from the FIFO dockerd
+/// writes to the driver: what a user needs to know whether lines were lost, and which.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LogStream {
+    /// The FIFO's path as dockerd named it.
+    #[serde(rename = "File")]
+    pub file: String,
+    /// The container.
+    #[serde(rename = "ContainerID")]
+    pub container_id: String,
+    /// Entries plugd read from the FIFO.
+    #[serde(rename = "Received")]
+    pub received: u64,
+    /// Entries the driver accepted (wasm: `log` returned ok; native: written whole to the
+    /// plugin's FIFO).
+    #[serde(rename = "Delivered")]
+    pub delivered: u64,
+    /// Entries lost: buffer full, a failed or trapped `log` call, a frame cut by a crash.
+    #[serde(rename = "Dropped")]
+    pub dropped: u64,
+    /// Whether the stream is still open (false: stopped, kept for the record until the plugin
+    /// stops).
+    #[serde(rename = "Open")]
+    pub open: bool,
+}
+
 /// What an instance reports about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Health {
@@ -154,8 +199,33 @@ pub trait Instance: Send + Sync {
     /// past the runtime's per-call deadline: failures come back as an error [`Reply`].
     fn call<'a>(&'a self, method: &'a str, body: Bytes) -> BoxFuture<'a, Reply>;
 
+    /// Serve a call whose successful reply is a stream rather than one JSON body
+    /// (`LogDriver.ReadLogs`, which dockerd reads until the stream ends and which may stay open
+    /// while a container runs). `Err` is the whole reply of a call that failed before streaming.
+    /// No deadline applies once streaming has started: the consumer (dockerd) ends it by going
+    /// away. The default serves it as an ordinary call whose body is one chunk.
+    fn stream<'a>(
+        &'a self,
+        method: &'a str,
+        body: Bytes,
+    ) -> BoxFuture<'a, Result<ByteStream, Reply>> {
+        Box::pin(async move {
+            let reply = self.call(method, body).await;
+            if reply.status == crate::protocol::status::OK {
+                Ok(one_chunk(reply.body))
+            } else {
+                Err(reply)
+            }
+        })
+    }
+
     /// See the module docs for what healthy means.
     fn health(&self) -> Health;
+
+    /// The log streams of a log driver, with their counters; empty for other plugins.
+    fn log_streams(&self) -> Vec<LogStream> {
+        Vec::new()
+    }
 
     /// Stop serving and release everything; `grace` bounds a graceful stop before a forced one.
     fn stop(&self, grace: Duration) -> BoxFuture<'_, ()>;

@@ -12,18 +12,20 @@
 //! 30 s idle timeout. A task per connection (hyperlocal's server helper is one-at-a-time, no keep-alive).
 
 pub mod authz;
+mod logstream;
 pub mod mounts;
 pub mod paths;
 pub mod registry;
 mod reply;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use plugd_core::protocol::{
-    MEDIA_TYPE, Manifest, implements_for_type, ipam, network, status, volume,
+    MEDIA_TYPE, Manifest, implements_for_type, ipam, logdriver, network, status, volume,
 };
 use plugd_core::{Instance, Reply};
 use serde_json::{Map, Value};
@@ -38,6 +40,9 @@ use tokio::task::JoinSet;
 pub use mounts::Mounts;
 pub use paths::PathMap;
 pub use registry::SocketRegistry;
+
+/// A reply body: whole, or streamed (`LogDriver.ReadLogs`, see [`logstream`]).
+pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// Largest request body accepted from the engine (volume calls are a few hundred bytes).
 const MAX_REQUEST: usize = 16 << 20;
@@ -127,7 +132,7 @@ impl Gateway {
     }
 
     /// Serves one request; never fails at the HTTP level.
-    pub async fn serve(self: Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    pub async fn serve(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         if req.method() != Method::POST {
             return respond(Reply::err(
                 status::METHOD_NOT_ALLOWED,
@@ -149,6 +154,9 @@ impl Gateway {
             && authz::is_call(&method)
         {
             return respond(self.authorize(&method, req.into_body(), deadline).await);
+        }
+        if method == logdriver::READ_LOGS {
+            return self.read_logs(&method, req.into_body()).await;
         }
         let body = match Limited::new(req.into_body(), MAX_REQUEST).collect().await {
             Ok(b) => b.to_bytes(),
@@ -195,6 +203,38 @@ impl Gateway {
                 tracing::warn!(plugin = %self.name, method, ?deadline, "AuthZ call timed out; denied");
                 authz::timed_out(&self.name, method, deadline)
             }
+        }
+    }
+
+    /// `LogDriver.ReadLogs`: the plugin's stream re-framed ([`logstream`]); a failure before
+    /// streaming is an ordinary error reply, checked like any other.
+    async fn read_logs(&self, method: &str, body: Incoming) -> Response<Body> {
+        let body = match Limited::new(body, MAX_REQUEST).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                return respond(Reply::err(
+                    status::BAD_REQUEST,
+                    &format!("reading request body: {e}"),
+                ));
+            }
+        };
+        match self.instance.stream(method, body).await {
+            Ok(stream) => {
+                let framed = StreamBody::new(logstream::Reframe::new(&self.name, stream));
+                let mut resp = Response::new(UnsyncBoxBody::new(framed));
+                resp.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static("application/x-json-stream"),
+                );
+                resp
+            }
+            Err(reply) => match reply::check(&self.name, method, reply) {
+                reply::Checked::Failure(r) => respond(r),
+                _ => respond(Reply::err(
+                    status::PLUGIN_ERROR,
+                    &format!("plugin {}: ReadLogs failed before streaming", self.name),
+                )),
+            },
         }
     }
 
@@ -358,9 +398,10 @@ fn check_pool(method: &str, request: &[u8], value: &Value) -> std::result::Resul
         .map_err(|e| format!("RequestPool: {e}; refused"))
 }
 
-fn respond(reply: Reply) -> Response<Full<Bytes>> {
+fn respond(reply: Reply) -> Response<Body> {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = Response::new(Full::new(reply.body));
+    let whole = Full::new(reply.body).map_err(|never| match never {});
+    let mut resp = Response::new(UnsyncBoxBody::new(whole));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         hyper::header::CONTENT_TYPE,

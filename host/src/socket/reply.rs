@@ -47,7 +47,11 @@ pub(crate) fn check(plugin: &str, method: &str, reply: Reply) -> Checked {
         return Checked::Failure(error_reply(&reply));
     }
     match shape {
-        Shape::Stream => Checked::Relay(reply),
+        // Streams are re-framed by the gateway (`logstream`), never relayed as bytes.
+        Shape::Stream => Checked::Failure(Reply::err(
+            status::PLUGIN_ERROR,
+            &format!("plugin {plugin}: {method} answers with a stream; plugd reads it only as one"),
+        )),
         Shape::StatusOnly => Checked::Success(json!({})),
         Shape::Typed { kind, error } => match gojson::decode(&reply.body, kind) {
             Err(e) => Checked::Failure(Reply::err(
@@ -202,7 +206,7 @@ mod tests {
         ));
         assert!(matches!(
             check("p", "LogDriver.ReadLogs", reply(200, "\0\0\0\x01x")),
-            Checked::Relay(_)
+            Checked::Failure(_)
         ));
         assert!(
             matches!(check("p", "MetricsCollector.StartMetrics", reply(200, "junk")), Checked::Success(v) if v == json!({}))

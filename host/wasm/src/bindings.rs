@@ -20,6 +20,7 @@ wasmtime::component::bindgen!({
             export docker:plugin/authz@0.1.0;
             export docker:plugin/ipam-driver@0.1.0;
             export docker:plugin/network-driver@0.1.0;
+            export docker:plugin/log-driver@0.1.0;
             import docker:plugin/host-links@0.1.0;
             export docker:plugin/metrics-collector@0.1.0;
             import docker:plugin/engine-metrics@0.1.0;
@@ -35,6 +36,7 @@ pub(crate) use docker::plugin::host_links;
 pub(crate) use docker::plugin::types::{Error as GuestError, ErrorCode};
 pub(crate) use exports::docker::plugin::authz;
 pub(crate) use exports::docker::plugin::ipam_driver;
+pub(crate) use exports::docker::plugin::log_driver;
 pub(crate) use exports::docker::plugin::metrics_collector;
 pub(crate) use exports::docker::plugin::network_driver;
 pub(crate) use exports::docker::plugin::volume_driver;

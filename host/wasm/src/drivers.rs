@@ -6,11 +6,12 @@
 
 use crate::authz as authz_glue;
 use crate::bindings::{
-    ErrorCode as GuestCode, GuestError, authz, ipam_driver, metrics_collector, network_driver,
-    volume_driver,
+    ErrorCode as GuestCode, GuestError, authz, ipam_driver, log_driver, metrics_collector,
+    network_driver, volume_driver,
 };
 use crate::instance::HostState;
 use crate::ipam;
+use crate::logdriver;
 use crate::metrics;
 use crate::network;
 use crate::volume;
@@ -18,7 +19,8 @@ use plugd_core::Reply;
 use plugd_core::protocol::request::{self, method_of};
 use plugd_core::protocol::{
     DriverError, ErrorCode, Manifest, authz as authz_proto, implements_for_type,
-    ipam as ipam_proto, metrics as metrics_proto, network as net_proto, volume as proto,
+    ipam as ipam_proto, logdriver as log_proto, metrics as metrics_proto, network as net_proto,
+    volume as proto,
 };
 use wasmtime::Store;
 use wasmtime::component::{Instance, InstancePre};
@@ -36,6 +38,7 @@ pub(crate) struct Exports {
     authz: Option<authz::GuestIndices>,
     ipam: Option<ipam_driver::GuestIndices>,
     network: Option<network_driver::GuestIndices>,
+    log: Option<log_driver::GuestIndices>,
     metrics: Option<metrics_collector::GuestIndices>,
     /// The `Implements` list, for `Plugin.Activate` and for messages.
     implements: Vec<&'static str>,
@@ -47,6 +50,7 @@ pub(crate) struct Guests {
     authz: Option<authz::Guest>,
     ipam: Option<ipam_driver::Guest>,
     network: Option<network_driver::Guest>,
+    log: Option<log_driver::Guest>,
     metrics: Option<metrics_collector::Guest>,
 }
 
@@ -58,8 +62,40 @@ pub(crate) enum Call {
     Authz(authz_proto::Request),
     Ipam(ipam_proto::Request),
     Network(net_proto::Request),
+    Log(log_proto::Request),
+    /// Entries read from a log FIFO, for the guest's `log` (not an HTTP call: see `logstreams`).
+    LogBatch {
+        file: String,
+        entries: Vec<log_proto::Entry>,
+    },
+    /// One page of `read-logs` (the gateway's `ReadLogs` stream is made of these).
+    ReadPage {
+        info: log_proto::Info,
+        config: log_proto::ReadConfig,
+        cursor: u64,
+    },
     /// A `MetricsCollector.*` call, or a tick (which only plugd makes; never decoded).
     Metrics(metrics::Call),
+}
+
+/// What a call gives back: an HTTP reply, or a page of entries for a `ReadLogs` stream.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    Reply(Reply),
+    Page(log_proto::Page),
+}
+
+impl Answer {
+    /// The HTTP reply (a page where none was expected is plugd's bug, reported as a 500).
+    pub(crate) fn into_reply(self) -> Reply {
+        match self {
+            Answer::Reply(r) => r,
+            Answer::Page(_) => Reply::err(
+                plugd_core::protocol::status::PLUGIN_ERROR,
+                "a ReadLogs page where a reply was expected",
+            ),
+        }
+    }
 }
 
 /// The plugin types a component can implement (an interface in `wit/` each), by `Implements`
@@ -69,6 +105,7 @@ pub(crate) const WASM_TYPES: &[&str] = &[
     authz_proto::IMPLEMENTS,
     ipam_proto::IMPLEMENTS,
     net_proto::IMPLEMENTS,
+    log_proto::IMPLEMENTS,
     metrics_proto::IMPLEMENTS,
 ];
 
@@ -92,6 +129,7 @@ impl Exports {
             authz: None,
             ipam: None,
             network: None,
+            log: None,
             metrics: None,
             implements: Vec::new(),
         };
@@ -125,6 +163,12 @@ impl Exports {
                         .map_err(|e| missing("docker:plugin/network-driver@0.1.0", e))?;
                     exports.network = Some(found);
                     exports.implements.push(net_proto::IMPLEMENTS);
+                }
+                Some(log_proto::IMPLEMENTS) => {
+                    let found = log_driver::GuestIndices::new(pre)
+                        .map_err(|e| missing("docker:plugin/log-driver@0.1.0", e))?;
+                    exports.log = Some(found);
+                    exports.implements.push(log_proto::IMPLEMENTS);
                 }
                 Some(metrics_proto::IMPLEMENTS) => {
                     let found = metrics_collector::GuestIndices::new(pre)
@@ -165,6 +209,10 @@ impl Exports {
                 Some(i) => Some(i.load(&mut *store, instance)?),
                 None => None,
             },
+            log: match &self.log {
+                Some(i) => Some(i.load(&mut *store, instance)?),
+                None => None,
+            },
             metrics: match &self.metrics {
                 Some(i) => Some(i.load(&mut *store, instance)?),
                 None => None,
@@ -190,11 +238,19 @@ impl Exports {
         if self.network.is_some() && method.starts_with("NetworkDriver.") {
             return net_proto::Request::decode(method, body).map(Call::Network);
         }
+        if self.log.is_some() && method.starts_with("LogDriver.") {
+            return log_proto::Request::decode(method, body).map(Call::Log);
+        }
         if self.metrics.is_some() && method.starts_with("MetricsCollector.") {
             return metrics_proto::Request::decode(method, body)
                 .map(|r| Call::Metrics(metrics::Call::Protocol(r)));
         }
         Err(request::unknown(method, &self.implements.join("+")))
+    }
+
+    /// Whether the component is a log driver.
+    pub(crate) fn is_log_driver(&self) -> bool {
+        self.log.is_some()
     }
 }
 
@@ -205,12 +261,13 @@ pub(crate) async fn invoke(
     exports: &Exports,
     guests: &Guests,
     store: &mut Store<HostState>,
-) -> wasmtime::Result<Reply> {
+) -> wasmtime::Result<Answer> {
     let undeclared = || {
         // decode() only gives calls of declared types, and load() loads every declared type.
         wasmtime::format_err!("call for an interface the instance did not load")
     };
-    Ok(match call {
+    let log_guest = || guests.log.as_ref().ok_or_else(undeclared);
+    Ok(Answer::Reply(match call {
         Call::Activate => plugd_core::protocol::json(&Manifest {
             implements: exports.implements.iter().map(|s| s.to_string()).collect(),
         }),
@@ -230,11 +287,20 @@ pub(crate) async fn invoke(
             let guest = guests.network.as_ref().ok_or_else(undeclared)?;
             network::invoke(req, guest, store).await?
         }
+        Call::Log(req) => logdriver::invoke(req, log_guest()?, store).await?,
+        Call::LogBatch { file, entries } => {
+            logdriver::log(file, entries, log_guest()?, store).await?
+        }
+        Call::ReadPage {
+            info,
+            config,
+            cursor,
+        } => return logdriver::read_page(info, config, *cursor, log_guest()?, store).await,
         Call::Metrics(call) => {
             let guest = guests.metrics.as_ref().ok_or_else(undeclared)?;
             metrics::invoke(*call, guest, store).await?
         }
-    })
+    }))
 }
 
 /// A guest error as the protocol's (WIT `error-code` and [`ErrorCode`] are the same list).

@@ -37,8 +37,9 @@
 //! every table of the store together against `memory_limit` (a table element at
 //! [`TABLE_ELEMENT_BYTES`]), so 16 memories cannot take 16 times the cap.
 
-use crate::drivers::{self, Call, Guests, Prepared};
+use crate::drivers::{self, Answer, Call, Guests, Prepared};
 use crate::links::HostLinks;
+use crate::logstreams::LogStreams;
 use crate::metrics::{self, EngineMetrics};
 use crate::output::GuestOutput;
 use crate::policy::Policy;
@@ -220,6 +221,8 @@ impl ResourceLimiter for Limits {
 struct Live {
     store: Store<HostState>,
     guests: Guests,
+    /// Which instantiation this is (1 after start): a log stream is started per generation.
+    generation: u64,
 }
 
 /// The threads of one plugin (by id), shared by its successive instances, so a plugin restarted by
@@ -371,24 +374,26 @@ struct Inner {
     limits: CallLimits,
     /// Links made for the plugin through `host-links`; deleted at stop.
     links: Arc<HostLinks>,
-    /// A metrics collector's grant and ticks (`metrics`).
-    metrics: Arc<EngineMetrics>,
     /// Keeps the engine's epoch ticker running while this instance exists.
     _keepalive: Arc<dyn Send + Sync>,
     health: Mutex<Health>,
     stopped: AtomicBool,
     /// Instantiations so far (1 after start), for the logs.
     generation: AtomicU64,
+    /// A log driver's FIFO streams (`None` for other plugins).
+    logs: Option<Arc<LogStreams>>,
+    /// A metrics collector's grant and ticks (`metrics`).
+    metrics: Arc<EngineMetrics>,
 }
 
 /// A running wasm plugin; implements [`plugd_core::Instance`] (see `runtime`).
 pub(crate) struct WasmInstance {
+    /// Itself, for the tasks of its log streams (which must not keep it alive).
+    me: Weak<WasmInstance>,
     inner: Arc<Inner>,
     budget: Arc<ThreadBudget>,
     /// The executor serving the plugin; `None` after one was abandoned, until the next call.
     exec: Mutex<Option<Arc<Executor>>>,
-    /// Itself, for the tick loop of a metrics collector, which must not keep it alive.
-    this: Weak<WasmInstance>,
 }
 
 impl WasmInstance {
@@ -400,26 +405,28 @@ impl WasmInstance {
         policy: Policy,
         limits: CallLimits,
         links: Arc<HostLinks>,
+        logs: Option<Arc<LogStreams>>,
         metrics: Arc<EngineMetrics>,
         budget: Arc<ThreadBudget>,
         keepalive: Arc<dyn Send + Sync>,
     ) -> Result<Arc<Self>, String> {
-        let instance = Arc::new_cyclic(|this| WasmInstance {
+        let instance = Arc::new_cyclic(|me| WasmInstance {
+            me: me.clone(),
             inner: Arc::new(Inner {
                 name,
                 prepared,
                 policy,
                 limits,
                 links,
-                metrics,
                 _keepalive: keepalive,
                 health: Mutex::new(Health::Ready),
                 stopped: AtomicBool::new(false),
                 generation: AtomicU64::new(0),
+                logs,
+                metrics,
             }),
             budget,
             exec: Mutex::new(None),
-            this: this.clone(),
         });
         let exec = instance.executor()?;
         let (inner, on) = (instance.inner.clone(), exec.clone());
@@ -496,19 +503,48 @@ impl WasmInstance {
             "wasm plugin thread blocked in host I/O past its deadline; abandoned");
     }
 
-    /// Serves one protocol call; see the module docs for the fault handling. A metrics
+    /// Serves one protocol call; see the module docs for the fault handling. A log driver's
+    /// `StartLogging` and `StopLogging` also open and drain the FIFO (`logstreams`); a metrics
     /// collector's successful `StartMetrics` starts its ticks.
     pub(crate) async fn call(&self, method: &str, body: &[u8]) -> Reply {
         let req = match self.inner.prepared.exports.decode(method, body) {
             Ok(req) => req,
             Err(reply) => return reply,
         };
-        let starts_metrics = req == Call::Metrics(metrics::Call::Protocol(MetricsRequest::Start));
-        let reply = self.run(method, req).await;
-        if starts_metrics && reply.status == status::OK {
-            self.tick_loop();
+        if req == Call::Metrics(metrics::Call::Protocol(MetricsRequest::Start)) {
+            let reply = self.run(method, req).await.into_reply();
+            if reply.status == status::OK {
+                self.tick_loop();
+            }
+            return reply;
         }
-        reply
+        use plugd_core::protocol::logdriver::Request as Log;
+        match (req, &self.inner.logs) {
+            (Call::Log(Log::StartLogging { file, info }), Some(logs)) => {
+                logs.start(self, self.me.clone(), file, info).await
+            }
+            (Call::Log(Log::StopLogging { file }), Some(logs)) => logs.stop(self, file).await,
+            (Call::Log(Log::ReadLogs { .. }), _) => Reply::err(
+                status::PLUGIN_ERROR,
+                "LogDriver.ReadLogs is answered as a stream",
+            ),
+            (req, _) => self.run(method, req).await.into_reply(),
+        }
+    }
+
+    /// A log driver's `ReadLogs`, as a stream of framed entries (`logstreams`).
+    pub(crate) async fn stream(
+        &self,
+        method: &str,
+        body: &[u8],
+    ) -> Result<plugd_core::runtime::ByteStream, Reply> {
+        use plugd_core::protocol::logdriver::Request as Log;
+        match (self.inner.prepared.exports.decode(method, body)?, &self.inner.logs) {
+            (Call::Log(Log::ReadLogs { info, config }), Some(logs)) => {
+                logs.read(self.me.clone(), info, config).await
+            }
+            _ => Err(self.call(method, body).await),
+        }
     }
 
     /// Ticks a metrics collector at the interval its last `start-metrics` asked for, until the
@@ -520,23 +556,22 @@ impl WasmInstance {
         let Some((every, generation)) = self.inner.metrics.ticks() else {
             return;
         };
-        let this = self.this.clone();
+        let me = self.me.clone();
         let name = self.inner.name.clone();
         tracing::info!(plugin = %name, every = %human(every), "metrics collector ticks started");
         tokio::spawn(async move {
             let mut failing = false;
             loop {
                 tokio::time::sleep(every).await;
-                let Some(instance) = this.upgrade() else {
-                    break;
-                };
+                let Some(instance) = me.upgrade() else { break };
                 let inner = &instance.inner;
                 if inner.stopped.load(Ordering::Acquire) || !inner.metrics.is_current(generation) {
                     break;
                 }
                 let reply = instance
                     .run("tick", Call::Metrics(metrics::Call::Tick))
-                    .await;
+                    .await
+                    .into_reply();
                 if reply.status == status::OK {
                     if failing {
                         tracing::info!(plugin = %name, "metrics collector ticks succeed again");
@@ -557,20 +592,32 @@ impl WasmInstance {
         });
     }
 
-    /// Runs one decoded call on the plugin's thread.
-    async fn run(&self, method: &str, req: Call) -> Reply {
+    /// The counters of a log driver's streams.
+    pub(crate) fn log_streams(&self) -> Vec<plugd_core::LogStream> {
+        self.inner
+            .logs
+            .as_ref()
+            .map(|l| l.snapshot())
+            .unwrap_or_default()
+    }
+
+    /// Runs one decoded call on the plugin's thread, within the call limits.
+    pub(crate) async fn run(&self, method: &str, req: Call) -> Answer {
         let name = &self.inner.name;
         if self.inner.stopped.load(Ordering::Acquire) {
-            return Reply::err(status::PLUGIN_ERROR, &format!("plugin {name:?} is stopped"));
+            return Answer::Reply(Reply::err(
+                status::PLUGIN_ERROR,
+                &format!("plugin {name:?} is stopped"),
+            ));
         }
         let exec = match self.executor() {
             Ok(exec) => exec,
             Err(e) => {
                 self.inner.set_health(Health::Failed(e.clone()));
-                return Reply::err(
+                return Answer::Reply(Reply::err(
                     status::PLUGIN_ERROR,
                     &format!("plugin {name:?}: call {method} failed: {e}"),
-                );
+                ));
             }
         };
         let task = exec.handle.spawn(Inner::serve(
@@ -580,13 +627,13 @@ impl WasmInstance {
             req,
         ));
         match self.finish(&exec, task).await {
-            Ok(reply) => reply,
+            Ok(answer) => answer,
             Err(fault) => {
                 tracing::warn!(plugin = %name, method, fault = %fault, "wasm plugin call failed");
-                Reply::err(
+                Answer::Reply(Reply::err(
                     status::PLUGIN_ERROR,
                     &format!("plugin {name:?}: call {method} {fault}"),
-                )
+                ))
             }
         }
     }
@@ -616,6 +663,9 @@ impl WasmInstance {
         }
         self.inner.links.release_all();
         self.inner.metrics.stopped();
+        if let Some(logs) = &self.inner.logs {
+            logs.close_all();
+        }
         tracing::debug!(plugin = %self.inner.name, "wasm instance stopped");
     }
 }
@@ -688,7 +738,11 @@ impl Inner {
         };
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::debug!(plugin = %self.name, generation, elapsed = ?t0.elapsed(), "wasm instance ready");
-        Ok(Live { store, guests })
+        Ok(Live {
+            store,
+            guests,
+            generation,
+        })
     }
 
     /// Re-arms the deadlines of `store` for one call.
@@ -698,11 +752,14 @@ impl Inner {
     }
 
     /// One call, on the plugin's thread.
-    async fn serve(self: Arc<Self>, exec: Arc<Executor>, method: String, req: Call) -> Reply {
+    async fn serve(self: Arc<Self>, exec: Arc<Executor>, method: String, req: Call) -> Answer {
         let name = &self.name;
         let mut slot = exec.live.lock().await;
         if self.stopped.load(Ordering::Acquire) {
-            return Reply::err(status::PLUGIN_ERROR, &format!("plugin {name:?} is stopped"));
+            return Answer::Reply(Reply::err(
+                status::PLUGIN_ERROR,
+                &format!("plugin {name:?} is stopped"),
+            ));
         }
         let mut live = match slot.take() {
             Some(live) => live,
@@ -716,29 +773,84 @@ impl Inner {
                     Err(e) => {
                         tracing::error!(plugin = %name, error = %e, "cannot instantiate wasm plugin");
                         self.set_health(Health::Failed(e.clone()));
-                        return Reply::err(
+                        return Answer::Reply(Reply::err(
                             status::PLUGIN_ERROR,
                             &format!("plugin {name:?}: cannot instantiate: {e}"),
-                        );
+                        ));
                     }
                 }
             }
         };
         let _busy = Busy::start(&exec);
-        self.arm(&mut live.store);
         let budget = self.limits.call_timeout + TIMEOUT_GRACE;
+        // A log stream reaches a new instance only after its `start-logging` (logstreams).
+        let replay = match (&req, &self.logs) {
+            (Call::LogBatch { file, .. }, Some(logs)) => logs
+                .needs_start(file, live.generation)
+                .map(|info| (file.clone(), info)),
+            _ => None,
+        };
+        if let Some((file, info)) = replay {
+            self.arm(&mut live.store);
+            let start = Call::Log(plugd_core::protocol::logdriver::Request::StartLogging {
+                file: file.clone(),
+                info,
+            });
+            let started = tokio::time::timeout(
+                budget,
+                drivers::invoke(
+                    &start,
+                    &self.prepared.exports,
+                    &live.guests,
+                    &mut live.store,
+                ),
+            )
+            .await;
+            match started {
+                Ok(Ok(Answer::Reply(r))) if r.status == status::OK => {
+                    if let Some(logs) = &self.logs {
+                        logs.started(&file, live.generation);
+                    }
+                    tracing::info!(plugin = %name, file, generation = live.generation,
+                        "log stream started again on a new instance");
+                }
+                Ok(Ok(answer)) => {
+                    *slot = Some(live);
+                    return answer;
+                }
+                Ok(Err(_)) | Err(_) => {
+                    drop(live);
+                    return Answer::Reply(Reply::err(
+                        status::PLUGIN_ERROR,
+                        &format!("plugin {name:?}: start-logging {file} failed on a new instance"),
+                    ));
+                }
+            }
+        }
+        self.arm(&mut live.store);
         let outcome = tokio::time::timeout(
             budget,
             drivers::invoke(&req, &self.prepared.exports, &live.guests, &mut live.store),
         )
         .await;
         let fault = match outcome {
-            Ok(Ok(reply)) => {
+            Ok(Ok(answer)) => {
+                if let (
+                    Call::Log(plugd_core::protocol::logdriver::Request::StartLogging {
+                        file, ..
+                    }),
+                    Some(logs),
+                    Answer::Reply(r),
+                ) = (&req, &self.logs, &answer)
+                    && r.status == status::OK
+                {
+                    logs.started(file, live.generation);
+                }
                 if !self.stopped.load(Ordering::Acquire) && !exec.abandoned.load(Ordering::Acquire)
                 {
                     *slot = Some(live);
                 }
-                return reply;
+                return answer;
             }
             Ok(Err(e)) => describe_fault(&e, live.store.data(), &self.limits, "call"),
             Err(_) => format!("timed out after {}", human(self.limits.call_timeout)),
@@ -747,10 +859,10 @@ impl Inner {
         drop(live);
         tracing::warn!(plugin = %name, method, fault = %fault,
             "wasm plugin call failed; instance discarded");
-        Reply::err(
+        Answer::Reply(Reply::err(
             status::PLUGIN_ERROR,
             &format!("plugin {name:?}: call {method} {fault}"),
-        )
+        ))
     }
 }
 

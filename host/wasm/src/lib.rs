@@ -51,6 +51,8 @@ pub mod entrypoint;
 mod instance;
 mod ipam;
 mod links;
+mod logdriver;
+mod logstreams;
 mod metrics;
 mod network;
 mod output;

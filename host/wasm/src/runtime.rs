@@ -7,6 +7,7 @@ use crate::engine::{EpochTicker, new_engine};
 use crate::entrypoint::read_component;
 use crate::instance::{CallLimits, HostState, ThreadBudgets, WasmInstance};
 use crate::links::HostLinks;
+use crate::logstreams::LogStreams;
 use crate::metrics::EngineMetrics;
 use crate::policy::Policy;
 use bytes::Bytes;
@@ -51,6 +52,7 @@ pub struct WasmRuntimeBuilder {
     cache_dir: Option<PathBuf>,
     call_timeout: Duration,
     memory_limit: usize,
+    engine_logging_dir: PathBuf,
     engine_metrics: Option<PathBuf>,
 }
 
@@ -75,6 +77,13 @@ impl WasmRuntimeBuilder {
     /// [`DEFAULT_MEMORY_LIMIT`].
     pub fn memory_limit(mut self, bytes: usize) -> Self {
         self.memory_limit = bytes;
+        self
+    }
+
+    /// Where the engine creates log plugins' FIFOs (dockerd: `/run/docker/logging`, the
+    /// default). plugd reads the FIFO each `StartLogging` names for the guest.
+    pub fn engine_logging_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.engine_logging_dir = dir.into();
         self
     }
 
@@ -119,10 +128,11 @@ impl WasmRuntimeBuilder {
                 linker,
                 cache,
                 limits,
+                engine_logging_dir: self.engine_logging_dir,
+                engine_metrics: self.engine_metrics,
                 _ticker: ticker,
                 prepared: Default::default(),
                 threads: ThreadBudgets::default(),
-                engine_metrics: self.engine_metrics,
             }),
         })
     }
@@ -135,6 +145,10 @@ struct Shared {
     linker: Linker<HostState>,
     cache: ComponentCache,
     limits: CallLimits,
+    /// See [`WasmRuntimeBuilder::engine_logging_dir`].
+    engine_logging_dir: PathBuf,
+    /// See [`WasmRuntimeBuilder::engine_metrics_socket`].
+    engine_metrics: Option<PathBuf>,
     _ticker: EpochTicker,
     /// What the last `prepare` of each plugin (by id) resolved, so the `start` that follows it at
     /// enable does not read, hash and load the component again. Entries expire after
@@ -143,8 +157,6 @@ struct Shared {
         std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Arc<Prepared>)>>,
     /// Each plugin's threads (by id), so a restart does not reset how many may be blocked.
     threads: ThreadBudgets,
-    /// See [`WasmRuntimeBuilder::engine_metrics_socket`].
-    engine_metrics: Option<PathBuf>,
 }
 
 /// How long a `prepare` result waits for its `start`.
@@ -173,6 +185,7 @@ impl WasmRuntime {
             cache_dir: None,
             call_timeout: DEFAULT_CALL_TIMEOUT,
             memory_limit: DEFAULT_MEMORY_LIMIT,
+            engine_logging_dir: PathBuf::from(plugd_core::protocol::logdriver::LOGGING_DIR),
             engine_metrics: None,
         }
     }
@@ -269,20 +282,31 @@ impl Runtime for WasmRuntime {
                 }
             };
             let keepalive: Arc<dyn Send + Sync> = self.shared.clone();
+            let logs = pre.exports.is_log_driver().then(|| {
+                Arc::new(LogStreams::new(
+                    &spec.name,
+                    self.shared.engine_logging_dir.clone(),
+                    self.shared.limits.call_timeout,
+                ))
+            });
             let types = spec.config.interface.types.as_deref().unwrap_or_default();
             let collector = crate::drivers::declares(types, metrics::IMPLEMENTS);
             if collector && self.shared.engine_metrics.is_none() {
                 tracing::warn!(plugin = %spec.name,
                     "metrics collector started without an engine metrics socket (plugd daemon --engine-metrics-socket): its every scrape fails");
             }
-            let metrics = EngineMetrics::new(collector, self.shared.engine_metrics.clone());
+            let metrics = Arc::new(EngineMetrics::new(
+                collector,
+                self.shared.engine_metrics.clone(),
+            ));
             let instance = WasmInstance::start(
                 spec.name.clone(),
                 pre,
                 policy,
                 self.shared.limits,
                 Arc::new(HostLinks::new(&spec.id, host_links)),
-                Arc::new(metrics),
+                logs,
+                metrics,
                 self.shared.threads.get(&spec.id),
                 keepalive,
             )
@@ -301,8 +325,20 @@ impl Instance for WasmInstance {
         Box::pin(async move { WasmInstance::call(self, method, &body).await })
     }
 
+    fn stream<'a>(
+        &'a self,
+        method: &'a str,
+        body: Bytes,
+    ) -> BoxFuture<'a, Result<plugd_core::runtime::ByteStream, Reply>> {
+        Box::pin(async move { WasmInstance::stream(self, method, &body).await })
+    }
+
     fn health(&self) -> Health {
         WasmInstance::health(self)
+    }
+
+    fn log_streams(&self) -> Vec<plugd_core::LogStream> {
+        WasmInstance::log_streams(self)
     }
 
     fn stop(&self, grace: Duration) -> BoxFuture<'_, ()> {

@@ -66,6 +66,8 @@ use daemons::Tracked;
 pub const PLUGIN_SOCKET_DIR: &str = "/run/docker/plugins";
 /// containerd's fixed state dir (shim sockets); also a private tmpfs in every isolated test.
 const CONTAINERD_RUN_DIR: &str = "/run/containerd";
+/// Where dockerd creates the FIFOs of legacy log plugins (a fixed path); private per test.
+pub const ENGINE_LOGGING_DIR: &str = "/run/docker/logging";
 /// The image name [`Env::import_busybox`] creates.
 pub const BUSYBOX_IMAGE: &str = "busybox:local";
 
@@ -370,6 +372,7 @@ fn run_child<T>(f: impl FnOnce(&Env) -> T, after: impl FnOnce(T)) {
         dir.as_path(),
         Path::new(PLUGIN_SOCKET_DIR),
         Path::new(CONTAINERD_RUN_DIR),
+        Path::new(ENGINE_LOGGING_DIR),
     ];
     let shared = Arc::new(Shared {
         dir: dir.clone(),
@@ -458,6 +461,8 @@ fn setup_child_mounts() {
         .unwrap_or_else(|e| panic!("{e}"));
     mounts::mount_tmpfs(Path::new(CONTAINERD_RUN_DIR), "mode=0711,size=64m")
         .unwrap_or_else(|e| panic!("{e}"));
+    mounts::mount_tmpfs(Path::new(ENGINE_LOGGING_DIR), "mode=0700,size=64m")
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 impl Cleanup {
@@ -544,6 +549,7 @@ impl Cleanup {
             dir.as_path(),
             Path::new(PLUGIN_SOCKET_DIR),
             Path::new(CONTAINERD_RUN_DIR),
+            Path::new(ENGINE_LOGGING_DIR),
         ];
         errors.extend(mounts::unmount_all_under(
             &prefixes,

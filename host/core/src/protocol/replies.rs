@@ -22,7 +22,8 @@ pub enum Shape {
     },
     /// dockerd looks only at the status (`MetricsCollector.*`): the body becomes `{}`.
     StatusOnly,
-    /// A stream dockerd parses itself, frame by frame (`LogDriver.ReadLogs`): relayed as it is.
+    /// A stream dockerd parses itself, frame by frame (`LogDriver.ReadLogs`): re-framed entry by
+    /// entry by the gateway (`host/src/socket/logstream.rs`).
     Stream,
 }
 
