@@ -83,7 +83,7 @@ impl MetricsCollector for ScrapeKeeper {
 
     fn tick(&self) -> Result<(), Error> {
         let tick = self.bump("ticks")?;
-        if tick % 3 == 0 {
+        if tick.is_multiple_of(3) {
             match self.fault {
                 Fault::None => {}
                 Fault::Panic => panic!("FAULT=panic: tick {tick} panics"),

@@ -2,6 +2,8 @@
 //! started and stopped as plugd (or dockerd) does, ticking in between and never after the stop;
 //! a panicking tick fails that tick only.
 
+#![cfg(all(unix, not(target_arch = "wasm32")))]
+
 mod common;
 
 use common::{Client, TempDir, wait_for_socket};
@@ -20,7 +22,7 @@ impl MetricsCollector for Counting {
 
     fn tick(&self) -> Result<(), Error> {
         let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
-        if n % 3 == 0 {
+        if n.is_multiple_of(3) {
             panic!("tick {n} panics");
         }
         Ok(())
