@@ -28,8 +28,13 @@ fn create(env: &Env, p: &Plugd, name: &str, guest: &str) {
 
 /// `GET /plugins/{name}/logstreams` on plugd's API.
 fn streams(p: &Plugd, name: &str) -> Vec<serde_json::Value> {
-    let r = http(p.socket(), "GET", &format!("/plugins/{name}/logstreams"), None)
-        .expect("plugd API");
+    let r = http(
+        p.socket(),
+        "GET",
+        &format!("/plugins/{name}/logstreams"),
+        None,
+    )
+    .expect("plugd API");
     assert_eq!(r.status, 200, "{}", r.text());
     r.json().as_array().cloned().unwrap_or_default()
 }
@@ -97,14 +102,39 @@ fn wasm_log_driver_keeps_lines_and_docker_logs_reads_them_back() {
         let logs = docker(&["logs", "three"]).assert_ok().stdout.clone();
         assert_eq!(logs, "line1\nline2\nline3\n");
         let s = stream_of(&p, "log", &id);
-        assert_eq!(s["Open"], false, "StopLogging came at the container's exit: {s}");
         assert_eq!(
-            (count(&s, "Received"), count(&s, "Delivered"), count(&s, "Dropped")),
+            s["Open"], false,
+            "StopLogging came at the container's exit: {s}"
+        );
+        assert_eq!(
+            (
+                count(&s, "Received"),
+                count(&s, "Delivered"),
+                count(&s, "Dropped")
+            ),
             (3, 3, 0),
             "{s}"
         );
+        let table = env
+            .plugd_cli(&p, ["logstreams", "log"])
+            .assert_ok()
+            .stdout
+            .clone();
+        assert!(table.starts_with("STREAM"), "{table}");
+        let row = table
+            .lines()
+            .find(|l| l.contains(&id[..12]))
+            .unwrap_or_else(|| panic!("{table}"));
+        assert_eq!(
+            row.split_whitespace().skip(2).collect::<Vec<_>>(),
+            ["3", "3", "0", "false"],
+            "{table}"
+        );
         // --tail is the driver's.
-        let tail = docker(&["logs", "--tail", "1", "three"]).assert_ok().stdout.clone();
+        let tail = docker(&["logs", "--tail", "1", "three"])
+            .assert_ok()
+            .stdout
+            .clone();
         assert_eq!(tail, "line3\n");
 
         // A line over dockerd's 16 KiB buffer: split by dockerd, kept in fragments, whole again.
@@ -148,7 +178,10 @@ fn wasm_log_driver_keeps_lines_and_docker_logs_reads_them_back() {
             .assert_ok()
             .trimmed()
             .to_owned();
-        assert_eq!(running, "true", "follow must start before the container ends");
+        assert_eq!(
+            running, "true",
+            "follow must start before the container ends"
+        );
         // A container logging to it keeps the plugin in use, as a mounted volume does.
         let refused = env.plugd_cli(&p, ["disable", "log"]);
         refused.assert_failed();
@@ -162,7 +195,10 @@ fn wasm_log_driver_keeps_lines_and_docker_logs_reads_them_back() {
             .assert_ok()
             .trimmed()
             .to_owned();
-        assert_eq!(state, "false", "follow ended only once the container stopped");
+        assert_eq!(
+            state, "false",
+            "follow ended only once the container stopped"
+        );
     });
 }
 
@@ -193,7 +229,11 @@ fn a_trapping_or_stalled_wasm_log_guest_drops_only_what_it_counts() {
         assert_eq!(logs, "a1\na2\na3\n", "exactly the TRAP line is lost");
         let s = stream_of(&p, "log", &id);
         assert_eq!(
-            (count(&s, "Received"), count(&s, "Delivered"), count(&s, "Dropped")),
+            (
+                count(&s, "Received"),
+                count(&s, "Delivered"),
+                count(&s, "Dropped")
+            ),
             (4, 3, 1),
             "{s}"
         );
@@ -226,10 +266,67 @@ fn a_trapping_or_stalled_wasm_log_guest_drops_only_what_it_counts() {
         assert_eq!(received, 24_001, "plugd read every line dockerd wrote: {s}");
         assert_eq!(received, delivered + dropped, "{s}");
         assert!(dropped > 0, "the stalled guest cannot have taken all: {s}");
-        let kept = docker(&["logs", "flood"]).assert_ok().stdout.lines().count() as u64;
-        assert_eq!(kept, delivered, "docker logs shows exactly the delivered lines");
+        let kept = docker(&["logs", "flood"])
+            .assert_ok()
+            .stdout
+            .lines()
+            .count() as u64;
+        assert_eq!(
+            kept, delivered,
+            "docker logs shows exactly the delivered lines"
+        );
         // The plugin keeps serving.
         run(env, &d, &["--name", "after", BUSYBOX_IMAGE, "echo", "ok"]);
         assert_eq!(docker(&["logs", "after"]).assert_ok().stdout, "ok\n");
     });
+}
+
+#[test]
+fn wasm_log_streams_resume_after_a_plugd_restart() {
+    harness::isolated(|env| {
+        let d = env.dockerd();
+        env.import_busybox(&d);
+        let mut p = env.plugd(&[]);
+        create(env, &p, "log", "plugd_example_log");
+        let id = start(
+            env,
+            &d,
+            &[
+                "--name",
+                "ticks",
+                BUSYBOX_IMAGE,
+                "sh",
+                "-c",
+                "for i in $(seq 1 8); do echo tick$i; sleep 0.4; done",
+            ],
+        );
+        wait_for_delivered(&p, &id, 2);
+        // plugd goes away mid-stream and comes back: what the container wrote meanwhile waits in
+        // dockerd's pipe, and the stream is opened again from plugd's record of it.
+        p.restart();
+        env.docker(Cli::Docker28, &d, ["wait", "ticks"]).assert_ok();
+        let logs = env
+            .docker(Cli::Docker28, &d, ["logs", "ticks"])
+            .assert_ok()
+            .stdout
+            .clone();
+        let expected: String = (1..=8).map(|i| format!("tick{i}\n")).collect();
+        assert_eq!(logs, expected);
+        let s = stream_of(&p, "log", &id);
+        assert_eq!(count(&s, "Dropped"), 0, "{s}");
+    });
+}
+
+/// Waits until the stream of container `id` has delivered `n` entries.
+fn wait_for_delivered(p: &Plugd, id: &str, n: u64) {
+    harness::wait_for(
+        &format!("{n} entries delivered"),
+        std::time::Duration::from_secs(20),
+        || {
+            streams(p, "log").iter().any(|s| {
+                s["ContainerID"].as_str().is_some_and(|c| c.starts_with(id))
+                    && count(s, "Delivered") >= n
+            })
+        },
+    );
 }

@@ -89,6 +89,20 @@ pub enum Command {
     /// Change settings for a plugin
     #[command(override_usage = "plugd set PLUGIN KEY=VALUE [KEY=VALUE...]")]
     Set(SetArgs),
+    /// Show a log driver's streams and how many entries each received, delivered and dropped
+    #[command(override_usage = "plugd logstreams [OPTIONS] PLUGIN")]
+    Logstreams(LogstreamsArgs),
+}
+
+/// `plugd logstreams` (plugd's own verb; docker has none).
+#[derive(Debug, Args)]
+pub struct LogstreamsArgs {
+    /// Output format: 'table' (default) or 'json'
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    /// The log driver plugin.
+    #[arg(value_name = "PLUGIN")]
+    pub names: Vec<String>,
 }
 
 /// `plugd ls`.
@@ -248,6 +262,7 @@ fn run(args: Vec<OsString>, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Disable(a) => disable(&cli.host, a, out),
         Command::Rm(a) => remove(&cli.host, a, out),
         Command::Set(a) => set(&cli.host, a),
+        Command::Logstreams(a) => logstreams(&cli.host, a, out),
     };
     let _ = out.flush();
     match result {
@@ -271,6 +286,7 @@ fn usage_of(verb: &str) -> Option<(&'static str, &'static str)> {
         "disable" => ("disable", "plugd disable [OPTIONS] PLUGIN"),
         "rm" | "remove" => ("rm", "plugd rm [OPTIONS] PLUGIN [PLUGIN...]"),
         "set" => ("set", "plugd set PLUGIN KEY=VALUE [KEY=VALUE...]"),
+        "logstreams" => ("logstreams", "plugd logstreams [OPTIONS] PLUGIN"),
         _ => return None,
     })
 }
@@ -285,6 +301,7 @@ fn check_arity(command: &Command) -> Result<(), String> {
         Command::Disable(a) => ("disable", a.names.len(), Some(1), 1),
         Command::Rm(a) => ("rm", a.names.len(), None, 1),
         Command::Set(a) => ("set", a.args.len(), None, 2),
+        Command::Logstreams(a) => ("logstreams", a.names.len(), Some(1), 1),
     };
     let usage = usage_of(verb).map(|u| u.1).unwrap_or("");
     let plural = |k: usize| if k == 1 { "argument" } else { "arguments" };
@@ -449,6 +466,52 @@ fn ls(host: &str, a: LsArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
     let format = list_format(a.format.as_deref(), a.quiet);
     let text = render_list(&format, &plugins, !a.no_trunc)?;
     let _ = out.write_all(text.as_bytes());
+    Ok(())
+}
+
+/// `GET /plugins/{name}/logstreams`, as a table (counters per stream) or the JSON as is.
+fn logstreams(host: &str, a: LogstreamsArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    if a.format != "table" && a.format != "json" {
+        return Err(Failure {
+            msg: format!("invalid --format {:?}: 'table' or 'json'", a.format),
+            code: 64,
+        });
+    }
+    let client = ApiClient::new(host)?;
+    let path = format!("/plugins/{}/logstreams", escape_path(&a.names[0]));
+    let resp = client
+        .request(Method::GET, &path, ReqBody::Empty, None)
+        .map_err(|e| e.to_string())?;
+    if a.format == "json" {
+        let _ = out.write_all(&resp.body);
+        let _ = writeln!(out);
+        return Ok(());
+    }
+    let streams: Vec<serde_json::Value> =
+        serde_json::from_slice(&resp.body).map_err(|e| format!("reading the reply: {e}"))?;
+    let _ = writeln!(
+        out,
+        "{:<14} {:<14} {:>10} {:>10} {:>10}  OPEN",
+        "STREAM", "CONTAINER", "RECEIVED", "DELIVERED", "DROPPED"
+    );
+    for s in &streams {
+        let short = |v: &serde_json::Value| {
+            let t = v.as_str().unwrap_or_default();
+            let t = t.rsplit('/').next().unwrap_or(t);
+            t.chars().take(12).collect::<String>()
+        };
+        let n = |k: &str| s[k].as_u64().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "{:<14} {:<14} {:>10} {:>10} {:>10}  {}",
+            short(&s["File"]),
+            short(&s["ContainerID"]),
+            n("Received"),
+            n("Delivered"),
+            n("Dropped"),
+            s["Open"].as_bool().unwrap_or(false)
+        );
+    }
     Ok(())
 }
 

@@ -437,6 +437,9 @@ impl WasmInstance {
             Ok::<(), String>(())
         });
         instance.finish(&exec, task).await??;
+        if let Some(logs) = &instance.inner.logs {
+            logs.resume(instance.me.clone());
+        }
         Ok(instance)
     }
 
@@ -521,7 +524,7 @@ impl WasmInstance {
         use plugd_core::protocol::logdriver::Request as Log;
         match (req, &self.inner.logs) {
             (Call::Log(Log::StartLogging { file, info }), Some(logs)) => {
-                logs.start(self, self.me.clone(), file, info).await
+                logs.start(self, self.me.clone(), file, info, body).await
             }
             (Call::Log(Log::StopLogging { file }), Some(logs)) => logs.stop(self, file).await,
             (Call::Log(Log::ReadLogs { .. }), _) => Reply::err(
@@ -539,7 +542,10 @@ impl WasmInstance {
         body: &[u8],
     ) -> Result<plugd_core::runtime::ByteStream, Reply> {
         use plugd_core::protocol::logdriver::Request as Log;
-        match (self.inner.prepared.exports.decode(method, body)?, &self.inner.logs) {
+        match (
+            self.inner.prepared.exports.decode(method, body)?,
+            &self.inner.logs,
+        ) {
             (Call::Log(Log::ReadLogs { info, config }), Some(logs)) => {
                 logs.read(self.me.clone(), info, config).await
             }

@@ -22,12 +22,14 @@ pub(crate) async fn invoke<T: Send>(
 ) -> wasmtime::Result<Reply> {
     let answer = match req {
         Request::Activate => Ok(Response::Activate),
-        Request::Capabilities => guest
-            .call_capabilities(&mut *store)
-            .await?
-            .map(|c| Response::Capabilities {
-                read_logs: c.read_logs,
-            }),
+        Request::Capabilities => {
+            guest
+                .call_capabilities(&mut *store)
+                .await?
+                .map(|c| Response::Capabilities {
+                    read_logs: c.read_logs,
+                })
+        }
         Request::StartLogging { file, info } => guest
             .call_start_logging(&mut *store, file, &guest_info(info))
             .await?

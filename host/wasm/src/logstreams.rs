@@ -19,6 +19,13 @@
 //! deliverer hand it all over, within the call deadline (what is still queued then is dropped and
 //! counted); then the guest's `stop-logging` runs and the FIFO is closed. The counters of every
 //! stream are reported through `Instance::log_streams` (`plugd logstreams NAME`).
+//!
+//! **Across restarts.** Each open stream's `StartLogging` request is kept in the plugin's state
+//! directory (plugd's own, 0700) until its `StopLogging`. When the plugin starts again — plugd
+//! restarted, or the plugin was re-enabled — every stream whose FIFO dockerd still has is opened
+//! again and read from where dockerd's pipe is: what the container wrote meanwhile (up to the
+//! pipe's 64 KiB; beyond that dockerd blocked the container) is delivered, and the new instance
+//! gets `start-logging` before its first batch.
 
 use crate::drivers::{Answer, Call};
 use crate::instance::WasmInstance;
@@ -51,6 +58,8 @@ struct Counters {
     received: AtomicU64,
     delivered: AtomicU64,
     dropped: AtomicU64,
+    /// Entries of the `log` call under way (dropped if the deliverer is cut off in it).
+    in_flight: AtomicU64,
 }
 
 /// The queue between the reader and the deliverer.
@@ -79,36 +88,49 @@ pub(crate) struct LogStreams {
     engine_dir: PathBuf,
     call_timeout: Duration,
     open: Mutex<HashMap<String, Stream>>,
+    /// Where open streams' `StartLogging` requests are kept (`None`: not kept).
+    records: Option<PathBuf>,
     closed: Mutex<VecDeque<LogStream>>,
     /// Pinged whenever entries reach the guest or a stream ends: a following reader looks again.
     changed: Notify,
 }
 
 impl LogStreams {
-    pub(crate) fn new(plugin: &str, engine_dir: PathBuf, call_timeout: Duration) -> LogStreams {
+    pub(crate) fn new(
+        plugin: &str,
+        engine_dir: PathBuf,
+        call_timeout: Duration,
+        records: Option<PathBuf>,
+    ) -> LogStreams {
         LogStreams {
             plugin: plugin.to_string(),
             engine_dir,
             call_timeout,
             open: Mutex::new(HashMap::new()),
+            records,
             closed: Mutex::new(VecDeque::new()),
             changed: Notify::new(),
         }
     }
 
-    /// `StartLogging`: opens the FIFO, lets the guest start, then starts reading.
+    /// `StartLogging` (`body`, as dockerd sent it): opens the FIFO, lets the guest start, then
+    /// starts reading.
     pub(crate) async fn start(
         self: &Arc<Self>,
         instance: &WasmInstance,
         me: Weak<WasmInstance>,
         file: String,
         info: Info,
+        body: &[u8],
     ) -> Reply {
         let fifo = match self.open_fifo(&file) {
             Ok(fd) => fd,
             Err(e) => {
                 tracing::warn!(plugin = %self.plugin, file, "StartLogging refused: {e}");
-                return Reply::err(status::PLUGIN_ERROR, &format!("plugin {}: {e}", self.plugin));
+                return Reply::err(
+                    status::PLUGIN_ERROR,
+                    &format!("plugin {}: {e}", self.plugin),
+                );
             }
         };
         let (counters, queue) = (Arc::new(Counters::default()), Arc::new(Queue::default()));
@@ -148,6 +170,20 @@ impl LogStreams {
                 .remove(&file);
             return reply;
         }
+        self.keep_record(&file, body);
+        self.spawn_tasks(me, file, fifo, counters, queue, stopped);
+        reply
+    }
+
+    fn spawn_tasks(
+        self: &Arc<Self>,
+        me: Weak<WasmInstance>,
+        file: String,
+        fifo: OwnedFd,
+        counters: Arc<Counters>,
+        queue: Arc<Queue>,
+        stopped: tokio::sync::oneshot::Receiver<()>,
+    ) {
         tokio::spawn(read_fifo(
             self.plugin.clone(),
             file.clone(),
@@ -156,13 +192,7 @@ impl LogStreams {
             queue.clone(),
             stopped,
         ));
-        let deliverer = tokio::spawn(deliver(
-            self.clone(),
-            me,
-            file.clone(),
-            counters,
-            queue,
-        ));
+        let deliverer = tokio::spawn(deliver(self.clone(), me, file.clone(), counters, queue));
         if let Some(s) = self
             .open
             .lock()
@@ -171,7 +201,67 @@ impl LogStreams {
         {
             s.delivered = Some(deliverer);
         }
-        reply
+    }
+
+    fn record_path(&self, file: &str) -> Option<PathBuf> {
+        Some(self.records.as_ref()?.join(fifo_name(file).ok()?))
+    }
+
+    /// Keeps `StartLogging`'s request until `StopLogging` (written whole or not at all).
+    fn keep_record(&self, file: &str, body: &[u8]) {
+        let (Some(dir), Some(path)) = (&self.records, self.record_path(file)) else {
+            return;
+        };
+        let tmp = path.with_extension("tmp");
+        let kept = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&tmp, body))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = kept {
+            tracing::warn!(plugin = %self.plugin, file, "cannot keep the log stream's record \
+                (it will not be resumed after a restart): {e}");
+        }
+    }
+
+    /// Opens again every stream kept from an earlier run whose FIFO dockerd still has; the
+    /// instance gets `start-logging` before its first batch.
+    pub(crate) fn resume(self: &Arc<Self>, me: Weak<WasmInstance>) {
+        let Some(dir) = &self.records else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let request = std::fs::read(&path)
+                .ok()
+                .and_then(|b| logdriver::Request::decode(logdriver::START_LOGGING, &b).ok());
+            let Some(logdriver::Request::StartLogging { file, info }) = request else {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            };
+            let fifo = match self.open_fifo(&file) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    tracing::info!(plugin = %self.plugin, file, "log stream not resumed: {e}");
+                    let _ = std::fs::remove_file(&path);
+                    continue;
+                }
+            };
+            let (counters, queue) = (Arc::new(Counters::default()), Arc::new(Queue::default()));
+            let (stop, stopped) = tokio::sync::oneshot::channel();
+            self.open.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                file.clone(),
+                Stream {
+                    info,
+                    started: None,
+                    counters: counters.clone(),
+                    queue: queue.clone(),
+                    stop: Some(stop),
+                    delivered: None,
+                },
+            );
+            tracing::info!(plugin = %self.plugin, file, "log stream resumed");
+            self.spawn_tasks(me.clone(), file, fifo, counters, queue, stopped);
+        }
     }
 
     /// `StopLogging`: everything dockerd wrote reaches the guest (or is counted as dropped), then
@@ -205,6 +295,9 @@ impl LogStreams {
             .await
             .into_reply();
         self.close(&file);
+        if let Some(path) = self.record_path(&file) {
+            let _ = std::fs::remove_file(path);
+        }
         reply
     }
 
@@ -219,13 +312,15 @@ impl LogStreams {
             return;
         };
         // Entries still queued (a deliverer cut off at the deadline) never reach the guest.
-        let (left, _) = std::mem::take(&mut *s.queue.entries.lock().unwrap_or_else(|p| p.into_inner()));
-        s.counters
-            .dropped
-            .fetch_add(left.len() as u64, Ordering::Relaxed);
+        let (left, _) =
+            std::mem::take(&mut *s.queue.entries.lock().unwrap_or_else(|p| p.into_inner()));
         if let Some(task) = s.delivered {
             task.abort();
         }
+        let cut = s.counters.in_flight.swap(0, Ordering::AcqRel);
+        s.counters
+            .dropped
+            .fetch_add(left.len() as u64 + cut, Ordering::Relaxed);
         let record = stats(file, &s.info, &s.counters, false);
         if record.dropped > 0 {
             tracing::warn!(plugin = %self.plugin, file, dropped = record.dropped,
@@ -474,7 +569,11 @@ async fn read_fifo(
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::error!(plugin, file, "the log FIFO holds no frames plugd can read: {e}");
+                    tracing::error!(
+                        plugin,
+                        file,
+                        "the log FIFO holds no frames plugd can read: {e}"
+                    );
                     finish(&queue);
                     return;
                 }
@@ -508,7 +607,12 @@ async fn deliver(
                 return;
             }
             let more = queue.more.notified();
-            if queue.entries.lock().unwrap_or_else(|p| p.into_inner()).0.is_empty()
+            if queue
+                .entries
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .0
+                .is_empty()
                 && !queue.finished.load(Ordering::Acquire)
             {
                 more.await;
@@ -520,6 +624,7 @@ async fn deliver(
             counters.dropped.fetch_add(n, Ordering::Relaxed);
             return;
         };
+        counters.in_flight.store(n, Ordering::Release);
         let reply = instance
             .run(
                 "LogDriver.Log",
@@ -531,6 +636,7 @@ async fn deliver(
             .await
             .into_reply();
         drop(instance);
+        counters.in_flight.store(0, Ordering::Release);
         if reply.status == status::OK {
             counters.delivered.fetch_add(n, Ordering::Relaxed);
         } else {

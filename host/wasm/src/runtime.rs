@@ -287,6 +287,7 @@ impl Runtime for WasmRuntime {
                     &spec.name,
                     self.shared.engine_logging_dir.clone(),
                     self.shared.limits.call_timeout,
+                    Some(spec.state_dir.join("logstreams")),
                 ))
             });
             let types = spec.config.interface.types.as_deref().unwrap_or_default();
