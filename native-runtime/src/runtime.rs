@@ -55,6 +55,7 @@ pub struct NativeRuntimeBuilder {
     init_binary: Option<PathBuf>,
     call_timeout: Duration,
     no_pivot: bool,
+    engine_metrics: Option<PathBuf>,
     engine_logging_dir: PathBuf,
 }
 
@@ -77,6 +78,14 @@ impl NativeRuntimeBuilder {
     /// `pivot_root` fails; the init also falls back by itself). Default off.
     pub fn no_pivot(mut self, no_pivot: bool) -> Self {
         self.no_pivot = no_pivot;
+        self
+    }
+
+    /// The engine's metrics socket (dockerd's `<exec-root>/metrics.sock`), bound read-only at
+    /// `/run/docker/metrics.sock` into every `docker.metricscollector/1.0` plugin, as dockerd binds
+    /// its own into its managed ones. Default none: nothing is bound.
+    pub fn engine_metrics_socket(mut self, socket: Option<PathBuf>) -> Self {
+        self.engine_metrics = socket;
         self
     }
 
@@ -103,6 +112,7 @@ impl NativeRuntimeBuilder {
                 launcher,
                 call_timeout: self.call_timeout,
                 no_pivot: self.no_pivot,
+                engine_metrics: self.engine_metrics,
                 engine_logging_dir: self.engine_logging_dir,
                 locks: Mutex::new(HashMap::new()),
             }),
@@ -115,6 +125,7 @@ struct Shared {
     launcher: Launcher,
     call_timeout: Duration,
     no_pivot: bool,
+    engine_metrics: Option<PathBuf>,
     /// See [`NativeRuntimeBuilder::engine_logging_dir`].
     engine_logging_dir: PathBuf,
     /// One lock per plugin id: a start waits for the cleanup of a cancelled one.
@@ -135,6 +146,7 @@ impl NativeRuntime {
             init_binary: None,
             call_timeout: DEFAULT_CALL_TIMEOUT,
             no_pivot: false,
+            engine_metrics: None,
             engine_logging_dir: PathBuf::from(plugd_core::protocol::logdriver::LOGGING_DIR),
         }
     }
@@ -294,7 +306,15 @@ impl NativeRuntime {
         let mut pending = PendingHost::new(HostSide::new(spec), guard);
         // A socket left by an earlier run would make readiness succeed at once.
         remove_stale_socket(socket);
-        let sandbox = match pending.host().setup(spec, self.shared.no_pivot).await {
+        let sandbox = match pending
+            .host()
+            .setup(
+                spec,
+                self.shared.no_pivot,
+                self.shared.engine_metrics.as_deref(),
+            )
+            .await
+        {
             Ok(s) => s,
             Err(e) => {
                 pending.fail().await;

@@ -17,6 +17,7 @@ mod hostile;
 mod hostile_replies;
 mod ipam;
 mod logdriver;
+mod metrics;
 mod native;
 mod network;
 mod network_ipam;
