@@ -66,6 +66,12 @@ pub struct DaemonArgs {
     /// Engine API call waits for it; dockerd itself would wait forever).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub authz_timeout: Duration,
+    /// The engine's metrics socket, which metrics collector plugins read (dockerd's is
+    /// `<exec-root>/metrics.sock`: /var/run/docker/metrics.sock by default). A native collector
+    /// gets it bound read-only at /run/docker/metrics.sock, a wasm one reads it through the
+    /// `engine-metrics` import. No default: without it collectors get no metrics.
+    #[arg(long)]
+    pub engine_metrics_socket: Option<PathBuf>,
     /// Where the engine creates log plugins' FIFOs and names them from: dockerd's fixed
     /// `/run/docker/logging` (for a legacy plugin, which plugd's sockets are, the path it sends in
     /// `LogDriver.StartLogging` is the host path). A log plugin reaches only the FIFO of each
@@ -192,6 +198,7 @@ fn native_runtime(
         .init_binary(&init)
         .call_timeout(args.native_call_timeout)
         .no_pivot(args.no_pivot)
+        .engine_metrics_socket(args.engine_metrics_socket.clone())
         .engine_logging_dir(&args.engine_logging_dir)
         .build()
         .map(Arc::new)
@@ -225,6 +232,7 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
         .cache_dir(&cache)
         .call_timeout(args.call_timeout)
         .memory_limit(usize::try_from(args.memory_limit).unwrap_or(usize::MAX))
+        .engine_metrics_socket(args.engine_metrics_socket.clone())
         .engine_logging_dir(&args.engine_logging_dir)
         .build()
         .context("starting the wasm runtime")?;

@@ -19,6 +19,7 @@ use crate::socket::{Gateway, Mounts, PathMap, PluginSocket, SocketRegistry};
 use crate::store::{Record, Store, new_id};
 use crate::unmount;
 use plugd_core::config::{PluginConfig, PluginObject, RootFs, Settings};
+use plugd_core::protocol::metrics;
 use plugd_core::runtime::{Health, Instance, PluginSpec, Runtime, RuntimeError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -55,6 +56,44 @@ struct Running {
     socket_name: String,
     mounts: Arc<Mounts>,
     runtime: &'static str,
+    /// Declares `docker.metricscollector/*`: plugd sends it `StartMetrics` and `StopMetrics`.
+    collector: bool,
+}
+
+/// Deadline of plugd's own `StartMetrics` and `StopMetrics` calls (dockerd does not bound them; a
+/// collector's stop must not hold up a disable or plugd's shutdown).
+const METRICS_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether `spec` is a metrics collector, which dockerd never starts itself (legacy plugin) and
+/// plugd therefore starts and stops (docs/protocol.md, "Metrics collectors").
+fn is_collector(spec: &PluginSpec) -> bool {
+    spec.config
+        .interface
+        .types
+        .iter()
+        .flatten()
+        .any(|t| plugd_core::protocol::implements_for_type(t) == Some(metrics::IMPLEMENTS))
+}
+
+/// Sends a collector `method` (`StartMetrics`/`StopMetrics`, empty body) as dockerd sends it to
+/// its managed ones; a failure is logged with the plugin's name and changes nothing else, as in
+/// dockerd, which only logs it.
+async fn metrics_call(name: &str, instance: &dyn Instance, method: &str) {
+    let call = instance.call(method, bytes::Bytes::new());
+    match tokio::time::timeout(METRICS_CALL_TIMEOUT, call).await {
+        Ok(reply) if reply.status == plugd_core::protocol::status::OK => {
+            tracing::info!(plugin = %name, method, "metrics collector called");
+        }
+        Ok(reply) => {
+            let body = String::from_utf8_lossy(&reply.body);
+            tracing::warn!(plugin = %name, method, status = reply.status, reply = %body,
+                "metrics collector call failed");
+        }
+        Err(_) => {
+            tracing::warn!(plugin = %name, method, timeout = ?METRICS_CALL_TIMEOUT,
+                "metrics collector call timed out");
+        }
+    }
 }
 
 /// A start under way, registered so that a disable or rm can cancel it.
@@ -485,6 +524,7 @@ impl Manager {
                         socket_name: slot.socket_name.clone(),
                         mounts,
                         runtime: runtime.name(),
+                        collector: is_collector(&spec),
                     },
                 );
                 None
@@ -493,7 +533,12 @@ impl Manager {
             }
         };
         match cancelled {
-            None => Started::Yes,
+            None => {
+                if is_collector(&spec) {
+                    metrics_call(&p.name, instance.as_ref(), metrics::START).await;
+                }
+                Started::Yes
+            }
             Some(socket) => {
                 socket.close(&self.registry).await;
                 instance.stop(Duration::ZERO).await;
@@ -593,8 +638,21 @@ impl Manager {
     }
 
     async fn stop(&self, id: &str) {
+        self.stop_telling(id, true).await
+    }
+
+    /// [`Self::stop`]; `tell` is false for a plugin that failed its health check, which gets no
+    /// `StopMetrics` (it could only hold the lifecycle lock up to the call's deadline).
+    async fn stop_telling(&self, id: &str, tell: bool) {
         let running = lock(&self.running).remove(id);
         if let Some(r) = running {
+            if r.collector && tell {
+                let name = lock(&self.store)
+                    .list()
+                    .find(|rec| rec.plugin.id == id)
+                    .map_or_else(|| id.to_string(), |rec| rec.plugin.name.clone());
+                metrics_call(&name, r.instance.as_ref(), metrics::STOP).await;
+            }
             r.socket.close(&self.registry).await;
             r.instance.stop(self.cfg.stop_grace).await;
         }
@@ -616,7 +674,7 @@ impl Manager {
             }
         };
         let Some(r) = running else {
-            return self.stop(id).await;
+            return self.stop_telling(id, false).await;
         };
         r.socket.park(why);
         lock(&self.parked).insert(id.to_string(), r.socket);

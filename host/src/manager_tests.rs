@@ -41,6 +41,8 @@ struct Fake {
     mode: Mutex<Mode>,
     starts: AtomicUsize,
     live: Arc<AtomicUsize>,
+    /// Every call the manager made to an instance, in order.
+    calls: Arc<Mutex<Vec<String>>>,
 }
 
 impl Fake {
@@ -49,6 +51,7 @@ impl Fake {
             mode: Mutex::new(mode),
             starts: AtomicUsize::new(0),
             live: Arc::new(AtomicUsize::new(0)),
+            calls: Arc::default(),
         })
     }
 
@@ -76,6 +79,7 @@ impl Fake {
 struct FakeInstance {
     live: Mutex<Option<Live>>,
     crashed: bool,
+    calls: Arc<Mutex<Vec<String>>>,
 }
 
 /// Like a real process, an instance dropped without `stop` keeps running.
@@ -88,7 +92,8 @@ impl Drop for FakeInstance {
 }
 
 impl Instance for FakeInstance {
-    fn call<'a>(&'a self, _method: &'a str, _body: Bytes) -> BoxFuture<'a, Reply> {
+    fn call<'a>(&'a self, method: &'a str, _body: Bytes) -> BoxFuture<'a, Reply> {
+        lock(&self.calls).push(method.to_string());
         Box::pin(async { Reply::ok("{}") })
     }
 
@@ -134,6 +139,7 @@ impl Runtime for Fake {
             Ok(Arc::new(FakeInstance {
                 live: Mutex::new(Some(live)),
                 crashed: mode == Mode::Crash,
+                calls: self.calls.clone(),
             }) as Arc<dyn Instance>)
         })
     }
@@ -498,4 +504,45 @@ async fn a_disabled_parked_authz_plugin_loses_its_socket() {
     lock(&s.manager.backoff).clear();
     assert!(s.manager.supervise().await.is_empty());
     assert!(!sock.exists());
+}
+
+#[tokio::test]
+async fn plugd_starts_a_metrics_collector_after_enable_and_stops_it_before_it_stops() {
+    let s = setup("metrics", Mode::Ready);
+    let m = &s.manager;
+    add_typed(m, "mc:latest", "docker.metricscollector/1.0");
+    add(m, "vol:latest");
+    let calls = || lock(&s.fake.calls).clone();
+    m.enable("vol:latest", Duration::ZERO).await.unwrap();
+    m.disable("vol:latest", false).await.unwrap();
+    assert!(calls().is_empty(), "a volume driver gets no metrics calls");
+
+    m.enable("mc:latest", Duration::ZERO).await.unwrap();
+    assert_eq!(calls(), [metrics::START]);
+    m.disable("mc:latest", false).await.unwrap();
+    assert_eq!(calls(), [metrics::START, metrics::STOP]);
+    assert_eq!(s.fake.live(), 0);
+    // And at plugd's shutdown.
+    m.enable("mc:latest", Duration::ZERO).await.unwrap();
+    m.shutdown().await;
+    assert_eq!(
+        calls(),
+        [metrics::START, metrics::STOP, metrics::START, metrics::STOP]
+    );
+    assert_eq!(s.fake.live(), 0);
+}
+
+#[tokio::test]
+async fn a_restarted_metrics_collector_is_started_again() {
+    let s = setup("metrics-restart", Mode::Crash);
+    let m = &s.manager;
+    add_typed(m, "mc:latest", "docker.metricscollector/1.0");
+    m.enable("mc:latest", Duration::ZERO).await.unwrap();
+    s.fake.set(Mode::Ready);
+    // The crashed one is stopped (no StopMetrics: it failed) and started again.
+    m.supervise().await;
+    m.supervise().await;
+    let calls = lock(&s.fake.calls).clone();
+    assert_eq!(calls, [metrics::START, metrics::START]);
+    m.disable("mc:latest", false).await.unwrap();
 }

@@ -16,11 +16,12 @@
 use crate::cgroup::PluginCgroup;
 use crate::logs::{Fifos, Logs};
 use crate::propagation;
-use crate::spec::{SandboxPaths, build};
+use crate::spec::{METRICS_TYPE, SandboxPaths, build};
 use crate::state::State;
 use plugd_core::{PluginSpec, RuntimeError};
 use plugd_init::spec::PlugdExt;
-use std::path::PathBuf;
+use std::os::unix::fs::FileTypeExt as _;
+use std::path::{Path, PathBuf};
 
 /// The host-side resources of one plugin (see the module docs).
 #[derive(Debug)]
@@ -50,6 +51,35 @@ impl HostSide {
         Fifos::in_dir(&self.state_dir)
     }
 
+    /// The engine's metrics socket to bind for a metrics collector, if there is one to bind: a
+    /// collector started without it sees no socket (and gets a warning in plugd's log), rather than
+    /// failing to start, since plugd's `StartMetrics` failing is not fatal either.
+    fn metrics_socket(&self, spec: &PluginSpec, engine_metrics: Option<&Path>) -> Option<PathBuf> {
+        let collector = spec
+            .config
+            .interface
+            .types
+            .iter()
+            .flatten()
+            .any(|t| t == METRICS_TYPE);
+        if !collector {
+            return None;
+        }
+        let Some(socket) = engine_metrics else {
+            tracing::warn!(plugin = %self.name,
+                "metrics collector started without an engine metrics socket (plugd daemon --engine-metrics-socket): it sees no /run/docker/metrics.sock");
+            return None;
+        };
+        match std::fs::metadata(socket) {
+            Ok(m) if m.file_type().is_socket() => Some(socket.to_path_buf()),
+            Ok(_) | Err(_) => {
+                tracing::warn!(plugin = %self.name, socket = %socket.display(),
+                    "the engine metrics socket is missing or not a socket (is dockerd running?): the collector sees no /run/docker/metrics.sock");
+                None
+            }
+        }
+    }
+
     fn start_error(&self, what: &str, e: impl std::fmt::Display) -> RuntimeError {
         RuntimeError::Start(format!("plugin {}: {what}: {e}", self.name))
     }
@@ -59,6 +89,7 @@ impl HostSide {
         &mut self,
         spec: &PluginSpec,
         no_pivot: bool,
+        engine_metrics: Option<&Path>,
         log_fifos: Option<PathBuf>,
     ) -> Result<Vec<u8>, RuntimeError> {
         let fifos = self.fifos();
@@ -67,7 +98,7 @@ impl HostSide {
             stderr: fifos.stderr.clone(),
             cgroups: Vec::new(),
             no_pivot,
-            metrics_socket: None,
+            metrics_socket: self.metrics_socket(spec, engine_metrics),
             log_fifos,
         };
         // First what can be refused without side effects.

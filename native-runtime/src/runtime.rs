@@ -61,6 +61,7 @@ pub struct NativeRuntimeBuilder {
     init_binary: Option<PathBuf>,
     call_timeout: Duration,
     no_pivot: bool,
+    engine_metrics: Option<PathBuf>,
     engine_logging_dir: PathBuf,
 }
 
@@ -83,6 +84,14 @@ impl NativeRuntimeBuilder {
     /// `pivot_root` fails; the init also falls back by itself). Default off.
     pub fn no_pivot(mut self, no_pivot: bool) -> Self {
         self.no_pivot = no_pivot;
+        self
+    }
+
+    /// The engine's metrics socket (dockerd's `<exec-root>/metrics.sock`), bound read-only at
+    /// `/run/docker/metrics.sock` into every `docker.metricscollector/1.0` plugin, as dockerd binds
+    /// its own into its managed ones. Default none: nothing is bound.
+    pub fn engine_metrics_socket(mut self, socket: Option<PathBuf>) -> Self {
+        self.engine_metrics = socket;
         self
     }
 
@@ -109,6 +118,7 @@ impl NativeRuntimeBuilder {
                 launcher,
                 call_timeout: self.call_timeout,
                 no_pivot: self.no_pivot,
+                engine_metrics: self.engine_metrics,
                 engine_logging_dir: self.engine_logging_dir,
                 locks: Mutex::new(HashMap::new()),
                 relays: Mutex::new(HashMap::new()),
@@ -122,6 +132,7 @@ struct Shared {
     launcher: Launcher,
     call_timeout: Duration,
     no_pivot: bool,
+    engine_metrics: Option<PathBuf>,
     /// See [`NativeRuntimeBuilder::engine_logging_dir`].
     engine_logging_dir: PathBuf,
     /// One lock per plugin id: a start waits for the cleanup of a cancelled one.
@@ -145,6 +156,7 @@ impl NativeRuntime {
             init_binary: None,
             call_timeout: DEFAULT_CALL_TIMEOUT,
             no_pivot: false,
+            engine_metrics: None,
             engine_logging_dir: PathBuf::from(plugd_core::protocol::logdriver::LOGGING_DIR),
         }
     }
@@ -343,7 +355,12 @@ impl NativeRuntime {
         };
         let sandbox = match pending
             .host()
-            .setup(spec, self.shared.no_pivot, log_fifos)
+            .setup(
+                spec,
+                self.shared.no_pivot,
+                self.shared.engine_metrics.as_deref(),
+                log_fifos,
+            )
             .await
         {
             Ok(s) => s,

@@ -48,7 +48,8 @@
 //!    refuses it at create. Same outcome, earlier and with the field named.
 //! 5. dockerd's metrics socket (`/run/docker/metrics.sock`, `[bind, ro]`, for
 //!    `docker.metricscollector/1.0` plugins) is bound only when [`SandboxPaths::metrics_socket`]
-//!    names one; plugd serves no metrics of its own yet.
+//!    names one: the engine's socket given to `plugd daemon --engine-metrics-socket`, when it
+//!    exists at the plugin's start.
 //! 7. A log driver (`docker.logdriver/*` in `Interface.Types`) gets [`SandboxPaths::log_fifos`]
 //!    bound read-only at `/run/docker/logging`, last: dockerd gives a managed log plugin the FIFOs
 //!    it creates inside the plugin's own rootfs, while a legacy plugin (what plugd is to dockerd)
@@ -111,7 +112,7 @@ pub const READONLY_PATHS: [&str; 5] = [
 ];
 
 /// The interface type dockerd gives its metrics socket to (`RegisterRuntimeOpt`, matched exactly).
-const METRICS_TYPE: &str = "docker.metricscollector/1.0";
+pub(crate) const METRICS_TYPE: &str = "docker.metricscollector/1.0";
 /// Where a metrics collector plugin finds dockerd's metrics socket.
 const METRICS_DESTINATION: &str = "/run/docker/metrics.sock";
 
@@ -127,8 +128,9 @@ pub struct SandboxPaths {
     pub cgroups: Vec<PathBuf>,
     /// MS_MOVE + chroot instead of pivot_root (test switch; see [`PlugdExt::no_pivot`]).
     pub no_pivot: bool,
-    /// The daemon's metrics socket, bound for metrics collector plugins as dockerd does; `None`
-    /// while plugd serves no metrics.
+    /// The engine's metrics socket (`plugd daemon --engine-metrics-socket`, dockerd's
+    /// `<exec-root>/metrics.sock`), bound for metrics collector plugins as dockerd binds its own;
+    /// `None` without the flag (or while the socket is missing), and then nothing is bound.
     pub metrics_socket: Option<PathBuf>,
     /// plugd's per-plugin directory of relayed log FIFOs, bound read-only at
     /// `/run/docker/logging` for log drivers (difference 7); `None`: no such mount.

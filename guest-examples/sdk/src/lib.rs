@@ -18,6 +18,10 @@
 //! [`run_network_driver`], and [`links`] for the veth pairs Join hands dockerd (plugd's
 //! `host-links` import in wasm, rtnetlink natively).
 //!
+//! A metrics collector (`docker.metricscollector/1.0`): [`MetricsCollector`],
+//! [`export_metrics_collector!`], [`run_metrics_collector`], and [`scrape`] for the engine's
+//! metrics (module [`metrics`]).
+//!
 //! The driver sees the same contract in both, so its code needs no `cfg`:
 //!
 //! * **No concurrent calls.** plugd serializes the calls to a wasm instance, and the native server
@@ -101,6 +105,11 @@ pub mod logdriver;
 pub use logdriver::LogDriver;
 pub mod network;
 pub use network::NetworkDriver;
+
+pub mod metrics;
+pub use metrics::{MetricsCollector, scrape};
+#[cfg(all(unix, not(target_arch = "wasm32")))]
+pub use metrics::{run_metrics_collector, serve_metrics_collector};
 
 pub use authz::{ApiRequest, ApiResponse, Authorizer, Decision};
 #[cfg(all(unix, not(target_arch = "wasm32")))]
@@ -349,6 +358,67 @@ macro_rules! __export_network_driver_impl {
             fn _check() -> impl $crate::NetworkDriver {
                 let driver: $driver = $init;
                 driver
+            }
+        };
+    };
+}
+
+/// Exports a [`MetricsCollector`] as the component's `docker:plugin/metrics-collector` interface
+/// (world `metrics-plugin`, which imports plugd's `engine-metrics` for [`scrape`]); used like
+/// [`export_volume_driver!`]. On other targets it only checks the trait.
+#[macro_export]
+macro_rules! export_metrics_collector {
+    ($collector:ty) => {
+        $crate::export_metrics_collector!(
+            $collector,
+            <$collector as ::core::default::Default>::default()
+        );
+    };
+    ($collector:ty, $init:expr) => {
+        $crate::__export_metrics_collector_impl!($collector, $init);
+    };
+}
+
+#[cfg(target_arch = "wasm32")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_metrics_collector_impl {
+    ($collector:ty, $init:expr) => {
+        const _: () = {
+            ::std::thread_local! {
+                static COLLECTOR: $collector = $init;
+            }
+
+            struct Export;
+
+            use $crate::metrics::wasm as w;
+
+            impl w::Guest for Export {
+                fn start_metrics() -> ::core::result::Result<u32, w::WitError> {
+                    COLLECTOR.with(|c| w::start(c))
+                }
+                fn stop_metrics() -> ::core::result::Result<(), w::WitError> {
+                    COLLECTOR.with(|c| w::stop(c))
+                }
+                fn tick() -> ::core::result::Result<(), w::WitError> {
+                    COLLECTOR.with(|c| w::tick(c))
+                }
+            }
+
+            $crate::metrics::wasm::bindings::__export_metrics_plugin!(Export with_types_in $crate::metrics::wasm::bindings);
+        };
+    };
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_metrics_collector_impl {
+    ($collector:ty, $init:expr) => {
+        const _: () = {
+            fn _check() -> impl $crate::MetricsCollector {
+                let collector: $collector = $init;
+                collector
             }
         };
     };

@@ -22,6 +22,8 @@ wasmtime::component::bindgen!({
             export docker:plugin/network-driver@0.1.0;
             export docker:plugin/log-driver@0.1.0;
             import docker:plugin/host-links@0.1.0;
+            export docker:plugin/metrics-collector@0.1.0;
+            import docker:plugin/engine-metrics@0.1.0;
         }
     ",
     path: "../../wit",
@@ -29,10 +31,12 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
+pub(crate) use docker::plugin::engine_metrics;
 pub(crate) use docker::plugin::host_links;
 pub(crate) use docker::plugin::types::{Error as GuestError, ErrorCode};
 pub(crate) use exports::docker::plugin::authz;
 pub(crate) use exports::docker::plugin::ipam_driver;
 pub(crate) use exports::docker::plugin::log_driver;
+pub(crate) use exports::docker::plugin::metrics_collector;
 pub(crate) use exports::docker::plugin::network_driver;
 pub(crate) use exports::docker::plugin::volume_driver;

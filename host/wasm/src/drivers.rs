@@ -6,19 +6,21 @@
 
 use crate::authz as authz_glue;
 use crate::bindings::{
-    ErrorCode as GuestCode, GuestError, authz, ipam_driver, log_driver, network_driver,
-    volume_driver,
+    ErrorCode as GuestCode, GuestError, authz, ipam_driver, log_driver, metrics_collector,
+    network_driver, volume_driver,
 };
 use crate::instance::HostState;
 use crate::ipam;
 use crate::logdriver;
+use crate::metrics;
 use crate::network;
 use crate::volume;
 use plugd_core::Reply;
 use plugd_core::protocol::request::{self, method_of};
 use plugd_core::protocol::{
     DriverError, ErrorCode, Manifest, authz as authz_proto, implements_for_type,
-    ipam as ipam_proto, logdriver as log_proto, network as net_proto, volume as proto,
+    ipam as ipam_proto, logdriver as log_proto, metrics as metrics_proto, network as net_proto,
+    volume as proto,
 };
 use wasmtime::Store;
 use wasmtime::component::{Instance, InstancePre};
@@ -37,6 +39,7 @@ pub(crate) struct Exports {
     ipam: Option<ipam_driver::GuestIndices>,
     network: Option<network_driver::GuestIndices>,
     log: Option<log_driver::GuestIndices>,
+    metrics: Option<metrics_collector::GuestIndices>,
     /// The `Implements` list, for `Plugin.Activate` and for messages.
     implements: Vec<&'static str>,
 }
@@ -48,6 +51,7 @@ pub(crate) struct Guests {
     ipam: Option<ipam_driver::Guest>,
     network: Option<network_driver::Guest>,
     log: Option<log_driver::Guest>,
+    metrics: Option<metrics_collector::Guest>,
 }
 
 /// One decoded call.
@@ -70,6 +74,8 @@ pub(crate) enum Call {
         config: log_proto::ReadConfig,
         cursor: u64,
     },
+    /// A `MetricsCollector.*` call, or a tick (which only plugd makes; never decoded).
+    Metrics(metrics::Call),
 }
 
 /// What a call gives back: an HTTP reply, or a page of entries for a `ReadLogs` stream.
@@ -100,6 +106,7 @@ pub(crate) const WASM_TYPES: &[&str] = &[
     ipam_proto::IMPLEMENTS,
     net_proto::IMPLEMENTS,
     log_proto::IMPLEMENTS,
+    metrics_proto::IMPLEMENTS,
 ];
 
 /// Whether an `Interface.Types` entry is one of [`WASM_TYPES`].
@@ -123,6 +130,7 @@ impl Exports {
             ipam: None,
             network: None,
             log: None,
+            metrics: None,
             implements: Vec::new(),
         };
         for t in types {
@@ -162,6 +170,12 @@ impl Exports {
                     exports.log = Some(found);
                     exports.implements.push(log_proto::IMPLEMENTS);
                 }
+                Some(metrics_proto::IMPLEMENTS) => {
+                    let found = metrics_collector::GuestIndices::new(pre)
+                        .map_err(|e| missing("docker:plugin/metrics-collector@0.1.0", e))?;
+                    exports.metrics = Some(found);
+                    exports.implements.push(metrics_proto::IMPLEMENTS);
+                }
                 _ => return Err(format!("interface type {t:?} has no wasm interface")),
             }
         }
@@ -199,6 +213,10 @@ impl Exports {
                 Some(i) => Some(i.load(&mut *store, instance)?),
                 None => None,
             },
+            metrics: match &self.metrics {
+                Some(i) => Some(i.load(&mut *store, instance)?),
+                None => None,
+            },
         })
     }
 
@@ -222,6 +240,10 @@ impl Exports {
         }
         if self.log.is_some() && method.starts_with("LogDriver.") {
             return log_proto::Request::decode(method, body).map(Call::Log);
+        }
+        if self.metrics.is_some() && method.starts_with("MetricsCollector.") {
+            return metrics_proto::Request::decode(method, body)
+                .map(|r| Call::Metrics(metrics::Call::Protocol(r)));
         }
         Err(request::unknown(method, &self.implements.join("+")))
     }
@@ -274,6 +296,10 @@ pub(crate) async fn invoke(
             config,
             cursor,
         } => return logdriver::read_page(info, config, *cursor, log_guest()?, store).await,
+        Call::Metrics(call) => {
+            let guest = guests.metrics.as_ref().ok_or_else(undeclared)?;
+            metrics::invoke(*call, guest, store).await?
+        }
     }))
 }
 

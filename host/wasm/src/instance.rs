@@ -40,8 +40,10 @@
 use crate::drivers::{self, Answer, Call, Guests, Prepared};
 use crate::links::HostLinks;
 use crate::logstreams::LogStreams;
+use crate::metrics::{self, EngineMetrics};
 use crate::output::GuestOutput;
 use crate::policy::Policy;
+use plugd_core::protocol::metrics::Request as MetricsRequest;
 use plugd_core::protocol::status;
 use plugd_core::{Health, Reply};
 use std::collections::HashMap;
@@ -97,9 +99,11 @@ pub(crate) struct HostState {
     table: ResourceTable,
     limits: Limits,
     /// Wall-clock end of the current call, checked at every epoch tick.
-    deadline: Instant,
+    pub(crate) deadline: Instant,
     /// The plugin's `host-links` grant and links, shared by its successive instances.
     pub(crate) links: Arc<HostLinks>,
+    /// The plugin's `engine-metrics` grant and tick schedule, shared by its successive instances.
+    pub(crate) metrics: Arc<EngineMetrics>,
 }
 
 impl WasiView for HostState {
@@ -378,6 +382,8 @@ struct Inner {
     generation: AtomicU64,
     /// A log driver's FIFO streams (`None` for other plugins).
     logs: Option<Arc<LogStreams>>,
+    /// A metrics collector's grant and ticks (`metrics`).
+    metrics: Arc<EngineMetrics>,
 }
 
 /// A running wasm plugin; implements [`plugd_core::Instance`] (see `runtime`).
@@ -400,6 +406,7 @@ impl WasmInstance {
         limits: CallLimits,
         links: Arc<HostLinks>,
         logs: Option<Arc<LogStreams>>,
+        metrics: Arc<EngineMetrics>,
         budget: Arc<ThreadBudget>,
         keepalive: Arc<dyn Send + Sync>,
     ) -> Result<Arc<Self>, String> {
@@ -416,6 +423,7 @@ impl WasmInstance {
                 stopped: AtomicBool::new(false),
                 generation: AtomicU64::new(0),
                 logs,
+                metrics,
             }),
             budget,
             exec: Mutex::new(None),
@@ -499,12 +507,20 @@ impl WasmInstance {
     }
 
     /// Serves one protocol call; see the module docs for the fault handling. A log driver's
-    /// `StartLogging` and `StopLogging` also open and drain the FIFO (`logstreams`).
+    /// `StartLogging` and `StopLogging` also open and drain the FIFO (`logstreams`); a metrics
+    /// collector's successful `StartMetrics` starts its ticks.
     pub(crate) async fn call(&self, method: &str, body: &[u8]) -> Reply {
         let req = match self.inner.prepared.exports.decode(method, body) {
             Ok(req) => req,
             Err(reply) => return reply,
         };
+        if req == Call::Metrics(metrics::Call::Protocol(MetricsRequest::Start)) {
+            let reply = self.run(method, req).await.into_reply();
+            if reply.status == status::OK {
+                self.tick_loop();
+            }
+            return reply;
+        }
         use plugd_core::protocol::logdriver::Request as Log;
         match (req, &self.inner.logs) {
             (Call::Log(Log::StartLogging { file, info }), Some(logs)) => {
@@ -535,6 +551,51 @@ impl WasmInstance {
             }
             _ => Err(self.call(method, body).await),
         }
+    }
+
+    /// Ticks a metrics collector at the interval its last `start-metrics` asked for, until the
+    /// schedule changes (another start, a stop) or the instance stops or goes away. One tick at a
+    /// time, the next one interval after the previous returned; a failed tick (an error, a trap,
+    /// a timeout: the instance is then replaced as after any failed call) is logged and the
+    /// ticks go on.
+    fn tick_loop(&self) {
+        let Some((every, generation)) = self.inner.metrics.ticks() else {
+            return;
+        };
+        let me = self.me.clone();
+        let name = self.inner.name.clone();
+        tracing::info!(plugin = %name, every = %human(every), "metrics collector ticks started");
+        tokio::spawn(async move {
+            let mut failing = false;
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(instance) = me.upgrade() else { break };
+                let inner = &instance.inner;
+                if inner.stopped.load(Ordering::Acquire) || !inner.metrics.is_current(generation) {
+                    break;
+                }
+                let reply = instance
+                    .run("tick", Call::Metrics(metrics::Call::Tick))
+                    .await
+                    .into_reply();
+                if reply.status == status::OK {
+                    if failing {
+                        tracing::info!(plugin = %name, "metrics collector ticks succeed again");
+                    }
+                    failing = false;
+                } else {
+                    let why = String::from_utf8_lossy(&reply.body);
+                    if failing {
+                        tracing::debug!(plugin = %name, reply = %why, "metrics collector tick failed");
+                    } else {
+                        tracing::warn!(plugin = %name, reply = %why,
+                            "metrics collector tick failed; ticking on (further failures are logged at debug)");
+                    }
+                    failing = true;
+                }
+            }
+            tracing::debug!(plugin = %name, "metrics collector ticks ended");
+        });
     }
 
     /// The counters of a log driver's streams.
@@ -607,6 +668,7 @@ impl WasmInstance {
             exec.shut();
         }
         self.inner.links.release_all();
+        self.inner.metrics.stopped();
         if let Some(logs) = &self.inner.logs {
             logs.close_all();
         }
@@ -645,6 +707,7 @@ impl Inner {
             limits: Limits::new(self.limits.memory_limit),
             deadline: Instant::now(),
             links: self.links.clone(),
+            metrics: self.metrics.clone(),
         };
         let mut store = Store::new(self.prepared.pre.engine(), state);
         store.limiter(|s| &mut s.limits);

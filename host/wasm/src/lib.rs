@@ -17,6 +17,8 @@
 //! - `volume`: the volume-driver WIT interface ↔ plugd-core's protocol types;
 //! - `authz`: the authz WIT interface ↔ plugd-core's protocol types;
 //! - `network`: the network-driver WIT interface ↔ plugd-core's protocol types;
+//! - `metrics`: the metrics-collector WIT interface ↔ plugd-core's protocol types, its tick
+//!   schedule, and the `engine-metrics` import;
 //! - `links`: the `host-links` import, veth pairs plugd makes for a network driver;
 //! - `output`: guest stdout/stderr → plugd's log, bounded;
 //! - `bindings`: the generated host bindings, quarantined.
@@ -51,6 +53,7 @@ mod ipam;
 mod links;
 mod logdriver;
 mod logstreams;
+mod metrics;
 mod network;
 mod output;
 mod policy;

@@ -21,6 +21,7 @@
 //! | `Network.Type` `host` otherwise               | refused                                                 |
 //! | `Linux.Capabilities` otherwise, `Linux.Devices`, `Linux.AllowAllDevices`, `IpcHost`, `PidHost` | refused |
 //! | `Interface.Types` `docker.volumedriver/*`, `docker.authz/*`, `docker.ipamdriver/*`, `docker.networkdriver/*`, `docker.logdriver/*` | the component must export that interface; the grants above are the same for all (an authz or IPAM plugin gets what it declares: an IPAM driver only computes addresses, usually with a mount for its state). A log driver never gets the FIFO: plugd reads it and calls `log` (`logstreams`) |
+//! | `Interface.Types` `docker.metricscollector/*` | as above, plus the working `engine-metrics` import (`metrics`: the engine's metrics from `--engine-metrics-socket`, read by plugd) and plugd's ticks |
 //! | any other `Interface.Types`                   | refused (no WIT world for it yet)                       |
 //! | `Interface.ProtocolScheme` other than `""`/`moby.plugins.http/v1` | refused                        |
 //! | `WorkDir`                                     | WASI initial cwd (a name only; grants nothing)          |
@@ -192,7 +193,7 @@ impl Policy {
         unsupported(refused)?;
         if c.interface.types.as_deref().unwrap_or_default().is_empty() {
             return Err(RuntimeError::Bundle(
-                "config declares no Interface.Types (a wasm plugin needs one of docker.volumedriver/1.0, docker.authz/1.0, docker.ipamdriver/1.0, docker.networkdriver/1.0, docker.logdriver/1.0)"
+                "config declares no Interface.Types (a wasm plugin needs one of docker.volumedriver/1.0, docker.authz/1.0, docker.ipamdriver/1.0, docker.networkdriver/1.0, docker.logdriver/1.0, docker.metricscollector/1.0)"
                     .to_string(),
             ));
         }

@@ -8,8 +8,10 @@ use crate::entrypoint::read_component;
 use crate::instance::{CallLimits, HostState, ThreadBudgets, WasmInstance};
 use crate::links::HostLinks;
 use crate::logstreams::LogStreams;
+use crate::metrics::EngineMetrics;
 use crate::policy::Policy;
 use bytes::Bytes;
+use plugd_core::protocol::metrics;
 use plugd_core::runtime::BoxFuture;
 use plugd_core::{Health, Instance, PluginSpec, Reply, Runtime, RuntimeError};
 use std::path::PathBuf;
@@ -51,6 +53,7 @@ pub struct WasmRuntimeBuilder {
     call_timeout: Duration,
     memory_limit: usize,
     engine_logging_dir: PathBuf,
+    engine_metrics: Option<PathBuf>,
 }
 
 impl WasmRuntimeBuilder {
@@ -84,6 +87,14 @@ impl WasmRuntimeBuilder {
         self
     }
 
+    /// The engine's metrics socket (dockerd's `<exec-root>/metrics.sock`), the one thing the
+    /// `engine-metrics` import reads for a metrics collector. Unset, it gives every collector an
+    /// error saying so.
+    pub fn engine_metrics_socket(mut self, socket: Option<PathBuf>) -> Self {
+        self.engine_metrics = socket;
+        self
+    }
+
     /// Creates the engine, starts its epoch thread and opens the cache directory.
     pub fn build(self) -> Result<WasmRuntime, BuildError> {
         let cache_dir = self.cache_dir.ok_or(BuildError::NoCacheDir)?;
@@ -102,6 +113,8 @@ impl WasmRuntimeBuilder {
             .map_err(|e| BuildError::Engine(format!("{e:#}")))?;
         crate::links::add_to_linker(&mut linker)
             .map_err(|e| BuildError::Engine(format!("{e:#}")))?;
+        crate::metrics::add_to_linker(&mut linker)
+            .map_err(|e| BuildError::Engine(format!("{e:#}")))?;
         let cache = ComponentCache::open(&cache_dir, &engine)
             .map_err(|e| BuildError::Cache(e.to_string()))?;
         let ticker = EpochTicker::start(engine.clone()).map_err(BuildError::Ticker)?;
@@ -116,6 +129,7 @@ impl WasmRuntimeBuilder {
                 cache,
                 limits,
                 engine_logging_dir: self.engine_logging_dir,
+                engine_metrics: self.engine_metrics,
                 _ticker: ticker,
                 prepared: Default::default(),
                 threads: ThreadBudgets::default(),
@@ -133,6 +147,8 @@ struct Shared {
     limits: CallLimits,
     /// See [`WasmRuntimeBuilder::engine_logging_dir`].
     engine_logging_dir: PathBuf,
+    /// See [`WasmRuntimeBuilder::engine_metrics_socket`].
+    engine_metrics: Option<PathBuf>,
     _ticker: EpochTicker,
     /// What the last `prepare` of each plugin (by id) resolved, so the `start` that follows it at
     /// enable does not read, hash and load the component again. Entries expire after
@@ -170,6 +186,7 @@ impl WasmRuntime {
             call_timeout: DEFAULT_CALL_TIMEOUT,
             memory_limit: DEFAULT_MEMORY_LIMIT,
             engine_logging_dir: PathBuf::from(plugd_core::protocol::logdriver::LOGGING_DIR),
+            engine_metrics: None,
         }
     }
 
@@ -273,6 +290,16 @@ impl Runtime for WasmRuntime {
                     Some(spec.state_dir.join("logstreams")),
                 ))
             });
+            let types = spec.config.interface.types.as_deref().unwrap_or_default();
+            let collector = crate::drivers::declares(types, metrics::IMPLEMENTS);
+            if collector && self.shared.engine_metrics.is_none() {
+                tracing::warn!(plugin = %spec.name,
+                    "metrics collector started without an engine metrics socket (plugd daemon --engine-metrics-socket): its every scrape fails");
+            }
+            let metrics = Arc::new(EngineMetrics::new(
+                collector,
+                self.shared.engine_metrics.clone(),
+            ));
             let instance = WasmInstance::start(
                 spec.name.clone(),
                 pre,
@@ -280,6 +307,7 @@ impl Runtime for WasmRuntime {
                 self.shared.limits,
                 Arc::new(HostLinks::new(&spec.id, host_links)),
                 logs,
+                metrics,
                 self.shared.threads.get(&spec.id),
                 keepalive,
             )

@@ -78,6 +78,21 @@ pub fn fault_guest_wasm() -> PathBuf {
     wasm_guest(FAULT_GUEST)
 }
 
+/// The Python example volume guest (`guest-examples/python-volume`), built by its `build.sh`
+/// (componentize-py) straight into the guest target dir, not by cargo.
+#[track_caller]
+pub fn python_volume_wasm() -> PathBuf {
+    let path = target_dir().join("wasm-guests/python-volume.wasm");
+    if !path.is_file() {
+        panic!(
+            "Python guest not found at {}: build it with guest-examples/python-volume/build.sh \
+             (after .ci/setup installed componentize-py), or run .ci/test",
+            path.display()
+        );
+    }
+    path
+}
+
 /// The static (musl) fixture plugin binary `tests/fixtures/static-plugin`.
 #[track_caller]
 pub fn static_plugin_binary() -> PathBuf {

@@ -49,7 +49,7 @@ use nix::sys::signal::Signal;
 pub use artifacts::{
     CACHE_DIR, EXAMPLE_VOLUME_GUEST, FAULT_GUEST, STATIC_PLUGIN_CONFIG, STATIC_PLUGIN_IN_ROOTFS,
     WASM_CACHE_DIR, busybox_rootfs_tar, example_volume_wasm, fault_guest_wasm, plugd_binary,
-    static_plugin_binary, static_plugin_config, target_dir, wasm_guest,
+    python_volume_wasm, static_plugin_binary, static_plugin_config, target_dir, wasm_guest,
 };
 pub use bundle::Bundle;
 pub use cmd::{Cli, Cmd, DEFAULT_TIMEOUT, Output};

@@ -8,6 +8,7 @@ pub mod authz;
 mod error;
 pub mod ipam;
 pub mod logdriver;
+pub mod metrics;
 pub mod network;
 pub mod replies;
 pub mod request;
