@@ -426,6 +426,44 @@ mod tests {
         fake.stop();
     }
 
+    /// A streamed call: a 200's body comes as a stream (whole here), a non-200 is the error
+    /// reply, a dead socket a 500 naming the plugin; the connection is never pooled.
+    #[tokio::test]
+    async fn stream_gives_a_200_body_as_a_stream_and_anything_else_as_the_reply() {
+        let dir = TempDir::new("fwd-stream");
+        let sock = dir.path().join("p.sock");
+        let f = Forwarder::new("p:latest", &sock, Duration::from_secs(5));
+        let Err(dead) = f.stream("LogDriver.ReadLogs", Bytes::new()).await else {
+            panic!("nothing listens yet")
+        };
+        assert_eq!(dead.status, 500);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let fake = FakePlugin::start(&sock, seen.clone());
+        let mut stream = f
+            .stream("Echo", Bytes::from_static(b"frames"))
+            .await
+            .unwrap_or_else(|r| panic!("{r:?}"));
+        let mut got = Vec::new();
+        while let Some(chunk) =
+            std::future::poll_fn(|cx| futures_core::Stream::poll_next(stream.as_mut(), cx)).await
+        {
+            got.extend_from_slice(&chunk.unwrap());
+        }
+        assert_eq!(got, b"frames");
+        let Err(reply) = f.stream("LogDriver.Nope", Bytes::new()).await else {
+            panic!("a 404 is not streamed")
+        };
+        assert_eq!(
+            (reply.status, &reply.body[..]),
+            (404, &br#"{"Err":"not found"}"#[..])
+        );
+        assert!(
+            f.idle.lock().unwrap().is_empty(),
+            "streamed calls are not pooled"
+        );
+        fake.stop();
+    }
+
     #[tokio::test]
     async fn keep_alive_reuses_one_connection() {
         let dir = TempDir::new("fwd-ka");
