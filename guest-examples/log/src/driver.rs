@@ -14,7 +14,7 @@
 use plugd_plugin_sdk::logdriver::{Entry, Info, Page, ReadConfig, frame};
 use plugd_plugin_sdk::{Error, LogDriver};
 use std::fs::{self, OpenOptions};
-use std::io::Write as _;
+use std::io::{BufReader, Read, Seek, SeekFrom, Write as _};
 use std::path::PathBuf;
 
 /// Keeps every container's entries in a file of frames.
@@ -75,33 +75,95 @@ impl FileLogs {
         })
     }
 
-    /// The frames of a container's file from byte `from`: (entry, offset after it).
-    fn frames(&self, container_id: &str, from: u64) -> Result<Vec<(Entry, u64)>, Error> {
-        let bytes = match fs::read(self.log_file(container_id)?) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(Error::internal(format!("reading logs: {e}"))),
+    /// The container's log file, `None` if it has none yet.
+    fn open_log(&self, container_id: &str) -> Result<Option<fs::File>, Error> {
+        match fs::File::open(self.log_file(container_id)?) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::internal(format!("reading logs: {e}"))),
+        }
+    }
+
+    /// Up to `max` frames of a container's file from byte `from`, each with the offset after
+    /// it; a frame still being appended ends the page. Reads only what the page needs.
+    fn frames(
+        &self,
+        container_id: &str,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<(Entry, u64)>, Error> {
+        let Some(file) = self.open_log(container_id)? else {
+            return Ok(Vec::new());
         };
-        let start = usize::try_from(from).unwrap_or(usize::MAX).min(bytes.len());
-        let mut decoder = frame::Decoder::new();
+        let io = |e: std::io::Error| Error::internal(format!("reading logs: {e}"));
+        let mut r = BufReader::with_capacity(256 << 10, file);
+        r.seek(SeekFrom::Start(from)).map_err(io)?;
         let mut out = Vec::new();
-        let mut at = start as u64;
-        let mut rest = &bytes[start..];
-        while rest.len() >= frame::PREFIX {
-            let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-            if rest.len() < frame::PREFIX + len {
+        let mut at = from;
+        let mut decoder = frame::Decoder::new();
+        let mut buf = Vec::new();
+        while out.len() < max {
+            let mut prefix = [0u8; frame::PREFIX];
+            if read_whole(&mut r, &mut prefix).map_err(io)? {
+                break;
+            }
+            let len = u32::from_be_bytes(prefix) as usize;
+            if len > frame::MAX_FRAME {
+                return Err(Error::internal("log file damaged: frame too long"));
+            }
+            buf.resize(len, 0);
+            if read_whole(&mut r, &mut buf).map_err(io)? {
                 break; // a batch being appended right now
             }
-            decoder.push(&rest[..frame::PREFIX + len]);
+            decoder.push(&prefix);
+            decoder.push(&buf);
             let entry = decoder
                 .next_entry()
                 .map_err(|e| Error::internal(format!("log file damaged: {e}")))?
                 .ok_or_else(|| Error::internal("log file damaged"))?;
             at += (frame::PREFIX + len) as u64;
             out.push((Entry::from(entry), at));
-            rest = &rest[frame::PREFIX + len..];
         }
         Ok(out)
+    }
+
+    /// Where the last `tail` whole frames start (the end of the whole frames for a tail of 0):
+    /// one pass over the lengths only.
+    fn tail_start(&self, container_id: &str, tail: usize) -> Result<u64, Error> {
+        let Some(file) = self.open_log(container_id)? else {
+            return Ok(0);
+        };
+        let io = |e: std::io::Error| Error::internal(format!("reading logs: {e}"));
+        let size = file.metadata().map_err(io)?.len();
+        let mut r = BufReader::with_capacity(256 << 10, file);
+        let mut starts = std::collections::VecDeque::with_capacity(tail.min(4096) + 1);
+        let mut at = 0u64;
+        loop {
+            let mut prefix = [0u8; frame::PREFIX];
+            if read_whole(&mut r, &mut prefix).map_err(io)? {
+                break;
+            }
+            let end = at + (frame::PREFIX + u32::from_be_bytes(prefix) as usize) as u64;
+            if end > size {
+                break;
+            }
+            starts.push_back(at);
+            if starts.len() > tail {
+                starts.pop_front();
+            }
+            r.seek(SeekFrom::Start(end)).map_err(io)?;
+            at = end;
+        }
+        Ok(starts.front().copied().unwrap_or(at))
+    }
+}
+
+/// Fills `buf`; `Ok(true)` if the file ended first (nothing or part of it read).
+fn read_whole(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<bool> {
+    match r.read_exact(buf) {
+        Ok(()) => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(true),
+        Err(e) => Err(e),
     }
 }
 
@@ -146,18 +208,17 @@ impl LogDriver for FileLogs {
         cursor: u64,
         max: u32,
     ) -> Result<Page, Error> {
-        let mut frames = self.frames(&info.container_id, cursor)?;
         let logging = self.logging(&info.container_id);
-        let end_of_file = frames.last().map_or(cursor, |(_, at)| *at);
-        if cursor == 0 && config.tail >= 0 {
-            let keep = usize::try_from(config.tail).unwrap_or(usize::MAX);
-            let skip = frames.len().saturating_sub(keep);
-            frames.drain(..skip);
-        }
+        let from = if cursor == 0 && config.tail >= 0 {
+            let tail = usize::try_from(config.tail).unwrap_or(usize::MAX);
+            self.tail_start(&info.container_id, tail)?
+        } else {
+            cursor
+        };
+        let mut frames = self.frames(&info.container_id, from, max as usize + 1)?;
         let drained = frames.len() <= max as usize;
         frames.truncate(max as usize);
-        // Past the last entry sent; past everything when nothing is sent (a tail of 0).
-        let next = frames.last().map_or(end_of_file, |(_, at)| *at);
+        let next = frames.last().map_or(from, |(_, at)| *at);
         let entries: Vec<Entry> = frames
             .into_iter()
             .map(|(e, _)| e)
