@@ -40,11 +40,13 @@ fn streams(p: &Plugd, name: &str) -> Vec<serde_json::Value> {
 }
 
 /// The stream container `id` logged to (a prefix of the id is enough). `docker logs` of a stopped
-/// container opens a stream of its own to read through; the container's came first.
+/// container opens a stream of its own to read through, never written and closed some time after
+/// `docker logs` returns; the container's is the one that received entries.
 fn stream_of(p: &Plugd, name: &str, id: &str) -> serde_json::Value {
     streams(p, name)
         .into_iter()
-        .find(|s| s["ContainerID"].as_str().is_some_and(|c| c.starts_with(id)))
+        .filter(|s| s["ContainerID"].as_str().is_some_and(|c| c.starts_with(id)))
+        .max_by_key(|s| s["Received"].as_u64().unwrap_or(0))
         .unwrap_or_else(|| panic!("no log stream for {id}: {:?}", streams(p, name)))
 }
 
@@ -52,8 +54,7 @@ fn count(s: &serde_json::Value, key: &str) -> u64 {
     s[key].as_u64().unwrap_or_else(|| panic!("{key} in {s}"))
 }
 
-/// `docker run -d --log-driver log ARGS`; waits for the container to exit unless `detach`.
-/// Returns the container's id.
+/// `docker run -d --log-driver log ARGS`, then waits for the container to exit. Returns its id.
 fn run(env: &Env, d: &Dockerd, args: &[&str]) -> String {
     let mut all = vec!["run", "-d", "--log-driver", "log"];
     all.extend_from_slice(args);

@@ -134,6 +134,10 @@ fn docker_logs_reads_back_through_a_native_log_driver() {
 
         // Every stream was relayed whole, and none is left open (`docker logs` of a stopped
         // container adds a stream of its own, never written, around its ReadLogs).
+        // dockerd ends that stream some time after `docker logs` returns.
+        wait_for("every log stream closed", Duration::from_secs(20), || {
+            log_streams(&p, "lognat").iter().all(|s| s["Open"] == false)
+        });
         let streams = log_streams(&p, "lognat");
         for s in &streams {
             assert_eq!(s["Open"], false, "{s}");
