@@ -49,6 +49,8 @@ use tokio::task::JoinHandle;
 
 /// Bytes read from dockerd and not yet in the plugin's FIFO, at most.
 pub(crate) const MAX_PENDING: usize = 1 << 20;
+/// Most bytes taken back out of a dead reader's FIFO (a pipe holds at most 1 MiB unless raised).
+const MAX_RECOVER: usize = 16 << 20;
 /// How long `StopLogging` waits for the plugin to take the rest of a stream into its FIFO.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Stopped streams kept for [`Relays::streams`], newest last.
@@ -221,10 +223,17 @@ impl Core {
     /// After the reader died: takes back what it left in the pipe, drops the frame it cut (if
     /// any) and puts back the whole frames after it. Returns how many frames were dropped.
     fn recover(&mut self, plugin: &File) -> io::Result<u64> {
+        // No more than plugd itself may have left there: what it wrote since the first frame it
+        // still tracks. A plugin writing into its own FIFO (below) cannot make plugd read, or
+        // hold, more than that.
+        let limit = usize::try_from(self.written.saturating_sub(self.base))
+            .unwrap_or(usize::MAX)
+            .min(MAX_RECOVER);
         let mut left = Vec::new();
         let mut buf = vec![0u8; CHUNK];
-        loop {
-            match (&*plugin).read(&mut buf) {
+        while left.len() < limit {
+            let want = (limit - left.len()).min(buf.len());
+            match (&*plugin).read(&mut buf[..want]) {
                 Ok(0) => break,
                 Ok(n) => left.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -112,9 +112,9 @@ pub const READONLY_PATHS: [&str; 5] = [
 ];
 
 /// The interface type dockerd gives its metrics socket to (`RegisterRuntimeOpt`, matched exactly).
-pub(crate) const METRICS_TYPE: &str = "docker.metricscollector/1.0";
+pub(crate) const METRICS_TYPE: &str = plugd_core::protocol::metrics::TYPE;
 /// Where a metrics collector plugin finds dockerd's metrics socket.
-const METRICS_DESTINATION: &str = "/run/docker/metrics.sock";
+const METRICS_DESTINATION: &str = plugd_core::protocol::metrics::SANDBOX_SOCKET;
 
 /// Host paths and switches the sandbox needs that [`PluginSpec`] does not carry; they go to the
 /// spec's `plugd` section (and, for the metrics socket, to a mount).

@@ -819,6 +819,9 @@ impl Inner {
                     }
                     tracing::info!(plugin = %name, file, generation = live.generation,
                         "log stream started again on a new instance");
+                    // The batch's call is a call of its own, with its own deadline: the watchdog
+                    // must not count the replay against it.
+                    exec.set_busy(Some(Instant::now()));
                 }
                 Ok(Ok(answer)) => {
                     *slot = Some(live);

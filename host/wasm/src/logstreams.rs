@@ -43,8 +43,16 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// Line bytes one stream may hold between the FIFO and the guest.
+/// Bytes one stream may hold between the FIFO and the guest, each entry counted with its
+/// overhead ([`cost`]): 1-byte or empty lines cannot make it unbounded.
 pub(crate) const BUFFER_BYTES: usize = 8 << 20;
+/// What one queued entry is counted as beyond its bytes (headers, allocations).
+const ENTRY_OVERHEAD: usize = 128;
+
+/// The bytes a queued entry holds, as counted against [`BUFFER_BYTES`].
+fn cost(e: &Entry) -> usize {
+    e.line.len() + e.source.len() + e.partial.as_ref().map_or(0, |p| p.id.len()) + ENTRY_OVERHEAD
+}
 /// Most entries per `log` call.
 pub(crate) const BATCH: usize = 256;
 /// Stopped streams whose counters are kept for `log_streams`.
@@ -212,7 +220,10 @@ impl LogStreams {
         let (Some(dir), Some(path)) = (&self.records, self.record_path(file)) else {
             return;
         };
-        let tmp = path.with_extension("tmp");
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            return;
+        };
+        let tmp = dir.join(format!(".{name}.tmp"));
         let kept = std::fs::create_dir_all(dir)
             .and_then(|()| std::fs::write(&tmp, body))
             .and_then(|()| std::fs::rename(&tmp, &path));
@@ -234,10 +245,16 @@ impl LogStreams {
             let request = std::fs::read(&path)
                 .ok()
                 .and_then(|b| logdriver::Request::decode(logdriver::START_LOGGING, &b).ok());
+            let name = entry.file_name().to_string_lossy().into_owned();
             let Some(logdriver::Request::StartLogging { file, info }) = request else {
                 let _ = std::fs::remove_file(&path);
                 continue;
             };
+            if fifo_name(&file) != Ok(name.as_str()) {
+                // A temporary file of an interrupted write, or a record not named for its stream.
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
             let fifo = match self.open_fifo(&file) {
                 Ok(fd) => fd,
                 Err(e) => {
@@ -530,7 +547,15 @@ async fn read_fifo(
             }
         } else {
             tokio::select! {
-                _ = &mut stop => { stopping = true; continue; }
+                sent = &mut stop => {
+                    if sent.is_err() {
+                        // The stream was closed (the plugin stops): leave what dockerd wrote in
+                        // its pipe for the next start, which resumes the stream from its record.
+                        break;
+                    }
+                    stopping = true;
+                    continue;
+                }
                 ready = rx.readable() => {
                     if let Err(e) = ready {
                         tracing::warn!(plugin, file, "reading the log FIFO: {e}");
@@ -559,10 +584,11 @@ async fn read_fifo(
                     counters.received.fetch_add(1, Ordering::Relaxed);
                     let entry = Entry::from(e);
                     let mut q = queue.entries.lock().unwrap_or_else(|p| p.into_inner());
-                    if q.1 + entry.line.len() > BUFFER_BYTES {
+                    let cost = cost(&entry);
+                    if q.1 + cost > BUFFER_BYTES {
                         counters.dropped.fetch_add(1, Ordering::Relaxed);
                     } else {
-                        q.1 += entry.line.len();
+                        q.1 += cost;
                         q.0.push_back(entry);
                         got = true;
                     }
@@ -599,7 +625,7 @@ async fn deliver(
             let mut q = queue.entries.lock().unwrap_or_else(|p| p.into_inner());
             let n = q.0.len().min(BATCH);
             let batch: Vec<Entry> = q.0.drain(..n).collect();
-            q.1 -= batch.iter().map(|e| e.line.len()).sum::<usize>();
+            q.1 -= batch.iter().map(cost).sum::<usize>();
             batch
         };
         if batch.is_empty() {
@@ -659,5 +685,24 @@ impl futures_core::Stream for Receiver {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
         self.0.poll_recv(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_lines_still_fill_the_buffer() {
+        let empty = Entry::default();
+        assert_eq!(cost(&empty), ENTRY_OVERHEAD);
+        // A stalled guest and `yes ''`: at most this many entries wait, not unboundedly many.
+        assert!(BUFFER_BYTES / cost(&empty) <= 65_536);
+        let line = Entry {
+            source: "stdout".into(),
+            line: vec![b'x'; 1000],
+            ..Default::default()
+        };
+        assert_eq!(cost(&line), 1000 + 6 + ENTRY_OVERHEAD);
     }
 }

@@ -291,7 +291,8 @@ impl Runtime for WasmRuntime {
                 ))
             });
             let types = spec.config.interface.types.as_deref().unwrap_or_default();
-            let collector = crate::drivers::declares(types, metrics::IMPLEMENTS);
+            // Exactly the type the native sandbox binds the socket for, never more.
+            let collector = types.iter().any(|t| t == metrics::TYPE);
             if collector && self.shared.engine_metrics.is_none() {
                 tracing::warn!(plugin = %spec.name,
                     "metrics collector started without an engine metrics socket (plugd daemon --engine-metrics-socket): its every scrape fails");

@@ -390,11 +390,21 @@ fn whole_frames(bytes: &[u8]) -> io::Result<(Vec<Entry>, usize)> {
 /// (the trait's contract).
 fn hand_over<D: LogDriver>(inner: &Inner<D>, file: &str, entries: Vec<Entry>) {
     for batch in entries.chunks(PAGE_SIZE as usize) {
-        if let Err(e) = inner.driver.log(file, batch) {
-            crate::server::log_line(format_args!(
+        // A panicking driver loses this batch, not the stream: the reader must go on draining
+        // the FIFO, or the container blocks once the pipe is full.
+        let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            inner.driver.log(file, batch)
+        }));
+        match called {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => crate::server::log_line(format_args!(
                 "{file}: the driver refused {} entries: {e}",
                 batch.len()
-            ));
+            )),
+            Err(_) => crate::server::log_line(format_args!(
+                "{file}: the driver panicked on {} entries; they are lost",
+                batch.len()
+            )),
         }
     }
     inner.batches.notify_waiters();

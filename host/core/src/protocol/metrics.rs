@@ -28,6 +28,10 @@ pub const START: &str = "MetricsCollector.StartMetrics";
 pub const STOP: &str = "MetricsCollector.StopMetrics";
 /// The `Implements` entry of a metrics collector.
 pub const IMPLEMENTS: &str = "MetricsCollector";
+/// The one `Interface.Types` entry dockerd gives its metrics socket to (`RegisterRuntimeOpt`,
+/// matched exactly): the native bind and the wasm `engine-metrics` grant both require it, so the
+/// wasm runtime grants the engine's metrics exactly where the native sandbox would.
+pub const TYPE: &str = "docker.metricscollector/1.0";
 const ACTIVATE: &str = "Plugin.Activate";
 
 /// Where dockerd binds its metrics socket in a managed collector's sandbox (`RegisterRuntimeOpt`),
@@ -127,8 +131,7 @@ pub fn scrape(
             .filter(|d| !d.is_zero())
             .ok_or_else(|| ScrapeError(format!("{} timed out", socket.display())))
     };
-    let mut stream = std::os::unix::net::UnixStream::connect(socket)
-        .map_err(|e| fail("cannot connect to", &e))?;
+    let mut stream = connect(socket, left()?).map_err(|e| fail("cannot connect to", &e))?;
     stream
         .set_write_timeout(Some(left()?))
         .map_err(|e| fail("cannot set a timeout on", &e))?;
@@ -195,6 +198,30 @@ fn parse_response(raw: &[u8], max: usize) -> Result<String, String> {
         return Err(format!("the metrics are larger than {max} bytes"));
     }
     String::from_utf8(body.to_vec()).map_err(|_| "the metrics are not UTF-8 text".to_string())
+}
+
+/// A unix stream connection made within `timeout`: a listener whose backlog is full (an engine
+/// that stopped accepting) makes a blocking `connect` wait for the socket's send timeout, which
+/// is set before connecting here (Linux honours it for unix sockets).
+#[cfg(target_os = "linux")]
+fn connect(
+    socket: &std::path::Path,
+    timeout: std::time::Duration,
+) -> std::io::Result<std::os::unix::net::UnixStream> {
+    use rustix::net::sockopt::{self, Timeout};
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketType};
+    let fd = rustix::net::socket(AddressFamily::UNIX, SocketType::STREAM, None)?;
+    sockopt::set_socket_timeout(&fd, Timeout::Send, Some(timeout))?;
+    rustix::net::connect(&fd, &SocketAddrUnix::new(socket)?)?;
+    Ok(std::os::unix::net::UnixStream::from(fd))
+}
+
+#[cfg(all(unix, not(target_os = "linux")))]
+fn connect(
+    socket: &std::path::Path,
+    _timeout: std::time::Duration,
+) -> std::io::Result<std::os::unix::net::UnixStream> {
+    std::os::unix::net::UnixStream::connect(socket)
 }
 
 #[cfg(test)]
