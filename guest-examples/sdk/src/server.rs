@@ -80,24 +80,28 @@ pub enum Answer {
     /// A whole reply.
     Reply(Reply),
     /// A 200 whose body is sent chunked, as the chunks arrive, and ends when the sender is
-    /// dropped; if the client goes away the receiver is dropped, so sends fail.
-    Stream(tokio::sync::mpsc::Receiver<Bytes>),
+    /// dropped; an `Err` ends it as broken (the client sees an error, not a short body). If the
+    /// client goes away the receiver is dropped, so sends fail.
+    Stream(tokio::sync::mpsc::Receiver<Result<Bytes, String>>),
 }
 
 /// The body of [`Answer::Stream`].
-struct Chunks(tokio::sync::mpsc::Receiver<Bytes>);
+struct Chunks(tokio::sync::mpsc::Receiver<Result<Bytes, String>>);
 
 impl hyper::body::Body for Chunks {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = std::io::Error;
 
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|b| Ok(hyper::body::Frame::data(b))))
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        self.0.poll_recv(cx).map(|chunk| {
+            chunk.map(|c| {
+                c.map(hyper::body::Frame::data)
+                    .map_err(std::io::Error::other)
+            })
+        })
     }
 }
 

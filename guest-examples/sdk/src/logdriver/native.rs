@@ -155,11 +155,12 @@ impl<D: LogDriver + 'static> Handler for Logs<D> {
                             for e in &page.entries {
                                 frame::encode(&e.to_read_frame(), &mut buf);
                             }
-                            if tx.send(Bytes::from(buf)).await.is_err() {
+                            if tx.send(Ok(Bytes::from(buf))).await.is_err() {
                                 return;
                             }
                         }
-                        if page.end {
+                        // As plugd's wasm host: without follow, an empty page ends the stream.
+                        if page.end || (page.entries.is_empty() && !config.follow) {
                             return;
                         }
                         if page.entries.is_empty() {
@@ -176,6 +177,9 @@ impl<D: LogDriver + 'static> Handler for Logs<D> {
                             Ok(p) => p,
                             Err(e) => {
                                 crate::server::log_line(format_args!("ReadLogs: {e}"));
+                                // Ends the body as broken: `docker logs` reports an error rather
+                                // than a truncated log that looks whole.
+                                let _ = tx.send(Err(e.to_string())).await;
                                 return;
                             }
                         };
