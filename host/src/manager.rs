@@ -250,10 +250,10 @@ impl Manager {
     /// the plugin is disabled or not a log driver).
     pub fn log_streams(&self, name: &str) -> Result<Vec<plugd_core::LogStream>> {
         let id = lock(&self.store).resolve(name)?.plugin.id.clone();
-        Ok(lock(&self.running)
-            .get(&id)
-            .map(|r| r.instance.log_streams())
-            .unwrap_or_default())
+        // The instance is asked with the running map unlocked: a runtime's counters may sit
+        // behind locks of its own.
+        let instance = lock(&self.running).get(&id).map(|r| r.instance.clone());
+        Ok(instance.map(|i| i.log_streams()).unwrap_or_default())
     }
 
     fn spec(&self, record: &Record) -> PluginSpec {
