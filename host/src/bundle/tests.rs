@@ -26,6 +26,10 @@ impl TempDir {
         )
     }
 
+    pub(super) fn path(&self) -> &Path {
+        self.0.path()
+    }
+
     /// A path inside that does not exist yet, as `unpack` wants its `dest`.
     pub(super) fn dest(&self) -> PathBuf {
         self.0.path().join("staging")
@@ -70,24 +74,24 @@ impl Tar {
         self
     }
 
-    fn file(&mut self, name: &str, data: &[u8], mode: u32) -> &mut Self {
+    pub(super) fn file(&mut self, name: &str, data: &[u8], mode: u32) -> &mut Self {
         self.raw(EntryType::Regular, name, "", data, mode)
     }
 
-    fn dir(&mut self, name: &str, mode: u32) -> &mut Self {
+    pub(super) fn dir(&mut self, name: &str, mode: u32) -> &mut Self {
         self.raw(EntryType::Directory, name, "", b"", mode)
     }
 
-    fn symlink(&mut self, name: &str, target: &str) -> &mut Self {
+    pub(super) fn symlink(&mut self, name: &str, target: &str) -> &mut Self {
         self.raw(EntryType::Symlink, name, target, b"", 0o777)
     }
 
-    fn hardlink(&mut self, name: &str, target: &str) -> &mut Self {
+    pub(super) fn hardlink(&mut self, name: &str, target: &str) -> &mut Self {
         self.raw(EntryType::Link, name, target, b"", 0o644)
     }
 
     /// A file whose name only fits in a PAX `path` record, as Go's archive/tar writes long names.
-    fn pax_file(&mut self, name: &str, data: &[u8]) -> &mut Self {
+    pub(super) fn pax_file(&mut self, name: &str, data: &[u8]) -> &mut Self {
         let record = pax_record("path", name);
         self.raw(
             EntryType::XHeader,
@@ -124,13 +128,13 @@ fn pax_record(key: &str, value: &str) -> String {
     format!("{len}{body}")
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
+pub(super) fn gzip(data: &[u8]) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(data).unwrap();
     gz.finish().unwrap()
 }
 
-fn sha256(data: &[u8]) -> String {
+pub(super) fn sha256(data: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(data))
 }
 
