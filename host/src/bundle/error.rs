@@ -196,7 +196,9 @@ pub enum BundleError {
         target: String,
     },
     /// A hardlink to something that is not a regular file unpacked earlier.
-    #[error("hardlink `{entry}`: target `{target}` is not a regular file unpacked earlier {earlier}")]
+    #[error(
+        "hardlink `{entry}`: target `{target}` is not a regular file unpacked earlier {earlier}"
+    )]
     HardlinkTarget {
         /// The entry.
         entry: String,

@@ -96,7 +96,11 @@ fn layers_stack_and_return_diff_ids() {
     assert_eq!(mode(&root.join("bin/tool")), 0o755, "set-id bits stripped");
     let ino = |p: &str| fs::metadata(root.join(p)).unwrap().ino();
     assert_eq!(ino("bin/tool"), ino("bin/tool2"));
-    assert_eq!(ino("etc/conf"), ino("etc/conf2"), "hardlink to an earlier layer");
+    assert_eq!(
+        ino("etc/conf"),
+        ino("etc/conf2"),
+        "hardlink to an earlier layer"
+    );
     assert_eq!(
         fs::read_link(root.join("etc/mtab")).unwrap(),
         Path::new("/proc/mounts")
@@ -141,10 +145,16 @@ fn whiteouts_remove_what_earlier_layers_left() {
     assert!(!exists(&root.join("d/old")), "opaque removes lower entries");
     assert!(!exists(&root.join("d/sub/old")), "below kept dirs too");
     for kept in ["d/new", "d/sub/new", "d/later"] {
-        assert!(exists(&root.join(kept)), "{kept}: this layer's entries stay");
+        assert!(
+            exists(&root.join(kept)),
+            "{kept}: this layer's entries stay"
+        );
     }
     assert_eq!(mode(&root.join("d")), 0o700);
-    assert!(!exists(&root.join("gone")), "a whole tree, its mode forgotten");
+    assert!(
+        !exists(&root.join("gone")),
+        "a whole tree, its mode forgotten"
+    );
     assert!(!exists(&root.join("l")), "the symlink itself");
     assert!(Path::new("/etc/passwd").exists());
     assert!(!exists(&root.join("missing")), "a whiteout creates nothing");
@@ -295,8 +305,20 @@ fn expected(case: &str, err: &BundleError) -> bool {
         | "hardlink-to-symlink"
         | "hardlink-before-target"
         | "hardlink-to-directory" => matches!(err, E::HardlinkTarget { .. }),
-        "character-device" => matches!(err, E::SpecialFile { kind: "character device", .. }),
-        "block-device" => matches!(err, E::SpecialFile { kind: "block device", .. }),
+        "character-device" => matches!(
+            err,
+            E::SpecialFile {
+                kind: "character device",
+                ..
+            }
+        ),
+        "block-device" => matches!(
+            err,
+            E::SpecialFile {
+                kind: "block device",
+                ..
+            }
+        ),
         "fifo" => matches!(err, E::SpecialFile { kind: "fifo", .. }),
         "whiteout-empty" | "whiteout-dot" | "whiteout-reserved" | "whiteout-as-directory" => {
             matches!(err, E::Whiteout { .. })
@@ -465,7 +487,11 @@ fn write_layer_round_trips_and_is_deterministic() {
         }
     }
     assert_eq!(names.first().map(String::as_str), Some("bin"));
-    assert!(names.iter().all(|n| !n.starts_with("./") && !n.starts_with('/')));
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.starts_with("./") && !n.starts_with('/'))
+    );
     let bin = names.iter().position(|n| n == "bin").unwrap();
     let tool = names.iter().position(|n| n == "bin/tool").unwrap();
     assert!(bin < tool);
@@ -476,10 +502,16 @@ fn write_layer_refuses_special_files() {
     let tmp = TempDir::new();
     let root = tmp.path().join("rootfs");
     fs::create_dir_all(root.join("run")).unwrap();
-    nix::unistd::mkfifo(&root.join("run/fifo"), nix::sys::stat::Mode::from_bits_truncate(0o600))
-        .unwrap();
+    nix::unistd::mkfifo(
+        &root.join("run/fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
     let err = write_layer(&root, std::io::sink()).unwrap_err();
-    assert!(err.to_string().contains("`run/fifo` is a device node"), "{err}");
+    assert!(
+        err.to_string().contains("`run/fifo` is a device node"),
+        "{err}"
+    );
 }
 
 #[test]

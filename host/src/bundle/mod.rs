@@ -38,10 +38,10 @@ use std::sync::Arc;
 
 pub use self::error::BundleError;
 pub use self::layer::LayerUnpacker;
-pub use self::write::write_layer;
-use self::stream::{Caps, OpenError, Observed, TarStream};
+use self::stream::{Caps, Observed, OpenError, TarStream};
 use self::tree::Tree;
 use self::unpacker::{Naming, Unpacker, oversize};
+pub use self::write::write_layer;
 
 /// Bounds on what one upload may cost; the API is reachable by any client of the daemon socket.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,11 +4,11 @@
 //! only the body lets a gzip bomb expand without bound, capping only the tar stream lets a client
 //! stream an endless compressed body that never decompresses to anything.
 
+use std::io::{self, Chain, Cursor, Read};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::io::{self, Chain, Cursor, Read};
-use std::rc::Rc;
 
 use flate2::read::MultiGzDecoder;
 use sha2::{Digest, Sha256};
@@ -122,7 +122,11 @@ impl<R: Read> Read for Capped<R> {
 
 impl<R> Capped<R> {
     fn tripped(&self) -> io::Error {
-        *self.observed.oversize.lock().unwrap_or_else(|e| e.into_inner()) = Some(self.name);
+        *self
+            .observed
+            .oversize
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(self.name);
         io::Error::other(format!("{} exceeds {} bytes", self.name, self.limit))
     }
 }

@@ -4,8 +4,8 @@
 //! `rootfs/…` and `config.json`, a layer's rootfs-relative names and whiteouts).
 
 use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound;
 use std::io::{self, Read, Write};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use nix::sys::stat::{Mode, fchmod};
@@ -81,7 +81,12 @@ pub(super) struct Unpacker {
 }
 
 impl Unpacker {
-    pub(super) fn new(tree: Tree, naming: Naming, limits: &Limits, observed: Arc<Observed>) -> Self {
+    pub(super) fn new(
+        tree: Tree,
+        naming: Naming,
+        limits: &Limits,
+        observed: Arc<Observed>,
+    ) -> Self {
         Unpacker {
             tree,
             naming,
@@ -194,7 +199,8 @@ impl Unpacker {
         let err = |e, target: &[Vec<u8>]| tree_error(e, shown, target, EntryType::Regular, naming);
         if opaque || self.layer.get(&target).is_some() {
             let node = self.layer.get(&target);
-            prune(&mut self.tree, &mut self.dirs, node, &mut target).map_err(|e| err(e, &target))?;
+            prune(&mut self.tree, &mut self.dirs, node, &mut target)
+                .map_err(|e| err(e, &target))?;
             self.layer.insert(&target).pruned = true;
         } else {
             self.tree.remove(&target).map_err(|e| err(e, &target))?;
@@ -499,10 +505,7 @@ const OPAQUE: &[u8] = b".wh..wh..opq";
 const WHITEOUT: &[u8] = b".wh.";
 
 /// If `path` is a whiteout, what it removes: the named sibling, or (`true`) below its directory.
-fn whiteout(
-    mut path: Components,
-    shown: &str,
-) -> Result<Option<(Components, bool)>, BundleError> {
+fn whiteout(mut path: Components, shown: &str) -> Result<Option<(Components, bool)>, BundleError> {
     let bad = |reason| BundleError::Whiteout {
         entry: shown.into(),
         reason,
@@ -511,13 +514,17 @@ fn whiteout(
         return Ok(None);
     };
     if path.iter().any(|part| part.starts_with(WHITEOUT)) {
-        return Err(bad("a `.wh.` name marks a removal and cannot be a directory"));
+        return Err(bad(
+            "a `.wh.` name marks a removal and cannot be a directory",
+        ));
     }
     if last == OPAQUE {
         return Ok(Some((path, true)));
     }
     if last.starts_with(b".wh..wh.") {
-        return Err(bad("`.wh..wh.` names other than `.wh..wh..opq` are reserved"));
+        return Err(bad(
+            "`.wh..wh.` names other than `.wh..wh..opq` are reserved",
+        ));
     }
     let Some(name) = last.strip_prefix(WHITEOUT) else {
         return Ok(None);

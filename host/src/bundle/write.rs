@@ -119,7 +119,8 @@ impl<W: Write> Walk<'_, W> {
                     }
                     self.seen.insert(key, rel.to_vec());
                 }
-                let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+                let flags =
+                    OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
                 let file = File::from(openat(dir, name, flags, Mode::empty())?);
                 let st = same_inode(&file, &st, rel)?;
                 let size = u64::try_from(st.st_size).unwrap_or(0);
@@ -183,7 +184,8 @@ fn file_kind(st: &FileStat) -> SFlag {
 /// otherwise let a plugin swap in something else), and returns its current stat.
 fn same_inode(fd: &impl AsFd, listed: &FileStat, rel: &[u8]) -> io::Result<FileStat> {
     let st = fstat(fd)?;
-    if (st.st_dev, st.st_ino) != (listed.st_dev, listed.st_ino) || file_kind(&st) != file_kind(listed)
+    if (st.st_dev, st.st_ino) != (listed.st_dev, listed.st_ino)
+        || file_kind(&st) != file_kind(listed)
     {
         return Err(io::Error::other(format!(
             "`{}` changed while the layer was being written",
