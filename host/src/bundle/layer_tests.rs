@@ -8,11 +8,9 @@ use std::path::{Path, PathBuf};
 
 use tar::EntryType;
 
+use super::corpus;
 use super::tests::{Tar, TempDir, gzip, sha256};
 use super::*;
-
-#[path = "../../../tests/fixtures/layers/corpus.rs"]
-mod corpus;
 
 /// A fresh unpacker in `tmp`.
 fn unpacker(tmp: &TempDir, limits: &Limits) -> (LayerUnpacker, PathBuf) {

@@ -24,6 +24,9 @@ mod unpacker;
 mod write;
 
 #[cfg(test)]
+#[path = "../../../tests/fixtures/layers/corpus.rs"]
+mod corpus;
+#[cfg(test)]
 mod layer_tests;
 #[cfg(test)]
 mod props;
