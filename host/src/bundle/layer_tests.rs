@@ -195,6 +195,47 @@ fn whiteout_then_recreate_takes_the_new_mode() {
 }
 
 #[test]
+fn a_layer_may_replace_an_earlier_layers_directory() {
+    let lower = layer(|t| {
+        t.dir("d/", 0o500)
+            .file("d/x", b"x", 0o644)
+            .dir("e/", 0o755)
+            .dir("f/", 0o755);
+    });
+    let upper = layer(|t| {
+        t.file("d", b"now a file", 0o644)
+            .symlink("e", "/etc")
+            .file("g", b"g", 0o644)
+            .hardlink("f", "g");
+    });
+    let tmp = TempDir::new();
+    let root = apply_all(&tmp, &[lower, upper]);
+    assert_eq!(fs::read(root.join("d")).unwrap(), b"now a file");
+    assert_eq!(
+        mode(&root.join("d")),
+        0o644,
+        "the old directory's mode is forgotten"
+    );
+    assert_eq!(fs::read_link(root.join("e")).unwrap(), Path::new("/etc"));
+    assert_eq!(fs::read(root.join("f")).unwrap(), b"g");
+
+    // Within one layer, as in a bundle, a directory is never replaced.
+    let same = layer(|t| _ = t.dir("d/", 0o755).file("d", b"x", 0o644));
+    let err = refused_at(&[same], &Limits::default());
+    assert!(
+        matches!(err, BundleError::ReplacesDirectory { .. }),
+        "{err}"
+    );
+    let implied = layer(|t| _ = t.file("d/x", b"x", 0o644).file("d", b"x", 0o644));
+    let lower = layer(|t| _ = t.dir("d/", 0o755));
+    let err = refused_at(&[lower, implied], &Limits::default());
+    assert!(
+        matches!(err, BundleError::ReplacesDirectory { .. }),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_symlink_from_an_earlier_layer_is_never_written_through() {
     let outside = TempDir::new();
     let target = outside.path().to_str().unwrap().to_owned();

@@ -175,10 +175,22 @@ impl Unpacker {
         shown: &str,
         path: Components,
     ) -> Result<(), BundleError> {
-        if let Some((target, opaque)) = whiteout(path.clone(), shown)? {
+        if let Some((target, opaque)) = whiteout(&path, shown)? {
             return self.whiteout(shown, target, opaque);
         }
-        self.rootfs_entry(entry, kind, shown, &path)?;
+        match self.rootfs_entry(entry, kind, shown, &path) {
+            // A layer may replace a directory an earlier layer left, as dockerd's ApplyLayer does;
+            // within one layer that is refused as in a bundle. Nothing of the entry was read yet.
+            Err(BundleError::ReplacesDirectory { .. }) if self.layer.get(&path).is_none() => {
+                let naming = self.naming;
+                self.tree
+                    .remove(&path)
+                    .map_err(|e| tree_error(e, shown, &path, kind, naming))?;
+                forget_dirs(&mut self.dirs, &path);
+                self.rootfs_entry(entry, kind, shown, &path)?;
+            }
+            done => done?,
+        }
         self.layer.insert(&path);
         Ok(())
     }
@@ -505,23 +517,24 @@ const OPAQUE: &[u8] = b".wh..wh..opq";
 const WHITEOUT: &[u8] = b".wh.";
 
 /// If `path` is a whiteout, what it removes: the named sibling, or (`true`) below its directory.
-fn whiteout(mut path: Components, shown: &str) -> Result<Option<(Components, bool)>, BundleError> {
+fn whiteout(path: &[Vec<u8>], shown: &str) -> Result<Option<(Components, bool)>, BundleError> {
     let bad = |reason| BundleError::Whiteout {
         entry: shown.into(),
         reason,
     };
-    let Some(last) = path.pop() else {
+    let Some((last, dir)) = path.split_last() else {
         return Ok(None);
     };
-    if path.iter().any(|part| part.starts_with(WHITEOUT)) {
+    if dir.iter().any(|part| part.starts_with(WHITEOUT)) {
         return Err(bad(
             "a `.wh.` name marks a removal and cannot be a directory",
         ));
     }
     if last == OPAQUE {
-        return Ok(Some((path, true)));
+        return Ok(Some((dir.to_vec(), true)));
     }
     if last.starts_with(b".wh..wh.") {
+        // dockerd skips these (AUFS metadata such as `.wh..wh.plnk`); no current writer emits them.
         return Err(bad(
             "`.wh..wh.` names other than `.wh..wh..opq` are reserved",
         ));
@@ -535,8 +548,9 @@ fn whiteout(mut path: Components, shown: &str) -> Result<Option<(Components, boo
             entry: shown.into(),
         }),
         _ => {
-            path.push(name.to_vec());
-            Ok(Some((path, false)))
+            let mut target = dir.to_vec();
+            target.push(name.to_vec());
+            Ok(Some((target, false)))
         }
     }
 }
