@@ -43,6 +43,7 @@ pub fn write_layer(rootfs: &Path, out: impl Write) -> io::Result<(String, u64)> 
         let mut walk = Walk {
             builder: &mut builder,
             seen: HashMap::new(),
+            dev: fstat(&root)?.st_dev,
         };
         walk.dir(root.as_fd(), &[])?;
         builder.into_inner()?.finish()?;
@@ -76,6 +77,9 @@ struct Walk<'b, W: Write> {
     builder: &'b mut tar::Builder<W>,
     /// Regular files with more than one link, by (device, inode): the name written first.
     seen: HashMap<(u64, u64), Vec<u8>>,
+    /// The rootfs's filesystem: a directory on another one is a mount point, whose contents are
+    /// not the plugin's files (a `/proc` mounted there would be walked as files).
+    dev: u64,
 }
 
 impl<W: Write> Walk<'_, W> {
@@ -105,6 +109,12 @@ impl<W: Write> Walk<'_, W> {
             SFlag::S_IFDIR => {
                 let sub = openat(dir, name, dir_flags(), Mode::empty())?;
                 same_inode(&sub, &st, rel)?;
+                if st.st_dev != self.dev {
+                    return Err(io::Error::other(format!(
+                        "`{}` is a mount point; a layer is written from the plugin's own files only",
+                        String::from_utf8_lossy(rel)
+                    )));
+                }
                 header.set_entry_type(EntryType::Directory);
                 self.builder.append_data(&mut header, path, io::empty())?;
                 self.dir(sub.as_fd(), rel)
