@@ -14,6 +14,11 @@
 //! - setuid/setgid bits are stripped from regular files;
 //! - the body, the decompressed stream, the entry count and `config.json` are all capped ([`Limits`]);
 //! - an archive that ends without its end-of-archive marker is an error, not a partial rootfs.
+//!
+//! The layers of a registry pull are as hostile and go through the same per-entry rules
+//! ([`LayerUnpacker`]: rootfs-relative names, OCI whiteouts, caps totalled over the layers);
+//! [`write_layer`] writes the one layer a push sends, reading the tree as carefully as it was written.
+//! docs/architecture.md "Layer extraction" lists what is refused and what is neutralised.
 
 mod error;
 mod layer;
@@ -46,13 +51,16 @@ use self::tree::Tree;
 use self::unpacker::{Naming, Unpacker, oversize};
 pub use self::write::write_layer;
 
-/// Bounds on what one upload may cost; the API is reachable by any client of the daemon socket.
+/// Bounds on what one upload (or one pull, all its layers together) may cost; the API is reachable
+/// by any client of the daemon socket, and a pull fetches whatever the registry serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Cap on the bytes read from the request body and, separately, on the tar stream after gunzip.
-    /// One number for both, so a gzip bomb is held to the size a plain upload could have had.
+    /// One number for both, so a gzip bomb is held to the size a plain upload could have had. For a
+    /// pull, both are totals over its layers, so splitting a bomb across layers gains nothing.
     pub max_body_bytes: u64,
-    /// Cap on archive entries, ignored ones included: each costs inodes and syscalls however small.
+    /// Cap on archive entries, ignored ones and whiteouts included (over all layers of a pull): each
+    /// costs inodes and syscalls however small.
     pub max_entries: usize,
     /// Cap on `config.json`, which is held in memory and parsed.
     pub max_config_bytes: u64,
