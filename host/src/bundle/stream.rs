@@ -281,6 +281,9 @@ mod tests {
             body.extend(gz.finish().unwrap());
         }
         assert_eq!(read_all(&body, 100).0.unwrap(), b"first second");
+        // Anything after a member must be another member, as Go's multistream reader has it.
+        body.extend_from_slice(b"not gzip");
+        assert!(read_all(&body, 100).0.is_err());
     }
 
     #[test]
