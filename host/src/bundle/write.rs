@@ -26,7 +26,9 @@ use tar::{EntryType, Header};
 ///
 /// Deterministic: depth-first with the names of each directory sorted bytewise (the order of Go's
 /// `filepath.Walk`, which dockerd's layers follow), names rootfs-relative without `./`, the root
-/// itself not listed, mode/uid/gid/mtime/size from the files, symlinks stored as symlinks and never
+/// itself not listed, mode/uid/gid/size from the files, every mtime 0 (the unpacker does not keep
+/// an archive's mtimes, so the files' own are only when they were unpacked: with them the same
+/// bundle, created twice, would give two digests), symlinks stored as symlinks and never
 /// followed, a second path of an inode already written stored as a hardlink to the first. A device
 /// node, FIFO or socket is an error: plugd never unpacks one, so finding one means the tree is not
 /// what plugd wrote and pushing it would hand it to every puller.
@@ -181,7 +183,8 @@ fn header_for(st: &FileStat) -> Header {
     header.set_mode(st.st_mode & 0o7777);
     header.set_uid(u64::from(st.st_uid));
     header.set_gid(u64::from(st.st_gid));
-    header.set_mtime(u64::try_from(st.st_mtime).unwrap_or(0));
+    // See `write_layer`: a layer is a function of the files' contents and metadata alone.
+    header.set_mtime(0);
     header.set_size(0);
     header
 }
