@@ -24,5 +24,6 @@ mod network;
 mod network_ipam;
 mod parity;
 mod python_guest;
+mod registry;
 mod restart;
 mod volume;
