@@ -15,6 +15,7 @@ mod faults;
 mod harness_selftest;
 mod hostile;
 mod hostile_replies;
+mod install_cli;
 mod ipam;
 mod logdriver;
 mod logdriver_native;

@@ -221,6 +221,8 @@ struct Bar {
 /// indicatif bars keyed by layer id, in first-seen order.
 pub(crate) struct TtyBars<'a> {
     out: &'a mut dyn Write,
+    /// Docker draws the `[==>  ]` box only on terminals wider than 110 columns.
+    wide: bool,
     multi: MultiProgress,
     bars: Vec<Bar>,
     index: HashMap<String, usize>,
@@ -230,6 +232,10 @@ impl<'a> TtyBars<'a> {
     fn new(out: &'a mut dyn Write, target: ProgressDrawTarget) -> TtyBars<'a> {
         TtyBars {
             out,
+            wide: !target.is_hidden()
+                && console::Term::stdout()
+                    .size_checked()
+                    .is_some_and(|(_, cols)| cols > 110),
             multi: MultiProgress::with_draw_target(target),
             bars: Vec::new(),
             index: HashMap::new(),
@@ -293,25 +299,28 @@ impl<'a> TtyBars<'a> {
         match &m.progress {
             Some(p) if p.total > 0 && p.current <= p.total => {
                 b.bar.set_style(
-                    ProgressStyle::with_template("{prefix}: {msg} [{bar:50}] {pos}/{len}")
-                        .map(|s| {
-                            s.progress_chars("=> ").with_key(
-                                "pos",
-                                |st: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                                    let _ = write!(w, "{:>8}", human_size(st.pos() as i64));
-                                },
-                            )
-                        })
-                        .map(|s| {
-                            s.with_key(
-                                "len",
-                                |st: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                                    let _ =
-                                        write!(w, "{}", human_size(st.len().unwrap_or(0) as i64));
-                                },
-                            )
-                        })
-                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    ProgressStyle::with_template(if self.wide {
+                        "{prefix}: {msg} [{bar:50}] {pos}/{len}"
+                    } else {
+                        "{prefix}: {msg} {pos}/{len}"
+                    })
+                    .map(|s| {
+                        s.progress_chars("=> ").with_key(
+                            "pos",
+                            |st: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                                let _ = write!(w, "{:>8}", human_size(st.pos() as i64));
+                            },
+                        )
+                    })
+                    .map(|s| {
+                        s.with_key(
+                            "len",
+                            |st: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                                let _ = write!(w, "{}", human_size(st.len().unwrap_or(0) as i64));
+                            },
+                        )
+                    })
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
                 );
                 b.bar.set_length(p.total as u64);
                 b.bar.set_position(p.current.max(0) as u64);
