@@ -7,7 +7,9 @@
 //! `credHelpers[key]` entry, else `credsStore`, names a `docker-credential-<helper>` program that is
 //! asked with `get` (the key on stdin); otherwise `auths[key]` (or an entry whose URL has that
 //! host) gives `auth` (base64 `user:password`), `username`/`password` or `identitytoken`.
-//! The result travels to the daemon as `X-Registry-Auth`, encoded as `registry.EncodeAuthConfig`.
+//! The result travels to the daemon as `X-Registry-Auth`, encoded as `registry.EncodeAuthConfig`,
+//! with the fields docker CLI 28.2 sends (the entry's `email` included), checked byte for byte
+//! against it.
 //!
 //! Deliberate differences: the docker CLI warns about an unreadable config file and ignores a
 //! failing credential helper, then pulls anonymously, which ends in an "unauthorized" far from its
@@ -109,6 +111,7 @@ fn home_dir() -> Option<PathBuf> {
 struct FileAuth {
     username: String,
     password: String,
+    email: String,
     identity_token: String,
     registry_token: String,
 }
@@ -140,6 +143,8 @@ struct RawAuth {
     username: String,
     #[serde(default)]
     password: String,
+    #[serde(default)]
+    email: String,
     #[serde(default)]
     identitytoken: String,
     #[serde(default)]
@@ -182,6 +187,7 @@ impl DockerConfig {
                 FileAuth {
                     username,
                     password,
+                    email: a.email,
                     identity_token: a.identitytoken,
                     registry_token: a.registrytoken,
                 },
@@ -228,19 +234,21 @@ impl DockerConfig {
             return Ok(AuthConfig {
                 username: a.username.clone(),
                 password: a.password.clone(),
+                email: a.email.clone(),
                 server_address: addr.to_string(),
                 identity_token: a.identity_token.clone(),
                 registry_token: a.registry_token.clone(),
                 ..AuthConfig::default()
             });
         }
-        // The native store keeps only the file entry's registry token; the helper decides the rest.
-        let registry_token = entry
-            .map(|(_, a)| a.registry_token.clone())
-            .unwrap_or_default();
+        // The native store keeps the file entry's email and registry token; the helper decides
+        // the rest.
         let creds = run_helper(helper, key, path, &origin, &self.file_name())?;
         let mut out = AuthConfig {
-            registry_token,
+            email: entry.map(|(_, a)| a.email.clone()).unwrap_or_default(),
+            registry_token: entry
+                .map(|(_, a)| a.registry_token.clone())
+                .unwrap_or_default(),
             ..AuthConfig::default()
         };
         if let Some((user, secret)) = creds {
@@ -435,7 +443,7 @@ mod tests {
         // "alice:s3cret" and a token entry under a URL-form key.
         let c = config(
             d.path(),
-            r#"{"auths":{"127.0.0.1:5000":{"auth":"YWxpY2U6czNjcmV0"},
+            r#"{"auths":{"127.0.0.1:5000":{"auth":"YWxpY2U6czNjcmV0","email":"a@b"},
                 "https://tok.example:443/v2/":{"identitytoken":"IDT"},
                 "https://index.docker.io/v1/":{"username":"hub","password":"pw"}}}"#,
         );
@@ -446,6 +454,7 @@ mod tests {
         );
         assert_eq!(a.server_address, "127.0.0.1:5000");
         assert_eq!(a.auth, "", "the decoded auth is not sent again");
+        assert_eq!(a.email, "a@b");
         let t = c.resolve("tok.example:443", None).unwrap();
         assert_eq!(t.identity_token, "IDT");
         assert_eq!(t.server_address, "https://tok.example:443/v2/");

@@ -10,7 +10,8 @@
 //!   `--disable`) → `Installed plugin REF`.
 //! - upgrade: inspect (`error reading plugin data: …`), `Upgrading plugin NAME from OLD to NEW`, the
 //!   `Plugin images do not match, are you sure? [y/N] ` prompt when the repositories differ (unless
-//!   `--skip-remote-check`; a refusal exits 1 silently, as docker's cancelled error), the privileges
+//!   `--skip-remote-check`; a refusal prints nothing more and exits 0: docker's main treats the
+//!   cancelled error as no error), the privileges
 //!   prompt, `POST /plugins/{name}/upgrade`, the stream, `Upgraded plugin NAME to REMOTE`.
 //! - push: `POST /plugins/{name}/push`, the stream (its `aux` result is not printed, as in docker).
 //!
@@ -28,6 +29,9 @@
 //!   `login`). Standard input then holds the password, so no prompt can be answered: install and
 //!   upgrade require `--grant-all-permissions` with it, and an upgrade to another repository
 //!   `--skip-remote-check`.
+//! - Each prompt reads exactly one line. Docker's reads stdin through a fresh buffered scanner per
+//!   prompt, so with piped input (`printf 'y\ny\n'`) the first prompt swallows both lines and the
+//!   second sees EOF; on a terminal both behave alike.
 //! - `X-Registry-Auth` is sent on every registry request, `e30=` (`{}`) without credentials, as
 //!   docker sends it.
 
@@ -179,7 +183,10 @@ fn accept_privileges(
             return Err(format!("permission denied while installing plugin {remote_ref}").into());
         }
     }
-    serde_json::to_string(&privileges).map_err(|e| Failure::from(e.to_string()))
+    // json.Encoder's trailing newline, as the docker client sends it.
+    serde_json::to_string(&privileges)
+        .map(|b| b + "\n")
+        .map_err(|e| Failure::from(e.to_string()))
 }
 
 /// `plugd install`.
@@ -309,11 +316,8 @@ pub(crate) fn upgrade(host: &str, a: &UpgradeArgs, io: &mut Io<'_>) -> Result<()
             io.out,
             "Plugin images do not match, are you sure?",
         ) {
-            // Docker's cancelled error: nothing printed, exit 1.
-            return Err(Failure {
-                msg: String::new(),
-                code: 1,
-            });
+            // Docker's cancelled error: its main prints nothing and exits 0.
+            return Ok(());
         }
     }
     let named = parse_normalized_named(&remote).map_err(|e| e.to_string())?;

@@ -748,7 +748,7 @@ fn install_error_before_the_stream() {
         err,
         "Error response from daemon: plugin 127.0.0.1:5000/x:latest already exists\n"
     );
-    assert_eq!(d.requests()[1].body, b"[]");
+    assert_eq!(d.requests()[1].body, b"[]\n");
 }
 
 #[test]
@@ -838,8 +838,8 @@ fn upgrade_prompts_on_other_repository_and_allows_enabled_plugins() {
     );
     assert_eq!(
         (code, err.as_str()),
-        (1, ""),
-        "a cancelled upgrade says nothing"
+        (0, ""),
+        "a cancelled upgrade says nothing and exits 0, as docker's"
     );
     assert_eq!(
         out,
