@@ -20,6 +20,14 @@ fn lf(s: &str) -> String {
     s.replace("\r\n", "\n")
 }
 
+/// `plugd install …` with a docker config dir of the test's own (empty: anonymous pulls), so the
+/// machine's `~/.docker/config.json` cannot leak in.
+fn install_cmd(env: &Env, p: &Plugd, args: &[&str]) -> harness::Cmd {
+    env.plugd_cli_cmd(p, ["install"])
+        .args(args)
+        .env("DOCKER_CONFIG", env.path(".docker"))
+}
+
 /// The plugin names plugd lists.
 fn names(env: &Env, p: &Plugd) -> Vec<String> {
     env.plugd_cli(p, ["ls", "--format", "{{.Name}} {{.Enabled}}"])
@@ -38,7 +46,7 @@ fn install_prompt_refused_then_granted_on_a_terminal() {
         let reference = reg.reference(REPO, TAG);
         let p = env.plugd(&[]);
 
-        let mut s = PtySession::spawn(env.plugd_cli_cmd(&p, ["install", &reference]));
+        let mut s = PtySession::spawn(install_cmd(env, &p, &[&reference]));
         let screen = lf(&s.expect(PROMPT, WAIT));
         assert_eq!(
             screen,
@@ -58,7 +66,7 @@ fn install_prompt_refused_then_granted_on_a_terminal() {
             "a refused install leaves nothing"
         );
 
-        let mut s = PtySession::spawn(env.plugd_cli_cmd(&p, ["install", &reference]));
+        let mut s = PtySession::spawn(install_cmd(env, &p, &[&reference]));
         s.expect(PROMPT, WAIT);
         s.send("y\n");
         let out = s.wait(WAIT);
@@ -80,7 +88,7 @@ fn install_without_a_terminal_granted_up_front() {
         let p = env.plugd(&[]);
 
         // No terminal and nothing on stdin: the prompt reads EOF, which refuses.
-        let out = env.plugd_cli(&p, ["install", &reference]);
+        let out = install_cmd(env, &p, &[&reference]).run();
         out.assert_code(1);
         assert!(out.stdout.ends_with(PROMPT), "{}", out.stdout);
         assert_eq!(

@@ -221,13 +221,23 @@ pub(crate) fn install(host: &str, a: &InstallArgs, io: &mut Io<'_>) -> Result<()
         escape_query(&local_name),
         escape_query(&remote_ref)
     );
-    let mut stream = client.request_stream(
-        Method::POST,
-        &path,
-        ReqBody::Full(Some(body.into())),
-        Some("application/json"),
-        &[(AUTH_HEADER, &auth)],
-    )?;
+    let mut stream = client
+        .request_stream(
+            Method::POST,
+            &path,
+            ReqBody::Full(Some(body.into())),
+            Some("application/json"),
+            &[(AUTH_HEADER, &auth)],
+        )
+        .map_err(|e| {
+            // docker CLI 28.2's hint when the reference names an image, not a plugin.
+            let msg = e.to_string();
+            if msg.contains("(image) when fetching") {
+                format!("{msg} - Use \"docker image pull\"")
+            } else {
+                msg
+            }
+        })?;
     let name = stream
         .headers
         .get("docker-plugin-name")

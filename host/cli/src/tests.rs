@@ -945,3 +945,24 @@ fn registry_verbs_arity() {
     assert_eq!(code, 125);
     assert!(err.starts_with("invalid argument \"maybe\" for \"--disable-content-trust\" flag: strconv.ParseBool: parsing \"maybe\": invalid syntax"), "{err}");
 }
+
+#[test]
+fn install_of_an_image_gets_dockers_hint() {
+    let d = FakeDaemon::start("inst-image", |r| {
+        if r.line.contains("/privileges") {
+            json_answer(200, "[]")
+        } else {
+            json_answer(
+                500,
+                r#"{"message":"Encountered remote \"application/vnd.docker.container.image.v1+json\"(image) when fetching"}"#,
+            )
+        }
+    });
+    let host = d.host();
+    let (code, _, err) = cli_in(&["-H", &host, "install", "busybox"], "", None);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "Error response from daemon: Encountered remote \"application/vnd.docker.container.image.v1+json\"(image) when fetching - Use \"docker image pull\"\n"
+    );
+}
