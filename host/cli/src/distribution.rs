@@ -11,9 +11,14 @@
 //! - upgrade: inspect (`error reading plugin data: …`), `Upgrading plugin NAME from OLD to NEW`, the
 //!   `Plugin images do not match, are you sure? [y/N] ` prompt when the repositories differ (unless
 //!   `--skip-remote-check`; a refusal prints nothing more and exits 0: docker's main treats the
-//!   cancelled error as no error), the privileges
-//!   prompt, `POST /plugins/{name}/upgrade`, the stream, `Upgraded plugin NAME to REMOTE`.
+//!   cancelled error as no error), the privileges prompt, `POST /plugins/{name}/upgrade`, the
+//!   stream, `Upgraded plugin NAME to REMOTE`.
 //! - push: `POST /plugins/{name}/push`, the stream (its `aux` result is not printed, as in docker).
+//! - `X-Registry-Auth` goes with every registry request, `e30=` (`{}`) without credentials, as
+//!   docker sends it.
+//!
+//! Checked byte for byte (stdout, stderr, exit status, requests and `X-Registry-Auth`) against
+//! docker CLI 28.2.2 talking to the same fake daemon.
 //!
 //! Deliberate differences, and why:
 //! - upgrade does not refuse an enabled plugin (docker: `the plugin must be disabled before
@@ -29,11 +34,11 @@
 //!   `login`). Standard input then holds the password, so no prompt can be answered: install and
 //!   upgrade require `--grant-all-permissions` with it, and an upgrade to another repository
 //!   `--skip-remote-check`.
+//! - No login prompt when the registry answers "unauthorized" (docker 28.2 asks for a user name and
+//!   password there; 28.5 no longer does): credentials come from the config or the flags.
 //! - Each prompt reads exactly one line. Docker's reads stdin through a fresh buffered scanner per
 //!   prompt, so with piped input (`printf 'y\ny\n'`) the first prompt swallows both lines and the
 //!   second sees EOF; on a terminal both behave alike.
-//! - `X-Registry-Auth` is sent on every registry request, `e30=` (`{}`) without credentials, as
-//!   docker sends it.
 
 use std::io::{BufRead, Write};
 

@@ -1,8 +1,8 @@
 //! The `plugd` command line: `docker plugin …` verbs against a plugd daemon.
 //!
-//! `plugd ls|inspect|create|enable|disable|rm|set|install|upgrade|push` take the flags of `docker plugin …` (docker CLI
-//! 28) and print the same bytes on stdout and stderr with the same exit statuses, so scripts written
-//! for `docker plugin` work unchanged with `plugd`. The daemon is reached at `-H/--host` (`PLUGD_HOST`,
+//! `plugd ls|inspect|create|enable|disable|rm|set|install|upgrade|push` take the flags of
+//! `docker plugin …` (docker CLI 28) and print the same bytes on stdout and stderr with the same
+//! exit statuses, so scripts written for `docker plugin` work unchanged with `plugd`. The daemon is reached at `-H/--host` (`PLUGD_HOST`,
 //! default [`DEFAULT_HOST`]). The binary routes `plugd daemon …` itself and hands every other
 //! invocation to [`main_from_args`].
 //!
