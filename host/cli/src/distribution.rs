@@ -36,6 +36,9 @@
 //!   `--skip-remote-check`.
 //! - No login prompt when the registry answers "unauthorized" (docker 28.2 asks for a user name and
 //!   password there; 28.5 no longer does): credentials come from the config or the flags.
+//! - Control characters in the privileges list and the progress stream are shown escaped
+//!   (`\x1b`): they come from the plugin's config and the registry, and an escape sequence could
+//!   erase a privilege line above the prompt. Docker prints them raw.
 //! - Each prompt reads exactly one line. Docker's reads stdin through a fresh buffered scanner per
 //!   prompt, so with piped input (`printf 'y\ny\n'`) the first prompt swallows both lines and the
 //!   second sees EOF; on a terminal both behave alike.
@@ -48,7 +51,7 @@ use plugd_core::reference::{Named, parse_normalized_named};
 
 use super::auth::{self, AuthConfig, DockerConfig, Lookup};
 use super::client::{ApiClient, ApiError, ReqBody, escape_path, escape_query, set_body};
-use super::jsonmessage::{Display, display_stream};
+use super::jsonmessage::{Display, display_stream, visible};
 use super::{CredentialArgs, Failure, InstallArgs, PushArgs, UpgradeArgs};
 
 /// The registry auth header (`registry.AuthHeader`).
@@ -111,8 +114,15 @@ pub(crate) fn privileges_text(remote: &str, privileges: &[Privilege]) -> String 
         "Plugin {} is requesting the following privileges:\n",
         plugd_core::gotext::go_quote(remote)
     );
+    // The names and values come from the plugin's config: escaped, they cannot redraw the
+    // screen to hide a privilege from the user deciding on it.
     for p in privileges {
-        s.push_str(&format!(" - {}: [{}]\n", p.name, p.value.join(" ")));
+        let values: Vec<_> = p.value.iter().map(|v| visible(v, false)).collect();
+        s.push_str(&format!(
+            " - {}: [{}]\n",
+            visible(&p.name, false),
+            values.join(" ")
+        ));
     }
     s
 }
@@ -453,6 +463,11 @@ mod tests {
              - capabilities: [CAP_SYS_ADMIN CAP_NET_ADMIN]\n - allow-all-devices: []\n"
         );
         assert!(privileges_text("a\"b", &[]).starts_with("Plugin \"a\\\"b\" is"));
+        let hidden = privileges_text("x", &[p("mount", &["/\u{1b}[1A\u{1b}[2K\r"])]);
+        assert!(
+            hidden.ends_with(" - mount: [/\\x1b[1A\\x1b[2K\\x0d]\n"),
+            "{hidden}"
+        );
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //! gets an indicatif bar where docker redraws a line in place; a message without an id (or without
 //! progress) settles the bars into plain lines first, as docker forgets its line history there.
 //!
+//! Every text from the stream is shown with its control characters escaped (`\x1b`), line feeds
+//! and tabs aside: the layer ids, statuses and errors come from the registry and the plugin, and an
+//! escape sequence in them could rewrite what the terminal shows (docker prints them raw).
+//!
 //! A message with `errorDetail` ends the display with that message, printed bare as docker prints
 //! it (no `Error response from daemon:`), exit status 1. Deliberate difference: a message with only
 //! the deprecated `error` field also ends it (docker prints an empty line and carries on, then
@@ -18,6 +22,28 @@ use std::io::{self, Read, Write};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Deserialize;
+
+/// `s` with control characters escaped (`\x1b`, `\u0085`), tabs kept, and line
+/// feeds kept when `newlines`: text from a hostile plugin or registry cannot drive the terminal.
+pub(crate) fn visible(s: &str, newlines: bool) -> std::borrow::Cow<'_, str> {
+    let keep = |c: char| c == '\t' || (newlines && c == '\n');
+    if !s.chars().any(|c| c.is_control() && !keep(c)) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() && !keep(c) {
+            if (c as u32) < 0x80 {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            } else {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
 
 /// `jsonmessage.JSONProgress`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -69,8 +95,10 @@ impl JsonMessage {
     /// The failure this message reports, if it reports one.
     fn failure(&self) -> Option<String> {
         match &self.error {
-            Some(e) => Some(e.message.clone()),
-            None if !self.error_message.is_empty() => Some(self.error_message.clone()),
+            Some(e) => Some(visible(&e.message, true).into_owned()),
+            None if !self.error_message.is_empty() => {
+                Some(visible(&self.error_message, true).into_owned())
+            }
             None => None,
         }
     }
@@ -87,19 +115,23 @@ impl JsonMessage {
         }
         let mut s = String::new();
         if !self.id.is_empty() {
-            s.push_str(&self.id);
+            s.push_str(&visible(&self.id, false));
             s.push_str(": ");
         }
         if !self.from.is_empty() {
-            s.push_str(&format!("(from {}) ", self.from));
+            s.push_str(&format!("(from {}) ", visible(&self.from, false)));
         }
         if !self.progress_message.is_empty() {
             // Docker writes no newline here either.
-            s.push_str(&format!("{} {}", self.status, self.progress_message));
+            s.push_str(&format!(
+                "{} {}",
+                visible(&self.status, false),
+                visible(&self.progress_message, false)
+            ));
         } else if !self.stream.is_empty() {
-            s.push_str(&self.stream);
+            s.push_str(&visible(&self.stream, true));
         } else {
-            s.push_str(&self.status);
+            s.push_str(&visible(&self.status, false));
             s.push('\n');
         }
         Some(s)
@@ -244,11 +276,11 @@ impl<'a> TtyBars<'a> {
 
     /// The line docker leaves for a progress message: `id: status 1.2MB/3.4MB`.
     fn line_of(m: &JsonMessage) -> String {
-        let mut s = format!("{}: ", m.id);
+        let mut s = format!("{}: ", visible(&m.id, false));
         if !m.from.is_empty() {
-            s.push_str(&format!("(from {}) ", m.from));
+            s.push_str(&format!("(from {}) ", visible(&m.from, false)));
         }
-        s.push_str(&m.status);
+        s.push_str(&visible(&m.status, false));
         match &m.progress {
             Some(p) if p.total > 0 && p.current <= p.total => {
                 s.push_str(&format!(
@@ -262,7 +294,7 @@ impl<'a> TtyBars<'a> {
             }
             _ if !m.progress_message.is_empty() => {
                 s.push(' ');
-                s.push_str(&m.progress_message);
+                s.push_str(&visible(&m.progress_message, false));
             }
             _ => {}
         }
@@ -324,8 +356,8 @@ impl<'a> TtyBars<'a> {
                 );
                 b.bar.set_length(p.total as u64);
                 b.bar.set_position(p.current.max(0) as u64);
-                b.bar.set_prefix(m.id.clone());
-                b.bar.set_message(m.status.clone());
+                b.bar.set_prefix(visible(&m.id, false).into_owned());
+                b.bar.set_message(visible(&m.status, false).into_owned());
             }
             _ => {
                 b.bar.set_style(
@@ -360,16 +392,16 @@ impl<'a> TtyBars<'a> {
 fn plain_tty(m: &JsonMessage) -> Option<String> {
     let mut s = String::new();
     if !m.id.is_empty() {
-        s.push_str(&m.id);
+        s.push_str(&visible(&m.id, false));
         s.push_str(": ");
     }
     if !m.from.is_empty() {
-        s.push_str(&format!("(from {}) ", m.from));
+        s.push_str(&format!("(from {}) ", visible(&m.from, false)));
     }
     if !m.stream.is_empty() {
-        s.push_str(&m.stream);
+        s.push_str(&visible(&m.stream, true));
     } else {
-        s.push_str(&m.status);
+        s.push_str(&visible(&m.status, false));
         s.push('\n');
     }
     Some(s)
@@ -444,6 +476,22 @@ mod tests {
         assert!(r.is_err());
         let (out, r) = plain("");
         assert_eq!((out.as_str(), r), ("", Ok(())));
+    }
+
+    #[test]
+    fn control_characters_cannot_reach_the_terminal() {
+        let stream = concat!(
+            r#"{"status":"ok\u001b[2K\rgone","id":"l\u001b]0;x\u0007"}"#,
+            r#"{"stream":"line\n\tnext\r\n"}"#,
+            r#"{"errorDetail":{"message":"bad\u001b[31m\u0085"}}"#,
+        );
+        let (out, r) = plain(stream);
+        assert_eq!(
+            out,
+            "l\\x1b]0;x\\x07: ok\\x1b[2K\\x0dgone\nline\n\tnext\\x0d\n"
+        );
+        assert_eq!(r.unwrap_err(), "bad\\x1b[31m\\u0085");
+        assert_eq!(visible("plain\ttext", false), "plain\ttext");
     }
 
     #[test]
