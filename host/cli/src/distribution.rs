@@ -26,8 +26,8 @@
 //! - When `set` or `enable` fails after the pull, the plugin is removed again. The docker client
 //!   means to do this too, but its deferred check reads a return value already set to nil, so it
 //!   never does; a half-installed plugin is what the user did not ask for.
-//! - A stream that reports a failure stops there: nothing is set or enabled (docker's client goes
-//!   on and fails again on the missing plugin).
+//! - A stream that reports a failure stops there: nothing is set or enabled (docker's client may go
+//!   on to set and enable in a goroutine that races its exit).
 //! - `--disable-content-trust[=BOOL]` is accepted and ignored: plugd has no content trust (docker 28
 //!   verifies signatures when it is false; docker 29 deprecated the flag).
 //! - `-u/--username` with `--password-stdin` supply credentials for this one command (plugd has no
