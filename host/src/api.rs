@@ -10,13 +10,17 @@
 //! This socket is root-equivalent (it can run plugins with any privilege): it is created 0660, owned
 //! by root, like dockerd's.
 
+use crate::distribution::auth::Credentials;
+use crate::distribution::progress::{Message, Progress};
 use crate::error::{Error, Result};
 use crate::manager::{ListFilter, Manager};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
+use plugd_core::privileges::Privilege;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -31,7 +35,13 @@ const DRAIN_AFTER_ERROR: usize = 1 << 20;
 /// `set` bodies are a handful of strings.
 const MAX_JSON_BODY: usize = 1 << 20;
 
-type Resp = Response<Full<Bytes>>;
+/// A reply body: whole, or streamed JSON progress (pull, push, upgrade).
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+type Resp = Response<Body>;
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed_unsync()
+}
 
 /// Serves one Engine API request.
 pub async fn handle(
@@ -62,7 +72,7 @@ fn error_response(e: &Error) -> Resp {
 fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Resp {
     let mut body = serde_json::to_vec(value).unwrap_or_default();
     body.push(b'\n');
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(full(body));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -70,7 +80,7 @@ fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Resp {
 }
 
 fn empty(status: StatusCode) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::new()));
+    let mut r = Response::new(full(Bytes::new()));
     *r.status_mut() = status;
     r
 }
@@ -150,11 +160,29 @@ async fn route(manager: &Arc<Manager>, req: Request<Incoming>) -> Result<Resp> {
                 parse_filters(query(&req).get("filters").map(String::as_str).unwrap_or(""))?;
             Ok(json_response(StatusCode::OK, &manager.list(&filter)))
         }
-        (&Method::GET, "/plugins/privileges") | (&Method::POST, "/plugins/pull") => {
-            Err(Error::new(
-                crate::error::Kind::NotImplemented,
-                "plugd: installing from a registry is not supported yet",
-            ))
+        (&Method::GET, "/plugins/privileges") => {
+            let q = query(&req);
+            let creds = credentials(&req)?;
+            let remote = q.get("remote").cloned().unwrap_or_default();
+            let privileges = manager.privileges(&remote, &creds).await?;
+            Ok(json_response(StatusCode::OK, &privileges))
+        }
+        (&Method::POST, "/plugins/pull") => {
+            let q = query(&req);
+            let creds = credentials(&req)?;
+            let remote = q.get("remote").cloned().unwrap_or_default();
+            let name = q.get("name").cloned().unwrap_or_default();
+            let local = crate::manager::pulled_name(&remote, &name)?;
+            let granted: Vec<Privilege> = read_json(req).await?.unwrap_or_default();
+            let m = manager.clone();
+            let mut resp = progress_stream(move |progress| async move {
+                m.pull(&remote, &name, &granted, &creds, &progress).await
+            })
+            .await?;
+            if let Ok(v) = HeaderValue::from_str(&local) {
+                resp.headers_mut().insert("Docker-Plugin-Name", v);
+            }
+            Ok(resp)
         }
         (&Method::POST, "/plugins/create") => {
             let name = query(&req).get("name").cloned().unwrap_or_default();
@@ -214,11 +242,130 @@ async fn plugin_route(
             manager.set(name, &args).await?;
             Ok(empty(StatusCode::NO_CONTENT))
         }
-        (Method::POST, "push" | "upgrade") => Err(Error::new(
-            crate::error::Kind::NotImplemented,
-            format!("plugd: {action} is not supported yet"),
-        )),
+        (Method::POST, "push") => {
+            let creds = credentials(&req)?;
+            let (m, name) = (manager.clone(), name.to_string());
+            // Resolved now, so an unknown plugin is a 404 rather than a streamed error.
+            manager.inspect(&name)?;
+            progress_stream(move |progress| async move { m.push(&name, &creds, &progress).await })
+                .await
+        }
+        (Method::POST, "upgrade") => {
+            let creds = credentials(&req)?;
+            let remote = q.get("remote").cloned().unwrap_or_default();
+            manager.inspect(name)?;
+            let granted: Vec<Privilege> = read_json(req).await?.unwrap_or_default();
+            let (m, name) = (manager.clone(), name.to_string());
+            progress_stream(move |progress| async move {
+                m.upgrade(&name, &remote, &granted, &creds, &progress).await
+            })
+            .await
+        }
         _ => Err(Error::not_found("page not found")),
+    }
+}
+
+/// The request's `X-Registry-Auth` credentials (anonymous without the header).
+fn credentials(req: &Request<Incoming>) -> Result<Credentials> {
+    Credentials::from_header(req.headers().get("X-Registry-Auth").map(|v| v.as_bytes()))
+        .map_err(Error::invalid)
+}
+
+/// Runs a registry operation with a JSON progress stream, as dockerd does: a failure before the
+/// first progress message is an ordinary error reply (status and `{"message"}`); after it, the
+/// reply is already 200 and the failure ends the stream as `{"errorDetail":…,"error":…}`. The
+/// operation runs on its own task: a client that goes away does not cut it short.
+async fn progress_stream<F, Fut, T>(op: F) -> Result<Resp>
+where
+    F: FnOnce(Progress) -> Fut,
+    Fut: std::future::Future<Output = Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let (progress, mut rx) = Progress::channel();
+    let mut task = tokio::spawn(op(progress));
+    let first = tokio::select! {
+        biased;
+        m = rx.recv() => m,
+        done = &mut task => return finished(done, rx),
+    };
+    match first {
+        Some(m) => Ok(stream_response(vec![m], rx, Some(task))),
+        // Every sender is gone: the operation ended without a word.
+        None => finished(task.await, rx),
+    }
+}
+
+/// The reply of an operation that ended before it reported progress.
+fn finished<T: Send + 'static>(
+    done: std::result::Result<Result<T>, tokio::task::JoinError>,
+    rx: tokio::sync::mpsc::UnboundedReceiver<Message>,
+) -> Result<Resp> {
+    match done {
+        Ok(Ok(_)) => Ok(stream_response::<T>(Vec::new(), rx, None)),
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(Error::system(format!("registry operation failed: {e}"))),
+    }
+}
+
+fn line(m: &impl serde::Serialize) -> Bytes {
+    let mut v = serde_json::to_vec(m).unwrap_or_default();
+    v.push(b'\n');
+    Bytes::from(v)
+}
+
+fn stream_response<T: Send + 'static>(
+    first: Vec<Message>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Message>,
+    task: Option<tokio::task::JoinHandle<Result<T>>>,
+) -> Resp {
+    let (tx, body) = tokio::sync::mpsc::channel::<Bytes>(64);
+    tokio::spawn(async move {
+        let mut open = true;
+        for m in first {
+            open = open && tx.send(line(&m)).await.is_ok();
+        }
+        while let Some(m) = rx.recv().await {
+            open = open && tx.send(line(&m)).await.is_ok();
+        }
+        let failure = match task {
+            Some(t) => match t.await {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(e.message),
+                Err(e) => Some(format!("registry operation failed: {e}")),
+            },
+            None => None,
+        };
+        if let Some(message) = failure
+            && open
+        {
+            let _ = tx
+                .send(line(&serde_json::json!({
+                    "errorDetail": { "message": message },
+                    "error": message,
+                })))
+                .await;
+        }
+    });
+    let stream = ChannelStream(body);
+    let mut r = Response::new(StreamBody::new(stream).boxed_unsync());
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// A body read from a channel of chunks.
+struct ChannelStream(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl futures_core::Stream for ChannelStream {
+    type Item = std::result::Result<hyper::body::Frame<Bytes>, Infallible>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0
+            .poll_recv(cx)
+            .map(|b| b.map(|b| Ok(hyper::body::Frame::data(b))))
     }
 }
 
@@ -302,7 +449,7 @@ fn ping(method: &Method) -> Resp {
     } else {
         Bytes::from_static(b"OK")
     };
-    let mut r = Response::new(Full::new(body));
+    let mut r = Response::new(full(body));
     let h = r.headers_mut();
     h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
     h.insert("Ostype", HeaderValue::from_static("linux"));

@@ -46,6 +46,10 @@ pub struct DaemonArgs {
     /// Largest plugin bundle `create` accepts (the upload, and the tar after gunzip).
     #[arg(long, default_value = "2GiB", value_parser = parse_size)]
     pub max_bundle_size: u64,
+    /// A registry (`host[:port]`) that may be reached over plain HTTP when HTTPS fails, as
+    /// dockerd's flag of that name; loopback registries always may. Repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
     /// How often running plugins are health-checked (and failed ones restarted).
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub health_interval: Duration,
@@ -260,6 +264,9 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
                 stop_grace: args.stop_grace,
                 max_bundle_size: args.max_bundle_size,
                 authz_timeout: args.authz_timeout,
+                registries: crate::distribution::client::Registries {
+                    insecure: args.insecure_registries.clone(),
+                },
             },
             selector(Arc::new(wasm), native),
         )

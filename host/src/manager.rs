@@ -12,13 +12,15 @@
 //! locks.
 
 use crate::bundle;
+use crate::distribution::blobs::Blobs;
+use crate::distribution::client::Registries;
 use crate::error::{Error, Kind, Result, at};
 use crate::fsutil;
 use crate::reference::Reference;
 use crate::socket::{Gateway, Mounts, PathMap, PluginSocket, SocketRegistry};
 use crate::store::{Record, Store, new_id};
 use crate::unmount;
-use plugd_core::config::{PluginConfig, PluginObject, RootFs, Settings};
+use plugd_core::config::{PluginConfig, PluginObject, Settings};
 use plugd_core::protocol::metrics;
 use plugd_core::runtime::{Health, Instance, PluginSpec, Runtime, RuntimeError};
 use std::collections::HashMap;
@@ -48,6 +50,8 @@ pub struct ManagerConfig {
     pub max_bundle_size: u64,
     /// Deadline of one AuthZ call to an authorization plugin, after which plugd denies.
     pub authz_timeout: Duration,
+    /// Which registries may be reached over plain HTTP (`--insecure-registry`).
+    pub registries: Registries,
 }
 
 struct Running {
@@ -120,7 +124,12 @@ pub struct Manager {
     /// takes the socket over) or is disabled, removed or the daemon stops.
     parked: Mutex<HashMap<String, PluginSocket>>,
     backoff: Mutex<HashMap<String, (std::time::Instant, Duration)>>,
+    /// Image blobs of every stored plugin (create packages one, pull keeps what it fetched).
+    blobs: Blobs,
 }
+
+mod remote;
+pub use remote::pulled_name;
 
 /// First and longest wait between restarts of a failing plugin.
 const BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
@@ -195,6 +204,7 @@ impl Manager {
     /// Opens the store and the socket registry (removing plugd's own stale sockets).
     pub fn new(cfg: ManagerConfig, select: RuntimeSelector) -> Result<Manager> {
         let store = Store::open(&cfg.data_root)?;
+        let blobs = Blobs::open(&cfg.data_root).map_err(at(&cfg.data_root))?;
         let registry = SocketRegistry::new(&cfg.exec_root.join("sockets"))?;
         registry.remove_stale()?;
         fsutil::create_dir_all(&cfg.plugin_socket_dir, 0o755)
@@ -209,6 +219,7 @@ impl Manager {
             running: Mutex::new(HashMap::new()),
             parked: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
+            blobs,
         })
     }
 
@@ -291,16 +302,22 @@ impl Manager {
         // The upload, unpacking and compiling run without the lifecycle lock: a slow or stalled
         // client must not hold up every other verb. The name is checked again under the lock.
         let staging = lock(&self.store).staging_path();
-        let result = match self.stage(&name, &staging, body).await {
+        let staged_blobs = staging.with_extension("blobs");
+        let result = match self.stage(&name, &staging, &staged_blobs, body).await {
             Ok(record) => {
                 let _ops = self.ops.lock().await;
                 let warnings = record.warnings.clone();
+                let image = record.image.clone();
                 exists()
                     .and_then(|()| lock(&self.store).commit_new(&staging, record))
-                    .map(|()| warnings)
+                    .map(|()| {
+                        self.commit_blobs(image.as_ref(), &staged_blobs);
+                        warnings
+                    })
             }
             Err(e) => Err(e),
         };
+        let _ = std::fs::remove_dir_all(&staged_blobs);
         match result {
             Ok(warnings) => {
                 tracing::info!(plugin = %name, "created");
@@ -317,6 +334,7 @@ impl Manager {
         &self,
         name: &str,
         staging: &Path,
+        staged_blobs: &Path,
         body: impl std::io::Read + Send + 'static,
     ) -> Result<Record> {
         let dest = staging.to_path_buf();
@@ -334,10 +352,14 @@ impl Manager {
                 "`DockerVersion` is set by the engine, not by the plugin; ignored".to_string(),
             );
         }
-        config.rootfs = Some(RootFs {
-            diff_ids: Some(vec![unpacked.digest.clone()]),
-            kind: "layers".into(),
-        });
+        // Packaged now, as dockerd does at create: a later push sends the rootfs as created, not
+        // as the plugin may have changed it since. Sets `rootfs.diff_ids`.
+        let (rootfs, blobs_dir) = (unpacked.rootfs.clone(), staged_blobs.to_path_buf());
+        let (config, image) = tokio::task::spawn_blocking(move || {
+            crate::distribution::package(&rootfs, &mut config, &blobs_dir).map(|i| (config, i))
+        })
+        .await
+        .map_err(|e| Error::system(format!("packaging the plugin: {e}")))??;
         let settings = Settings::initial(&config);
         let mut record = Record {
             plugin: PluginObject {
@@ -349,19 +371,10 @@ impl Manager {
                 settings,
             },
             warnings,
+            image: Some(image),
         };
-        // Compile now, so enable is fast; a privilege this runtime cannot honour is refused at enable
-        // (settings may still change), so here it is only a warning.
-        let mut spec = self.spec(&record);
-        spec.rootfs = unpacked.rootfs.clone();
-        let runtime = (self.select)(&spec)?;
-        match runtime.prepare(&spec).await {
-            Ok(()) => {}
-            Err(e @ RuntimeError::Unsupported { .. }) => {
-                record.warnings.push(format!("{e}; enable will refuse it"))
-            }
-            Err(e) => return Err(e.into()),
-        }
+        // Compile now, so enable is fast.
+        self.compile(&mut record, &unpacked.rootfs).await?;
         Ok(record)
     }
 
@@ -557,20 +570,8 @@ impl Manager {
         instance: Arc<dyn Instance>,
     ) -> Result<(PluginSocket, Arc<Mounts>)> {
         let p = &record.plugin;
-        let paths = PathMap::new(
-            &spec.rootfs,
-            spec.propagated_mount
-                .as_deref()
-                .map(|h| (p.config.propagated_mount.as_str(), h)),
-        )
-        .map_err(at(&spec.rootfs))?;
         let mounts = Arc::new(Mounts::persisted(&spec.state_dir));
-        let types = p.config.interface.types.clone().unwrap_or_default();
-        let gateway = Arc::new(
-            Gateway::new(&p.name, &types, instance, paths, mounts.clone())
-                .authz_deadline(self.cfg.authz_timeout)
-                .may_hand_over_links(may_hand_over_links(spec)),
-        );
+        let gateway = self.gateway(record, spec, instance, mounts.clone())?;
         let path = self
             .cfg
             .plugin_socket_dir
@@ -590,6 +591,30 @@ impl Manager {
         let socket = PluginSocket::bind(&path, &self.registry, gateway)
             .map_err(|e| Error::new(Kind::Conflict, format!("plugin {}: {e}", p.name)))?;
         Ok((socket, mounts))
+    }
+
+    /// The gateway of a started instance: what the engine-facing socket serves.
+    fn gateway(
+        &self,
+        record: &Record,
+        spec: &PluginSpec,
+        instance: Arc<dyn Instance>,
+        mounts: Arc<Mounts>,
+    ) -> Result<Arc<Gateway>> {
+        let p = &record.plugin;
+        let paths = PathMap::new(
+            &spec.rootfs,
+            spec.propagated_mount
+                .as_deref()
+                .map(|h| (p.config.propagated_mount.as_str(), h)),
+        )
+        .map_err(at(&spec.rootfs))?;
+        let types = p.config.interface.types.clone().unwrap_or_default();
+        Ok(Arc::new(
+            Gateway::new(&p.name, &types, instance, paths, mounts)
+                .authz_deadline(self.cfg.authz_timeout)
+                .may_hand_over_links(may_hand_over_links(spec)),
+        ))
     }
 
     /// Waits (briefly) for the runtime to release what a cancelled start left.
@@ -775,6 +800,7 @@ impl Manager {
             }
         }
         lock(&self.store).remove(&id)?;
+        self.collect_blobs();
         for dir in &dirs[1..] {
             if let Err(e) = unmount::remove_dir_all(dir) {
                 tracing::warn!(plugin = %record.plugin.name, error = %e, "removing the plugin's runtime directories");

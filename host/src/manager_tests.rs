@@ -173,6 +173,7 @@ fn setup(tag: &str, mode: Mode) -> Setup {
         stop_grace: Duration::from_secs(10),
         max_bundle_size: 1 << 20,
         authz_timeout: crate::socket::authz::DEFAULT_DEADLINE,
+        registries: Default::default(),
     };
     let manager = Manager::new(cfg, Arc::new(move |_| Ok(runtime.clone()))).unwrap();
     Setup {
@@ -206,6 +207,7 @@ fn add_typed(m: &Manager, name: &str, kind: &str) -> String {
             settings: Settings::default(),
         },
         warnings: vec![],
+        image: None,
     };
     store.commit_new(&staging, record).unwrap();
     id

@@ -7,7 +7,8 @@
 //! <root>/plugins/<id>/rootfs/            the bundle's filesystem
 //! <root>/plugins/<id>/propagated-mount/  host side of PropagatedMount
 //! <root>/plugins/<id>-removing           transient during rm; finished at next start
-//! <root>/tmp/<random>/                   staging for create; anything left here at start is a crash leftover
+//! <root>/tmp/<random>/                   staging for create, pull and upgrade; anything left here at start is a crash leftover
+//! <root>/blobs/sha256/<hex>              image blobs (manifests, configs, layers) of stored plugins
 //! ```
 //! A create is staged completely (rootfs and state file) and becomes visible with a single rename, so
 //! a kill -9 at any point leaves either nothing or a whole plugin.
@@ -31,6 +32,10 @@ pub struct Record {
     /// Config keys Docker ignores and other notes found at create; shown again by inspect.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The image it was pulled as or packaged into at create (blobs in the data root's blob
+    /// store); absent for plugins stored before plugd packaged them, which `push` packages then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<crate::distribution::Image>,
 }
 
 /// The set of stored plugins.
@@ -199,6 +204,7 @@ mod tests {
                 settings: Settings::default(),
             },
             warnings: vec![],
+            image: None,
         }
     }
 

@@ -35,6 +35,35 @@ pub enum BundleError {
         /// The cap.
         limit: usize,
     },
+    /// The stream is compressed with something other than gzip (zstd is valid in OCI images, but
+    /// dockerd cannot read it either, so an image that needs it is not a plugin dockerd could pull).
+    #[error(
+        "unsupported compression: the stream is {format}-compressed; only gzip and uncompressed tar are accepted"
+    )]
+    UnsupportedCompression {
+        /// `zstd`, `xz` or `bzip2`.
+        format: &'static str,
+    },
+    /// A layer entry whose name is an invalid whiteout (OCI image-spec, layer.md).
+    #[error("whiteout `{entry}`: {reason}")]
+    Whiteout {
+        /// The entry.
+        entry: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A layer of a pull was refused; `source` names the entry, `index` (from 1) the layer.
+    #[error("layer {index}: {source}")]
+    Layer {
+        /// Which layer, counting from 1 in the order applied.
+        index: usize,
+        /// Why.
+        #[source]
+        source: Box<BundleError>,
+    },
+    /// A layer was offered after an earlier one had been refused and its extraction removed.
+    #[error("layer extraction was abandoned after an earlier layer was refused")]
+    Abandoned,
     /// Nothing was sent.
     #[error("empty body: expected a tar stream")]
     Empty,
@@ -168,13 +197,15 @@ pub enum BundleError {
     },
     /// A hardlink to something that is not a regular file unpacked earlier.
     #[error(
-        "hardlink `{entry}`: target `{target}` is not a regular file unpacked earlier in the archive"
+        "hardlink `{entry}`: target `{target}` is not a regular file unpacked earlier {earlier}"
     )]
     HardlinkTarget {
         /// The entry.
         entry: String,
         /// Its target as spelled in the archive.
         target: String,
+        /// `in the archive`, or for layers `in this or an earlier layer`.
+        earlier: &'static str,
     },
     /// The entry's path goes through a symlink unpacked earlier.
     #[error("entry `{entry}`: `{symlink}` is a symlink; refusing to write through it")]
@@ -211,4 +242,15 @@ pub enum BundleError {
         #[source]
         source: io::Error,
     },
+}
+
+impl BundleError {
+    /// The refusal itself, without the layer that carried it: what a caller reacts to (or a test
+    /// asserts) is the kind of refusal, whichever layer it came in.
+    pub fn cause(&self) -> &BundleError {
+        match self {
+            BundleError::Layer { source, .. } => source.cause(),
+            other => other,
+        }
+    }
 }

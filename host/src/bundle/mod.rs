@@ -14,13 +14,25 @@
 //! - setuid/setgid bits are stripped from regular files;
 //! - the body, the decompressed stream, the entry count and `config.json` are all capped ([`Limits`]);
 //! - an archive that ends without its end-of-archive marker is an error, not a partial rootfs.
+//!
+//! The layers of a registry pull are as hostile and go through the same per-entry rules
+//! ([`LayerUnpacker`]: rootfs-relative names, OCI whiteouts, caps totalled over the layers);
+//! [`write_layer`] writes the one layer a push sends, reading the tree as carefully as it was written.
+//! docs/architecture.md "Layer extraction" lists what is refused and what is neutralised.
 
 mod error;
+mod layer;
 mod name;
 mod stream;
 mod tree;
 mod unpacker;
+mod write;
 
+#[cfg(test)]
+#[path = "../../../tests/fixtures/layers/corpus.rs"]
+mod corpus;
+#[cfg(test)]
+mod layer_tests;
 #[cfg(test)]
 mod props;
 #[cfg(test)]
@@ -30,20 +42,25 @@ use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
 
 pub use self::error::BundleError;
-use self::stream::{Observed, TarStream};
+pub use self::layer::LayerUnpacker;
+use self::stream::{Caps, Observed, OpenError, TarStream};
 use self::tree::Tree;
-use self::unpacker::{Unpacker, oversize};
+use self::unpacker::{Naming, Unpacker, oversize};
+pub use self::write::write_layer;
 
-/// Bounds on what one upload may cost; the API is reachable by any client of the daemon socket.
+/// Bounds on what one upload (or one pull, all its layers together) may cost; the API is reachable
+/// by any client of the daemon socket, and a pull fetches whatever the registry serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Cap on the bytes read from the request body and, separately, on the tar stream after gunzip.
-    /// One number for both, so a gzip bomb is held to the size a plain upload could have had.
+    /// One number for both, so a gzip bomb is held to the size a plain upload could have had. For a
+    /// pull, both are totals over its layers, so splitting a bomb across layers gains nothing.
     pub max_body_bytes: u64,
-    /// Cap on archive entries, ignored ones included: each costs inodes and syscalls however small.
+    /// Cap on archive entries, ignored ones and whiteouts included (over all layers of a pull): each
+    /// costs inodes and syscalls however small.
     pub max_entries: usize,
     /// Cap on `config.json`, which is held in memory and parsed.
     pub max_config_bytes: u64,
@@ -85,40 +102,77 @@ pub struct Unpacked {
 /// moment that rootfs is reachable without `nosuid`. Directory modes are applied once every entry is
 /// written, so a read-only directory in the archive cannot block its own contents.
 pub fn unpack(body: impl Read, dest: &Path, limits: &Limits) -> Result<Unpacked, BundleError> {
-    match fs::DirBuilder::new().mode(0o700).create(dest) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            return Err(BundleError::DestExists(dest.to_owned()));
-        }
-        Err(source) => {
-            return Err(BundleError::Staging {
-                path: dest.to_owned(),
-                source,
-            });
-        }
-    }
+    create_dest(dest)?;
     let result = unpack_into(body, dest, limits);
-    if let Err(err) = &result
-        && let Err(cleanup) = fs::remove_dir_all(dest)
-    {
-        let dest = dest.display();
-        tracing::warn!(%dest, %err, %cleanup, "cannot remove the staging directory of a refused bundle");
+    if let Err(err) = &result {
+        remove_dest(dest, err);
     }
     result
+}
+
+/// Creates the staging directory, which must be fresh so that cleanup never removes anything we
+/// did not write.
+fn create_dest(dest: &Path) -> Result<(), BundleError> {
+    match fs::DirBuilder::new().mode(0o700).create(dest) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            Err(BundleError::DestExists(dest.to_owned()))
+        }
+        Err(source) => Err(BundleError::Staging {
+            path: dest.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Removes the staging directory of a refused archive (`err` says why, for the log if that fails).
+fn remove_dest(dest: &Path, err: &dyn std::fmt::Display) {
+    if let Err(cleanup) = fs::remove_dir_all(dest) {
+        let dest = dest.display();
+        tracing::warn!(%dest, %err, %cleanup, "cannot remove the staging directory of a refused archive");
+    }
 }
 
 fn unpack_into(body: impl Read, dest: &Path, limits: &Limits) -> Result<Unpacked, BundleError> {
     let rootfs = dest.join("rootfs");
     let tree = make_rootfs(&rootfs)?;
-    let observed = Rc::new(Observed::default());
-    let mut stream =
-        TarStream::new(body, limits.max_body_bytes, observed.clone()).map_err(|source| {
-            oversize(limits, &observed).unwrap_or(BundleError::Read {
+    let mut unpacker = Unpacker::new(tree, Naming::Bundle, limits, Arc::new(Observed::default()));
+    let read = read_archive(body, &mut unpacker, &Caps::bundle(limits.max_body_bytes))?;
+    let config_json = unpacker.finish_bundle()?;
+    Ok(Unpacked {
+        config_json,
+        rootfs,
+        digest: read.digest,
+    })
+}
+
+/// What reading one archive cost, and its digest.
+struct Archived {
+    /// `sha256:<hex>` of the tar stream after decompression, to its very end.
+    digest: String,
+    /// Bytes of the body as given.
+    body_bytes: u64,
+    /// Bytes of the tar stream.
+    tar_bytes: u64,
+}
+
+/// Feeds every entry of one archive (a bundle, or one layer) to `unpacker` and reads the stream to
+/// its end, so that gzip's trailer is checked and the digest covers everything.
+fn read_archive(
+    body: impl Read,
+    unpacker: &mut Unpacker,
+    caps: &Caps,
+) -> Result<Archived, BundleError> {
+    let observed = unpacker.observed().clone();
+    let mut stream = TarStream::new(body, caps, observed.clone()).map_err(|e| match e {
+        OpenError::Compression(format) => BundleError::UnsupportedCompression { format },
+        OpenError::Io(source) => {
+            oversize(unpacker.limits(), &observed).unwrap_or(BundleError::Read {
                 at: "at the start of the stream".into(),
                 source,
             })
-        })?;
-    let mut unpacker = Unpacker::new(tree, limits, observed.clone());
+        }
+    })?;
     {
         let mut archive = tar::Archive::new(&mut stream);
         let entries = archive
@@ -141,10 +195,9 @@ fn unpack_into(body: impl Read, dest: &Path, limits: &Limits) -> Result<Unpacked
     stream
         .drain()
         .map_err(|e| unpacker.read_error(e, "after the end-of-archive marker".into()))?;
-    let config_json = unpacker.finish()?;
-    Ok(Unpacked {
-        config_json,
-        rootfs,
+    Ok(Archived {
+        body_bytes: stream.body_read(),
+        tar_bytes: stream.position(),
         digest: stream.digest(),
     })
 }

@@ -2,7 +2,6 @@
 //! because `tar::Builder`'s path setters refuse them.
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -26,77 +25,25 @@ impl TempDir {
         )
     }
 
+    pub(super) fn path(&self) -> &Path {
+        self.0.path()
+    }
+
     /// A path inside that does not exist yet, as `unpack` wants its `dest`.
     pub(super) fn dest(&self) -> PathBuf {
         self.0.path().join("staging")
     }
 }
 
-/// Builds archives entry by entry with raw header bytes.
-pub(super) struct Tar(tar::Builder<Vec<u8>>);
+/// Builds archives entry by entry with raw header bytes: the malicious layer corpus's builder.
+pub(super) use super::corpus::{Layer as Tar, gzip};
 
 impl Tar {
-    pub(super) fn new() -> Self {
-        Tar(tar::Builder::new(Vec::new()))
-    }
-
     /// The usual start: `config.json` and the `rootfs/` directory, as `docker plugin create` sends them.
     fn bundle() -> Self {
         let mut t = Tar::new();
         t.file("config.json", CONFIG, 0o644).dir("rootfs/", 0o755);
         t
-    }
-
-    pub(super) fn raw(
-        &mut self,
-        kind: EntryType,
-        name: &str,
-        link: &str,
-        data: &[u8],
-        mode: u32,
-    ) -> &mut Self {
-        let mut h = Header::new_gnu();
-        let old = h.as_old_mut();
-        old.name[..name.len()].copy_from_slice(name.as_bytes());
-        old.linkname[..link.len()].copy_from_slice(link.as_bytes());
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        h.set_size(data.len() as u64);
-        h.set_cksum();
-        self.0.append(&h, data).unwrap();
-        self
-    }
-
-    fn file(&mut self, name: &str, data: &[u8], mode: u32) -> &mut Self {
-        self.raw(EntryType::Regular, name, "", data, mode)
-    }
-
-    fn dir(&mut self, name: &str, mode: u32) -> &mut Self {
-        self.raw(EntryType::Directory, name, "", b"", mode)
-    }
-
-    fn symlink(&mut self, name: &str, target: &str) -> &mut Self {
-        self.raw(EntryType::Symlink, name, target, b"", 0o777)
-    }
-
-    fn hardlink(&mut self, name: &str, target: &str) -> &mut Self {
-        self.raw(EntryType::Link, name, target, b"", 0o644)
-    }
-
-    /// A file whose name only fits in a PAX `path` record, as Go's archive/tar writes long names.
-    fn pax_file(&mut self, name: &str, data: &[u8]) -> &mut Self {
-        let record = pax_record("path", name);
-        self.raw(
-            EntryType::XHeader,
-            "PaxHeaders.0/long",
-            "",
-            record.as_bytes(),
-            0o644,
-        );
-        self.file("truncated-ustar-name", data, 0o644)
     }
 
     /// A file whose name is carried in a GNU `L` entry (what `tar::Builder` does for long names),
@@ -108,29 +55,9 @@ impl Tar {
         self.0.append_data(&mut h, name, data).unwrap();
         self
     }
-
-    pub(super) fn finish(self) -> Vec<u8> {
-        self.0.into_inner().unwrap()
-    }
 }
 
-/// `"<len> key=value\n"`, where the length counts its own digits.
-fn pax_record(key: &str, value: &str) -> String {
-    let body = format!(" {key}={value}\n");
-    let mut len = body.len() + 1;
-    while format!("{len}{body}").len() != len {
-        len += 1;
-    }
-    format!("{len}{body}")
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(data).unwrap();
-    gz.finish().unwrap()
-}
-
-fn sha256(data: &[u8]) -> String {
+pub(super) fn sha256(data: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(data))
 }
 

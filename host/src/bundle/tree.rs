@@ -8,7 +8,8 @@
 //! `O_EXCL`/`mkdirat`/`symlinkat`/`linkat`, none of which follow a symlink in the last position.
 
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -146,6 +147,46 @@ impl Tree {
         fchmod(fd, Mode::from_bits_truncate(mode)).map_err(|e| TreeError::Sys("chmod", e))
     }
 
+    /// Removes whatever is at `path` (a whole directory tree included) without following a symlink
+    /// anywhere: for whiteouts. Nothing there, or a non-directory on the way, is not an error (there
+    /// is nothing to remove); a symlink on the way is, as for every other entry.
+    pub(super) fn remove(&mut self, path: &[Vec<u8>]) -> Result<()> {
+        let (dir, name) = split(path);
+        let Some(parent) = absent_is_none(self.dir(dir, false))? else {
+            return Ok(());
+        };
+        match kind_at(parent, name)? {
+            None => return Ok(()),
+            Some(SFlag::S_IFDIR) => {
+                // std's remove_dir_all opens each level with O_NOFOLLOW relative to the one above;
+                // `/proc/self/fd/N` names this very directory, not a path that could be swapped.
+                let at = in_proc(parent).join(std::ffi::OsStr::from_bytes(name));
+                std::fs::remove_dir_all(&at).map_err(|e| TreeError::Sys("remove", errno_of(&e)))?;
+            }
+            Some(_) => return unlink(parent, name),
+        }
+        if matches!(&self.cache, Some((cached, _)) if cached.starts_with(path)) {
+            self.cache = None;
+        }
+        Ok(())
+    }
+
+    /// The names in the directory at `path`, each with whether it is a directory (not following a
+    /// symlink); empty if there is no directory there.
+    pub(super) fn children(&mut self, path: &[Vec<u8>]) -> Result<Vec<(Vec<u8>, bool)>> {
+        let Some(fd) = absent_is_none(self.dir(path, false))? else {
+            return Ok(Vec::new());
+        };
+        let sys = |e: std::io::Error| TreeError::Sys("read directory", errno_of(&e));
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(in_proc(fd)).map_err(sys)? {
+            let entry = entry.map_err(sys)?;
+            let is_dir = entry.file_type().map_err(sys)?.is_dir();
+            out.push((entry.file_name().into_vec(), is_dir));
+        }
+        Ok(out)
+    }
+
     /// The directory at `path`, walked from the cached directory when it is a prefix.
     fn dir(&mut self, path: &[Vec<u8>], create: bool) -> Result<BorrowedFd<'_>> {
         if path.is_empty() {
@@ -275,6 +316,20 @@ fn split(path: &[Vec<u8>]) -> (&[Vec<u8>], &Vec<u8>) {
         .split_last()
         .expect("entry paths below the rootfs are never empty");
     (dir, name)
+}
+
+/// A directory fd as a path that reopens exactly it.
+fn in_proc(fd: BorrowedFd<'_>) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// A walk that found nothing to walk to (missing, or a non-directory on the way) as `None`.
+fn absent_is_none<T>(walked: Result<T>) -> Result<Option<T>> {
+    match walked {
+        Ok(fd) => Ok(Some(fd)),
+        Err(TreeError::NotDir(_) | TreeError::Sys(_, Errno::ENOENT)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn errno_of(e: &std::io::Error) -> Errno {

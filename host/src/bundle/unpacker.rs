@@ -1,8 +1,12 @@
-//! The per-entry rules: what each entry of the bundle may be and where it goes.
+//! The per-entry rules: what each entry of a bundle or an image layer may be and where it goes.
+//!
+//! One set of rules serves both: [`Naming`] only decides how a name maps into the rootfs (a bundle's
+//! `rootfs/…` and `config.json`, a layer's rootfs-relative names and whiteouts).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
-use std::rc::Rc;
+use std::ops::Bound;
+use std::sync::Arc;
 
 use nix::sys::stat::{Mode, fchmod};
 use nix::unistd::{Gid, Uid, fchown};
@@ -34,11 +38,33 @@ struct Meta {
     gid: u32,
 }
 
-/// State carried across entries.
-pub(super) struct Unpacker<'l> {
+/// How entry names map into the rootfs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Naming {
+    /// A `create` bundle: `config.json` and `rootfs/…` are kept, everything else is ignored.
+    Bundle,
+    /// An image layer: every name is rootfs-relative, and `.wh.` names are whiteouts.
+    Layer,
+}
+
+impl Naming {
+    /// How a rootfs-relative path is shown: as the archive spells it.
+    fn show(self, path: &[Vec<u8>]) -> String {
+        match (self, path) {
+            (Naming::Bundle, []) => "rootfs".into(),
+            (Naming::Bundle, _) => format!("rootfs/{}", name::join(path)),
+            (Naming::Layer, []) => "./".into(),
+            (Naming::Layer, _) => name::join(path),
+        }
+    }
+}
+
+/// State carried across entries (and, for layers, across layers).
+pub(super) struct Unpacker {
     tree: Tree,
-    limits: &'l Limits,
-    observed: Rc<Observed>,
+    naming: Naming,
+    limits: Limits,
+    observed: Arc<Observed>,
     /// Whether to apply the archive's owners (only root can).
     owners: bool,
     entries: usize,
@@ -46,29 +72,52 @@ pub(super) struct Unpacker<'l> {
     last: Option<String>,
     config: Option<Vec<u8>>,
     has_rootfs: bool,
-    /// Rootfs-relative paths currently holding a regular file unpacked from the archive: the only
-    /// valid hardlink targets.
-    regular: HashSet<Components>,
-    /// Directory metadata to apply at the end, keyed by rootfs-relative path (the last entry wins).
-    dirs: HashMap<Components, Meta>,
+    /// Directory metadata to apply at the end, keyed by rootfs-relative path (the last entry wins);
+    /// ordered so that a whiteout can drop a whole subtree's.
+    dirs: BTreeMap<Components, Meta>,
+    /// What the current layer wrote, for whiteouts (layers only).
+    layer: Written,
     buf: Vec<u8>,
 }
 
-impl<'l> Unpacker<'l> {
-    pub(super) fn new(tree: Tree, limits: &'l Limits, observed: Rc<Observed>) -> Self {
+impl Unpacker {
+    pub(super) fn new(
+        tree: Tree,
+        naming: Naming,
+        limits: &Limits,
+        observed: Arc<Observed>,
+    ) -> Self {
         Unpacker {
             tree,
-            limits,
+            naming,
+            limits: limits.clone(),
             observed,
             owners: nix::unistd::geteuid().is_root(),
             entries: 0,
             last: None,
             config: None,
             has_rootfs: false,
-            regular: HashSet::new(),
-            dirs: HashMap::new(),
+            dirs: BTreeMap::new(),
+            layer: Written::default(),
             buf: vec![0; 64 * 1024],
         }
+    }
+
+    /// The caps, which for layers are totals over all of them.
+    pub(super) fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The per-stream state, reset before each layer.
+    pub(super) fn observed(&self) -> &Arc<Observed> {
+        &self.observed
+    }
+
+    /// Starts the next layer: whiteouts in it apply to everything written so far.
+    pub(super) fn next_layer(&mut self) {
+        self.layer = Written::default();
+        self.last = None;
+        self.observed.reset();
     }
 
     pub(super) fn after(&self) -> String {
@@ -80,7 +129,7 @@ impl<'l> Unpacker<'l> {
 
     /// A failed read, reported as the cap it tripped if it tripped one.
     pub(super) fn read_error(&self, source: io::Error, at: String) -> BundleError {
-        oversize(self.limits, &self.observed).unwrap_or(BundleError::Read { at, source })
+        oversize(&self.limits, &self.observed).unwrap_or(BundleError::Read { at, source })
     }
 
     pub(super) fn entry<R: Read>(
@@ -103,6 +152,9 @@ impl<'l> Unpacker<'l> {
             return Ok(());
         }
         let path = name::components(&raw).map_err(|e| name_error(e, shown.clone()))?;
+        if self.naming == Naming::Layer {
+            return self.layer_entry(&mut entry, kind, &shown, path);
+        }
         match path.split_first() {
             Some((first, rest)) if first == b"rootfs" => {
                 self.has_rootfs = true;
@@ -114,6 +166,59 @@ impl<'l> Unpacker<'l> {
             // The bundle root and anything beside config.json and rootfs/ are not part of a plugin.
             _ => Ok(()),
         }
+    }
+
+    fn layer_entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        kind: EntryType,
+        shown: &str,
+        path: Components,
+    ) -> Result<(), BundleError> {
+        if let Some((target, opaque)) = whiteout(&path, shown)? {
+            return self.whiteout(shown, target, opaque);
+        }
+        match self.rootfs_entry(entry, kind, shown, &path) {
+            // A layer may replace a directory an earlier layer left, as dockerd's ApplyLayer does;
+            // within one layer that is refused as in a bundle. Nothing of the entry was read yet.
+            Err(BundleError::ReplacesDirectory { .. }) if self.layer.get(&path).is_none() => {
+                let naming = self.naming;
+                self.tree
+                    .remove(&path)
+                    .map_err(|e| tree_error(e, shown, &path, kind, naming))?;
+                forget_dirs(&mut self.dirs, &path);
+                self.rootfs_entry(entry, kind, shown, &path)?;
+            }
+            done => done?,
+        }
+        self.layer.insert(&path);
+        Ok(())
+    }
+
+    /// Removes what earlier layers left at `target` (`opaque`: below it), keeping what this layer
+    /// wrote there, before or after the marker (image-spec layer.md: whiteouts apply to lower layers
+    /// only). Each directory is walked at most once per layer, however many markers name it.
+    fn whiteout(
+        &mut self,
+        shown: &str,
+        mut target: Components,
+        opaque: bool,
+    ) -> Result<(), BundleError> {
+        if self.layer.pruned(&target) {
+            return Ok(());
+        }
+        let naming = self.naming;
+        let err = |e, target: &[Vec<u8>]| tree_error(e, shown, target, EntryType::Regular, naming);
+        if opaque || self.layer.get(&target).is_some() {
+            let node = self.layer.get(&target);
+            prune(&mut self.tree, &mut self.dirs, node, &mut target)
+                .map_err(|e| err(e, &target))?;
+            self.layer.insert(&target).pruned = true;
+        } else {
+            self.tree.remove(&target).map_err(|e| err(e, &target))?;
+            forget_dirs(&mut self.dirs, &target);
+        }
+        Ok(())
     }
 
     fn config_entry<R: Read>(
@@ -178,8 +283,7 @@ impl<'l> Unpacker<'l> {
                 let meta = meta(entry, shown)?;
                 self.tree
                     .mkdir(path)
-                    .map_err(|e| tree_error(e, shown, path, kind))?;
-                self.regular.remove(path);
+                    .map_err(|e| tree_error(e, shown, path, kind, self.naming))?;
                 self.dirs.insert(path.to_vec(), meta);
                 Ok(())
             }
@@ -211,8 +315,7 @@ impl<'l> Unpacker<'l> {
         let mut file = self
             .tree
             .create_file(path)
-            .map_err(|e| tree_error(e, shown, path, EntryType::Regular))?;
-        self.regular.remove(path);
+            .map_err(|e| tree_error(e, shown, path, EntryType::Regular, self.naming))?;
         let size = entry.size();
         let mut got = 0u64;
         loop {
@@ -244,7 +347,6 @@ impl<'l> Unpacker<'l> {
         // After chown, which would clear set-id bits anyway; we strip them regardless.
         fchmod(&file, Mode::from_bits_truncate(meta.mode & FILE_MODE_MASK))
             .map_err(|e| write("chmod", e.into()))?;
-        self.regular.insert(path.to_vec());
         Ok(())
     }
 
@@ -256,9 +358,9 @@ impl<'l> Unpacker<'l> {
     ) -> Result<(), BundleError> {
         let meta = meta(entry, shown)?;
         let target = link_target(entry, shown, "symlink")?;
-        let err = |e| tree_error(e, shown, path, EntryType::Symlink);
+        let naming = self.naming;
+        let err = |e| tree_error(e, shown, path, EntryType::Symlink, naming);
         self.tree.symlink(path, &target).map_err(err)?;
-        self.regular.remove(path);
         if self.owners {
             self.tree
                 .chown_symlink(path, meta.uid, meta.gid)
@@ -282,45 +384,174 @@ impl<'l> Unpacker<'l> {
         let not_regular = || BundleError::HardlinkTarget {
             entry: shown.into(),
             target: target_shown.clone(),
+            earlier: match self.naming {
+                Naming::Bundle => "in the archive",
+                Naming::Layer => "in this or an earlier layer",
+            },
         };
-        // Targets are bundle-relative like names (`rootfs/bin/sh`) and re-rooted the same way.
+        // Targets are spelled like names: bundle-relative (`rootfs/bin/sh`) and re-rooted the same
+        // way, or rootfs-relative in a layer. The rootfs holds nothing but what was unpacked, so a
+        // regular file found there (without following a symlink) was unpacked earlier.
         let target = name::components(&raw).map_err(|_| outside())?;
-        let target = match target.split_first() {
-            Some((first, rest)) if first == b"rootfs" => rest,
-            _ => return Err(outside()),
+        let target = match (self.naming, target.split_first()) {
+            (Naming::Layer, _) => &target[..],
+            (Naming::Bundle, Some((first, rest))) if first == b"rootfs" => rest,
+            (Naming::Bundle, _) => return Err(outside()),
         };
-        if target == path || !self.regular.contains(target) {
+        if target.is_empty() || target == path {
             return Err(not_regular());
         }
         self.tree.hardlink(path, target).map_err(|e| match e {
             TreeError::LinkTarget => not_regular(),
-            e => tree_error(e, shown, path, EntryType::Link),
-        })?;
-        self.regular.insert(path.to_vec());
-        Ok(())
+            e => tree_error(e, shown, path, EntryType::Link, self.naming),
+        })
     }
 
-    /// Checks the bundle as a whole and applies directory metadata, deepest first so that a
-    /// directory's own mode never stands in the way of fixing its children.
-    pub(super) fn finish(mut self) -> Result<Vec<u8>, BundleError> {
+    /// Checks the bundle as a whole, applies directory metadata and returns `config.json`.
+    pub(super) fn finish_bundle(mut self) -> Result<Vec<u8>, BundleError> {
         if !self.has_rootfs {
             return Err(BundleError::NoRootfs);
         }
         let config = self.config.take().ok_or(BundleError::ConfigNotFound)?;
-        let mut dirs: Vec<_> = self.dirs.drain().collect();
+        self.apply_dirs()?;
+        Ok(config)
+    }
+
+    /// Applies directory metadata, deepest first so that a directory's own mode never stands in the
+    /// way of fixing its children.
+    pub(super) fn apply_dirs(&mut self) -> Result<(), BundleError> {
+        let mut dirs: Vec<_> = std::mem::take(&mut self.dirs).into_iter().collect();
         dirs.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
         for (path, meta) in dirs {
             let owner = self.owners.then_some((meta.uid, meta.gid));
-            let shown = if path.is_empty() {
-                "rootfs".to_owned()
-            } else {
-                format!("rootfs/{}", name::join(&path))
-            };
+            let shown = self.naming.show(&path);
             self.tree
                 .set_dir_meta(&path, meta.mode & DIR_MODE_MASK, owner)
-                .map_err(|e| tree_error(e, &shown, &path, EntryType::Directory))?;
+                .map_err(|e| tree_error(e, &shown, &path, EntryType::Directory, self.naming))?;
         }
-        Ok(config)
+        Ok(())
+    }
+}
+
+/// What one layer wrote, as a tree of path components (so that a deep path costs its depth, not
+/// its depth squared), with the directories already pruned by a whiteout in this layer.
+#[derive(Default)]
+struct Written {
+    pruned: bool,
+    children: HashMap<Vec<u8>, Written>,
+}
+
+impl Written {
+    fn insert(&mut self, path: &[Vec<u8>]) -> &mut Written {
+        let mut node = self;
+        for part in path {
+            if !node.children.contains_key(part) {
+                node.children.insert(part.clone(), Written::default());
+            }
+            node = node.children.get_mut(part).expect("just inserted");
+        }
+        node
+    }
+
+    fn get(&self, path: &[Vec<u8>]) -> Option<&Written> {
+        path.iter()
+            .try_fold(self, |node, part| node.children.get(part))
+    }
+
+    /// Whether `path` or a directory above it was pruned in this layer: nothing from earlier layers
+    /// is left there.
+    fn pruned(&self, path: &[Vec<u8>]) -> bool {
+        let mut node = self;
+        for part in path {
+            if node.pruned {
+                return true;
+            }
+            match node.children.get(part) {
+                Some(child) => node = child,
+                None => return false,
+            }
+        }
+        node.pruned
+    }
+}
+
+/// Removes everything below `path` that this layer did not write (`written` is its node, if any),
+/// descending into the directories it did write.
+fn prune(
+    tree: &mut Tree,
+    dirs: &mut BTreeMap<Components, Meta>,
+    written: Option<&Written>,
+    path: &mut Components,
+) -> Result<(), TreeError> {
+    for (name, is_dir) in tree.children(path)? {
+        let child = written.and_then(|w| w.children.get(&name));
+        path.push(name);
+        let done = match child {
+            None => tree.remove(path).map(|()| forget_dirs(dirs, path)),
+            Some(child) if is_dir && !child.pruned => prune(tree, dirs, Some(child), path),
+            Some(_) => Ok(()),
+        };
+        path.pop();
+        done?;
+    }
+    Ok(())
+}
+
+/// Drops the metadata of `path` and every directory below it, which a whiteout removed.
+fn forget_dirs(dirs: &mut BTreeMap<Components, Meta>, path: &[Vec<u8>]) {
+    // Keys with `path` as a prefix sort together, right from `path` on.
+    let doomed: Vec<Components> = dirs
+        .range::<[Vec<u8>], _>((Bound::Included(path), Bound::Unbounded))
+        .map(|(key, _)| key)
+        .take_while(|key| key.starts_with(path))
+        .cloned()
+        .collect();
+    for key in doomed {
+        dirs.remove(&key);
+    }
+}
+
+/// The OCI whiteout marker for an opaque directory.
+const OPAQUE: &[u8] = b".wh..wh..opq";
+/// The prefix of a whiteout name.
+const WHITEOUT: &[u8] = b".wh.";
+
+/// If `path` is a whiteout, what it removes: the named sibling, or (`true`) below its directory.
+fn whiteout(path: &[Vec<u8>], shown: &str) -> Result<Option<(Components, bool)>, BundleError> {
+    let bad = |reason| BundleError::Whiteout {
+        entry: shown.into(),
+        reason,
+    };
+    let Some((last, dir)) = path.split_last() else {
+        return Ok(None);
+    };
+    if dir.iter().any(|part| part.starts_with(WHITEOUT)) {
+        return Err(bad(
+            "a `.wh.` name marks a removal and cannot be a directory",
+        ));
+    }
+    if last == OPAQUE {
+        return Ok(Some((dir.to_vec(), true)));
+    }
+    if last.starts_with(b".wh..wh.") {
+        // dockerd skips these (AUFS metadata such as `.wh..wh.plnk`); no current writer emits them.
+        return Err(bad(
+            "`.wh..wh.` names other than `.wh..wh..opq` are reserved",
+        ));
+    }
+    let Some(name) = last.strip_prefix(WHITEOUT) else {
+        return Ok(None);
+    };
+    match name {
+        b"" | b"." => Err(bad("it names no file")),
+        b".." => Err(BundleError::ParentDirName {
+            entry: shown.into(),
+        }),
+        _ => {
+            let mut target = dir.to_vec();
+            target.push(name.to_vec());
+            Ok(Some((target, false)))
+        }
     }
 }
 
@@ -396,9 +627,15 @@ fn name_error(e: NameError, entry: String) -> BundleError {
 }
 
 /// Turns a tree failure into a message naming the entry and, where one is at fault, the earlier
-/// entry on its path (bundle-relative, as the user wrote it).
-fn tree_error(e: TreeError, shown: &str, path: &[Vec<u8>], kind: EntryType) -> BundleError {
-    let prefix = |i: usize| format!("rootfs/{}", name::join(&path[..=i]));
+/// entry on its path (spelled as in the archive).
+fn tree_error(
+    e: TreeError,
+    shown: &str,
+    path: &[Vec<u8>],
+    kind: EntryType,
+    naming: Naming,
+) -> BundleError {
+    let prefix = |i: usize| naming.show(&path[..(i + 1).min(path.len())]);
     let entry = shown.to_owned();
     match e {
         TreeError::Symlink(i) => BundleError::ThroughSymlink {

@@ -107,14 +107,19 @@ impl Gateway {
     /// The same gateway with no plugin behind it: every call fails with `why` (an AuthZ call is
     /// then a deny naming the plugin). Served while the plugin is restarted after a failure.
     fn down(&self, why: &str) -> Gateway {
+        self.with_instance(Arc::new(Down {
+            message: format!(
+                "plugin {} is being restarted after a failure: {why}",
+                self.name
+            ),
+        }))
+    }
+
+    /// The same gateway with another instance behind it (an upgrade's [`Pending`]).
+    pub fn with_instance(&self, instance: Arc<dyn Instance>) -> Gateway {
         Gateway {
             name: self.name.clone(),
-            instance: Arc::new(Down {
-                message: format!(
-                    "plugin {} is being restarted after a failure: {why}",
-                    self.name
-                ),
-            }),
+            instance,
             manifest: self.manifest.clone(),
             paths: self.paths.clone(),
             mounts: self.mounts.clone(),
@@ -378,6 +383,83 @@ impl Instance for Down {
 
     fn health(&self) -> plugd_core::Health {
         plugd_core::Health::Failed(self.message.clone())
+    }
+
+    fn stop(&self, _grace: Duration) -> plugd_core::runtime::BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// The instance behind a socket while its plugin is restarted for an upgrade: calls wait (at most
+/// the hold time) for the instance that comes back, then go to it; if none does, they fail
+/// naming the plugin. dockerd sees a slow call instead of a missing socket.
+pub struct Pending {
+    name: String,
+    hold: Duration,
+    next: watch::Receiver<Option<Option<Arc<dyn Instance>>>>,
+}
+
+impl Pending {
+    /// A pending instance and the sender that hands it the instance (`Some`) or gives up (`None`).
+    pub fn new(
+        name: &str,
+        hold: Duration,
+    ) -> (
+        Arc<dyn Instance>,
+        watch::Sender<Option<Option<Arc<dyn Instance>>>>,
+    ) {
+        let (tx, rx) = watch::channel(None);
+        let pending = Pending {
+            name: name.to_string(),
+            hold,
+            next: rx,
+        };
+        (Arc::new(pending), tx)
+    }
+
+    async fn next(&self) -> Result<Arc<dyn Instance>, Reply> {
+        let mut rx = self.next.clone();
+        let failed = || {
+            Reply::err(
+                status::PLUGIN_ERROR,
+                &format!(
+                    "plugin {} is being upgraded and did not come back within {}s",
+                    self.name,
+                    self.hold.as_secs()
+                ),
+            )
+        };
+        match tokio::time::timeout(self.hold, rx.wait_for(Option::is_some)).await {
+            Ok(Ok(v)) => v.clone().flatten().ok_or_else(failed),
+            _ => Err(failed()),
+        }
+    }
+}
+
+impl Instance for Pending {
+    fn call<'a>(
+        &'a self,
+        method: &'a str,
+        body: Bytes,
+    ) -> plugd_core::runtime::BoxFuture<'a, Reply> {
+        Box::pin(async move {
+            match self.next().await {
+                Ok(instance) => instance.call(method, body).await,
+                Err(reply) => reply,
+            }
+        })
+    }
+
+    fn stream<'a>(
+        &'a self,
+        method: &'a str,
+        body: Bytes,
+    ) -> plugd_core::runtime::BoxFuture<'a, Result<plugd_core::runtime::ByteStream, Reply>> {
+        Box::pin(async move { self.next().await?.stream(method, body).await })
+    }
+
+    fn health(&self) -> plugd_core::Health {
+        plugd_core::Health::Ready
     }
 
     fn stop(&self, _grace: Duration) -> plugd_core::runtime::BoxFuture<'_, ()> {
