@@ -15,6 +15,8 @@ mod faults;
 mod harness_selftest;
 mod hostile;
 mod hostile_replies;
+mod install_cli;
+mod install_cli_diff;
 mod ipam;
 mod logdriver;
 mod logdriver_native;

@@ -106,6 +106,43 @@ pub(crate) struct Response {
     pub warnings: Vec<String>,
 }
 
+/// A response whose body is read as it arrives ([`io::Read`]), on the client's runtime.
+pub(crate) struct StreamResponse<'a> {
+    runtime: &'a tokio::runtime::Runtime,
+    /// `Plugd-Warning` header values, in order.
+    pub warnings: Vec<String>,
+    /// All response headers (`Docker-Plugin-Name` after a pull).
+    pub headers: HeaderMap,
+    body: hyper::body::Incoming,
+    pending: Bytes,
+    done: bool,
+}
+
+impl io::Read for StreamResponse<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pending.is_empty() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.runtime.block_on(self.body.frame()) {
+                None => self.done = true,
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.pending = data;
+                    }
+                }
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Err(io::Error::other(e));
+                }
+            }
+        }
+        let n = buf.len().min(self.pending.len());
+        buf[..n].copy_from_slice(&self.pending.split_to(n));
+        Ok(n)
+    }
+}
+
 /// A client bound to one daemon socket, with its own single-threaded runtime.
 pub(crate) struct ApiClient {
     host: String,
@@ -154,6 +191,39 @@ impl ApiClient {
         body: ReqBody,
         content_type: Option<&str>,
     ) -> Result<Response, ApiError> {
+        self.request_with(method, path_and_query, body, content_type, &[])
+    }
+
+    /// [`ApiClient::request`] with extra request headers (`X-Registry-Auth`).
+    pub fn request_with(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: ReqBody,
+        content_type: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<Response, ApiError> {
+        let stream = self.request_stream(method, path_and_query, body, content_type, headers)?;
+        let warnings = stream.warnings.clone();
+        let body = self
+            .runtime
+            .block_on(stream.body.collect())
+            .map_err(|e| ApiError::Transport(e.to_string()))?
+            .to_bytes();
+        Ok(Response { body, warnings })
+    }
+
+    /// Sends one request and returns as soon as the response head arrived, so a long body (the
+    /// JSON progress stream of a pull or push) can be shown while it is produced. An error status
+    /// still reads the (short) body for the daemon's message.
+    pub fn request_stream(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: ReqBody,
+        content_type: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<StreamResponse<'_>, ApiError> {
         let full = format!("{API_PREFIX}{path_and_query}");
         let uri: hyper::Uri = hyperlocal::Uri::new(&self.socket, &full).into();
         let mut req = Request::builder()
@@ -167,6 +237,9 @@ impl ApiClient {
         if let Some(ct) = content_type {
             req = req.header(CONTENT_TYPE, ct);
         }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
         let req = req
             .body(body)
             .map_err(|e| ApiError::Transport(e.to_string()))?;
@@ -177,16 +250,22 @@ impl ApiClient {
                 .await
                 .map_err(|e| self.transport_error(e))?;
             let (parts, body) = resp.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map_err(|e| ApiError::Transport(e.to_string()))?
-                .to_bytes();
-            let warnings = warnings(&parts.headers);
             if parts.status.as_u16() >= 400 {
+                let body = body
+                    .collect()
+                    .await
+                    .map_err(|e| ApiError::Transport(e.to_string()))?
+                    .to_bytes();
                 return Err(response_error(parts.status, &parts.headers, &body, &full));
             }
-            Ok(Response { body, warnings })
+            Ok(StreamResponse {
+                runtime: &self.runtime,
+                warnings: warnings(&parts.headers),
+                headers: parts.headers,
+                body,
+                pending: Bytes::new(),
+                done: false,
+            })
         })
     }
 

@@ -1,14 +1,18 @@
 //! The `plugd` command line: `docker plugin …` verbs against a plugd daemon.
 //!
-//! `plugd ls|inspect|create|enable|disable|rm|set` take the flags of `docker plugin …` (docker CLI
-//! 28) and print the same bytes on stdout and stderr with the same exit statuses, so scripts written
-//! for `docker plugin` work unchanged with `plugd`. The daemon is reached at `-H/--host` (`PLUGD_HOST`,
+//! `plugd ls|inspect|create|enable|disable|rm|set|install|upgrade|push` take the flags of
+//! `docker plugin …` (docker CLI 28) and print the same bytes on stdout and stderr with the same
+//! exit statuses, so scripts written for `docker plugin` work unchanged with `plugd`. The daemon is reached at `-H/--host` (`PLUGD_HOST`,
 //! default [`DEFAULT_HOST`]). The binary routes `plugd daemon …` itself and hands every other
 //! invocation to [`main_from_args`].
 //!
 //! Deliberate differences from the docker CLI:
-//! - Only `unix://` hosts; no contexts, TLS, `~/.docker/config.json` (so no `pluginsFormat` default
-//!   format) and no `install`/`push`/`upgrade` verbs (plugd has no registry support).
+//! - Only `unix://` hosts; no contexts or TLS. `~/.docker/config.json` (or `$DOCKER_CONFIG`) is
+//!   read only for registry credentials (see the `auth` module), not for `pluginsFormat`.
+//! - `install`, `upgrade` and `push` talk to registries through the daemon as docker's do; their
+//!   differences (an enabled plugin may be upgraded, a failed install is removed again, no content
+//!   trust, `--username`/`--password-stdin` since there is no `plugd login`) are listed in the
+//!   `distribution` module.
 //! - No `HEAD /_ping` version negotiation: every request goes to `/v1.41/…`, the only API plugd serves.
 //! - Messages say "plugd" where docker says "docker" (`Cannot connect to the plugd daemon at …`,
 //!   `plugd: 'plugd ls' accepts no arguments`).
@@ -22,15 +26,18 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod auth;
 mod client;
 mod create;
+mod distribution;
 mod format;
+mod jsonmessage;
 mod tabwriter;
 mod template;
 mod value;
 
 use std::ffi::OsString;
-use std::io::{self, Write};
+use std::io::{self, BufRead, IsTerminal as _, Write};
 use std::process::ExitCode;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
@@ -89,6 +96,15 @@ pub enum Command {
     /// Change settings for a plugin
     #[command(override_usage = "plugd set PLUGIN KEY=VALUE [KEY=VALUE...]")]
     Set(SetArgs),
+    /// Install a plugin
+    #[command(override_usage = "plugd install [OPTIONS] PLUGIN [KEY=VALUE...]")]
+    Install(InstallArgs),
+    /// Upgrade an existing plugin
+    #[command(override_usage = "plugd upgrade [OPTIONS] PLUGIN [REMOTE]")]
+    Upgrade(UpgradeArgs),
+    /// Push a plugin to a registry
+    #[command(override_usage = "plugd push [OPTIONS] PLUGIN[:TAG]")]
+    Push(PushArgs),
     /// Show a log driver's streams and how many entries each received, delivered and dropped
     #[command(override_usage = "plugd logstreams [OPTIONS] PLUGIN")]
     Logstreams(LogstreamsArgs),
@@ -102,6 +118,74 @@ pub struct LogstreamsArgs {
     pub format: String,
     /// The log driver plugin.
     #[arg(value_name = "PLUGIN")]
+    pub names: Vec<String>,
+}
+
+/// Registry credentials on the command line: plugd has no `login` to store them first.
+#[derive(Debug, Args)]
+pub struct CredentialArgs {
+    /// Registry username (plugd's addition; needs --password-stdin)
+    #[arg(short = 'u', long, value_name = "string")]
+    pub username: Option<String>,
+    /// Take the registry password from stdin (plugd's addition)
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// `plugd install`.
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Local name for plugin
+    #[arg(long, value_name = "string")]
+    pub alias: Option<String>,
+    /// Do not enable the plugin on install
+    #[arg(long)]
+    pub disable: bool,
+    /// Grant all permissions necessary to run the plugin
+    #[arg(long)]
+    pub grant_all_permissions: bool,
+    /// Accepted for docker's scripts and ignored: plugd has no content trust
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool, value_name = "BOOL")]
+    pub disable_content_trust: Option<bool>,
+    /// Registry credentials.
+    #[command(flatten)]
+    pub creds: CredentialArgs,
+    /// The plugin reference, then settings.
+    #[arg(value_name = "PLUGIN [KEY=VALUE...]")]
+    pub args: Vec<String>,
+}
+
+/// `plugd upgrade`.
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    /// Grant all permissions necessary to run the plugin
+    #[arg(long)]
+    pub grant_all_permissions: bool,
+    /// Do not check if specified remote plugin matches existing plugin image
+    #[arg(long)]
+    pub skip_remote_check: bool,
+    /// Accepted for docker's scripts and ignored: plugd has no content trust
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool, value_name = "BOOL")]
+    pub disable_content_trust: Option<bool>,
+    /// Registry credentials.
+    #[command(flatten)]
+    pub creds: CredentialArgs,
+    /// The plugin, then the remote reference (default: the one it was installed from).
+    #[arg(value_name = "PLUGIN [REMOTE]")]
+    pub args: Vec<String>,
+}
+
+/// `plugd push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Accepted for docker's scripts and ignored: plugd has no content trust
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_go_bool, value_name = "BOOL")]
+    pub disable_content_trust: Option<bool>,
+    /// Registry credentials.
+    #[command(flatten)]
+    pub creds: CredentialArgs,
+    /// The plugin to push.
+    #[arg(value_name = "PLUGIN[:TAG]")]
     pub names: Vec<String>,
 }
 
@@ -196,6 +280,17 @@ fn parse_filter(value: &str) -> Result<String, String> {
     Ok(value.to_string())
 }
 
+/// pflag's bool parsing (`strconv.ParseBool`), with Go's error text.
+fn parse_go_bool(value: &str) -> Result<bool, String> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(format!(
+            "strconv.ParseBool: parsing \"{value}\": invalid syntax"
+        )),
+    }
+}
+
 /// pflag's int parsing, with Go's error text.
 fn parse_go_int(value: &str) -> Result<i64, String> {
     value.parse::<i64>().map_err(|e| {
@@ -215,7 +310,16 @@ fn parse_go_int(value: &str) -> Result<i64, String> {
 pub fn main_from_args(args: Vec<OsString>) -> ExitCode {
     let stdout = io::stdout();
     let stderr = io::stderr();
-    ExitCode::from(run(args, &mut stdout.lock(), &mut stderr.lock()))
+    let stdin = io::stdin();
+    let tty = stdout.is_terminal();
+    ExitCode::from(run_with(
+        args,
+        &mut stdin.lock(),
+        &mut stdout.lock(),
+        &mut stderr.lock(),
+        tty,
+        auth::Lookup::from_env(),
+    ))
 }
 
 /// A failed verb: the text for stderr and the exit status.
@@ -240,8 +344,26 @@ impl From<String> for Failure {
     }
 }
 
-/// Parses and runs, writing to the given streams.
+/// Parses and runs, writing to the given streams, with nothing on stdin.
+#[cfg(test)]
 fn run(args: Vec<OsString>, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let lookup = auth::Lookup {
+        config_dir: None,
+        path: None,
+    };
+    run_with(args, &mut io::empty(), out, err, false, lookup)
+}
+
+/// Parses and runs with the given streams; `tty` says whether `out` is a terminal (progress bars);
+/// `lookup` is where registry credentials are looked for.
+fn run_with(
+    args: Vec<OsString>,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    tty: bool,
+    lookup: auth::Lookup,
+) -> u8 {
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => return report_parse_error(&e, &args, out, err),
@@ -263,6 +385,33 @@ fn run(args: Vec<OsString>, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Rm(a) => remove(&cli.host, a, out),
         Command::Set(a) => set(&cli.host, a),
         Command::Logstreams(a) => logstreams(&cli.host, a, out),
+        Command::Install(a) => {
+            let mut io = distribution::Io {
+                input,
+                out,
+                tty,
+                lookup,
+            };
+            distribution::install(&cli.host, &a, &mut io)
+        }
+        Command::Upgrade(a) => {
+            let mut io = distribution::Io {
+                input,
+                out,
+                tty,
+                lookup,
+            };
+            distribution::upgrade(&cli.host, &a, &mut io)
+        }
+        Command::Push(a) => {
+            let mut io = distribution::Io {
+                input,
+                out,
+                tty,
+                lookup,
+            };
+            distribution::push(&cli.host, &a, &mut io)
+        }
     };
     let _ = out.flush();
     match result {
@@ -287,6 +436,9 @@ fn usage_of(verb: &str) -> Option<(&'static str, &'static str)> {
         "rm" | "remove" => ("rm", "plugd rm [OPTIONS] PLUGIN [PLUGIN...]"),
         "set" => ("set", "plugd set PLUGIN KEY=VALUE [KEY=VALUE...]"),
         "logstreams" => ("logstreams", "plugd logstreams [OPTIONS] PLUGIN"),
+        "install" => ("install", "plugd install [OPTIONS] PLUGIN [KEY=VALUE...]"),
+        "upgrade" => ("upgrade", "plugd upgrade [OPTIONS] PLUGIN [REMOTE]"),
+        "push" => ("push", "plugd push [OPTIONS] PLUGIN[:TAG]"),
         _ => return None,
     })
 }
@@ -302,6 +454,18 @@ fn check_arity(command: &Command) -> Result<(), String> {
         Command::Rm(a) => ("rm", a.names.len(), None, 1),
         Command::Set(a) => ("set", a.args.len(), None, 2),
         Command::Logstreams(a) => ("logstreams", a.names.len(), Some(1), 1),
+        Command::Install(a) => ("install", a.args.len(), None, 1),
+        Command::Push(a) => ("push", a.names.len(), Some(1), 1),
+        Command::Upgrade(a) => {
+            let n = a.args.len();
+            if (1..=2).contains(&n) {
+                return Ok(());
+            }
+            let usage = usage_of("upgrade").map(|u| u.1).unwrap_or("");
+            return Err(format!(
+                "plugd: 'plugd upgrade' requires at least 1 and at most 2 arguments\n\nUsage:  {usage}\n\nRun 'plugd upgrade --help' for more information"
+            ));
+        }
     };
     let usage = usage_of(verb).map(|u| u.1).unwrap_or("");
     let plural = |k: usize| if k == 1 { "argument" } else { "arguments" };
@@ -373,7 +537,7 @@ fn report_parse_error(
     let verb = verb_in(args).and_then(|v| usage_of(&v));
     let flag_name = |arg: &str| -> String {
         // clap shows "--timeout <TIMEOUT>"; docker shows "--timeout" or "-f, --filter".
-        let long = arg.split([' ', '=']).next().unwrap_or(arg).to_string();
+        let long = arg.split([' ', '=', '[']).next().unwrap_or(arg).to_string();
         let cmd = Cli::command();
         let sub = verb.and_then(|(v, _)| cmd.find_subcommand(v).cloned());
         let short = sub.as_ref().and_then(|s| {

@@ -470,3 +470,499 @@ fn usage_errors_like_docker() {
     assert_eq!((code, out.as_str()), (0, ""));
     assert!(err.contains("Usage:"));
 }
+
+// ---- install, upgrade, push ----
+
+/// Runs the CLI with `stdin` and a docker config dir; returns (status, stdout, stderr).
+fn cli_in(
+    args: &[&str],
+    stdin: &str,
+    config_dir: Option<&std::path::Path>,
+) -> (u8, String, String) {
+    let args = std::iter::once("plugd")
+        .chain(args.iter().copied())
+        .map(Into::into)
+        .collect();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let lookup = super::auth::Lookup {
+        config_dir: config_dir.map(|d| d.to_path_buf()),
+        path: None,
+    };
+    let code = super::run_with(
+        args,
+        &mut stdin.as_bytes(),
+        &mut out,
+        &mut err,
+        false,
+        lookup,
+    );
+    (
+        code,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
+fn json_answer(status: u16, body: &str) -> Answer {
+    (
+        status,
+        vec![("Content-Type", "application/json".into())],
+        body.as_bytes().to_vec(),
+    )
+}
+
+const PRIVILEGES: &str = r#"[{"Name":"network","Description":"permissions to access a network","Value":["host"]},{"Name":"capabilities","Description":"","Value":["CAP_SYS_ADMIN","CAP_NET_ADMIN"]}]"#;
+
+const PULL_STREAM: &str = concat!(
+    r#"{"status":"Pulling from x","id":"latest"}"#,
+    "\n",
+    r#"{"status":"Downloading","progressDetail":{"current":5,"total":10},"id":"abc"}"#,
+    "\n",
+    r#"{"status":"Download complete","progressDetail":{},"id":"abc"}"#,
+    "\n",
+    r#"{"status":"Digest: sha256:0123"}"#,
+    "\n",
+);
+
+/// A registry-side daemon: privileges, pull and upgrade streams; set/enable/delete answered by
+/// `after` (path → answer).
+fn registry_daemon(
+    tag: &str,
+    stream: &'static str,
+    after: impl Fn(&str) -> Option<Answer> + Send + Sync + 'static,
+) -> FakeDaemon {
+    FakeDaemon::start(tag, move |r| {
+        let path = r.line.split(' ').nth(1).unwrap_or("").to_string();
+        if path.starts_with("/v1.41/plugins/privileges?") {
+            return json_answer(200, PRIVILEGES);
+        }
+        if path.starts_with("/v1.41/plugins/pull?") || path.contains("/upgrade?") {
+            return (
+                200,
+                vec![
+                    ("Content-Type", "application/json".into()),
+                    ("Docker-Plugin-Name", "127.0.0.1:5000/x:latest".into()),
+                ],
+                stream.as_bytes().to_vec(),
+            );
+        }
+        if let Some(a) = after(&path) {
+            return a;
+        }
+        if path.ends_with("/json") {
+            return json_answer(
+                200,
+                r#"{"Name":"127.0.0.1:5000/x:latest","PluginReference":"127.0.0.1:5000/x:latest","Enabled":true}"#,
+            );
+        }
+        (204, vec![], vec![])
+    })
+}
+
+fn lines_of(d: &FakeDaemon) -> Vec<String> {
+    d.requests().iter().map(|r| r.line.clone()).collect()
+}
+
+const PROMPT: &str = "Plugin \"127.0.0.1:5000/x:latest\" is requesting the following privileges:\n - network: [host]\n - capabilities: [CAP_SYS_ADMIN CAP_NET_ADMIN]\nDo you grant the above permissions? [y/N] ";
+
+#[test]
+fn install_asks_pulls_sets_and_enables() {
+    let d = registry_daemon("inst-y", PULL_STREAM, |_| None);
+    let host = d.host();
+    let (code, out, err) = cli_in(
+        &["-H", &host, "install", "127.0.0.1:5000/x:latest", "DEBUG=1"],
+        "y\n",
+        None,
+    );
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(
+        out,
+        format!(
+            "{PROMPT}latest: Pulling from x\nabc: Download complete\nDigest: sha256:0123\nInstalled plugin 127.0.0.1:5000/x:latest\n"
+        )
+    );
+    assert_eq!(
+        lines_of(&d),
+        [
+            "GET /v1.41/plugins/privileges?remote=127.0.0.1%3A5000%2Fx%3Alatest HTTP/1.1",
+            "POST /v1.41/plugins/pull?name=&remote=127.0.0.1%3A5000%2Fx%3Alatest HTTP/1.1",
+            "POST /v1.41/plugins/127.0.0.1:5000/x:latest/set HTTP/1.1",
+            "POST /v1.41/plugins/127.0.0.1:5000/x:latest/enable?timeout=0 HTTP/1.1",
+        ]
+    );
+    let reqs = d.requests();
+    assert_eq!(reqs[0].header("x-registry-auth"), Some("e30="));
+    assert_eq!(reqs[1].header("x-registry-auth"), Some("e30="));
+    assert_eq!(reqs[1].header("content-type"), Some("application/json"));
+    let sent: serde_json::Value = serde_json::from_slice(&reqs[1].body).unwrap();
+    assert_eq!(
+        sent,
+        serde_json::from_str::<serde_json::Value>(PRIVILEGES).unwrap()
+    );
+    assert_eq!(reqs[2].body, br#"["DEBUG=1"]"#);
+}
+
+#[test]
+fn install_refused_or_eof_sends_nothing_more() {
+    for answer in ["n\n", "yes\n", ""] {
+        let d = registry_daemon("inst-n", PULL_STREAM, |_| None);
+        let host = d.host();
+        let (code, out, err) = cli_in(&["-H", &host, "install", "127.0.0.1:5000/x"], answer, None);
+        assert_eq!(code, 1, "{answer:?}");
+        assert_eq!(
+            out.replace(":latest\"", "\""),
+            PROMPT.replace(":latest\"", "\"")
+        );
+        assert_eq!(
+            err,
+            "permission denied while installing plugin 127.0.0.1:5000/x\n"
+        );
+        assert_eq!(lines_of(&d).len(), 1, "only the privileges were asked for");
+    }
+}
+
+#[test]
+fn install_granted_up_front_alias_and_disable() {
+    let d = registry_daemon("inst-g", PULL_STREAM, |_| None);
+    let host = d.host();
+    let (code, out, _) = cli_in(
+        &[
+            "-H",
+            &host,
+            "install",
+            "--grant-all-permissions",
+            "--disable",
+            "--alias",
+            "Mine",
+            "--disable-content-trust=false",
+            "127.0.0.1:5000/x",
+        ],
+        "",
+        None,
+    );
+    // An alias that is not a valid name is refused before any request.
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    assert!(lines_of(&d).is_empty());
+    let (code, out, err) = cli_in(
+        &[
+            "-H",
+            &host,
+            "install",
+            "--grant-all-permissions",
+            "--disable",
+            "--alias",
+            "mine",
+            "127.0.0.1:5000/x",
+        ],
+        "",
+        None,
+    );
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert!(!out.contains("requesting"), "{out}");
+    assert!(out.ends_with("Installed plugin 127.0.0.1:5000/x\n"));
+    let lines = lines_of(&d);
+    assert_eq!(
+        lines,
+        [
+            "GET /v1.41/plugins/privileges?remote=127.0.0.1%3A5000%2Fx HTTP/1.1",
+            "POST /v1.41/plugins/pull?name=mine%3Alatest&remote=127.0.0.1%3A5000%2Fx HTTP/1.1",
+        ],
+        "no enable with --disable"
+    );
+}
+
+#[test]
+fn install_removes_the_plugin_when_enable_fails() {
+    let d = registry_daemon("inst-rb", PULL_STREAM, |path| {
+        path.contains("/enable")
+            .then(|| json_answer(500, r#"{"message":"dry run: the plugin would not start"}"#))
+    });
+    let host = d.host();
+    let (code, _, err) = cli_in(
+        &[
+            "-H",
+            &host,
+            "install",
+            "--grant-all-permissions",
+            "127.0.0.1:5000/x",
+        ],
+        "",
+        None,
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "Error response from daemon: dry run: the plugin would not start\n"
+    );
+    assert_eq!(
+        lines_of(&d).last().unwrap(),
+        "DELETE /v1.41/plugins/127.0.0.1:5000/x:latest HTTP/1.1"
+    );
+}
+
+#[test]
+fn install_stream_error_is_printed_bare_and_stops() {
+    let stream = concat!(
+        r#"{"status":"Pulling from x","id":"latest"}"#,
+        "\n",
+        r#"{"errorDetail":{"message":"unauthorized: authentication required"},"error":"unauthorized: authentication required"}"#,
+        "\n"
+    );
+    let d = registry_daemon("inst-err", stream, |_| None);
+    let host = d.host();
+    let (code, out, err) = cli_in(
+        &[
+            "-H",
+            &host,
+            "install",
+            "--grant-all-permissions",
+            "127.0.0.1:5000/x",
+        ],
+        "",
+        None,
+    );
+    assert_eq!(code, 1);
+    assert_eq!(out, "latest: Pulling from x\n");
+    assert_eq!(err, "unauthorized: authentication required\n");
+    assert_eq!(lines_of(&d).len(), 2, "no set, enable or delete");
+}
+
+#[test]
+fn install_error_before_the_stream() {
+    let d = FakeDaemon::start("inst-exists", |r| {
+        if r.line.contains("/privileges") {
+            json_answer(200, "[]")
+        } else {
+            json_answer(
+                409,
+                r#"{"message":"plugin 127.0.0.1:5000/x:latest already exists"}"#,
+            )
+        }
+    });
+    let host = d.host();
+    let (code, out, err) = cli_in(&["-H", &host, "install", "127.0.0.1:5000/x"], "", None);
+    assert_eq!(code, 1);
+    assert_eq!(out, "", "an empty list asks nothing");
+    assert_eq!(
+        err,
+        "Error response from daemon: plugin 127.0.0.1:5000/x:latest already exists\n"
+    );
+    assert_eq!(d.requests()[1].body, b"[]\n");
+}
+
+#[test]
+fn install_sends_config_and_flag_credentials() {
+    use base64::Engine as _;
+    let decode = |s: &str| -> serde_json::Value {
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE.decode(s).unwrap())
+            .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        r#"{"auths":{"127.0.0.1:5000":{"auth":"YWxpY2U6czNjcmV0"}}}"#,
+    )
+    .unwrap();
+    let d = registry_daemon("inst-auth", PULL_STREAM, |_| None);
+    let host = d.host();
+    let args = [
+        "-H",
+        &host,
+        "install",
+        "--grant-all-permissions",
+        "127.0.0.1:5000/x",
+    ];
+    assert_eq!(cli_in(&args, "", Some(dir.path())).0, 0);
+    let reqs = d.requests();
+    let expected = serde_json::json!({"username":"alice","password":"s3cret","serveraddress":"127.0.0.1:5000"});
+    assert_eq!(decode(reqs[0].header("x-registry-auth").unwrap()), expected);
+    assert_eq!(decode(reqs[1].header("x-registry-auth").unwrap()), expected);
+
+    let d = registry_daemon("inst-auth2", PULL_STREAM, |_| None);
+    let host = d.host();
+    let args = [
+        "-H",
+        &host,
+        "install",
+        "--grant-all-permissions",
+        "-u",
+        "bob",
+        "--password-stdin",
+        "127.0.0.1:5000/x",
+    ];
+    assert_eq!(cli_in(&args, "pw2\n", Some(dir.path())).0, 0);
+    assert_eq!(
+        decode(d.requests()[1].header("x-registry-auth").unwrap()),
+        serde_json::json!({"username":"bob","password":"pw2","serveraddress":"127.0.0.1:5000"})
+    );
+
+    // --password-stdin leaves no way to answer the prompt.
+    let args = [
+        "-H",
+        &host,
+        "install",
+        "-u",
+        "bob",
+        "--password-stdin",
+        "127.0.0.1:5000/x",
+    ];
+    let (code, _, err) = cli_in(&args, "pw2\n", None);
+    assert_eq!(code, 1);
+    assert!(err.contains("--grant-all-permissions"), "{err}");
+    // A broken config file is an error naming it, before any request.
+    std::fs::write(dir.path().join("config.json"), "{").unwrap();
+    let d = registry_daemon("inst-auth3", PULL_STREAM, |_| None);
+    let host = d.host();
+    let args = [
+        "-H",
+        &host,
+        "install",
+        "--grant-all-permissions",
+        "127.0.0.1:5000/x",
+    ];
+    let (code, _, err) = cli_in(&args, "", Some(dir.path()));
+    assert_eq!(code, 1);
+    assert!(err.contains("config.json"), "{err}");
+    assert!(lines_of(&d).is_empty());
+}
+
+#[test]
+fn upgrade_prompts_on_other_repository_and_allows_enabled_plugins() {
+    let d = registry_daemon("upg", PULL_STREAM, |_| None);
+    let host = d.host();
+    let (code, out, err) = cli_in(
+        &["-H", &host, "upgrade", "x", "127.0.0.1:5000/y"],
+        "n\n",
+        None,
+    );
+    assert_eq!(
+        (code, err.as_str()),
+        (0, ""),
+        "a cancelled upgrade says nothing and exits 0, as docker's"
+    );
+    assert_eq!(
+        out,
+        "Upgrading plugin 127.0.0.1:5000/x:latest from 127.0.0.1:5000/x:latest to 127.0.0.1:5000/y:latest\nPlugin images do not match, are you sure? [y/N] "
+    );
+    assert_eq!(lines_of(&d), ["GET /v1.41/plugins/x/json HTTP/1.1"]);
+
+    let d = registry_daemon("upg2", PULL_STREAM, |_| None);
+    let host = d.host();
+    let (code, out, err) = cli_in(
+        &["-H", &host, "upgrade", "x", "127.0.0.1:5000/y"],
+        "y\ny\n",
+        None,
+    );
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert!(
+        out.contains("Plugin \"127.0.0.1:5000/y\" is requesting"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with(
+            "Digest: sha256:0123\nUpgraded plugin 127.0.0.1:5000/x:latest to 127.0.0.1:5000/y\n"
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        lines_of(&d)[2],
+        "POST /v1.41/plugins/127.0.0.1:5000/x:latest/upgrade?remote=127.0.0.1%3A5000%2Fy HTTP/1.1"
+    );
+
+    // The same repository: no remote check; granted up front: no prompt at all.
+    let d = registry_daemon("upg3", PULL_STREAM, |_| None);
+    let host = d.host();
+    let (code, out, _) = cli_in(
+        &["-H", &host, "upgrade", "--grant-all-permissions", "x"],
+        "",
+        None,
+    );
+    assert_eq!(code, 0);
+    assert!(!out.contains("[y/N]"), "{out}");
+    assert!(out.ends_with("Upgraded plugin 127.0.0.1:5000/x:latest to 127.0.0.1:5000/x:latest\n"));
+
+    let d = FakeDaemon::start("upg4", |_| not_found("x"));
+    let host = d.host();
+    assert_eq!(
+        cli_in(&["-H", &host, "upgrade", "x"], "", None),
+        (
+            1,
+            String::new(),
+            "error reading plugin data: Error response from daemon: plugin \"x\" not found\n"
+                .into()
+        )
+    );
+}
+
+#[test]
+fn push_streams_and_hides_aux() {
+    let stream = concat!(
+        r#"{"status":"The push refers to repository [127.0.0.1:5000/x]"}"#,
+        r#"{"status":"Preparing","progressDetail":{},"id":"abc"}"#,
+        r#"{"status":"Pushing","progressDetail":{"current":1,"total":2},"id":"abc"}"#,
+        r#"{"status":"Pushed","progressDetail":{},"id":"abc"}"#,
+        r#"{"status":"latest: digest: sha256:0 size: 528"}"#,
+        r#"{"progressDetail":{},"aux":{"Tag":"latest","Digest":"sha256:0","Size":528}}"#,
+    );
+    let d = FakeDaemon::start("push", move |_| json_answer(200, stream));
+    let host = d.host();
+    let (code, out, err) = cli_in(&["-H", &host, "push", "127.0.0.1:5000/x"], "", None);
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(
+        out,
+        "The push refers to repository [127.0.0.1:5000/x]\nabc: Preparing\nabc: Pushed\nlatest: digest: sha256:0 size: 528\n"
+    );
+    assert_eq!(
+        lines_of(&d),
+        ["POST /v1.41/plugins/127.0.0.1:5000/x:latest/push HTTP/1.1"]
+    );
+    let digest = format!("127.0.0.1:5000/x@sha256:{}", "0".repeat(64));
+    assert_eq!(
+        cli_in(&["-H", &host, "push", &digest], "", None),
+        (1, String::new(), format!("invalid name: {digest}\n"))
+    );
+}
+
+#[test]
+fn registry_verbs_arity() {
+    let (code, _, err) = cli_in(&["upgrade", "a", "b", "c"], "", None);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("plugd: 'plugd upgrade' requires at least 1 and at most 2 arguments\n\nUsage:  plugd upgrade [OPTIONS] PLUGIN [REMOTE]"), "{err}");
+    let (code, _, err) = cli_in(&["push"], "", None);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("plugd: 'plugd push' requires 1 argument\n"),
+        "{err}"
+    );
+    let (code, _, err) = cli_in(&["install"], "", None);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("plugd: 'plugd install' requires at least 1 argument\n"),
+        "{err}"
+    );
+    let (code, _, err) = cli_in(&["install", "--disable-content-trust=maybe", "x"], "", None);
+    assert_eq!(code, 125);
+    assert!(err.starts_with("invalid argument \"maybe\" for \"--disable-content-trust\" flag: strconv.ParseBool: parsing \"maybe\": invalid syntax"), "{err}");
+}
+
+#[test]
+fn install_of_an_image_gets_dockers_hint() {
+    let d = FakeDaemon::start("inst-image", |r| {
+        if r.line.contains("/privileges") {
+            json_answer(200, "[]")
+        } else {
+            json_answer(
+                500,
+                r#"{"message":"Encountered remote \"application/vnd.docker.container.image.v1+json\"(image) when fetching"}"#,
+            )
+        }
+    });
+    let host = d.host();
+    let (code, _, err) = cli_in(&["-H", &host, "install", "busybox"], "", None);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "Error response from daemon: Encountered remote \"application/vnd.docker.container.image.v1+json\"(image) when fetching - Use \"docker image pull\"\n"
+    );
+}

@@ -32,6 +32,7 @@ mod cmd;
 mod daemons;
 mod mounts;
 mod procs;
+mod pty;
 mod registry;
 mod util;
 
@@ -57,6 +58,7 @@ pub use cmd::{Cli, Cmd, DEFAULT_TIMEOUT, Output};
 pub use daemons::{Dockerd, Endpoint, LegacyPlugin, Plugd, Proc};
 pub use mounts::{MountEntry, mountinfo, mounts_under};
 pub use procs::{ProcId, descendants};
+pub use pty::{PtyOutput, PtySession};
 pub use registry::{Registry, base64, sha256};
 pub use util::{
     HttpResponse, http, normalize_ids, ping, random_suffix, tail, wait_for, wait_for_socket,
