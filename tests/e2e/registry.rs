@@ -579,3 +579,40 @@ fn enabled_native_plugin_upgrade_holds_calls_and_a_failed_one_rolls_back() {
         assert_eq!(inspect[0]["PluginReference"], reg.reference("nvol", "v2"));
     })
 }
+
+/// Benchmark (not run by CI; prints figures, asserts nothing about them): `docker plugin
+/// install` of one dockerd-pushed plugin from the local registry, against dockerd and against
+/// plugd, median of 7 each. `cargo test -p plugd --test e2e -- --ignored --nocapture
+/// registry::bench_install_vs_dockerd`; recorded in docs/benchmarks.md.
+#[test]
+#[ignore = "benchmark: run by hand, see docs/benchmarks.md"]
+fn bench_install_vs_dockerd() {
+    harness::isolated(|env| {
+        let reg = env.registry();
+        dockerd_push(env, &reg, "refvol", "v1");
+        let remote = reg.reference("refvol", "v1");
+        let d = env.dockerd();
+        let p = env.plugd(&[]);
+        let times = |target: &dyn harness::Endpoint| {
+            let mut ms = Vec::new();
+            for _ in 0..7 {
+                let out = env.docker(
+                    Cli::Docker28,
+                    target,
+                    ["plugin", "install", "--grant-all-permissions", &remote],
+                );
+                out.assert_ok();
+                ms.push(out.elapsed.as_secs_f64() * 1000.0);
+                env.docker(Cli::Docker28, target, ["plugin", "rm", "-f", &remote])
+                    .assert_ok();
+            }
+            ms.sort_by(f64::total_cmp);
+            ms[ms.len() / 2]
+        };
+        let (dockerd, plugd) = (times(&d), times(&p));
+        eprintln!(
+            "install (privileges + pull + enable) of {remote}, median of 7: dockerd {dockerd:.0} ms, plugd {plugd:.0} ms, plugd/dockerd {:.2}",
+            plugd / dockerd
+        );
+    })
+}
