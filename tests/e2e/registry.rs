@@ -323,7 +323,6 @@ fn push_image(reg: &Registry, repo: &str, layer: &[u8]) -> String {
 }
 
 #[path = "../fixtures/layers/corpus.rs"]
-#[allow(dead_code)]
 mod corpus;
 
 #[test]
