@@ -1,12 +1,12 @@
 //! Registry distribution: plugins as images in OCI registries, in exactly the format dockerd
 //! pushes and pulls (reference §3.4, §3.11), so a plugin pushed by either installs in the other.
 //!
-//! - [`client`]: the registry connection (`oci-client`, rustls), strict manifests, verified blobs.
-//! - [`media`]: media types, manifests and indexes, platform choice.
-//! - [`blobs`]: the blob store under the data root.
-//! - [`auth`]: `X-Registry-Auth`.
-//! - [`progress`]: docker's JSON progress messages.
-//! - [`fetch`] (here): a whole image into a staging directory — config checked first, then layers
+//! - [`client`] — the registry connection (`oci-client`, rustls), strict manifests, verified blobs.
+//! - [`media`] — media types, manifests and indexes, platform choice.
+//! - [`blobs`] — the blob store under the data root.
+//! - [`auth`] — `X-Registry-Auth`.
+//! - [`progress`] — docker's JSON progress messages.
+//! - [`fetch`] (here) — a whole image into a staging directory — config checked first, then layers
 //!   downloaded and applied with the same hostile-tar rules as `create` ([`crate::bundle`]).
 //!   Nothing enters the blob store or the plugin store until the plugin is committed.
 

@@ -366,6 +366,8 @@ impl Manager {
                 .fetch_remote(&named, granted, creds, progress, &work)
                 .await?;
             let mut upgraded = record.clone();
+            upgraded.plugin.settings =
+                Settings::carried(&record.plugin.settings, &record.plugin.config, &config);
             upgraded.plugin.config = config;
             upgraded.plugin.plugin_reference = canonical(&named);
             upgraded.warnings = warnings;
@@ -376,7 +378,11 @@ impl Manager {
             if current.plugin.id != record.plugin.id {
                 return Err(Error::not_found(format!("plugin {name:?} not found")));
             }
-            upgraded.plugin.settings = current.plugin.settings.clone();
+            upgraded.plugin.settings = Settings::carried(
+                &current.plugin.settings,
+                &current.plugin.config,
+                &upgraded.plugin.config,
+            );
             upgraded.plugin.enabled = current.plugin.enabled;
             if lock(&self.starting).contains_key(&current.plugin.id) {
                 return Err(Error::conflict(format!(
@@ -495,7 +501,7 @@ impl Manager {
             return Ok(());
         }
         // Restarted behind the socket: calls wait for whichever instance comes back.
-        let (pending, release) = crate::socket::Pending::new(name, UPGRADE_HOLD);
+        let (pending, release) = crate::socket::Pending::pair(name, UPGRADE_HOLD);
         if let Some(r) = lock(&self.running).get(id) {
             r.socket
                 .replace(Arc::new(old_gateway.with_instance(pending)));

@@ -390,6 +390,9 @@ impl Instance for Down {
     }
 }
 
+/// Hands a [`Pending`] the instance its calls go to (`Some(Some(_))`), or gives up (`Some(None)`).
+pub type Handover = watch::Sender<Option<Option<Arc<dyn Instance>>>>;
+
 /// The instance behind a socket while its plugin is restarted for an upgrade: calls wait (at most
 /// the hold time) for the instance that comes back, then go to it; if none does, they fail
 /// naming the plugin. dockerd sees a slow call instead of a missing socket.
@@ -401,13 +404,7 @@ pub struct Pending {
 
 impl Pending {
     /// A pending instance and the sender that hands it the instance (`Some`) or gives up (`None`).
-    pub fn new(
-        name: &str,
-        hold: Duration,
-    ) -> (
-        Arc<dyn Instance>,
-        watch::Sender<Option<Option<Arc<dyn Instance>>>>,
-    ) {
+    pub fn pair(name: &str, hold: Duration) -> (Arc<dyn Instance>, Handover) {
         let (tx, rx) = watch::channel(None);
         let pending = Pending {
             name: name.to_string(),

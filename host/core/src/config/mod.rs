@@ -327,6 +327,54 @@ impl Settings {
             mounts: config.mounts.clone().unwrap_or_default(),
         }
     }
+
+    /// The settings an upgraded plugin starts with: the new config's initial ones, with what
+    /// the user had set carried over wherever the new config still has it (an env var of the same
+    /// name, a mount or device of the same name, the args when their name is unchanged). dockerd
+    /// keeps the old settings as they are, so an env var the new version added never reaches it
+    /// and one it dropped still does; plugd keeps only what still means something.
+    pub fn carried(
+        old: &Settings,
+        old_config: &PluginConfig,
+        new_config: &PluginConfig,
+    ) -> Settings {
+        let mut new = Settings::initial(new_config);
+        for slot in &mut new.env {
+            let name = slot
+                .split_once('=')
+                .map_or(slot.as_str(), |(n, _)| n)
+                .to_string();
+            if let Some(kept) = old
+                .env
+                .iter()
+                .find(|e| e.split_once('=').is_some_and(|(n, _)| n == name))
+            {
+                *slot = kept.clone();
+            }
+        }
+        for m in &mut new.mounts {
+            if let Some(kept) = old
+                .mounts
+                .iter()
+                .find(|o| !o.name.is_empty() && o.name == m.name)
+            {
+                m.source = kept.source.clone();
+            }
+        }
+        for d in &mut new.devices {
+            if let Some(kept) = old
+                .devices
+                .iter()
+                .find(|o| !o.name.is_empty() && o.name == d.name)
+            {
+                d.path = kept.path.clone();
+            }
+        }
+        if !new_config.args.name.is_empty() && new_config.args.name == old_config.args.name {
+            new.args = old.args.clone();
+        }
+        new
+    }
 }
 
 /// A plugin as the Engine API shows it (`GET /plugins/{name}/json`), in dockerd's key order.
