@@ -138,3 +138,81 @@ fn pty_session_is_a_terminal() {
     assert_eq!(lf(&out.screen), "Q? n\ngot n\n", "the typed line is echoed");
     assert_eq!(out.stderr, "oops\n");
 }
+
+/// The plugd CLI's other registry verbs against the real daemon and a registry requiring basic
+/// auth: push without credentials fails, with `--username/--password-stdin` and with the docker
+/// config file it works; the pushed plugin installs, and an **enabled** plugin upgrades to another
+/// tag (the repository check asks first; docker would refuse an enabled plugin outright).
+#[test]
+fn push_with_credentials_then_upgrade_an_enabled_plugin() {
+    harness::isolated(|env| {
+        let reg = env.registry_with_auth("alice", "s3cret");
+        let v1 = reg.reference("cli", "v1");
+        let v2 = reg.reference("cli", "v2");
+        let p = env.plugd(&[]);
+        for (name, remote) in [("cliv1", &v1), ("cliv2", &v2)] {
+            let bundle = env.static_plugin_bundle(name);
+            env.plugd_cli_cmd(&p, ["create", remote.as_str()])
+                .arg(bundle.path())
+                .run()
+                .assert_ok();
+        }
+        let config = env.path(".docker");
+        let cli = |args: &[&str]| env.plugd_cli_cmd(&p, args).env("DOCKER_CONFIG", &config);
+
+        let out = cli(&["push", &v1]).run();
+        out.assert_code(1);
+        assert!(
+            !out.stderr.trim().is_empty(),
+            "an unauthenticated push says why"
+        );
+
+        let out = cli(&["push", "-u", "alice", "--password-stdin", &v1])
+            .stdin("s3cret\n")
+            .run();
+        out.assert_ok()
+            .assert_stdout_contains("v1: digest: sha256:");
+
+        std::fs::create_dir_all(&config).unwrap();
+        std::fs::write(
+            config.join("config.json"),
+            format!(
+                r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#,
+                reg.addr,
+                harness::base64(b"alice:s3cret")
+            ),
+        )
+        .unwrap();
+        cli(&["push", &v2])
+            .run()
+            .assert_ok()
+            .assert_stdout_contains("v2: digest: sha256:");
+
+        cli(&["install", "--grant-all-permissions", "--alias", "vol", &v1])
+            .run()
+            .assert_ok()
+            .assert_stdout_contains(&format!("Installed plugin {v1}"));
+        assert!(names(env, &p).contains(&"vol:latest true".to_string()));
+
+        let out = cli(&["upgrade", "--grant-all-permissions", "vol", &v2])
+            .stdin("y\n")
+            .run();
+        out.assert_ok();
+        assert!(
+            out.stdout.starts_with(&format!(
+                "Upgrading plugin vol:latest from {v1} to {v2}\nPlugin images do not match, are you sure? [y/N] "
+            )),
+            "{}",
+            out.stdout
+        );
+        assert!(
+            out.stdout
+                .ends_with(&format!("Upgraded plugin vol:latest to {v2}\n")),
+            "{}",
+            out.stdout
+        );
+        let inspect = env.plugd_cli(&p, ["inspect", "vol"]).assert_ok().json();
+        assert_eq!(inspect[0]["PluginReference"], v2.as_str(), "{inspect}");
+        assert_eq!(inspect[0]["Enabled"], true, "{inspect}");
+    })
+}
