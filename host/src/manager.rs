@@ -126,6 +126,10 @@ pub struct Manager {
     backoff: Mutex<HashMap<String, (std::time::Instant, Duration)>>,
     /// Image blobs of every stored plugin (create packages one, pull keeps what it fetched).
     blobs: Blobs,
+    /// Held (read) by every verb that reads or adds blobs for its whole run; blob collection
+    /// runs only when it can take it exclusively, so it never deletes a blob one of them is about
+    /// to use or reference (dockerd's `muGC`).
+    blob_users: tokio::sync::RwLock<()>,
 }
 
 mod remote;
@@ -220,6 +224,7 @@ impl Manager {
             parked: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
             blobs,
+            blob_users: tokio::sync::RwLock::new(()),
         })
     }
 
@@ -299,6 +304,7 @@ impl Manager {
             }
         };
         exists()?;
+        let _blobs = self.blob_users.read().await;
         // The upload, unpacking and compiling run without the lifecycle lock: a slow or stalled
         // client must not hold up every other verb. The name is checked again under the lock.
         let staging = lock(&self.store).staging_path();
@@ -407,9 +413,13 @@ impl Manager {
                 p.name
             )));
         }
-        let mut saved = record.clone();
-        saved.plugin.enabled = true;
-        let saved = lock(&self.store).save(saved);
+        // Read again: an upgrade may have replaced the record while this start ran.
+        let saved = lock(&self.store).resolve(&p.id).map(|r| {
+            let mut r = r.clone();
+            r.plugin.enabled = true;
+            r
+        });
+        let saved = saved.and_then(|r| lock(&self.store).save(r));
         if let Err(e) = saved {
             self.stop(&p.id).await;
             return Err(e);

@@ -23,6 +23,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 const STATE_FILE: &str = "plugin.json";
+/// Written before an upgrade swaps a plugin's rootfs, removed once the swap is over either way:
+/// the new image's manifest digest. Found at start, it says whether the record was saved (then
+/// the new rootfs stays) or not (then the old one is put back).
+const SWAP_MARKER: &str = "upgrading";
 
 /// A stored plugin.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,6 +93,7 @@ impl Store {
             match fs::read(&state) {
                 Ok(bytes) => match serde_json::from_slice::<Record>(&bytes) {
                     Ok(record) if record.plugin.id == name => {
+                        finish_swap(&entry.path(), &record);
                         plugins.insert(name, record);
                     }
                     Ok(_) => {
@@ -146,6 +151,17 @@ impl Store {
         Ok(())
     }
 
+    /// Marks the start of an upgrade's rootfs swap of plugin `id` to the image `digest`.
+    pub fn begin_swap(&self, id: &str, digest: &str) -> Result<()> {
+        let marker = self.plugin_dir(id).join(SWAP_MARKER);
+        fsutil::write_atomic(&marker, digest.as_bytes(), 0o600).map_err(at(&marker))
+    }
+
+    /// Marks the end of a swap (done or undone).
+    pub fn end_swap(&self, id: &str) {
+        let _ = fs::remove_file(self.plugin_dir(id).join(SWAP_MARKER));
+    }
+
     /// Deletes a plugin's directory (rename first) and forgets it.
     pub fn remove(&mut self, id: &str) -> Result<()> {
         let dir = self.plugin_dir(id);
@@ -184,6 +200,57 @@ impl Store {
                 "multiple plugins found for {key:?}"
             ))),
             (None, _) => Err(Error::not_found(format!("plugin {key:?} not found"))),
+        }
+    }
+}
+
+/// Finishes a rootfs swap a crash interrupted (see [`SWAP_MARKER`]): the record is the commit
+/// point, so a saved record with the new image keeps the new rootfs, anything else gets the old one
+/// back.
+fn finish_swap(dir: &Path, record: &Record) {
+    let (live, old, marker) = (
+        dir.join("rootfs"),
+        dir.join("rootfs-old"),
+        dir.join(SWAP_MARKER),
+    );
+    let target = fs::read_to_string(&marker).ok();
+    if !old.exists() {
+        let _ = fs::remove_file(&marker);
+        return;
+    }
+    let committed = target.as_ref().is_some_and(|digest| {
+        record
+            .image
+            .as_ref()
+            .is_some_and(|i| i.manifest.digest == digest.trim())
+    }) || (target.is_none() && live.exists());
+    let outcome = if committed {
+        crate::unmount::remove_dir_all(&old).map_err(|e| e.to_string())
+    } else {
+        let discarded = dir.join("rootfs-discarded");
+        let moved = if live.exists() {
+            fs::rename(&live, &discarded)
+        } else {
+            Ok(())
+        };
+        moved
+            .and_then(|()| fs::rename(&old, &live))
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                if discarded.exists() {
+                    crate::unmount::remove_dir_all(&discarded).map_err(|e| e.to_string())
+                } else {
+                    Ok(())
+                }
+            })
+    };
+    match outcome {
+        Ok(()) => {
+            tracing::warn!(plugin = %record.plugin.name, kept_new = committed, "finished an upgrade a crash interrupted");
+            let _ = fs::remove_file(&marker);
+        }
+        Err(e) => {
+            tracing::error!(plugin = %record.plugin.name, error = %e, "cannot finish an interrupted upgrade")
         }
     }
 }
@@ -274,6 +341,50 @@ mod tests {
         assert!(!staging.exists());
         assert!(!gone.exists());
         assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_swap_cut_short_keeps_the_rootfs_its_record_names() {
+        let root = temp_root("swap");
+        let mut s = Store::open(&root).unwrap();
+        let (a, b) = (new_id(), new_id());
+        add(&mut s, &a, "saved:latest");
+        add(&mut s, &b, "unsaved:latest");
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let image = crate::distribution::Image {
+            manifest: crate::distribution::media::Descriptor {
+                media_type: String::new(),
+                digest: digest.clone(),
+                size: 0,
+                platform: None,
+            },
+            config: crate::distribution::media::Descriptor {
+                media_type: String::new(),
+                digest: digest.clone(),
+                size: 0,
+                platform: None,
+            },
+            layers: vec![],
+        };
+        // `a`: killed after its record was saved with the new image; `b`: before.
+        let mut rec = s.resolve(&a).unwrap().clone();
+        rec.image = Some(image);
+        s.save(rec).unwrap();
+        for id in [&a, &b] {
+            let dir = s.plugin_dir(id);
+            fs::rename(dir.join("rootfs"), dir.join("rootfs-old")).unwrap();
+            fs::write(dir.join("rootfs-old/which"), "old").unwrap();
+            fsutil::create_dir_all(&dir.join("rootfs"), 0o755).unwrap();
+            fs::write(dir.join("rootfs/which"), "new").unwrap();
+            s.begin_swap(id, &digest).unwrap();
+        }
+        let s = Store::open(&root).unwrap();
+        for (id, want) in [(&a, "new"), (&b, "old")] {
+            let dir = s.plugin_dir(id);
+            assert_eq!(fs::read_to_string(dir.join("rootfs/which")).unwrap(), want);
+            assert!(!dir.join("rootfs-old").exists() && !dir.join(SWAP_MARKER).exists());
+        }
         fs::remove_dir_all(&root).unwrap();
     }
 

@@ -486,6 +486,37 @@ fn enabled_wasm_plugin_upgrades_without_losing_a_call_and_rolls_back() {
             .trimmed()
             .to_owned();
 
+        // A volume mounted through it keeps it: the upgrade is refused, saying why, until the
+        // volume is unmounted.
+        let sock = std::path::Path::new(harness::PLUGIN_SOCKET_DIR).join("wvol.sock");
+        for (method, body) in [
+            ("Create", r#"{"Name":"held"}"#),
+            ("Mount", r#"{"Name":"held","ID":"c1"}"#),
+        ] {
+            let r = harness::http(
+                &sock,
+                "POST",
+                &format!("/VolumeDriver.{method}"),
+                Some(body.as_bytes()),
+            )
+            .unwrap();
+            assert_eq!(r.status, 200, "{method}: {}", r.text());
+        }
+        let (status, body) = upgrade(&p, "wvol", &reg.reference("wvol", "v2"));
+        assert_eq!(status, 409, "{body}");
+        assert!(
+            body.contains("cannot be upgraded while enabled: in use"),
+            "{body}"
+        );
+        let r = harness::http(
+            &sock,
+            "POST",
+            "/VolumeDriver.Unmount",
+            Some(br#"{"Name":"held","ID":"c1"}"#),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let calls = call_loop("wvol", stop.clone());
         std::thread::sleep(std::time::Duration::from_millis(300));
@@ -612,6 +643,103 @@ fn bench_install_vs_dockerd() {
         eprintln!(
             "install (privileges + pull + enable) of {remote}, median of 7: dockerd {dockerd:.0} ms, plugd {plugd:.0} ms, plugd/dockerd {:.2}",
             plugd / dockerd
+        );
+    })
+}
+
+#[test]
+fn indexes_resolve_to_this_platform_or_name_the_ones_they_have() {
+    harness::isolated(|env| {
+        let reg = env.registry();
+        dockerd_push(env, &reg, "multi", "docker");
+        // The same plugin as an OCI manifest, listed in OCI indexes.
+        let (_, manifest) = reg.get_manifest("multi", "docker");
+        let mut oci: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+        oci["mediaType"] = "application/vnd.oci.image.manifest.v1+json".into();
+        let oci = serde_json::to_vec(&oci).unwrap();
+        let digest = reg.put_manifest(
+            "multi",
+            "oci",
+            "application/vnd.oci.image.manifest.v1+json",
+            &oci,
+        );
+        let entry = |arch: &str| {
+            serde_json::json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": digest, "size": oci.len(),
+                "platform": {"architecture": arch, "os": "linux"},
+            })
+        };
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            other => other,
+        };
+        let index = |tag: &str, entries: Vec<serde_json::Value>| {
+            let index = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": entries,
+            });
+            reg.put_manifest(
+                "multi",
+                tag,
+                "application/vnd.oci.image.index.v1+json",
+                &serde_json::to_vec(&index).unwrap(),
+            );
+        };
+        index("both", vec![entry("s390x"), entry(arch)]);
+        index("foreign", vec![entry("s390x"), entry("riscv64")]);
+        let p = env.plugd(&[]);
+        let (status, body) = pull(&p, &reg.reference("multi", "both"), "both", &[]);
+        assert_eq!(status, 200, "{body}");
+        assert!(!body.contains("errorDetail"), "{body}");
+        env.plugd_cli(&p, ["enable", "both"]).assert_ok();
+        let (status, body) = api(
+            p.socket(),
+            "GET",
+            &format!(
+                "/v1.41/plugins/privileges?remote={}",
+                reg.reference("multi", "foreign")
+            ),
+            &[],
+            None,
+        );
+        assert_eq!(status, 500, "{body}");
+        assert!(
+            body.contains(&format!("no matching manifest for linux/{arch}"))
+                && body.contains("linux/s390x, linux/riscv64"),
+            "{body}"
+        );
+        // A plain image (not a plugin) is refused with dockerd's words.
+        let image_config =
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let (cdigest, csize) = reg.put_blob("image", image_config);
+        let m = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": cdigest, "size": csize},
+            "layers": [],
+        });
+        reg.put_manifest(
+            "image",
+            "latest",
+            "application/vnd.docker.distribution.manifest.v2+json",
+            &serde_json::to_vec(&m).unwrap(),
+        );
+        let (_, body) = api(
+            p.socket(),
+            "GET",
+            &format!(
+                "/v1.41/plugins/privileges?remote={}",
+                reg.reference("image", "latest")
+            ),
+            &[],
+            None,
+        );
+        assert!(
+            body.contains("fetched plugin image but plugin config is missing"),
+            "{body}"
         );
     })
 }

@@ -17,7 +17,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt as _;
 
 use super::auth::Credentials;
-use super::media::{self, Descriptor, Document, Manifest};
+use super::media::{self, Descriptor, Document, MAX_MANIFEST, Manifest};
 use super::progress::{Progress, short};
 
 /// Which registries may be spoken to over plain HTTP.
@@ -67,27 +67,85 @@ impl Registries {
             ),
         };
         let auth = creds.registry_auth();
-        let https = client(ClientProtocol::Https);
-        let first = https.auth(&reference, &auth, op).await;
-        let client = match first {
-            Ok(_) => https,
-            Err(e) if self.allows_http(&named.domain) && is_transport(&e) => {
+        // Which scheme answers: any HTTP answer to `/v2/` over HTTPS settles it; plain HTTP only
+        // when HTTPS cannot even be spoken and the registry may be reached that way.
+        let host = reference.resolve_registry().to_string();
+        let web = web_client()?;
+        let scheme = match probe(&web, "https", &host).await {
+            Ok(()) => "https",
+            Err(e) if self.allows_http(&named.domain) => {
                 tracing::debug!(registry = %named.domain, error = %e, "HTTPS failed; trying plain HTTP");
-                let http = client(ClientProtocol::Http);
-                http.auth(&reference, &auth, op)
+                probe(&web, "http", &host)
                     .await
-                    .map_err(|e| describe(&named.domain, e))?;
-                http
+                    .map_err(|e| format!("registry {}: {e}", named.domain))?;
+                "http"
             }
-            Err(e) => return Err(describe(&named.domain, e)),
+            Err(e) => return Err(format!("registry {}: {e}", named.domain)),
         };
+        let client = client(if scheme == "http" {
+            ClientProtocol::Http
+        } else {
+            ClientProtocol::Https
+        });
+        deadline(CALL_DEADLINE, client.auth(&reference, &auth, op))
+            .await?
+            .map_err(|e| describe(&named.domain, e))?;
         Ok(Session {
             client,
+            web,
+            scheme,
+            host,
             reference,
             auth,
             registry: named.domain.clone(),
         })
     }
+}
+
+/// Deadline of one registry request that is not a blob (the auth handshake, a manifest, a
+/// probe): a registry that trickles its answer fails the operation instead of holding it.
+const CALL_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Runs `f` within `limit`, or fails saying the registry did not answer in time.
+async fn deadline<T>(
+    limit: Duration,
+    f: impl std::future::Future<Output = T>,
+) -> Result<T, String> {
+    tokio::time::timeout(limit, f)
+        .await
+        .map_err(|_| format!("the registry did not answer within {}s", limit.as_secs()))
+}
+
+/// The HTTP client plugd itself uses for what it reads with a cap (manifests) and the probe.
+fn web_client() -> Result<reqwest::Client, String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(READ_TIMEOUT)
+        .user_agent(concat!("plugd/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::limited(5))
+        .build()
+        .map_err(|e| format!("building the HTTP client: {e}"))
+}
+
+/// `GET <scheme>://<host>/v2/`: Ok on any HTTP answer (401 included).
+async fn probe(web: &reqwest::Client, scheme: &str, host: &str) -> Result<(), String> {
+    let url = format!("{scheme}://{host}/v2/");
+    match deadline(CONNECT_TIMEOUT * 2, web.get(&url).send()).await? {
+        Ok(_) => Ok(()),
+        Err(e) => Err(chain(&e)),
+    }
+}
+
+/// An error with its sources, for messages.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    msg
 }
 
 fn client(protocol: ClientProtocol) -> Client {
@@ -105,12 +163,6 @@ fn client(protocol: ClientProtocol) -> Client {
     })
 }
 
-/// A failure to reach the registry at all (as opposed to an answer from it).
-fn is_transport(e: &oci_client::errors::OciDistributionError) -> bool {
-    use oci_client::errors::OciDistributionError as E;
-    matches!(e, E::RequestError(_))
-}
-
 /// The error text of a registry failure, naming the registry.
 fn describe(registry: &str, e: oci_client::errors::OciDistributionError) -> String {
     use oci_client::errors::OciDistributionError as E;
@@ -124,15 +176,7 @@ fn describe(registry: &str, e: oci_client::errors::OciDistributionError) -> Stri
         E::RequestError(e) if e.status().map(|s| s.as_u16()) == Some(401) => format!(
             "unauthorized: authentication required by registry {registry}; check the credentials"
         ),
-        E::RequestError(e) => {
-            let mut msg = format!("registry {registry}: {e}");
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                msg.push_str(&format!(": {s}"));
-                src = s.source();
-            }
-            msg
-        }
+        E::RequestError(e) => format!("registry {registry}: {}", chain(&e)),
         e => format!("registry {registry}: {e}"),
     }
 }
@@ -140,6 +184,12 @@ fn describe(registry: &str, e: oci_client::errors::OciDistributionError) -> Stri
 /// An authenticated connection to one repository.
 pub struct Session {
     client: Client,
+    /// plugd's own client, for what it reads with a cap.
+    web: reqwest::Client,
+    /// `https`, or `http` where allowed and HTTPS is not spoken.
+    scheme: &'static str,
+    /// The registry's host as requests name it (`docker.io` is `index.docker.io`).
+    host: String,
     reference: oci_client::Reference,
     auth: RegistryAuth,
     registry: String,
@@ -194,30 +244,128 @@ impl Session {
         })
     }
 
+    /// A manifest read by plugd itself, so its size is capped while it arrives ([`MAX_MANIFEST`],
+    /// oci-client would read any length) and its digest is the sha256 of the bytes received.
     async fn manifest(
         &self,
         reference: &oci_client::Reference,
     ) -> Result<(Vec<u8>, String), String> {
-        let (bytes, digest) = self
-            .client
-            .pull_manifest_raw(reference, &self.auth, &media::ACCEPTED_MANIFESTS)
-            .await
-            .map_err(|e| describe(&self.registry, e))?;
+        let registry = &self.registry;
+        let token = deadline(
+            CALL_DEADLINE,
+            self.client
+                .auth(reference, &self.auth, RegistryOperation::Pull),
+        )
+        .await?
+        .map_err(|e| describe(registry, e))?;
+        let target = reference
+            .digest()
+            .or(reference.tag())
+            .unwrap_or("latest")
+            .to_string();
+        let url = format!(
+            "{}://{}/v2/{}/manifests/{target}",
+            self.scheme,
+            self.host,
+            reference.repository()
+        );
+        let mut req = self
+            .web
+            .get(&url)
+            .header("Accept", media::ACCEPTED_MANIFESTS.join(", "));
+        req = match (token.as_ref(), &self.auth) {
+            (Some(t), _) | (None, RegistryAuth::Bearer(t)) => req.bearer_auth(t),
+            (None, RegistryAuth::Basic(u, p)) => req.basic_auth(u, Some(p)),
+            (None, _) => req,
+        };
+        let read = async {
+            let mut resp = req.send().await.map_err(|e| chain(&e))?;
+            let status = resp.status().as_u16();
+            let header = resp
+                .headers()
+                .get("Docker-Content-Digest")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(|e| chain(&e))? {
+                let cap = if status == 200 { MAX_MANIFEST } else { 4096 };
+                if body.len() + chunk.len() > cap {
+                    if status != 200 {
+                        break;
+                    }
+                    return Err(format!(
+                        "manifest {target} is larger than the limit of {MAX_MANIFEST} bytes; refused"
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok::<_, String>((status, header, body))
+        };
+        let (status, header, body) = deadline(CALL_DEADLINE, read)
+            .await?
+            .map_err(|e| format!("registry {registry}: {e}"))?;
+        match status {
+            200 => {}
+            401 | 403 => {
+                return Err(format!(
+                    "unauthorized: authentication required by registry {registry}; check the credentials"
+                ));
+            }
+            404 => {
+                return Err(format!(
+                    "manifest unknown: {}/{}:{target} not found",
+                    self.registry,
+                    reference.repository()
+                ));
+            }
+            s => {
+                return Err(format!(
+                    "registry {registry}: GET {url}: status {s}: {}",
+                    String::from_utf8_lossy(&body)
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .take(300)
+                        .collect::<String>()
+                ));
+            }
+        }
+        let digest = super::blobs::digest_of(&body);
         if let Some(want) = reference.digest()
             && want != digest
         {
             return Err(format!(
-                "registry {}: manifest {want} arrived with digest {digest}",
-                self.registry
+                "registry {registry}: manifest {want} arrived with digest {digest}; refused"
             ));
         }
-        Ok((bytes.to_vec(), digest))
+        if let Some(h) = header
+            && h.starts_with("sha256:")
+            && h != digest
+        {
+            return Err(format!(
+                "registry {registry}: manifest {target} is announced as {h} but has digest {digest}; refused"
+            ));
+        }
+        Ok((body, digest))
     }
 
     /// Streams blob `desc` into `out`: refused the moment it exceeds `desc.size`, and unless its
     /// sha256 is `desc.digest` and its size exact. Reports `Downloading` progress under the
     /// blob's short id.
     pub async fn fetch(
+        &self,
+        desc: &Descriptor,
+        out: &mut tokio::fs::File,
+        progress: &Progress,
+    ) -> Result<(), String> {
+        // A blob must keep coming at 256 KiB/s on average (after a minute's grace): a registry
+        // that trickles cannot hold a pull, its staging space and a task for ever.
+        let limit = Duration::from_secs(60 + desc.size / (256 << 10));
+        deadline(limit, self.fetch_within(desc, out, progress))
+            .await
+            .map_err(|e| format!("blob {}: {e}", desc.digest))?
+    }
+
+    async fn fetch_within(
         &self,
         desc: &Descriptor,
         out: &mut tokio::fs::File,
@@ -306,10 +454,29 @@ impl Session {
             .map_err(|e| describe(&self.registry, e))
     }
 
-    /// Uploads a blob.
-    pub async fn push_blob(&self, desc: &Descriptor, bytes: Vec<u8>) -> Result<(), String> {
+    /// Uploads a blob from the file at `path`, streamed (a layer may be gigabytes); the registry
+    /// checks the digest.
+    pub async fn push_blob(&self, desc: &Descriptor, path: &std::path::Path) -> Result<(), String> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| format!("reading blob {}: {e}", path.display()))?;
+        let chunks = futures_util::stream::unfold(file, |mut file| async move {
+            use tokio::io::AsyncReadExt as _;
+            let mut buf = vec![0u8; 1 << 20];
+            match file.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(bytes::Bytes::from(buf)), file))
+                }
+                Err(e) => Some((
+                    Err(oci_client::errors::OciDistributionError::IoError(e)),
+                    file,
+                )),
+            }
+        });
         self.client
-            .push_blob(&self.reference, bytes, &desc.digest)
+            .push_blob_stream(&self.reference, chunks, &desc.digest, Some(desc.size))
             .await
             .map_err(|e| describe(&self.registry, e))?;
         Ok(())

@@ -158,6 +158,10 @@ impl Manager {
     pub(super) async fn compile(&self, record: &mut Record, rootfs: &Path) -> Result<()> {
         let mut spec = self.spec(record);
         spec.rootfs = rootfs.to_path_buf();
+        // Under an id of its own: a runtime may keep what `prepare` resolved for the `start`
+        // of that id, and a staged version must never be what a start of the live plugin (a
+        // supervised restart, an enable) picks up.
+        spec.id = format!("{}.staged", spec.id);
         let runtime = (self.select)(&spec)?;
         match runtime.prepare(&spec).await {
             Ok(()) => Ok(()),
@@ -189,6 +193,7 @@ impl Manager {
             }
         };
         exists()?;
+        let _blobs = self.blob_users.read().await;
         let work = self.work_dir()?;
         let result = async {
             let (fetched, config, warnings) = self
@@ -215,7 +220,7 @@ impl Manager {
             Ok::<(), Error>(())
         }
         .await;
-        let _ = std::fs::remove_dir_all(&work);
+        remove_work(&work);
         result?;
         progress.status(
             "",
@@ -236,6 +241,11 @@ impl Manager {
 
     /// Deletes the blobs no stored plugin references.
     pub(super) fn collect_blobs(&self) {
+        // Skipped while a verb uses blobs; the next remove or upgrade collects.
+        let Ok(_exclusive) = self.blob_users.try_write() else {
+            tracing::debug!("blob collection skipped: blobs in use");
+            return;
+        };
         let keep: std::collections::HashSet<String> = lock(&self.store)
             .list()
             .filter_map(|r| r.image.as_ref())
@@ -256,11 +266,21 @@ impl Manager {
         {
             return Ok(image.clone());
         }
+        // Under the lifecycle lock (a rare path: plugins stored before plugd packaged them): the
+        // rootfs must not be swapped by an upgrade while it is read, and only the image is
+        // written back, into the record as it is now.
+        let _ops = self.ops.lock().await;
+        let current = lock(&self.store).resolve(&record.plugin.id)?.clone();
+        if let Some(image) = &current.image
+            && image.digests().all(|d| self.blobs.has(d))
+        {
+            return Ok(image.clone());
+        }
         let rootfs = lock(&self.store)
-            .plugin_dir(&record.plugin.id)
+            .plugin_dir(&current.plugin.id)
             .join("rootfs");
         let staged = lock(&self.store).staging_path();
-        let mut config = record.plugin.config.clone();
+        let mut config = current.plugin.config.clone();
         let dir = staged.clone();
         let packaged = tokio::task::spawn_blocking(move || {
             distribution::package(&rootfs, &mut config, &dir).map(|i| (i, config))
@@ -269,13 +289,13 @@ impl Manager {
         .map_err(|e| Error::system(format!("packaging: {e}")))?;
         let result = packaged.and_then(|(image, config)| {
             distribution::commit_staged(&image, &staged, &self.blobs).map_err(at(&staged))?;
-            let mut updated = record.clone();
+            let mut updated = current.clone();
             updated.image = Some(image.clone());
             updated.plugin.config.rootfs = config.rootfs;
             lock(&self.store).save(updated)?;
             Ok(image)
         });
-        let _ = std::fs::remove_dir_all(&staged);
+        remove_work(&staged);
         result
     }
 
@@ -283,6 +303,7 @@ impl Manager {
     /// registry to be anywhere but Docker Hub). The manifest is pushed as stored, so a pulled
     /// plugin is pushed with the digest it was pulled with.
     pub async fn push(&self, name: &str, creds: &Credentials, progress: &Progress) -> Result<()> {
+        let _blobs = self.blob_users.read().await;
         let record = lock(&self.store).resolve(name)?.clone();
         let named = parse_remote(&record.plugin.name)?;
         let image = self.image_of(&record).await?;
@@ -303,7 +324,7 @@ impl Manager {
         for layer in &image.layers {
             progress.status(&short(&layer.digest), "Preparing");
         }
-        let blob = |d: &str| self.blobs.read(d).map_err(|e| Error::system(e.to_string()));
+        let path = |d: &str| self.blobs.path(d).map_err(Error::system);
         for (layer, present) in image.layers.iter().zip(present) {
             let id = short(&layer.digest);
             if present {
@@ -312,7 +333,7 @@ impl Manager {
             }
             progress.status(&id, "Pushing");
             session
-                .push_blob(layer, blob(&layer.digest)?)
+                .push_blob(layer, &path(&layer.digest)?)
                 .await
                 .map_err(Error::system)?;
             progress.status(&id, "Pushed");
@@ -323,12 +344,17 @@ impl Manager {
             .map_err(Error::system)?
         {
             session
-                .push_blob(&image.config, blob(&image.config.digest)?)
+                .push_blob(&image.config, &path(&image.config.digest)?)
                 .await
                 .map_err(Error::system)?;
         }
         session
-            .push_manifest(blob(&image.manifest.digest)?, &image.manifest.media_type)
+            .push_manifest(
+                self.blobs
+                    .read(&image.manifest.digest)
+                    .map_err(|e| Error::system(e.to_string()))?,
+                &image.manifest.media_type,
+            )
             .await
             .map_err(Error::system)?;
         let tag = tag_of(&named);
@@ -360,6 +386,13 @@ impl Manager {
     ) -> Result<()> {
         let record = lock(&self.store).resolve(name)?.clone();
         let named = parse_remote(remote)?;
+        // Checked before anything is fetched (and again at the swap, under the lock).
+        if lock(&self.running).contains_key(&record.plugin.id)
+            && let Some(why) = self.not_upgradable_running(&record)
+        {
+            return Err(not_upgradable(&record, &why));
+        }
+        let blobs = self.blob_users.read().await;
         let work = self.work_dir()?;
         let result = async {
             let (fetched, config, warnings) = self
@@ -383,7 +416,8 @@ impl Manager {
                 &current.plugin.config,
                 &upgraded.plugin.config,
             );
-            upgraded.plugin.enabled = current.plugin.enabled;
+            upgraded.plugin.enabled =
+                current.plugin.enabled || lock(&self.running).contains_key(&current.plugin.id);
             if lock(&self.starting).contains_key(&current.plugin.id) {
                 return Err(Error::conflict(format!(
                     "plugin {} is being started; upgrade it once it runs",
@@ -395,7 +429,8 @@ impl Manager {
             Ok::<(), Error>(())
         }
         .await;
-        let _ = std::fs::remove_dir_all(&work);
+        remove_work(&work);
+        drop(blobs);
         result?;
         self.collect_blobs();
         progress.status(
@@ -416,7 +451,13 @@ impl Manager {
         if old.exists() {
             unmount::remove_dir_all(&old).map_err(|e| Error::system(e.to_string()))?;
         }
+        let digest = upgraded
+            .image
+            .as_ref()
+            .map(|i| i.manifest.digest.clone())
+            .unwrap_or_default();
         let forward = || -> Result<()> {
+            lock(&self.store).begin_swap(id, &digest)?;
             std::fs::rename(&live, &old).map_err(at(&live))?;
             if let Err(e) = std::fs::rename(new_rootfs, &live) {
                 let _ = std::fs::rename(&old, &live);
@@ -430,6 +471,7 @@ impl Manager {
             {
                 tracing::error!(plugin = %current.plugin.name, error = %e, "putting the old rootfs back");
             }
+            lock(&self.store).end_swap(id);
         };
         let running = lock(&self.running).get(id).map(|r| {
             (
@@ -449,11 +491,8 @@ impl Manager {
             self.remove_old_rootfs(&old);
             return Ok(());
         };
-        if old_instance.log_streams().iter().any(|s| s.open) {
-            return Err(Error::conflict(format!(
-                "plugin {} has open log streams; stop the containers logging to it (or disable it) before upgrading",
-                current.plugin.name
-            )));
+        if let Some(why) = self.not_upgradable_running(current) {
+            return Err(not_upgradable(current, &why));
         }
         let new_spec = self.spec(upgraded);
         let new_runtime = (self.select)(&new_spec)?;
@@ -488,7 +527,12 @@ impl Manager {
             // Side by side: the new instance takes the socket, the old finishes its calls.
             forward()?;
             let (instance, gateway) = bring_up().await?;
-            self.take_over(id, instance.clone(), gateway, new_collector);
+            self.take_over(
+                id,
+                (instance.clone(), gateway),
+                new_runtime.name(),
+                new_collector,
+            );
             drain(name, old_gateway).await;
             if old_collector {
                 metrics_call(name, old_instance.as_ref(), metrics::STOP).await;
@@ -518,7 +562,12 @@ impl Manager {
         match outcome {
             Ok((instance, gateway)) => {
                 let _ = release.send(Some(Some(instance.clone())));
-                self.take_over(id, instance.clone(), gateway, new_collector);
+                self.take_over(
+                    id,
+                    (instance.clone(), gateway),
+                    new_runtime.name(),
+                    new_collector,
+                );
                 if new_collector {
                     metrics_call(name, instance.as_ref(), metrics::START).await;
                 }
@@ -539,7 +588,7 @@ impl Manager {
                 match restarted {
                     Ok((instance, gateway)) => {
                         let _ = release.send(Some(Some(instance.clone())));
-                        self.take_over(id, instance.clone(), gateway, old_collector);
+                        self.take_over(id, (instance.clone(), gateway), old_runtime, old_collector);
                         if old_collector {
                             metrics_call(name, instance.as_ref(), metrics::START).await;
                         }
@@ -589,21 +638,69 @@ impl Manager {
     fn take_over(
         &self,
         id: &str,
-        instance: Arc<dyn Instance>,
-        gateway: Arc<crate::socket::Gateway>,
+        (instance, gateway): Started2,
+        runtime: &'static str,
         collector: bool,
     ) {
         if let Some(r) = lock(&self.running).get_mut(id) {
             r.socket.replace(gateway);
             r.instance = instance;
             r.collector = collector;
+            r.runtime = runtime;
         }
     }
 
+    /// Why a running plugin cannot be upgraded in place, if it cannot: what a container holds
+    /// through it (volumes; log streams, `docker logs` reads) or what its instance alone owns
+    /// (a network driver's links) would be lost with the old instance.
+    fn not_upgradable_running(&self, record: &Record) -> Option<String> {
+        let busy = self.in_use(&record.plugin.id);
+        if !busy.is_empty() {
+            return Some(format!("in use ({})", busy.join(", ")));
+        }
+        let types = record.plugin.config.interface.types.iter().flatten();
+        for t in types {
+            match plugd_core::protocol::implements_for_type(t) {
+                Some(i) if i == plugd_core::protocol::network::IMPLEMENTS => {
+                    return Some("a network driver's links belong to its running instance".into());
+                }
+                Some(i) if i == plugd_core::protocol::logdriver::IMPLEMENTS => {
+                    return Some("a log driver's streams belong to its running instance".into());
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// After a swap that is saved: the replaced rootfs goes, then the swap's marker.
     fn remove_old_rootfs(&self, old: &Path) {
         if let Err(e) = unmount::remove_dir_all(old) {
             tracing::warn!(path = %old.display(), error = %e, "removing the replaced rootfs");
         }
+        if let Some(id) = old
+            .parent()
+            .and_then(Path::file_name)
+            .and_then(|n| n.to_str())
+        {
+            lock(&self.store).end_swap(id);
+        }
+    }
+}
+
+fn not_upgradable(record: &Record, why: &str) -> Error {
+    Error::conflict(format!(
+        "plugin {} cannot be upgraded while enabled: {why}; disable it (or stop what uses it) first",
+        record.plugin.name
+    ))
+}
+
+/// Removes a work or staging directory, never through a mount.
+fn remove_work(dir: &Path) {
+    if let Err(e) = unmount::remove_dir_all(dir)
+        && dir.exists()
+    {
+        tracing::warn!(path = %dir.display(), error = %e, "removing a staging directory");
     }
 }
 

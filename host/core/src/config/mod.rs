@@ -328,49 +328,86 @@ impl Settings {
         }
     }
 
-    /// The settings an upgraded plugin starts with: the new config's initial ones, with what
-    /// the user had set carried over wherever the new config still has it (an env var of the same
-    /// name, a mount or device of the same name, the args when their name is unchanged). dockerd
-    /// keeps the old settings as they are, so an env var the new version added never reaches it
-    /// and one it dropped still does; plugd keeps only what still means something.
+    /// The settings an upgraded plugin starts with: the new config's initial ones, with what the
+    /// user changed (a value that differs from the old config's default, `set` after install)
+    /// carried over wherever the new config still declares it (an env var of the same name —
+    /// declared with no value included —, a mount or device of the same name, the args when
+    /// their name is unchanged). dockerd keeps the old settings whole, so an env var the new
+    /// version adds never reaches it, one it dropped still does, and a default it changed never
+    /// applies; plugd keeps exactly the user's choices that still mean something.
     pub fn carried(
         old: &Settings,
         old_config: &PluginConfig,
         new_config: &PluginConfig,
     ) -> Settings {
         let mut new = Settings::initial(new_config);
-        for slot in &mut new.env {
-            let name = slot
-                .split_once('=')
-                .map_or(slot.as_str(), |(n, _)| n)
-                .to_string();
-            if let Some(kept) = old
+        let value_of = |env: &[String], name: &str| {
+            env.iter().find_map(|e| {
+                e.split_once('=')
+                    .filter(|(n, _)| *n == name)
+                    .map(|(_, v)| v.to_string())
+            })
+        };
+        let old_default = |name: &str| {
+            old_config
                 .env
                 .iter()
-                .find(|e| e.split_once('=').is_some_and(|(n, _)| n == name))
+                .flatten()
+                .find(|e| e.name == name)
+                .and_then(|e| e.value.clone())
+        };
+        for declared in new_config.env.iter().flatten() {
+            let Some(user) = value_of(&old.env, &declared.name) else {
+                continue;
+            };
+            if old_default(&declared.name).as_deref() == Some(user.as_str()) {
+                continue;
+            }
+            let entry = format!("{}={user}", declared.name);
+            match new
+                .env
+                .iter_mut()
+                .find(|e| e.split_once('=').is_some_and(|(n, _)| n == declared.name))
             {
-                *slot = kept.clone();
+                Some(slot) => *slot = entry,
+                None => new.env.push(entry),
             }
         }
+        let old_mounts = old_config.mounts.clone().unwrap_or_default();
         for m in &mut new.mounts {
+            let default = old_mounts
+                .iter()
+                .find(|o| o.name == m.name)
+                .map(|o| &o.source);
             if let Some(kept) = old
                 .mounts
                 .iter()
                 .find(|o| !o.name.is_empty() && o.name == m.name)
+                && default != Some(&kept.source)
             {
                 m.source = kept.source.clone();
             }
         }
+        let old_devices = old_config.linux.devices.clone().unwrap_or_default();
         for d in &mut new.devices {
+            let default = old_devices
+                .iter()
+                .find(|o| o.name == d.name)
+                .map(|o| &o.path);
             if let Some(kept) = old
                 .devices
                 .iter()
                 .find(|o| !o.name.is_empty() && o.name == d.name)
+                && default != Some(&kept.path)
             {
                 d.path = kept.path.clone();
             }
         }
-        if !new_config.args.name.is_empty() && new_config.args.name == old_config.args.name {
+        let old_args = old_config.args.value.clone().unwrap_or_default();
+        if !new_config.args.name.is_empty()
+            && new_config.args.name == old_config.args.name
+            && old.args != old_args
+        {
             new.args = old.args.clone();
         }
         new

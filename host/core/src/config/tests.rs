@@ -408,3 +408,45 @@ fn settable_fields_docker_would_refuse_are_warned_about() {
         ]
     );
 }
+
+#[test]
+fn upgrade_carries_what_the_user_changed_and_nothing_else() {
+    let parse = |json: &str| PluginConfig::parse(json.as_bytes()).unwrap().0;
+    let old_config = parse(
+        r#"{"Interface":{"Socket":"p.sock","Types":["docker.volumedriver/1.0"]},"Entrypoint":["/p"],
+        "Env":[{"Name":"KEEP","Settable":["value"],"Value":"a"},
+               {"Name":"DEFAULTED","Settable":["value"],"Value":"old-default"},
+               {"Name":"TOKEN","Settable":["value"]},
+               {"Name":"DROPPED","Settable":["value"],"Value":"x"}]}"#,
+    );
+    let new_config = parse(
+        r#"{"Interface":{"Socket":"p.sock","Types":["docker.volumedriver/1.0"]},"Entrypoint":["/p"],
+        "Env":[{"Name":"KEEP","Settable":["value"],"Value":"b"},
+               {"Name":"DEFAULTED","Settable":["value"],"Value":"new-default"},
+               {"Name":"TOKEN","Settable":["value"]},
+               {"Name":"ADDED","Settable":["value"],"Value":"new"}]}"#,
+    );
+    let mut old = Settings::initial(&old_config);
+    // The user set KEEP, TOKEN (declared without a value) and DROPPED; DEFAULTED is untouched.
+    for e in &mut old.env {
+        if e.starts_with("KEEP=") {
+            *e = "KEEP=mine".into();
+        }
+        if e.starts_with("DROPPED=") {
+            *e = "DROPPED=gone".into();
+        }
+    }
+    old.env.push("TOKEN=secret".into());
+    let carried = Settings::carried(&old, &old_config, &new_config);
+    let mut env = carried.env.clone();
+    env.sort();
+    assert_eq!(
+        env,
+        [
+            "ADDED=new",
+            "DEFAULTED=new-default",
+            "KEEP=mine",
+            "TOKEN=secret"
+        ]
+    );
+}
