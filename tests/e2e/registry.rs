@@ -451,6 +451,46 @@ fn upgrade(p: &Plugd, name: &str, remote: &str) -> (u16, String) {
     )
 }
 
+/// With a client calling `name` in a loop: an upgrade to `name:v2` succeeds, one to `name:v3`
+/// fails, and not one call fails; afterwards the plugin (same id, enabled) is v2, described as
+/// `description`.
+#[track_caller]
+fn upgrade_twice_under_load(
+    env: &Env,
+    p: &Plugd,
+    reg: &Registry,
+    name: &str,
+    id: &str,
+    description: &str,
+) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let calls = call_loop(name, stop.clone());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_upgraded_ok(upgrade(p, name, &reg.reference(name, "v2")));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (status, body) = upgrade(p, name, &reg.reference(name, "v3"));
+    assert!(
+        status != 200 || body.contains("errorDetail"),
+        "v3 was accepted: {body}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (n, failures, slowest) = calls.join().unwrap();
+    eprintln!("{n} calls during the upgrades, slowest {slowest:?}");
+    assert!(n > 20, "only {n} calls");
+    assert!(
+        failures.is_empty(),
+        "{} of {n} calls failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(3)]
+    );
+    let inspect = env.plugd_cli(p, ["inspect", name]).assert_ok().json();
+    assert_eq!(inspect[0]["Id"], id);
+    assert_eq!(inspect[0]["Enabled"], true);
+    assert_eq!(inspect[0]["Config"]["Description"], description);
+    assert_eq!(inspect[0]["PluginReference"], reg.reference(name, "v2"));
+}
+
 #[track_caller]
 fn assert_upgraded_ok((status, body): (u16, String)) {
     assert_eq!(status, 200, "{body}");
@@ -517,32 +557,7 @@ fn enabled_wasm_plugin_upgrades_without_losing_a_call_and_rolls_back() {
         .unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
 
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let calls = call_loop("wvol", stop.clone());
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        assert_upgraded_ok(upgrade(&p, "wvol", &reg.reference("wvol", "v2")));
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let (status, body) = upgrade(&p, "wvol", &reg.reference("wvol", "v3"));
-        assert!(
-            status != 200 || body.contains("errorDetail"),
-            "v3 was accepted: {body}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let (n, failures, slowest) = calls.join().unwrap();
-        eprintln!("{n} calls during the upgrades, slowest {slowest:?}");
-        assert!(n > 20, "only {n} calls");
-        assert!(
-            failures.is_empty(),
-            "{} of {n} calls failed: {:?}",
-            failures.len(),
-            &failures[..failures.len().min(3)]
-        );
-        let inspect = env.plugd_cli(&p, ["inspect", "wvol"]).assert_ok().json();
-        assert_eq!(inspect[0]["Id"], id.as_str());
-        assert_eq!(inspect[0]["Enabled"], true);
-        assert_eq!(inspect[0]["Config"]["Description"], "version two");
-        assert_eq!(inspect[0]["PluginReference"], reg.reference("wvol", "v2"));
+        upgrade_twice_under_load(env, &p, &reg, "wvol", &id, "version two");
         let rootfs = p.data_root().join("plugins").join(&id).join("rootfs");
         assert_eq!(
             std::fs::read_to_string(rootfs.join("etc/version")).unwrap(),
@@ -581,32 +596,7 @@ fn enabled_native_plugin_upgrade_holds_calls_and_a_failed_one_rolls_back() {
             .trimmed()
             .to_owned();
 
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let calls = call_loop("nvol", stop.clone());
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        assert_upgraded_ok(upgrade(&p, "nvol", &reg.reference("nvol", "v2")));
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let (status, body) = upgrade(&p, "nvol", &reg.reference("nvol", "v3"));
-        assert!(
-            status != 200 || body.contains("errorDetail"),
-            "v3 was accepted: {body}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let (n, failures, slowest) = calls.join().unwrap();
-        eprintln!("{n} calls during the upgrades, slowest {slowest:?}");
-        assert!(n > 20, "only {n} calls");
-        assert!(
-            failures.is_empty(),
-            "{} of {n} calls failed: {:?}",
-            failures.len(),
-            &failures[..failures.len().min(3)]
-        );
-        let inspect = env.plugd_cli(&p, ["inspect", "nvol"]).assert_ok().json();
-        assert_eq!(inspect[0]["Id"], id.as_str());
-        assert_eq!(inspect[0]["Enabled"], true);
-        assert_eq!(inspect[0]["Config"]["Description"], "native two");
-        assert_eq!(inspect[0]["PluginReference"], reg.reference("nvol", "v2"));
+        upgrade_twice_under_load(env, &p, &reg, "nvol", &id, "native two");
     })
 }
 
