@@ -50,6 +50,9 @@ pub struct DaemonArgs {
     /// dockerd's flag of that name; loopback registries always may. Repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
+    /// Extra CA roots per registry, in dockerd's `certs.d` layout: `<dir>/<host[:port]>/*.crt`.
+    #[arg(long, default_value = "/etc/docker/certs.d")]
+    pub registry_certs_dir: PathBuf,
     /// How often running plugins are health-checked (and failed ones restarted).
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub health_interval: Duration,
@@ -266,6 +269,7 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
                 authz_timeout: args.authz_timeout,
                 registries: crate::distribution::client::Registries {
                     insecure: args.insecure_registries.clone(),
+                    certs_dir: Some(args.registry_certs_dir.clone()),
                 },
             },
             selector(Arc::new(wasm), native),

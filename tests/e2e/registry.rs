@@ -733,3 +733,47 @@ fn indexes_resolve_to_this_platform_or_name_the_ones_they_have() {
         );
     })
 }
+
+#[test]
+fn a_tls_registry_is_trusted_through_its_certs_dir_only() {
+    harness::isolated(|env| {
+        let reg = env.registry_tls();
+        let remote = reg.reference("secure", "v1");
+        // plugd trusts the test CA for this registry only, in dockerd's certs.d layout.
+        let certs = env.path("certs.d");
+        std::fs::create_dir_all(certs.join(&reg.addr)).unwrap();
+        std::fs::copy(
+            reg.ca.as_ref().unwrap(),
+            certs.join(&reg.addr).join("ca.crt"),
+        )
+        .unwrap();
+        let trusting = env.plugd(&["--registry-certs-dir", certs.to_str().unwrap()]);
+        let bundle = env.static_plugin_bundle("secure");
+        env.plugd_cli_cmd(&trusting, ["create", &remote])
+            .arg(bundle.path())
+            .run()
+            .assert_ok();
+        // The registry speaks only TLS: a push that works went over HTTPS, verified.
+        env.docker(Cli::Docker28, &trusting, ["plugin", "push", &remote])
+            .assert_ok();
+        let (status, body) = pull(&trusting, &remote, "copy", &[]);
+        assert_eq!(status, 200, "{body}");
+        assert!(!body.contains("errorDetail"), "{body}");
+        // Without the CA the certificate is not trusted, and the plain-HTTP fallback (allowed
+        // for loopback) reaches a TLS server: the pull fails, naming the registry.
+        let other = env.plugd(&["--registry-certs-dir", env.path("empty").to_str().unwrap()]);
+        let (status, body) = api(
+            other.socket(),
+            "GET",
+            &format!("/v1.41/plugins/privileges?remote={remote}"),
+            &[],
+            None,
+        );
+        assert_ne!(status, 200, "{body}");
+        assert!(
+            body.contains(&format!("registry {}: HTTPS failed", reg.addr))
+                && body.contains("UnknownIssuer"),
+            "{body}"
+        );
+    })
+}

@@ -20,11 +20,58 @@ use super::auth::Credentials;
 use super::media::{self, Descriptor, Document, MAX_MANIFEST, Manifest};
 use super::progress::{Progress, short};
 
-/// Which registries may be spoken to over plain HTTP.
+/// How registries are reached: which may be spoken to over plain HTTP, and which CAs are
+/// trusted for which registry besides the system's.
 #[derive(Debug, Clone, Default)]
 pub struct Registries {
     /// `--insecure-registry` entries: `host[:port]`.
     pub insecure: Vec<String>,
+    /// `--registry-certs-dir`: dockerd's `certs.d` layout, `<dir>/<host[:port]>/*.crt` (PEM) are
+    /// extra roots for that registry only.
+    pub certs_dir: Option<std::path::PathBuf>,
+}
+
+/// The extra CA roots configured for `registry` (`<certs_dir>/<registry>/*.crt`, PEM), each
+/// checked to parse; none when the directory does not exist.
+fn extra_roots(
+    certs_dir: Option<&std::path::Path>,
+    registry: &str,
+) -> Result<Vec<Vec<u8>>, String> {
+    let Some(dir) = certs_dir else {
+        return Ok(Vec::new());
+    };
+    // The registry name is a parsed reference domain (no `/`), but never a path of its own.
+    if registry.is_empty() || registry.contains('/') || registry.starts_with('.') {
+        return Ok(Vec::new());
+    }
+    let dir = dir.join(registry);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("reading {}: {e}", dir.display())),
+    };
+    let mut names: Vec<_> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+        .collect();
+    names.sort();
+    let mut roots = Vec::new();
+    for path in names {
+        let pem = std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        match reqwest::Certificate::from_pem_bundle(&pem) {
+            Ok(certs) if !certs.is_empty() => {}
+            Ok(_) => {
+                return Err(format!(
+                    "{}: not a PEM certificate: no certificate in it",
+                    path.display()
+                ));
+            }
+            Err(e) => return Err(format!("{}: not a PEM certificate: {e}", path.display())),
+        }
+        roots.push(pem);
+    }
+    Ok(roots)
 }
 
 /// Connect and read deadlines of registry requests: a registry that stops answering fails the
@@ -70,23 +117,30 @@ impl Registries {
         // Which scheme answers: any HTTP answer to `/v2/` over HTTPS settles it; plain HTTP only
         // when HTTPS cannot even be spoken and the registry may be reached that way.
         let host = reference.resolve_registry().to_string();
-        let web = web_client()?;
+        let roots = extra_roots(self.certs_dir.as_deref(), &named.domain)?;
+        let web = web_client(&roots)?;
         let scheme = match probe(&web, "https", &host).await {
             Ok(()) => "https",
             Err(e) if self.allows_http(&named.domain) => {
                 tracing::debug!(registry = %named.domain, error = %e, "HTTPS failed; trying plain HTTP");
-                probe(&web, "http", &host)
-                    .await
-                    .map_err(|e| format!("registry {}: {e}", named.domain))?;
+                probe(&web, "http", &host).await.map_err(|plain| {
+                    format!(
+                        "registry {}: HTTPS failed ({e}), and plain HTTP too ({plain})",
+                        named.domain
+                    )
+                })?;
                 "http"
             }
             Err(e) => return Err(format!("registry {}: {e}", named.domain)),
         };
-        let client = client(if scheme == "http" {
-            ClientProtocol::Http
-        } else {
-            ClientProtocol::Https
-        });
+        let client = client(
+            if scheme == "http" {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            &roots,
+        );
         deadline(CALL_DEADLINE, client.auth(&reference, &auth, op))
             .await?
             .map_err(|e| describe(&named.domain, e))?;
@@ -117,9 +171,15 @@ async fn deadline<T>(
 }
 
 /// The HTTP client plugd itself uses for what it reads with a cap (manifests) and the probe.
-fn web_client() -> Result<reqwest::Client, String> {
+fn web_client(roots: &[Vec<u8>]) -> Result<reqwest::Client, String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    for pem in roots {
+        for cert in reqwest::Certificate::from_pem_bundle(pem).map_err(|e| e.to_string())? {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(READ_TIMEOUT)
         .user_agent(concat!("plugd/", env!("CARGO_PKG_VERSION")))
@@ -128,11 +188,18 @@ fn web_client() -> Result<reqwest::Client, String> {
         .map_err(|e| format!("building the HTTP client: {e}"))
 }
 
-/// `GET <scheme>://<host>/v2/`: Ok on any HTTP answer (401 included).
+/// `GET <scheme>://<host>/v2/`: over HTTPS any HTTP answer settles that HTTPS is spoken; over
+/// plain HTTP only a registry's answer (200, or 401 asking for credentials) does — a TLS server
+/// answers a plain request with a 400.
 async fn probe(web: &reqwest::Client, scheme: &str, host: &str) -> Result<(), String> {
     let url = format!("{scheme}://{host}/v2/");
     match deadline(CONNECT_TIMEOUT * 2, web.get(&url).send()).await? {
-        Ok(_) => Ok(()),
+        Ok(_) if scheme == "https" => Ok(()),
+        Ok(r) if matches!(r.status().as_u16(), 200 | 401) => Ok(()),
+        Ok(r) => Err(format!(
+            "GET {url} answered {}, not as a registry",
+            r.status()
+        )),
         Err(e) => Err(chain(&e)),
     }
 }
@@ -148,7 +215,7 @@ fn chain(e: &dyn std::error::Error) -> String {
     msg
 }
 
-fn client(protocol: ClientProtocol) -> Client {
+fn client(protocol: ClientProtocol, roots: &[Vec<u8>]) -> Client {
     // rustls with ring (see host/Cargo.toml): installed once as the process's provider; an
     // error means one is already installed, which is as good.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -159,6 +226,13 @@ fn client(protocol: ClientProtocol) -> Client {
         connect_timeout: Some(CONNECT_TIMEOUT),
         read_timeout: Some(READ_TIMEOUT),
         user_agent: concat!("plugd/", env!("CARGO_PKG_VERSION")),
+        extra_root_certificates: roots
+            .iter()
+            .map(|pem| oci_client::client::Certificate {
+                encoding: oci_client::client::CertificateEncoding::Pem,
+                data: pem.clone(),
+            })
+            .collect(),
         ..ClientConfig::default()
     })
 }
@@ -498,9 +572,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn extra_roots_come_from_the_registrys_own_dir_and_must_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            extra_roots(Some(dir.path()), "reg:5000")
+                .unwrap()
+                .is_empty()
+        );
+        assert!(extra_roots(None, "reg:5000").unwrap().is_empty());
+        std::fs::create_dir(dir.path().join("reg:5000")).unwrap();
+        std::fs::write(dir.path().join("reg:5000/ca.crt"), "not a certificate").unwrap();
+        std::fs::write(dir.path().join("reg:5000/notes.txt"), "ignored").unwrap();
+        let e = extra_roots(Some(dir.path()), "reg:5000").unwrap_err();
+        assert!(
+            e.contains("ca.crt") && e.contains("not a PEM certificate"),
+            "{e}"
+        );
+        assert!(
+            extra_roots(Some(dir.path()), "../reg:5000")
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn plain_http_only_for_loopback_or_listed() {
         let r = Registries {
             insecure: vec!["reg.internal:5000".into()],
+            certs_dir: None,
         };
         for ok in [
             "127.0.0.1:5000",

@@ -23,6 +23,9 @@ pub struct Registry {
     pub data: PathBuf,
     /// Basic-auth credentials, when the registry requires them.
     pub auth: Option<(String, String)>,
+    /// For a registry that speaks only TLS: the CA that signed its certificate (PEM). The raw
+    /// client below speaks plain HTTP and cannot be used with it.
+    pub ca: Option<PathBuf>,
 }
 
 /// A free loopback port (bound, then released, just before the registry binds it).
@@ -44,11 +47,23 @@ impl Env {
     pub fn registry_with_auth(&self, user: &str, password: &str) -> Registry {
         Registry::launch(self, Some((user.to_string(), password.to_string())))
     }
+
+    /// Starts a registry that speaks only TLS, with a certificate for `127.0.0.1` signed by a CA
+    /// made for this test (`openssl`, installed by `.ci/setup`); the CA is `Registry::ca`.
+    #[track_caller]
+    pub fn registry_tls(&self) -> Registry {
+        Registry::launch_with(self, None, true)
+    }
 }
 
 impl Registry {
     #[track_caller]
     fn launch(env: &Env, auth: Option<(String, String)>) -> Registry {
+        Registry::launch_with(env, auth, false)
+    }
+
+    #[track_caller]
+    fn launch_with(env: &Env, auth: Option<(String, String)>, tls: bool) -> Registry {
         let label = env.next("r");
         let dir = env.path(&label);
         let data = dir.join("data");
@@ -69,6 +84,29 @@ impl Registry {
                 htpasswd.display()
             ));
         }
+        let ca = tls.then(|| {
+            let sh = |script: &str| {
+                env.cmd("sh")
+                    .args(["-ec", script])
+                    .current_dir(&dir)
+                    .run()
+                    .assert_ok();
+            };
+            sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+                  -keyout ca.key -out ca.crt -days 2 -subj '/CN=plugd test CA' \
+                  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+                openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+                  -keyout server.key -out server.csr -subj '/CN=127.0.0.1' 2>/dev/null
+                printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext.cnf
+                openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+                  -out server.crt -days 2 -extfile ext.cnf 2>/dev/null");
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                dir.join("server.crt").display(),
+                dir.join("server.key").display()
+            ));
+            dir.join("ca.crt")
+        });
         let config_path = dir.join("config.yml");
         std::fs::write(&config_path, config).expect("write registry config");
         let mut proc = env.spawn(
@@ -86,6 +124,7 @@ impl Registry {
             addr,
             data,
             auth,
+            ca,
         }
     }
 
