@@ -65,49 +65,6 @@ pub(crate) struct Io<'a> {
     pub lookup: Lookup,
 }
 
-/// `reference.Named.String()`: the full name, `docker.io/library/x` included.
-pub(crate) fn full_name(n: &Named) -> String {
-    let mut s = format!("{}/{}", n.domain, n.path);
-    if let Some(t) = &n.tag {
-        s.push(':');
-        s.push_str(t);
-    }
-    if let Some(d) = &n.digest {
-        s.push('@');
-        s.push_str(d);
-    }
-    s
-}
-
-/// `reference.FamiliarString`: Docker Hub's domain and `library/` dropped.
-pub(crate) fn familiar_name(n: &Named) -> String {
-    let mut s = if n.domain == "docker.io" {
-        match n.path.strip_prefix("library/") {
-            Some(rest) if !rest.contains('/') => rest.to_string(),
-            _ => n.path.clone(),
-        }
-    } else {
-        format!("{}/{}", n.domain, n.path)
-    };
-    if let Some(t) = &n.tag {
-        s.push(':');
-        s.push_str(t);
-    }
-    if let Some(d) = &n.digest {
-        s.push('@');
-        s.push_str(d);
-    }
-    s
-}
-
-/// `reference.TagNameOnly`: `latest` for a name with neither tag nor digest.
-pub(crate) fn tag_name_only(mut n: Named) -> Named {
-    if n.tag.is_none() && n.digest.is_none() {
-        n.tag = Some("latest".into());
-    }
-    n
-}
-
 /// The privileges as docker lists them: `Plugin "REF" is requesting…`, then ` - name: [v1 v2]`.
 pub(crate) fn privileges_text(remote: &str, privileges: &[Privilege]) -> String {
     let mut s = format!(
@@ -216,11 +173,11 @@ pub(crate) fn install(host: &str, a: &InstallArgs, io: &mut Io<'_>) -> Result<()
             if n.digest.is_some() {
                 return Err(format!("invalid name: {alias}").into());
             }
-            familiar_name(&tag_name_only(n))
+            n.tag_name_only().familiar()
         }
     };
     let named = parse_normalized_named(remote).map_err(|e| e.to_string())?;
-    let remote_ref = full_name(&named);
+    let remote_ref = named.to_string();
     let auth = credentials(&named, &a.creds, io)?;
     let client = ApiClient::new(host)?;
     let body = accept_privileges(
@@ -261,7 +218,7 @@ pub(crate) fn install(host: &str, a: &InstallArgs, io: &mut Io<'_>) -> Result<()
         .map(str::to_string)
         .unwrap_or_else(|| {
             if local_name.is_empty() {
-                familiar_name(&tag_name_only(named.clone()))
+                named.clone().tag_name_only().familiar()
             } else {
                 local_name.clone()
             }
@@ -320,19 +277,19 @@ pub(crate) fn upgrade(host: &str, a: &UpgradeArgs, io: &mut Io<'_>) -> Result<()
         .map_err(|e| format!("error reading plugin data: {e}"))?;
     let remote = a.args.get(1).cloned().unwrap_or(plugin.reference.clone());
     let new = parse_normalized_named(&remote)
-        .map(tag_name_only)
+        .map(Named::tag_name_only)
         .map_err(|e| format!("error parsing remote upgrade image reference: {e}"))?;
     let old = parse_normalized_named(&plugin.reference)
-        .map(tag_name_only)
+        .map(Named::tag_name_only)
         .map_err(|e| format!("error parsing current image reference: {e}"))?;
     let _ = writeln!(
         io.out,
         "Upgrading plugin {} from {} to {}",
         plugin.name,
-        familiar_name(&old),
-        familiar_name(&new)
+        old.familiar(),
+        new.familiar()
     );
-    if !a.skip_remote_check && full_name(&new) != full_name(&old) {
+    if !a.skip_remote_check && new.to_string() != old.to_string() {
         if a.creds.password_stdin {
             return Err("the plugin images do not match and standard input carries the password: pass --skip-remote-check to upgrade anyway".to_string().into());
         }
@@ -346,7 +303,7 @@ pub(crate) fn upgrade(host: &str, a: &UpgradeArgs, io: &mut Io<'_>) -> Result<()
         }
     }
     let named = parse_normalized_named(&remote).map_err(|e| e.to_string())?;
-    let remote_ref = full_name(&named);
+    let remote_ref = named.to_string();
     let auth = credentials(&named, &a.creds, io)?;
     let body = accept_privileges(
         &client,
@@ -384,10 +341,10 @@ pub(crate) fn push(host: &str, a: &PushArgs, io: &mut Io<'_>) -> Result<(), Fail
     if named.digest.is_some() {
         return Err(format!("invalid name: {name}").into());
     }
-    let named = tag_name_only(named);
+    let named = named.tag_name_only();
     let auth = credentials(&named, &a.creds, io)?;
     let client = ApiClient::new(host)?;
-    let path = format!("/plugins/{}/push", escape_path(&familiar_name(&named)));
+    let path = format!("/plugins/{}/push", escape_path(&named.familiar()));
     let mut stream = client.request_stream(
         Method::POST,
         &path,
@@ -410,31 +367,33 @@ mod tests {
 
     #[test]
     fn names_as_the_reference_package_prints_them() {
-        assert_eq!(full_name(&named("vieux/sshfs")), "docker.io/vieux/sshfs");
+        assert_eq!(named("vieux/sshfs").to_string(), "docker.io/vieux/sshfs");
         assert_eq!(
-            full_name(&named("busybox:1")),
+            named("busybox:1").to_string(),
             "docker.io/library/busybox:1"
         );
         assert_eq!(
-            full_name(&named("127.0.0.1:5000/x:latest")),
+            named("127.0.0.1:5000/x:latest").to_string(),
             "127.0.0.1:5000/x:latest"
         );
         let d = format!("r:1/x@sha256:{}", "a".repeat(64));
-        assert_eq!(full_name(&named(&d)), d);
+        assert_eq!(named(&d).to_string(), d);
         assert_eq!(
-            familiar_name(&tag_name_only(named("busybox"))),
+            named("busybox").tag_name_only().familiar(),
             "busybox:latest"
         );
         assert_eq!(
-            familiar_name(&tag_name_only(named("docker.io/library/a/b"))),
+            named("docker.io/library/a/b").tag_name_only().familiar(),
             "library/a/b:latest"
         );
         assert_eq!(
-            familiar_name(&tag_name_only(named("index.docker.io/vieux/sshfs:v2"))),
+            named("index.docker.io/vieux/sshfs:v2")
+                .tag_name_only()
+                .familiar(),
             "vieux/sshfs:v2"
         );
         assert_eq!(
-            familiar_name(&tag_name_only(named("localhost:5000/p"))),
+            named("localhost:5000/p").tag_name_only().familiar(),
             "localhost:5000/p:latest"
         );
     }

@@ -200,6 +200,52 @@ pub fn parse_normalized_named(s: &str) -> Result<Named, NamedError> {
     })
 }
 
+impl Named {
+    /// `reference.TagNameOnly`: `latest` for a name with neither tag nor digest.
+    pub fn tag_name_only(mut self) -> Named {
+        if self.tag.is_none() && self.digest.is_none() {
+            self.tag = Some("latest".into());
+        }
+        self
+    }
+
+    /// `reference.FamiliarString`: Docker Hub's domain and `library/` dropped (what the docker
+    /// CLI prints and names plugins by).
+    pub fn familiar(&self) -> String {
+        let mut s = if self.domain == "docker.io" {
+            match self.path.strip_prefix("library/") {
+                Some(rest) if !rest.contains('/') => rest.to_string(),
+                _ => self.path.clone(),
+            }
+        } else {
+            format!("{}/{}", self.domain, self.path)
+        };
+        self.push_tag_and_digest(&mut s);
+        s
+    }
+
+    fn push_tag_and_digest(&self, s: &mut String) {
+        if let Some(t) = &self.tag {
+            s.push(':');
+            s.push_str(t);
+        }
+        if let Some(d) = &self.digest {
+            s.push('@');
+            s.push_str(d);
+        }
+    }
+}
+
+/// `reference.Named.String()`: the full name, `docker.io/library/x` included (dockerd's
+/// `PluginReference`).
+impl fmt::Display for Named {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = format!("{}/{}", self.domain, self.path);
+        self.push_tag_and_digest(&mut s);
+        f.write_str(&s)
+    }
+}
+
 impl Reference {
     /// Parses a name as a plugin reference, refusing digests (a plugin is named by a tag).
     pub fn parse(input: &str) -> Result<Reference, ReferenceError> {

@@ -27,17 +27,10 @@ fn parse_remote(remote: &str) -> Result<Named> {
     parse_normalized_named(remote).map_err(|e| Error::invalid(format!("{e}: {remote:?}")))
 }
 
-/// The fully qualified reference dockerd stores as `PluginReference` (`ref.String()`).
+/// The fully qualified reference dockerd stores as `PluginReference` (`ref.String()` of the
+/// reference with `:latest` added where it has neither tag nor digest).
 fn canonical(named: &Named) -> String {
-    match (&named.digest, &named.tag) {
-        (Some(d), _) => format!("{}/{}@{d}", named.domain, named.path),
-        (None, t) => format!(
-            "{}/{}:{}",
-            named.domain,
-            named.path,
-            t.as_deref().unwrap_or("latest")
-        ),
-    }
+    named.clone().tag_name_only().to_string()
 }
 
 /// The tag (or digest) docker shows as the id of the "Pulling from" line.
