@@ -451,12 +451,18 @@ impl Manager {
             .unwrap_or_default();
         let forward = || -> Result<()> {
             lock(&self.store).begin_swap(id, &digest)?;
-            std::fs::rename(&live, &old).map_err(at(&live))?;
-            if let Err(e) = std::fs::rename(new_rootfs, &live) {
-                let _ = std::fs::rename(&old, &live);
-                return Err(at(&live)(e));
+            let renamed = std::fs::rename(&live, &old)
+                .map_err(at(&live))
+                .and_then(|()| {
+                    std::fs::rename(new_rootfs, &live).map_err(|e| {
+                        let _ = std::fs::rename(&old, &live);
+                        at(&live)(e)
+                    })
+                });
+            if renamed.is_err() {
+                lock(&self.store).end_swap(id);
             }
-            Ok(())
+            renamed
         };
         let back = || {
             if let Err(e) =
