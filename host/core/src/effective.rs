@@ -12,6 +12,42 @@
 
 use crate::config::{Device, Mount, PluginConfig, Settings};
 
+/// moby's default capabilities for a plugin (`oci/caps/defaults.go`), in its order:
+/// `CapEff = 0xa80425fb`. The native sandbox starts from them and `plugd check` expects them, so
+/// they are written once, here.
+pub const DEFAULT_CAPABILITIES: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// dockerd's `oci.DefaultPathEnv` value for Linux, written once as a literal so both constants
+/// below are the same text.
+macro_rules! default_path {
+    () => {
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    };
+}
+
+/// dockerd's `PATH` for plugins: the daemon's entrypoint check and the init's argv lookup search
+/// it when the env sets none, so both find the same program.
+pub const DEFAULT_PATH: &str = default_path!();
+
+/// dockerd's `oci.DefaultPathEnv` entry, always the first env entry of a native plugin (never
+/// de-duplicated).
+pub const DEFAULT_PATH_ENV: &str = concat!("PATH=", default_path!());
+
 /// What one plugin is given, whichever runtime runs it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Effective {

@@ -183,6 +183,27 @@ pub trait Runtime: Send + Sync {
         spec: &'a PluginSpec,
     ) -> BoxFuture<'a, Result<Arc<dyn Instance>, RuntimeError>>;
 
+    /// Starts plugd's probe (`plugd check`) **in place of the plugin's entrypoint**, in the
+    /// sandbox this runtime would give the plugin `spec` describes — same grants, mounts,
+    /// namespaces, imports — and returns once it answers [`crate::check::probe::CHECK_METHOD`]
+    /// through [`Instance::call`]. The manager gives a spec of its own for the check (its own id
+    /// suffix, runtime, state and propagated-mount dirs, [`crate::check::probe::PROBE_SOCKET`]), so
+    /// a probe never touches the running plugin, and stops the instance when done. A runtime
+    /// without a probe answers [`RuntimeError::Unsupported`].
+    fn start_probe<'a>(
+        &'a self,
+        spec: &'a PluginSpec,
+    ) -> BoxFuture<'a, Result<Arc<dyn Instance>, RuntimeError>> {
+        let _ = spec;
+        let runtime = self.name();
+        Box::pin(async move {
+            Err(RuntimeError::Unsupported {
+                runtime,
+                what: "plugd check (no probe for this runtime)".to_string(),
+            })
+        })
+    }
+
     /// Waits until the cleanup of a cancelled [`Runtime::start`] of this plugin is over, so a
     /// disable or rm reports done only once nothing of the plugin runs or stays mounted. The
     /// default is for runtimes whose cancelled starts leave nothing behind.

@@ -11,41 +11,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// moby's default capabilities for a plugin (`oci/caps/defaults.go`), in its order:
-/// `CapEff = 0xa80425fb`. The daemon builds specs from it; the init's tests check against it.
-pub const DEFAULT_CAPABILITIES: [&str; 14] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
+/// Facts of dockerd's plugin sandbox that the privilege check expects too: one copy, in plugd-core.
+pub use plugd_core::effective::{DEFAULT_CAPABILITIES, DEFAULT_PATH, DEFAULT_PATH_ENV};
 use std::path::PathBuf;
-
-/// dockerd's `oci.DefaultPathEnv` value for Linux, written once as a literal so both constants
-/// below are the same text.
-macro_rules! default_path {
-    () => {
-        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-    };
-}
-
-/// dockerd's `PATH` for plugins: the daemon's entrypoint check and the init's argv lookup search
-/// it when the env sets none, so both find the same program.
-pub const DEFAULT_PATH: &str = default_path!();
-
-/// dockerd's `oci.DefaultPathEnv` entry, always the first env entry of a plugin (never
-/// de-duplicated).
-pub const DEFAULT_PATH_ENV: &str = concat!("PATH=", default_path!());
 
 /// moby's `DefaultLinuxSpec` mounts, in its order: the daemon starts every spec with them and the
 /// init's tests build dockerd's captured specs from them.
