@@ -148,6 +148,26 @@ pub struct Mount {
     pub kind: String,
 }
 
+impl Mount {
+    /// A bind mount: `Type` `bind`, or `""`/`none` with a `bind`/`rbind` option (what runc binds).
+    pub fn is_bind(&self) -> bool {
+        let opts = self.options.as_deref().unwrap_or_default();
+        self.kind == "bind"
+            || (matches!(self.kind.as_str(), "" | "none")
+                && opts.iter().any(|o| o == "bind" || o == "rbind"))
+    }
+
+    /// Read-only by mount(8)'s rule: the last of `ro`/`rw` wins; default read-write.
+    pub fn read_only(&self) -> bool {
+        self.options
+            .iter()
+            .flatten()
+            .rev()
+            .find(|o| *o == "ro" || *o == "rw")
+            .is_some_and(|o| o == "ro")
+    }
+}
+
 /// `Linux`: capabilities and devices.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
