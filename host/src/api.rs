@@ -228,10 +228,18 @@ async fn plugin_route(
             let secs: i64 = raw.parse().map_err(|_| {
                 Error::invalid(format!("strconv.Atoi: parsing {raw:?}: invalid syntax"))
             })?;
+            if bool_value(&q, "check") {
+                manager.check_before_enable(name).await?;
+            }
             manager
                 .enable(name, Duration::from_secs(secs.max(0) as u64))
                 .await?;
             Ok(empty(StatusCode::OK))
+        }
+        (Method::POST, "check") => {
+            let opts = check_options(&q)?;
+            let matrix = manager.check(name, &opts).await?;
+            Ok(json_response(StatusCode::OK, &matrix))
         }
         (Method::POST, "disable") => {
             manager.disable(name, bool_value(&q, "force")).await?;
@@ -263,6 +271,35 @@ async fn plugin_route(
         }
         _ => Err(Error::not_found("page not found")),
     }
+}
+
+/// `runtime=native|wasm|both` (default: the plugin's own) and `dockerHost=unix://…` of
+/// `POST /plugins/{name}/check`.
+fn check_options(q: &HashMap<String, String>) -> Result<crate::manager::CheckOptions> {
+    use plugd_core::check::rows::Column;
+    let runtimes = match q.get("runtime").map(String::as_str).unwrap_or("") {
+        "" => Vec::new(),
+        "native" => vec![Column::Native],
+        "wasm" => vec![Column::Wasm],
+        "both" => vec![Column::Native, Column::Wasm],
+        other => {
+            return Err(Error::invalid(format!(
+                "invalid runtime {other:?}: native, wasm or both"
+            )));
+        }
+    };
+    let docker_host = q.get("dockerHost").filter(|h| !h.is_empty()).cloned();
+    if let Some(h) = &docker_host {
+        if !h.starts_with("unix:///") {
+            return Err(Error::invalid(format!(
+                "invalid dockerHost {h:?}: a unix:// socket of a dockerd on this host"
+            )));
+        }
+    }
+    Ok(crate::manager::CheckOptions {
+        runtimes,
+        docker_host,
+    })
 }
 
 /// The request's `X-Registry-Auth` credentials (anonymous without the header).

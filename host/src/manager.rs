@@ -130,9 +130,14 @@ pub struct Manager {
     /// runs only when it can take it exclusively, so it never deletes a blob one of them is about
     /// to use or reference (dockerd's `muGC`).
     blob_users: tokio::sync::RwLock<()>,
+    /// The runtimes `plugd check` probes with ([`Manager::with_probe_runtimes`]).
+    probes: ProbeRuntimes,
 }
 
+mod check;
+mod check_dockerd;
 mod remote;
+pub use check::{CheckOptions, ProbeRuntimes};
 pub use remote::pulled_name;
 
 /// First and longest wait between restarts of a failing plugin.
@@ -225,6 +230,7 @@ impl Manager {
             backoff: Mutex::new(HashMap::new()),
             blobs,
             blob_users: tokio::sync::RwLock::new(()),
+            probes: ProbeRuntimes::default(),
         })
     }
 

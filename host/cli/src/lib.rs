@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 
 mod auth;
+mod check;
 mod client;
 mod create;
 mod distribution;
@@ -108,6 +109,26 @@ pub enum Command {
     /// Show a log driver's streams and how many entries each received, delivered and dropped
     #[command(override_usage = "plugd logstreams [OPTIONS] PLUGIN")]
     Logstreams(LogstreamsArgs),
+    /// Prove that a plugin's sandbox enforces exactly what its config.json declares
+    #[command(override_usage = "plugd check [OPTIONS] PLUGIN")]
+    Check(CheckArgs),
+}
+
+/// `plugd check` (plugd's own verb; docs/check.md).
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Output format: 'table' (default) or 'json'
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    /// Runtimes to probe: 'native', 'wasm' or 'both' (default: the plugin's own)
+    #[arg(long, value_name = "string")]
+    pub runtime: Option<String>,
+    /// Also probe the same bundle under this dockerd (unix:///var/run/docker.sock)
+    #[arg(long, value_name = "string")]
+    pub docker_host: Option<String>,
+    /// The plugin.
+    #[arg(value_name = "PLUGIN")]
+    pub names: Vec<String>,
 }
 
 /// `plugd logstreams` (plugd's own verb; docker has none).
@@ -237,6 +258,9 @@ pub struct EnableArgs {
     /// HTTP client timeout (in seconds)
     #[arg(long, default_value = "30", allow_negative_numbers = true, value_parser = parse_go_int)]
     pub timeout: i64,
+    /// Probe the sandbox first and refuse to enable on any difference from the declaration (plugd's addition)
+    #[arg(long)]
+    pub check: bool,
     /// The plugin.
     #[arg(value_name = "PLUGIN")]
     pub names: Vec<String>,
@@ -385,6 +409,7 @@ fn run_with(
         Command::Rm(a) => remove(&cli.host, a, out),
         Command::Set(a) => set(&cli.host, a),
         Command::Logstreams(a) => logstreams(&cli.host, a, out),
+        Command::Check(a) => check::check(&cli.host, &a, out),
         Command::Install(a) => {
             let mut io = distribution::Io {
                 input,
@@ -436,6 +461,7 @@ fn usage_of(verb: &str) -> Option<(&'static str, &'static str)> {
         "rm" | "remove" => ("rm", "plugd rm [OPTIONS] PLUGIN [PLUGIN...]"),
         "set" => ("set", "plugd set PLUGIN KEY=VALUE [KEY=VALUE...]"),
         "logstreams" => ("logstreams", "plugd logstreams [OPTIONS] PLUGIN"),
+        "check" => ("check", "plugd check [OPTIONS] PLUGIN"),
         "install" => ("install", "plugd install [OPTIONS] PLUGIN [KEY=VALUE...]"),
         "upgrade" => ("upgrade", "plugd upgrade [OPTIONS] PLUGIN [REMOTE]"),
         "push" => ("push", "plugd push [OPTIONS] PLUGIN[:TAG]"),
@@ -454,6 +480,7 @@ fn check_arity(command: &Command) -> Result<(), String> {
         Command::Rm(a) => ("rm", a.names.len(), None, 1),
         Command::Set(a) => ("set", a.args.len(), None, 2),
         Command::Logstreams(a) => ("logstreams", a.names.len(), Some(1), 1),
+        Command::Check(a) => ("check", a.names.len(), Some(1), 1),
         Command::Install(a) => ("install", a.args.len(), None, 1),
         Command::Push(a) => ("push", a.names.len(), Some(1), 1),
         Command::Upgrade(a) => {
@@ -762,8 +789,9 @@ fn enable(host: &str, a: EnableArgs, out: &mut dyn Write) -> Result<(), Failure>
         return Err(format!("negative timeout {} is invalid", a.timeout).into());
     }
     let client = ApiClient::new(host)?;
+    let check = if a.check { "&check=1" } else { "" };
     let path = format!(
-        "/plugins/{}/enable?timeout={}",
+        "/plugins/{}/enable?timeout={}{check}",
         escape_path(name),
         a.timeout
     );

@@ -49,7 +49,7 @@ pub use self::layer::LayerUnpacker;
 use self::stream::{Caps, Observed, OpenError, TarStream};
 use self::tree::Tree;
 use self::unpacker::{Naming, Unpacker, oversize};
-pub use self::write::write_layer;
+pub use self::write::{write_bundle, write_layer};
 
 /// Bounds on what one upload (or one pull, all its layers together) may cost; the API is reachable
 /// by any client of the daemon socket, and a pull fetches whatever the registry serves.

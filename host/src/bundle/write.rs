@@ -55,6 +55,45 @@ pub fn write_layer(rootfs: &Path, out: impl Write) -> io::Result<(String, u64)> 
     Ok((digest, hashing.written))
 }
 
+/// Writes a plugin bundle as `POST /plugins/create` reads it — `config.json`, then `rootfs/` with
+/// the tree read by the same rules as [`write_layer`], then `extra` files (`(name, bytes, mode)`)
+/// under `rootfs/` — as one plain tar. `plugd check --docker-host` hands dockerd the plugin's
+/// rootfs with the probe added this way.
+pub fn write_bundle(
+    config: &[u8],
+    rootfs: &Path,
+    extra: &[(&str, &[u8], u32)],
+    out: impl Write,
+) -> io::Result<()> {
+    let root = openat(nix::fcntl::AT_FDCWD, rootfs, dir_flags(), Mode::empty())?;
+    let mut builder = tar::Builder::new(out);
+    let file = |builder: &mut tar::Builder<_>, name: &str, bytes: &[u8], mode: u32| {
+        let mut header = Header::new_gnu();
+        header.set_entry_type(EntryType::Regular);
+        header.set_mode(mode);
+        header.set_size(bytes.len() as u64);
+        builder.append_data(&mut header, name, bytes)
+    };
+    file(&mut builder, "config.json", config, 0o644)?;
+    let mut header = Header::new_gnu();
+    header.set_entry_type(EntryType::Directory);
+    header.set_mode(0o755);
+    header.set_size(0);
+    builder.append_data(&mut header, "rootfs", io::empty())?;
+    {
+        let mut walk = Walk {
+            builder: &mut builder,
+            seen: HashMap::new(),
+            dev: fstat(&root)?.st_dev,
+        };
+        walk.dir(root.as_fd(), b"rootfs")?;
+    }
+    for (name, bytes, mode) in extra {
+        file(&mut builder, &format!("rootfs/{name}"), bytes, *mode)?;
+    }
+    builder.into_inner()?.flush()
+}
+
 /// Counts and hashes what goes through to the caller's writer.
 struct Hashing<W> {
     inner: W,
