@@ -966,3 +966,85 @@ fn install_of_an_image_gets_dockers_hint() {
         "Error response from daemon: Encountered remote \"application/vnd.docker.container.image.v1+json\"(image) when fetching - Use \"docker image pull\"\n"
     );
 }
+
+/// A check matrix as the daemon sends it: one native row, `status` its cell.
+fn matrix(status: &str, state: &str, observed: &str) -> String {
+    serde_json::json!({
+        "plugin": "p:latest", "id": "x",
+        "columns": [{"column": "native", "state": state, "detail": "native 0.1.0"}],
+        "rows": [{"class": "mount", "privilege": "/ro: write", "declared": "bind /s -> /ro [ro]",
+                  "cells": {"native": {"expected": "denied", "observed": observed, "status": status}},
+                  "verdict": if status == "mismatch" { "mismatch" } else { "ok" }}],
+        "mismatches": usize::from(status == "mismatch"),
+    })
+    .to_string()
+}
+
+#[test]
+fn check_prints_the_matrix_and_exits_by_verdict() {
+    let d = FakeDaemon::start("check", |r| {
+        if r.line.contains("/bad/") {
+            json_answer(200, &matrix("mismatch", "ran", "granted\x1b[2J\tx"))
+        } else if r.line.contains("/none/") {
+            json_answer(200, &matrix("not-run", "unavailable", "not run"))
+        } else {
+            json_answer(200, &matrix("ok", "ran", "denied (EROFS)"))
+        }
+    });
+    let host = d.host();
+    let (code, out, err) = cli(&["-H", &host, "check", "good"]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert!(
+        out.contains("PRIVILEGE") && out.contains("/ro: write") && out.contains("denied (EROFS)"),
+        "{out}"
+    );
+    // A mismatch exits 1, shows what was expected, and a plugin's bytes cannot drive the terminal
+    // or break the table.
+    let (code, out, err) = cli(&["-H", &host, "check", "--runtime", "both", "bad"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        out.contains(r"granted\x1b[2J\tx (expected denied)") && out.contains("MISMATCH"),
+        "{out}"
+    );
+    assert!(
+        err.contains("1 privilege(s) enforced differently than declared"),
+        "{err}"
+    );
+    // Nothing ran: exit 2.
+    assert_eq!(cli(&["-H", &host, "check", "none"]).0, 2);
+    // JSON is the daemon's answer as is.
+    let (code, out, _) = cli(&[
+        "-H",
+        &host,
+        "check",
+        "--format",
+        "json",
+        "--docker-host",
+        "unix:///d.sock",
+        "good",
+    ]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["plugin"],
+        "p:latest"
+    );
+    assert_eq!(
+        cli(&["-H", &host, "check", "--runtime", "nope", "good"]).0,
+        64
+    );
+    let lines: Vec<String> = d.requests().iter().map(|r| r.line.clone()).collect();
+    assert_eq!(
+        lines,
+        [
+            "POST /v1.41/plugins/good/check HTTP/1.1",
+            "POST /v1.41/plugins/bad/check?runtime=both HTTP/1.1",
+            "POST /v1.41/plugins/none/check HTTP/1.1",
+            "POST /v1.41/plugins/good/check?dockerHost=unix%3A%2F%2F%2Fd.sock HTTP/1.1",
+        ]
+    );
+    assert_eq!(cli(&["-H", &host, "enable", "--check", "good"]).0, 0);
+    assert_eq!(
+        d.requests().last().unwrap().line,
+        "POST /v1.41/plugins/good/enable?timeout=30&check=1 HTTP/1.1"
+    );
+}
