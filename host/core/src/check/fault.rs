@@ -42,7 +42,10 @@ impl TestFault {
                     .map(|(f, _)| *f)
                     .ok_or_else(|| {
                         let known: Vec<&str> = Self::ALL.iter().map(|(_, n)| *n).collect();
-                        format!("{ENV}: unknown fault {name:?} (known: {})", known.join(", "))
+                        format!(
+                            "{ENV}: unknown fault {name:?} (known: {})",
+                            known.join(", ")
+                        )
                     })
             })
             .collect()
@@ -70,6 +73,9 @@ mod tests {
         );
         assert_eq!(TestFault::parse_list("").unwrap(), []);
         let e = TestFault::parse_list("nope").unwrap_err();
-        assert!(e.contains("\"nope\"") && e.contains("native-device-rule"), "{e}");
+        assert!(
+            e.contains("\"nope\"") && e.contains("native-device-rule"),
+            "{e}"
+        );
     }
 }

@@ -2,5 +2,5 @@
 //! declares. [`probe`] is the contract with the probes that run inside a sandbox; `rows` turns a
 //! declaration and the probes' reports into the matrix the user reads (docs/check.md).
 
-pub mod probe;
 pub mod fault;
+pub mod probe;

@@ -82,7 +82,10 @@ pub const CAP_OPERATIONS: [(&str, &str); 12] = [
         "mknod a character device node (1:3, null) in /tmp",
     ),
     ("CAP_NET_RAW", "open a raw IPv4 socket"),
-    ("CAP_NET_BIND_SERVICE", "bind 127.0.0.1 on a port below 1024"),
+    (
+        "CAP_NET_BIND_SERVICE",
+        "bind 127.0.0.1 on a port below 1024",
+    ),
     ("CAP_NET_ADMIN", "set lo's MTU to the value it has"),
     ("CAP_SETUID", "setresuid(1,1,1) in a forked child"),
     ("CAP_SETGID", "setgroups([1]) in a forked child"),
