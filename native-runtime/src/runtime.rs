@@ -373,7 +373,7 @@ impl NativeRuntime {
         let pid = process.pid();
         host.adopt(cgroups).await;
         let relays = self.relays_for(spec);
-        let (instance, start) = self.instance(spec, socket, process, host, lock, guard, relays);
+        let (instance, start) = self.instance(spec, socket, process, host, (lock, guard), relays);
         match instance.wait_ready().await {
             Ok(()) => {
                 instance.reattach_logging().await;
@@ -396,8 +396,7 @@ impl NativeRuntime {
         socket: &std::path::Path,
         process: PluginProcess,
         host: HostSide,
-        lock: Arc<tokio::sync::Mutex<()>>,
-        guard: OwnedMutexGuard<()>,
+        (lock, guard): (Arc<tokio::sync::Mutex<()>>, OwnedMutexGuard<()>),
         relays: Option<Arc<Relays>>,
     ) -> (Arc<NativeInstance>, StartGuard) {
         let instance = Arc::new(NativeInstance::new(
@@ -488,7 +487,7 @@ impl NativeRuntime {
                 ))
             }),
         };
-        let (instance, start) = self.instance(spec, socket, process, host, lock, guard, relays);
+        let (instance, start) = self.instance(spec, socket, process, host, (lock, guard), relays);
         if let Err(e) = state.and_then(|s| s.map_or(Ok(()), |s| s.save(&spec.state_dir))) {
             start.fail().await;
             return Err(RuntimeError::Start(format!(
