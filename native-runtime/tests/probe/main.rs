@@ -31,10 +31,7 @@ fn probe_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("PLUGD_PROBE_BINARY") {
         return PathBuf::from(p);
     }
-    let init = init_binary();
-    // <target>/debug/plugd-init → <target>/x86_64-unknown-linux-musl/debug/plugd-probe
-    let target = init.parent().and_then(|d| d.parent()).unwrap();
-    let path = target.join("x86_64-unknown-linux-musl/debug/plugd-probe");
+    let path = harness::target_dir().join("x86_64-unknown-linux-musl/debug/plugd-probe");
     assert!(
         path.is_file(),
         "plugd-probe not found at {}: build it with `cargo build -p plugd-probe --target x86_64-unknown-linux-musl`",
@@ -174,6 +171,9 @@ async fn check(
     );
     let report: Report = serde_json::from_slice(&reply.body).expect("a strict report");
     assert!(report.probe.starts_with("native "), "{}", report.probe);
+    for a in &report.attempts {
+        println!("attempt {} {} {}", a.id, a.ok, a.detail);
+    }
     (Attempts::of(report), instance)
 }
 
