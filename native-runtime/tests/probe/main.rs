@@ -274,6 +274,32 @@ fn the_default_sandbox_as_the_probe_sees_it() {
             use std::os::unix::fs::MetadataExt as _;
             assert_ne!(a.detail("ns:net"), host_ns.ino().to_string());
 
+            // The form dockerd's column uses: the check as a volume, its report in the Status.
+            let mut plan = host.plan.clone();
+            plan.nonce = random_hex()[..16].to_string();
+            let create = serde_json::json!({
+                "Name": "c1",
+                "Opts": {"plan": serde_json::to_string(&plan).unwrap()}
+            });
+            let reply = instance
+                .call("VolumeDriver.Create", Bytes::from(create.to_string()))
+                .await;
+            let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+            assert_eq!(
+                (reply.status, &body["Err"]),
+                (200, &serde_json::json!("")),
+                "{body}"
+            );
+            let reply = instance
+                .call("VolumeDriver.Get", Bytes::from(r#"{"Name":"c1"}"#))
+                .await;
+            let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+            let report: Report =
+                serde_json::from_value(body["Volume"]["Status"]["plugd-check"].clone()).unwrap();
+            let again = Attempts::of(report);
+            assert_eq!(again.detail("status:CapEff"), DEFAULT_CAPS);
+            again.expect("propagated:write", true);
+
             instance.stop(Duration::from_secs(5)).await;
             assert_released(&spec);
         });
