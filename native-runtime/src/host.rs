@@ -23,6 +23,17 @@ use plugd_init::spec::PlugdExt;
 use std::os::unix::fs::FileTypeExt as _;
 use std::path::{Path, PathBuf};
 
+/// The runtime's switches for one launch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LaunchKind<'a> {
+    /// See [`SandboxPaths::no_pivot`].
+    pub no_pivot: bool,
+    /// A `plugd check` probe rather than the plugin's entrypoint.
+    pub probe: bool,
+    /// See [`SandboxPaths::faults`].
+    pub faults: &'a [plugd_core::check::fault::TestFault],
+}
+
 /// The host-side resources of one plugin (see the module docs).
 #[derive(Debug)]
 pub(crate) struct HostSide {
@@ -85,10 +96,11 @@ impl HostSide {
     }
 
     /// Creates everything a launch needs and returns the sandbox spec (JSON) naming it.
+    /// `launch` says what differs between launches: a probe, test faults, ...
     pub(crate) async fn setup(
         &mut self,
         spec: &PluginSpec,
-        no_pivot: bool,
+        launch: &LaunchKind<'_>,
         engine_metrics: Option<&Path>,
         log_fifos: Option<PathBuf>,
     ) -> Result<Vec<u8>, RuntimeError> {
@@ -97,9 +109,11 @@ impl HostSide {
             stdout: fifos.stdout.clone(),
             stderr: fifos.stderr.clone(),
             cgroups: Vec::new(),
-            no_pivot,
+            no_pivot: launch.no_pivot,
             metrics_socket: self.metrics_socket(spec, engine_metrics),
             log_fifos,
+            probe: launch.probe,
+            faults: launch.faults.to_vec(),
         };
         // First what can be refused without side effects.
         let mut sandbox = build(spec, &paths)

@@ -9,12 +9,14 @@
 //!   on a tokio blocking-pool thread, which may retire at any time). It only forks and execs;
 //!   the conversation happens on the caller's task, so a slow sandbox never holds up other launches.
 //! - **The child** gets fd 0 `/dev/null`, fds 1/2 pipes logged as `source=plugd-init`, fd 3 the spec
-//!   pipe, fd 4 the report pipe, an empty environment and `PR_SET_PDEATHSIG(SIGKILL)`; every other
-//!   descriptor of plugd is close-on-exec.
+//!   pipe, fd 4 the report pipe, in a probe launch fd 5 the sealed probe binary (which the sandbox
+//!   process execs in place of the entrypoint: nothing is copied into the plugin's rootfs), an
+//!   empty environment and `PR_SET_PDEATHSIG(SIGKILL)`; every other descriptor of plugd is
+//!   close-on-exec.
 
 use crate::logs::{Stream, Tail, spawn_pump};
 use crate::process::PluginProcess;
-use plugd_init::launch::{REPORT_FD, Report, SPEC_FD};
+use plugd_init::launch::{PROBE_FD, REPORT_FD, Report, SPEC_FD};
 use rustix::fs::{MemfdFlags, SealFlags, fcntl_add_seals, memfd_create};
 use rustix::io::{Errno, fcntl_dupfd_cloexec};
 use rustix::pipe::{PipeFlags, pipe_with};
@@ -29,9 +31,10 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::unix::pipe;
 use tokio::sync::oneshot;
 
-/// Lowest descriptor number for the fds plugd keeps across the fork (the memfd, the pipe ends), so
-/// that placing the pipes on fds 3 and 4 in the child never overwrites one of them.
-const MIN_FD: i32 = 5;
+/// Lowest descriptor number for the fds plugd keeps across the fork (the memfds, the pipe ends),
+/// so that placing the pipes and the probe on fds 3 to 5 in the child never overwrites one of
+/// them.
+const MIN_FD: i32 = PROBE_FD + 1;
 /// How long `plugd-init` may take from exec to its last report.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a plugin whose setup failed may take to exit before it is killed.
@@ -65,6 +68,11 @@ pub(crate) struct SealedInit {
 impl SealedInit {
     /// Copies `path` into a sealed memfd.
     pub(crate) fn copy_of(path: &Path) -> std::io::Result<Self> {
+        Self::copy_named(path, "plugd-init")
+    }
+
+    /// [`Self::copy_of`], the memfd named `name` (what `/proc/<pid>/exe` shows).
+    pub(crate) fn copy_named(path: &Path, name: &str) -> std::io::Result<Self> {
         let bytes = std::fs::read(path)?;
         if !bytes.starts_with(b"\x7fELF") {
             return Err(std::io::Error::new(
@@ -75,8 +83,8 @@ impl SealedInit {
         let base = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
         // MFD_EXEC (Linux 6.3+) keeps the copy executable under vm.memfd_noexec=1; older kernels
         // refuse the flag, and their memfds are executable anyway.
-        let fd = match memfd_create("plugd-init", base | MemfdFlags::EXEC) {
-            Err(Errno::INVAL) => memfd_create("plugd-init", base)?,
+        let fd = match memfd_create(name, base | MemfdFlags::EXEC) {
+            Err(Errno::INVAL) => memfd_create(name, base)?,
             other => other?,
         };
         let mut file = std::fs::File::from(fd);
@@ -105,6 +113,8 @@ struct Spawned {
 
 struct Job {
     reply: oneshot::Sender<std::io::Result<Spawned>>,
+    /// Pass the probe on [`PROBE_FD`].
+    probe: bool,
 }
 
 /// The launcher thread and the sealed init it execs.
@@ -114,20 +124,29 @@ pub(crate) struct Launcher {
 }
 
 impl Launcher {
-    /// Starts the launcher thread, which owns `init` and ends when the `Launcher` is dropped.
-    pub(crate) fn start(init: SealedInit) -> std::io::Result<Self> {
-        Self::start_with_args(init, Vec::new())
+    /// Starts the launcher thread, which owns `init` (and `probe`, the `plugd check` probe binary,
+    /// if any) and ends when the `Launcher` is dropped.
+    pub(crate) fn start(init: SealedInit, probe: Option<SealedInit>) -> std::io::Result<Self> {
+        Self::start_with_args(init, probe, Vec::new())
     }
 
     /// [`Self::start`], passing `args` to every exec (tests run a shell as the init).
-    fn start_with_args(init: SealedInit, args: Vec<String>) -> std::io::Result<Self> {
+    fn start_with_args(
+        init: SealedInit,
+        probe: Option<SealedInit>,
+        args: Vec<String>,
+    ) -> std::io::Result<Self> {
         reserve_low_fds();
         let (jobs, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("plugd-launcher".into())
             .spawn(move || {
                 while let Ok(job) = rx.recv() {
-                    let spawned = spawn_init(&init, &args);
+                    let spawned = match (job.probe, &probe) {
+                        (false, _) => spawn_init(&init, None, &args),
+                        (true, Some(p)) => spawn_init(&init, Some(p), &args),
+                        (true, None) => Err(std::io::Error::other("no probe binary")),
+                    };
                     // A caller that gave up (cancelled start) drops the reply; the child dies with
                     // it (InitChild's drop).
                     let _ = job.reply.send(spawned);
@@ -138,13 +157,15 @@ impl Launcher {
 
     /// Runs one launch: sends `spec` (a JSON [`plugd_init::SandboxSpec`]), follows the reports and
     /// returns the plugin process once its entrypoint is exec'd. `plugin` names it in logs.
+    /// `probe`: pass the probe binary on [`PROBE_FD`] (the spec says to exec it).
     pub(crate) async fn launch(
         &self,
         plugin: &str,
         spec: Vec<u8>,
+        probe: bool,
     ) -> Result<PluginProcess, LaunchError> {
         let (reply, rx) = oneshot::channel();
-        self.jobs.send(Job { reply }).map_err(|_| {
+        self.jobs.send(Job { reply, probe }).map_err(|_| {
             LaunchError::Spawn(std::io::Error::other("the launcher thread is gone"))
         })?;
         let spawned = rx
@@ -336,7 +357,13 @@ impl Drop for InitChild {
 }
 
 /// Forks and execs `plugd-init` (on the launcher thread).
-fn spawn_init(init: &SealedInit, args: &[String]) -> std::io::Result<Spawned> {
+fn spawn_init(
+    init: &SealedInit,
+    probe: Option<&SealedInit>,
+    args: &[String],
+) -> std::io::Result<Spawned> {
+    // -1: no probe; dup2 is then skipped.
+    let probe_raw = probe.map_or(-1, |p| p.fd.as_raw_fd());
     let (spec_r, spec_w) = pipe_with(PipeFlags::CLOEXEC)?;
     let (rep_r, rep_w) = pipe_with(PipeFlags::CLOEXEC)?;
     let spec_r = fcntl_dupfd_cloexec(&spec_r, MIN_FD)?;
@@ -354,10 +381,12 @@ fn spawn_init(init: &SealedInit, args: &[String]) -> std::io::Result<Spawned> {
     let place_fds = move || -> std::io::Result<()> {
         // SAFETY: runs in the forked child before exec, where only async-signal-safe calls are
         // allowed: dup2, prctl and getppid are plain syscalls, and `last_os_error` only reads errno.
-        // The source fds are >= MIN_FD (so 3 and 4 never overwrite them) and open until spawn returns.
+        // The source fds are >= MIN_FD (so 3 to 5 never overwrite them) and open until spawn
+        // returns (the probe's memfd for the launcher's life); dup2 clears close-on-exec.
         unsafe {
             if libc::dup2(spec_raw, SPEC_FD) < 0
                 || libc::dup2(rep_raw, REPORT_FD) < 0
+                || (probe_raw >= 0 && libc::dup2(probe_raw, PROBE_FD) < 0)
                 || libc::prctl(
                     libc::PR_SET_PDEATHSIG,
                     libc::SIGKILL as libc::c_ulong,
@@ -388,16 +417,16 @@ fn spawn_init(init: &SealedInit, args: &[String]) -> std::io::Result<Spawned> {
     })
 }
 
-/// Makes sure fds 3 and 4 are in use in plugd (with `/dev/null`, close-on-exec, if free), so the
-/// pipe `std::process::Command` makes for exec errors never lands on 3 or 4 in the child, where
-/// placing the spec/report pipes would overwrite it.
+/// Makes sure fds 3 to 5 are in use in plugd (with `/dev/null`, close-on-exec, if free), so the
+/// pipe `std::process::Command` makes for exec errors never lands on one of them in the child,
+/// where placing the spec/report pipes and the probe would overwrite it.
 fn reserve_low_fds() {
     use rustix::fs::{Mode, OFlags, open};
-    for _ in 0..2 {
+    for _ in 0..3 {
         let Ok(fd) = open("/dev/null", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) else {
             return;
         };
-        if fd.as_raw_fd() > REPORT_FD {
+        if fd.as_raw_fd() > PROBE_FD {
             return;
         }
         // Kept open for the life of the process on purpose.
@@ -453,7 +482,7 @@ mod tests {
     fn fake_init(script: &str) -> Launcher {
         let sh = std::fs::canonicalize("/bin/sh").unwrap();
         let args = vec!["-c".to_string(), script.to_string()];
-        Launcher::start_with_args(SealedInit::copy_of(&sh).unwrap(), args).unwrap()
+        Launcher::start_with_args(SealedInit::copy_of(&sh).unwrap(), None, args).unwrap()
     }
 
     const SPEC: &[u8] = br#"{"process":{"args":["/x"]}}"#;
@@ -466,7 +495,10 @@ mod tests {
         let launcher = fake_init(&format!(
             r#"{READ_SPEC} sleep 100 & echo "{{\"report\":\"started\",\"pid\":$!}}" >&4; echo '{{"report":"running"}}' >&4"#
         ));
-        let p = launcher.launch("p:latest", SPEC.to_vec()).await.unwrap();
+        let p = launcher
+            .launch("p:latest", SPEC.to_vec(), false)
+            .await
+            .unwrap();
         assert_eq!(p.try_exit(), None);
         p.signal(rustix::process::Signal::KILL).unwrap();
         // Not our child (sh's), so the status is unknown, but the exit is seen.
@@ -479,7 +511,7 @@ mod tests {
             r#"{READ_SPEC} echo '{{"report":"failed","step":"pivot_root","message":"EINVAL: not a mount point"}}' >&4"#
         ));
         let err = launcher
-            .launch("p:latest", SPEC.to_vec())
+            .launch("p:latest", SPEC.to_vec(), false)
             .await
             .unwrap_err();
         assert_eq!(
@@ -494,7 +526,7 @@ mod tests {
             r#"{READ_SPEC} echo "cannot read spec: boom" >&2; exit 3"#
         ));
         let err = launcher
-            .launch("p:latest", SPEC.to_vec())
+            .launch("p:latest", SPEC.to_vec(), false)
             .await
             .unwrap_err();
         let msg = err.to_string();
@@ -507,7 +539,7 @@ mod tests {
         // Wrong spec bytes: the fake exits 9, proving fd 3 carried exactly the spec.
         let launcher = fake_init(READ_SPEC);
         let err = launcher
-            .launch("p:latest", b"other".to_vec())
+            .launch("p:latest", b"other".to_vec(), false)
             .await
             .unwrap_err();
         assert!(err.to_string().contains("exit status: 9"), "{err}");
@@ -517,7 +549,7 @@ mod tests {
     async fn garbage_reports_are_refused() {
         let launcher = fake_init(&format!(r#"{READ_SPEC} echo 'hello' >&4"#));
         let err = launcher
-            .launch("p:latest", SPEC.to_vec())
+            .launch("p:latest", SPEC.to_vec(), false)
             .await
             .unwrap_err();
         assert!(
@@ -537,7 +569,7 @@ mod tests {
         let tasks: Vec<_> = (0..4)
             .map(|_| {
                 let l = launcher.clone();
-                tokio::spawn(async move { l.launch("p", SPEC.to_vec()).await.map(drop) })
+                tokio::spawn(async move { l.launch("p", SPEC.to_vec(), false).await.map(drop) })
             })
             .collect();
         for t in tasks {
@@ -548,5 +580,33 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    /// A probe launch finds the sealed probe on fd 5; any other launch has no fd 5.
+    #[tokio::test]
+    async fn only_a_probe_launch_gets_the_probe_on_fd_5() {
+        let sh = std::fs::canonicalize("/bin/sh").unwrap();
+        let script = format!(
+            r#"{READ_SPEC} case "$(readlink /proc/$$/fd/5)" in *plugd-probe*) echo '{{"report":"failed","step":"probe","message":"present"}}' >&4;; *) echo '{{"report":"failed","step":"probe","message":"absent"}}' >&4;; esac"#
+        );
+        let probe = SealedInit::copy_named(&sh, "plugd-probe").unwrap();
+        assert!(probe.fd.as_raw_fd() >= MIN_FD);
+        let launcher = Launcher::start_with_args(
+            SealedInit::copy_of(&sh).unwrap(),
+            Some(probe),
+            vec!["-c".to_string(), script],
+        )
+        .unwrap();
+        let err = launcher.launch("p", SPEC.to_vec(), true).await.unwrap_err();
+        assert_eq!(err.to_string(), "sandbox setup failed at probe: present");
+        let err = launcher
+            .launch("p", SPEC.to_vec(), false)
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "sandbox setup failed at probe: absent");
+
+        let without = fake_init(READ_SPEC);
+        let err = without.launch("p", SPEC.to_vec(), true).await.unwrap_err();
+        assert!(err.to_string().contains("no probe binary"), "{err}");
     }
 }

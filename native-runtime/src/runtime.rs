@@ -7,15 +7,22 @@
 //! containerd does not. Otherwise it cleans up whatever is left (processes through the cgroup,
 //! propagated mounts, FIFOs) and **launches**: host side ([`crate::host`]), `plugd-init` on the
 //! launcher thread ([`crate::launcher`]), `state.json`, then readiness.
+//!
+//! `start_probe` (`plugd check`) launches the same way, with the plugin's own sandbox spec, but
+//! `plugd-init` execs the probe binary (a sealed memfd handed over as an fd, so nothing is written
+//! into the plugin's rootfs) with the plugin's argv; a probe is never adopted and has no
+//! `state.json` (a plugd that dies mid-check leaves its cgroup to be killed with the rest of
+//! plugd's exec root: the check's id is random, never reused).
 
 use crate::forward::DEFAULT_CALL_TIMEOUT;
-use crate::host::HostSide;
+use crate::host::{HostSide, LaunchKind};
 use crate::instance::{NativeInstance, StartGuard};
 use crate::launcher::{Launcher, SealedInit};
 use crate::logrelay::Relays;
 use crate::process::{PluginProcess, start_time};
 use crate::state::State;
 use crate::{RUNTIME_NAME, rootfs};
+use plugd_core::check::fault::TestFault;
 use plugd_core::runtime::BoxFuture;
 use plugd_core::{Instance, PluginSpec, Runtime, RuntimeError};
 use std::collections::HashMap;
@@ -47,6 +54,15 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
+    /// The probe binary cannot be read or sealed.
+    #[error("cannot use {path} as plugd-probe: {source}")]
+    ProbeBinary {
+        /// The configured path.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
     /// The launcher thread could not be started.
     #[error("cannot start the native runtime's launcher thread: {0}")]
     Launcher(#[source] std::io::Error),
@@ -63,9 +79,28 @@ pub struct NativeRuntimeBuilder {
     no_pivot: bool,
     engine_metrics: Option<PathBuf>,
     engine_logging_dir: PathBuf,
+    probe_binary: Option<PathBuf>,
+    faults: Vec<TestFault>,
 }
 
 impl NativeRuntimeBuilder {
+    /// The static `plugd-probe` binary `plugd check` runs in a plugin's sandbox
+    /// ([`Runtime::start_probe`]). Optional: without it a check of a native plugin is
+    /// [`RuntimeError::Unsupported`]. Copied once, at [`build`](Self::build), into a sealed
+    /// in-memory file, as the init is.
+    pub fn probe_binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.probe_binary = Some(path.into());
+        self
+    }
+
+    /// Deliberate weakenings of every sandbox this runtime builds, for the tests of
+    /// `plugd check` (the daemon reads them from `PLUGD_TEST_FAULT`); the wasm ones are ignored
+    /// here. Default none.
+    pub fn test_faults(mut self, faults: Vec<TestFault>) -> Self {
+        self.faults = faults;
+        self
+    }
+
     /// The `plugd-init` binary (built from `native-runtime/init`). Required. It is copied once,
     /// at [`build`](Self::build), into a sealed in-memory file; the path is not used afterwards.
     pub fn init_binary(mut self, path: impl Into<PathBuf>) -> Self {
@@ -112,7 +147,24 @@ impl NativeRuntimeBuilder {
             path: path.clone(),
             source,
         })?;
-        let launcher = Launcher::start(init).map_err(BuildError::Launcher)?;
+        let probe =
+            match &self.probe_binary {
+                None => None,
+                Some(path) => Some(SealedInit::copy_named(path, "plugd-probe").map_err(
+                    |source| BuildError::ProbeBinary {
+                        path: path.clone(),
+                        source,
+                    },
+                )?),
+            };
+        let has_probe = probe.is_some();
+        for f in &self.faults {
+            tracing::warn!(
+                fault = f.name(),
+                "native runtime built with a test fault: its sandboxes are weakened on purpose"
+            );
+        }
+        let launcher = Launcher::start(init, probe).map_err(BuildError::Launcher)?;
         Ok(NativeRuntime {
             shared: Arc::new(Shared {
                 launcher,
@@ -120,6 +172,8 @@ impl NativeRuntimeBuilder {
                 no_pivot: self.no_pivot,
                 engine_metrics: self.engine_metrics,
                 engine_logging_dir: self.engine_logging_dir,
+                has_probe,
+                faults: self.faults,
                 locks: Mutex::new(HashMap::new()),
                 relays: Mutex::new(HashMap::new()),
             }),
@@ -135,6 +189,10 @@ struct Shared {
     engine_metrics: Option<PathBuf>,
     /// See [`NativeRuntimeBuilder::engine_logging_dir`].
     engine_logging_dir: PathBuf,
+    /// The launcher holds a probe binary.
+    has_probe: bool,
+    /// See [`NativeRuntimeBuilder::test_faults`].
+    faults: Vec<TestFault>,
     /// One lock per plugin id: a start waits for the cleanup of a cancelled one.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Log drivers' relayed streams per plugin id: they outlive a crashed process, so that the
@@ -158,6 +216,8 @@ impl NativeRuntime {
             no_pivot: false,
             engine_metrics: None,
             engine_logging_dir: PathBuf::from(plugd_core::protocol::logdriver::LOGGING_DIR),
+            probe_binary: None,
+            faults: Vec::new(),
         }
     }
 
@@ -242,7 +302,33 @@ impl NativeRuntime {
             Adopted::Yes(instance) => return Ok(instance),
             Adopted::No(guard) => guard,
         };
-        self.launch(spec, &socket, lock, guard).await
+        self.launch(spec, &socket, lock, guard, false).await
+    }
+
+    /// [`Runtime::start_probe`]: the plugin's sandbox with the probe as its process. The check's
+    /// spec has an id of its own, so the probe never shares a lock, cgroup or state with the
+    /// plugin; its lock is not kept in the runtime's table (nothing else starts that id).
+    async fn start_probe_instance(
+        &self,
+        spec: &PluginSpec,
+    ) -> Result<Arc<NativeInstance>, RuntimeError> {
+        if !self.shared.has_probe {
+            return Err(RuntimeError::Unsupported {
+                runtime: RUNTIME_NAME,
+                what: "plugd check (the daemon was started without a plugd-probe binary)"
+                    .to_string(),
+            });
+        }
+        let socket = Self::socket_path(spec)?;
+        if !rustix::process::geteuid().is_root() {
+            return Err(RuntimeError::Unsupported {
+                runtime: RUNTIME_NAME,
+                what: "a plugin sandbox while plugd does not run as root".to_string(),
+            });
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        let guard = lock.clone().lock_owned().await;
+        self.launch(spec, &socket, lock, guard, true).await
     }
 
     /// Adopts the plugin recorded in `state.json` if it is still the same process; otherwise
@@ -286,7 +372,8 @@ impl NativeRuntime {
         };
         let pid = process.pid();
         host.adopt(cgroups).await;
-        let (instance, start) = self.instance(spec, socket, process, host, lock, guard);
+        let relays = self.relays_for(spec);
+        let (instance, start) = self.instance(spec, socket, process, host, (lock, guard), relays);
         match instance.wait_ready().await {
             Ok(()) => {
                 instance.reattach_logging().await;
@@ -309,8 +396,8 @@ impl NativeRuntime {
         socket: &std::path::Path,
         process: PluginProcess,
         host: HostSide,
-        lock: Arc<tokio::sync::Mutex<()>>,
-        guard: OwnedMutexGuard<()>,
+        (lock, guard): (Arc<tokio::sync::Mutex<()>>, OwnedMutexGuard<()>),
+        relays: Option<Arc<Relays>>,
     ) -> (Arc<NativeInstance>, StartGuard) {
         let instance = Arc::new(NativeInstance::new(
             &spec.name,
@@ -319,7 +406,7 @@ impl NativeRuntime {
             host,
             self.shared.call_timeout,
             lock,
-            self.relays_for(spec),
+            relays,
         ));
         let start = StartGuard::new(instance.clone(), guard);
         (instance, start)
@@ -331,18 +418,18 @@ impl NativeRuntime {
         socket: &std::path::Path,
         lock: Arc<tokio::sync::Mutex<()>>,
         guard: OwnedMutexGuard<()>,
+        probe: bool,
     ) -> Result<Arc<NativeInstance>, RuntimeError> {
         let started = std::time::Instant::now();
+        // A probe gets no log relay: it is not a log driver's process, whatever the plugin is.
+        let relays = if probe { None } else { self.relays_for(spec) };
         // Until the instance owns it, the host side is released if this launch fails or is
         // cancelled (dropped) at any await below: a plugd-init that already cloned the plugin has
         // put it in the cgroup, which the teardown kills.
         let mut pending = PendingHost::new(HostSide::new(spec), guard);
         // A socket left by an earlier run would make readiness succeed at once.
         remove_stale_socket(socket);
-        let log_fifos = match self
-            .relays_for(spec)
-            .map(|r| r.dir().map(Path::to_path_buf))
-        {
+        let log_fifos = match relays.as_ref().map(|r| r.dir().map(Path::to_path_buf)) {
             None => None,
             Some(Ok(dir)) => Some(dir),
             Some(Err(e)) => {
@@ -357,7 +444,11 @@ impl NativeRuntime {
             .host()
             .setup(
                 spec,
-                self.shared.no_pivot,
+                &LaunchKind {
+                    no_pivot: self.shared.no_pivot,
+                    probe,
+                    faults: &self.shared.faults,
+                },
                 self.shared.engine_metrics.as_deref(),
                 log_fifos,
             )
@@ -369,7 +460,12 @@ impl NativeRuntime {
                 return Err(e);
             }
         };
-        let process = match self.shared.launcher.launch(&spec.name, sandbox).await {
+        let process = match self
+            .shared
+            .launcher
+            .launch(&spec.name, sandbox, probe)
+            .await
+        {
             Ok(p) => p,
             Err(e) => {
                 pending.fail().await;
@@ -378,10 +474,21 @@ impl NativeRuntime {
         };
         let pid = process.pid();
         let (host, guard) = pending.into_parts();
-        let state =
-            start_time(pid).map(|t| State::new(&spec.id, &spec.name, pid, t, host.cgroup_paths()));
-        let (instance, start) = self.instance(spec, socket, process, host, lock, guard);
-        if let Err(e) = state.and_then(|s| s.save(&spec.state_dir)) {
+        let state = match probe {
+            // Never adopted: nothing to record.
+            true => Ok(None),
+            false => start_time(pid).map(|t| {
+                Some(State::new(
+                    &spec.id,
+                    &spec.name,
+                    pid,
+                    t,
+                    host.cgroup_paths(),
+                ))
+            }),
+        };
+        let (instance, start) = self.instance(spec, socket, process, host, (lock, guard), relays);
+        if let Err(e) = state.and_then(|s| s.map_or(Ok(()), |s| s.save(&spec.state_dir))) {
             start.fail().await;
             return Err(RuntimeError::Start(format!(
                 "plugin {}: cannot record its state: {e}",
@@ -501,6 +608,19 @@ impl Runtime for NativeRuntime {
         })
     }
 
+    /// The plugin's sandbox, spec and cgroup (with this runtime's test faults), with the probe
+    /// exec'd in place of the entrypoint; see [`NativeRuntimeBuilder::probe_binary`].
+    fn start_probe<'a>(
+        &'a self,
+        spec: &'a PluginSpec,
+    ) -> BoxFuture<'a, Result<Arc<dyn Instance>, RuntimeError>> {
+        Box::pin(async move {
+            let instance = self.start_probe_instance(spec).await?;
+            tracing::debug!(plugin = %spec.name, pid = instance.pid(), "native probe ready");
+            Ok(instance as Arc<dyn Instance>)
+        })
+    }
+
     /// A cancelled start kills its plugin at once and releases the host side on a task that
     /// holds the plugin's lock; taking the lock waits for that.
     fn settle<'a>(&'a self, spec: &'a PluginSpec) -> BoxFuture<'a, ()> {
@@ -583,5 +703,33 @@ mod tests {
         spec.runtime_dir = Path::new("/run").join("x".repeat(100));
         let err = rt.prepare(&spec).await.unwrap_err().to_string();
         assert!(err.contains("is longer than 107 bytes"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_probe_needs_a_probe_binary() {
+        let dir = TempDir::new("probe");
+        let spec = plugin_spec(&dir.path().join("rootfs"), &dir.path().join("run"));
+        let rt = NativeRuntime::builder()
+            .init_binary("/proc/self/exe")
+            .build()
+            .unwrap();
+        let err = match rt.start_probe(&spec).await {
+            Err(e) => e,
+            Ok(_) => panic!("a probe started without a probe binary"),
+        };
+        assert!(
+            matches!(&err, RuntimeError::Unsupported { runtime: "native", what } if what.contains("plugd-probe")),
+            "{err}"
+        );
+        let err = NativeRuntime::builder()
+            .init_binary("/proc/self/exe")
+            .probe_binary("/nonexistent/plugd-probe")
+            .build()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot use /nonexistent/plugd-probe as plugd-probe: "),
+            "{err}"
+        );
     }
 }

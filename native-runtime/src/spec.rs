@@ -67,6 +67,7 @@
 //! dir and the propagated-mount directory are created by the manager (dockerd creates the first in
 //! `InitSpec`), and `initlayer.Setup`'s files inside the rootfs are the init's business.
 
+use plugd_core::check::fault::TestFault;
 use plugd_core::runtime::PluginSpec;
 use plugd_init::spec::{
     Capabilities, Device, DeviceRule, Linux, Mount, Namespace, PlugdExt, Process, Resources, Root,
@@ -135,6 +136,12 @@ pub struct SandboxPaths {
     /// plugd's per-plugin directory of relayed log FIFOs, bound read-only at
     /// `/run/docker/logging` for log drivers (difference 7); `None`: no such mount.
     pub log_fifos: Option<PathBuf>,
+    /// A `plugd check` probe launch: the init execs the probe instead of `args[0]`
+    /// ([`PlugdExt::probe`]); the sandbox is otherwise the plugin's.
+    pub probe: bool,
+    /// Deliberate weakenings for the tests of `plugd check` (`NativeRuntimeBuilder::test_faults`);
+    /// empty outside them.
+    pub faults: Vec<TestFault>,
 }
 
 /// Why a spec could not be built; each names the plugin field or host path involved.
@@ -280,7 +287,10 @@ fn build_with(
             name: dev.name.clone(),
         })?;
         let found = host.devices_from_path(path)?;
-        rules.extend(found.iter().map(allow_rule));
+        // Test fault: the node is made, the device cgroup does not allow it.
+        if !paths.faults.contains(&TestFault::NativeDeviceRule) {
+            rules.extend(found.iter().map(allow_rule));
+        }
         devices.extend(found);
     }
 
@@ -301,6 +311,14 @@ fn build_with(
         .map(|c| c.to_string())
         .chain(declared.iter().cloned())
         .collect();
+    let mut bounding = all_caps.clone();
+    // Test fault: CAP_SYS_ADMIN kept in the bounding set alone, as a capability step that
+    // forgot to drop it would leave it.
+    if paths.faults.contains(&TestFault::NativeBoundingCap)
+        && !bounding.iter().any(|c| c == "CAP_SYS_ADMIN")
+    {
+        bounding.push("CAP_SYS_ADMIN".to_owned());
+    }
 
     // dockerd's modifyRuntimeSpec for metrics collectors runs last, after the /dev override.
     if let Some(sock) = &paths.metrics_socket
@@ -330,7 +348,7 @@ fn build_with(
             env,
             cwd,
             capabilities: Capabilities {
-                bounding: all_caps.clone(),
+                bounding,
                 effective: all_caps.clone(),
                 inheritable: declared,
                 permitted: all_caps,
@@ -366,6 +384,7 @@ fn build_with(
             propagated_mount: (!config.propagated_mount.is_empty())
                 .then(|| spec.propagated_mount.clone())
                 .flatten(),
+            probe: paths.probe,
         }),
     })
 }

@@ -5,6 +5,7 @@
 //!    - fd 0: `/dev/null`; fd 1, 2: a pipe the daemon logs (init's own diagnostics);
 //!    - fd [`SPEC_FD`]: read end of a pipe carrying one JSON [`SandboxSpec`](crate::SandboxSpec), then EOF;
 //!    - fd [`REPORT_FD`]: write end of a pipe for [`Report`] lines (JSON, one per line).
+//!    - fd [`PROBE_FD`], in a probe launch only: the probe binary to exec instead of `args[0]`.
 //!    - `PR_SET_PDEATHSIG(SIGKILL)` tied to the long-lived launcher thread, so a daemon that dies
 //!      mid-launch takes the half-built sandbox with it.
 //! 2. `plugd-init` reads the spec, joins every cgroup in `spec.cgroups` (its own pid into
@@ -27,6 +28,10 @@ use serde::{Deserialize, Serialize};
 pub const SPEC_FD: i32 = 3;
 /// fd on which `plugd-init` writes reports.
 pub const REPORT_FD: i32 = 4;
+/// fd of `plugd check`'s probe binary (a sealed memfd) in a probe launch
+/// ([`PlugdExt::probe`](crate::spec::PlugdExt::probe)); the sandbox process execs it with
+/// `execveat(PROBE_FD, "", AT_EMPTY_PATH)` in place of the entrypoint.
+pub const PROBE_FD: i32 = 5;
 
 /// One line `plugd-init` writes on [`REPORT_FD`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -269,4 +269,9 @@ pub struct PlugdExt {
     /// no other sandbox mount can propagate to the host.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub propagated_mount: Option<PathBuf>,
+    /// Exec `plugd check`'s probe, passed as [`crate::launch::PROBE_FD`], instead of `args[0]`
+    /// (with `args` unchanged): the probe then sees exactly the plugin's sandbox, and nothing is
+    /// written into the plugin's rootfs to get it there.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub probe: bool,
 }

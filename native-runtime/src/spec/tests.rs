@@ -77,6 +77,8 @@ fn sandbox_paths(id: &str) -> SandboxPaths {
         no_pivot: false,
         metrics_socket: None,
         log_fifos: None,
+        probe: false,
+        faults: Vec::new(),
     }
 }
 
@@ -604,6 +606,8 @@ fn plugd_section_carries_the_sandbox_paths() {
         no_pivot: true,
         metrics_socket: None,
         log_fifos: None,
+        probe: false,
+        faults: Vec::new(),
     };
     let s = build_with(&p, &paths, &FakeDevices::dockerd_host()).unwrap();
     assert_eq!(
@@ -615,6 +619,7 @@ fn plugd_section_carries_the_sandbox_paths() {
             cgroups: paths.cgroups.clone(),
             no_pivot: true,
             propagated_mount: None,
+            probe: false,
         })
     );
     let mut p = minimal();
@@ -796,4 +801,72 @@ fn sandbox_matches_the_effective_model_for_every_shared_case() {
         assert_eq!(!ns.contains(&"pid"), e.pid_host, "{case}");
         assert_eq!(!ns.contains(&"ipc"), e.ipc_host, "{case}");
     }
+}
+
+/// The test faults weaken exactly what they name, and only when asked for.
+#[test]
+fn test_faults_weaken_the_bounding_set_and_device_rules_only() {
+    use plugd_core::check::fault::TestFault;
+    let mut p = minimal();
+    p.settings.devices = vec![config::Device {
+        path: Some("/dev/fuse".into()),
+        ..config::Device::default()
+    }];
+    let clean = build_minimal(&p).unwrap();
+    assert!(
+        !clean
+            .process
+            .capabilities
+            .bounding
+            .contains(&"CAP_SYS_ADMIN".to_owned())
+    );
+    let fuse_allowed = |s: &SandboxSpec| {
+        s.linux
+            .resources
+            .devices
+            .iter()
+            .any(|r| r.allow && r.major == Some(10) && r.minor == Some(229))
+    };
+    assert!(fuse_allowed(&clean));
+
+    let paths = SandboxPaths {
+        faults: vec![TestFault::NativeBoundingCap],
+        ..SandboxPaths::default()
+    };
+    let s = build_with(&p, &paths, &FakeDevices::dockerd_host()).unwrap();
+    let caps = &s.process.capabilities;
+    assert_eq!(
+        caps.bounding.last().map(String::as_str),
+        Some("CAP_SYS_ADMIN")
+    );
+    assert_eq!(
+        caps.bounding.len(),
+        clean.process.capabilities.bounding.len() + 1
+    );
+    for set in [&caps.effective, &caps.permitted, &caps.inheritable] {
+        assert!(!set.contains(&"CAP_SYS_ADMIN".to_owned()), "{set:?}");
+    }
+    assert_eq!(s.linux.resources, clean.linux.resources);
+
+    let paths = SandboxPaths {
+        faults: vec![TestFault::NativeDeviceRule],
+        ..SandboxPaths::default()
+    };
+    let s = build_with(&p, &paths, &FakeDevices::dockerd_host()).unwrap();
+    assert!(!fuse_allowed(&s));
+    assert_eq!(
+        s.linux.devices, clean.linux.devices,
+        "the node is still made"
+    );
+    assert_eq!(s.process, clean.process);
+
+    // A probe launch changes nothing but the plugd section's switch.
+    let paths = SandboxPaths {
+        probe: true,
+        ..SandboxPaths::default()
+    };
+    let mut s = build_with(&p, &paths, &FakeDevices::dockerd_host()).unwrap();
+    assert!(s.plugd.as_ref().unwrap().probe);
+    s.plugd.as_mut().unwrap().probe = false;
+    assert_eq!(s, clean);
 }

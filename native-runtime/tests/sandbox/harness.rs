@@ -172,7 +172,7 @@ pub fn random_hex() -> String {
 }
 
 /// Cargo's target dir, from this test binary's path (`<target>/debug/deps/<test>`).
-fn target_dir() -> PathBuf {
+pub fn target_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
         return PathBuf::from(dir);
     }

@@ -19,6 +19,7 @@ use nix::sys::stat::Mode;
 use crate::child::ChildMsg;
 use crate::ctx::Ctx;
 use crate::error::{Failure, StepError, sys};
+use crate::launch::PROBE_FD;
 use crate::resolve::{self, Kind};
 use crate::sys::Syscall;
 
@@ -73,10 +74,14 @@ pub fn exec(ctx: &mut Ctx, s: &dyn Syscall) -> Result<(), StepError> {
     let env = environment(s, &ctx.spec.process.env, ctx.spec.process.user.uid)
         .map_err(StepError::Exec)?;
     let args = &ctx.spec.process.args;
-    let path = lookup(s, &args[0], &env).map_err(StepError::Exec)?;
+    // A probe launch execs the probe's fd with the plugin's argv, so the entrypoint is not
+    // looked up (it need not exist for the probe to report the sandbox).
+    let path = match ctx.ext.probe {
+        true => None,
+        false => Some(lookup(s, &args[0], &env).map_err(StepError::Exec)?),
+    };
     let argv = cstrings(args).map_err(StepError::Exec)?;
     let envp = cstrings(&env).map_err(StepError::Exec)?;
-    let cpath = cstring(&path.to_string_lossy()).map_err(StepError::Exec)?;
     s.reset_signals()
         .map_err(sys("reset signals"))
         .map_err(StepError::Exec)?;
@@ -89,9 +94,17 @@ pub fn exec(ctx: &mut Ctx, s: &dyn Syscall) -> Result<(), StepError> {
             .map_err(sys("notify plugd-init"))
             .map_err(StepError::Exec)?;
     }
-    s.execve(&cpath, &argv, &envp)
-        .map_err(sys(format!("execve {}", path.display())))
-        .map_err(StepError::Exec)
+    match path {
+        Some(path) => {
+            let cpath = cstring(&path.to_string_lossy()).map_err(StepError::Exec)?;
+            s.execve(&cpath, &argv, &envp)
+                .map_err(sys(format!("execve {}", path.display())))
+        }
+        None => s
+            .execveat_fd(PROBE_FD, &argv, &envp)
+            .map_err(sys(format!("execveat of the probe (fd {PROBE_FD})"))),
+    }
+    .map_err(StepError::Exec)
 }
 
 fn cstring(s: &str) -> Result<CString, Failure> {

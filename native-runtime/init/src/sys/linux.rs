@@ -426,6 +426,30 @@ impl Syscall for Linux {
             Ok(never) => match never {},
         }
     }
+
+    fn execveat_fd(&self, fd: RawFd, argv: &[CString], envp: &[CString]) -> SysResult<()> {
+        let ptrs = |v: &[CString]| -> Vec<*const libc::c_char> {
+            v.iter()
+                .map(|s| s.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect()
+        };
+        let (argv, envp) = (ptrs(argv), ptrs(envp));
+        // SAFETY: argv and envp are NULL-terminated arrays of pointers to C strings that outlive
+        // the call (the CStrings are borrowed, the arrays are locals); the path is an empty C
+        // string, as AT_EMPTY_PATH requires. On success the call does not return.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_execveat,
+                fd,
+                c"".as_ptr(),
+                argv.as_ptr(),
+                envp.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            )
+        };
+        Errno::result(rc).map(drop)
+    }
 }
 
 #[cfg(test)]

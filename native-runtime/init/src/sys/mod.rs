@@ -214,4 +214,9 @@ pub trait Syscall {
     /// `execve(path, argv, envp)`. The real implementation returns only on failure; a test
     /// double returns `Ok(())` to mean "would have replaced the process here".
     fn execve(&self, path: &CStr, argv: &[CString], envp: &[CString]) -> SysResult<()>;
+
+    /// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: execs the file `fd` is open on (the
+    /// probe's sealed memfd, which no path in the sandbox names). Same return contract as
+    /// [`Syscall::execve`].
+    fn execveat_fd(&self, fd: RawFd, argv: &[CString], envp: &[CString]) -> SysResult<()>;
 }

@@ -660,6 +660,11 @@ impl Syscall for Recording {
         let args = format!("{} argv={argv:?} env={envp:?}", path.to_string_lossy());
         self.call("execve", args, None)
     }
+
+    fn execveat_fd(&self, fd: RawFd, argv: &[CString], envp: &[CString]) -> SysResult<()> {
+        let args = format!("fd={fd} AT_EMPTY_PATH argv={argv:?} env={envp:?}");
+        self.call("execveat", args, None)
+    }
 }
 
 /// Clone flags by name; `CLONE_NEWTIME`, which nix's `CloneFlags` does not name (it collides

@@ -113,6 +113,7 @@ pub fn dockerd_spec() -> SandboxSpec {
             cgroups: Vec::new(),
             no_pivot: false,
             propagated_mount: Some("/plugins/p1/propagated-mount".into()),
+            probe: false,
         }),
     }
 }

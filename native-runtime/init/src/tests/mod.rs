@@ -610,3 +610,26 @@ fn step_order_is_the_reference_order() {
         ]
     );
 }
+
+#[test]
+fn a_probe_launch_execs_the_probe_fd_with_the_plugins_argv() {
+    let r = host();
+    let mut spec = dockerd_spec();
+    spec.plugd.get_or_insert_with(Default::default).probe = true;
+    // The entrypoint need not exist: it is not looked up.
+    spec.process.args[0] = "/no/such/entrypoint".into();
+    let (mut ctx, _) = Ctx::new(spec, 40).unwrap();
+    child::run(&mut ctx, &r).unwrap();
+    let calls = r.calls();
+    assert!(r.calls_of("execve").is_empty(), "{calls:#?}");
+    let last = calls.last().unwrap();
+    assert!(
+        last.starts_with(&format!(
+            "execveat fd={} AT_EMPTY_PATH argv=[\"/no/such/entrypoint\", \"--serve\"]",
+            crate::launch::PROBE_FD
+        )),
+        "{last}"
+    );
+    assert!(last.contains("\"HOME=/\""), "{last}");
+    assert!(calls.iter().any(|c| c.starts_with("close_range")));
+}

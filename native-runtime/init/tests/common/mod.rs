@@ -425,6 +425,7 @@ fn base_spec(dir: &Path, rootfs: &Path, script: &str) -> SandboxSpec {
             cgroups: Vec::new(),
             no_pivot: false,
             propagated_mount: None,
+            probe: false,
         }),
         ..Default::default()
     };

@@ -1,0 +1,228 @@
+//! `op:<CAP_*>`: the one harmless operation each capability gates ([`CAP_OPERATIONS`]), tried
+//! once. Whatever changes the probe's own credentials or root (setuid, setgroups, chroot,
+//! dropping a bounding capability) is tried in a forked child; files and nodes are made in the
+//! probe's scratch directory and removed; nothing outside the sandbox is changed (lo's MTU is set
+//! to the value it has, a low port is only bound).
+
+use crate::sys::{cpath, errno_name, in_child, last_errno, raw};
+use plugd_core::check::probe::{Attempt, CAP_OPERATIONS};
+use std::path::Path;
+
+/// The port `CAP_NET_BIND_SERVICE` binds (below 1024, and unlikely to be in use).
+const LOW_PORT: u16 = 1023;
+
+/// One `op:<CAP>` attempt per [`CAP_OPERATIONS`] entry that `wanted` names, in that order.
+pub fn attempts(wanted: &[String], scratch: &Path) -> Vec<Attempt> {
+    let file = scratch.join("owned");
+    let mut chowned = false;
+    let mut out = Vec::new();
+    for (cap, what) in CAP_OPERATIONS {
+        if !wanted.iter().any(|w| w == cap) {
+            continue;
+        }
+        let result = match cap {
+            "CAP_CHOWN" => {
+                let r = chown_file(&file);
+                chowned = r.is_ok();
+                r
+            }
+            "CAP_DAC_OVERRIDE" => write_mode_000(&file, chowned),
+            "CAP_FOWNER" if !chowned => {
+                Err("not tried: no file owned by uid 1 (the CAP_CHOWN operation failed)".to_owned())
+            }
+            "CAP_FOWNER" => chmod(&file, 0o600),
+            "CAP_MKNOD" => mknod_null(&scratch.join("null")),
+            "CAP_NET_RAW" => raw_socket(),
+            "CAP_NET_BIND_SERVICE" => bind_low_port(),
+            "CAP_NET_ADMIN" => lo_mtu(),
+            "CAP_SETUID" => child(setresuid_1),
+            "CAP_SETGID" => child(setgroups_1),
+            "CAP_SYS_CHROOT" => child(chroot_root),
+            "CAP_SYS_ADMIN" => mount_tmpfs(&scratch.join("mnt")),
+            "CAP_SETPCAP" => child(drop_bounding),
+            _ => Err("no operation".to_owned()),
+        };
+        out.push(match result {
+            Ok(detail) => Attempt::ok(format!("op:{cap}"), format!("{what}: {detail}")),
+            Err(detail) => Attempt::failed(format!("op:{cap}"), format!("{what}: {detail}")),
+        });
+    }
+    let _ = std::fs::remove_file(&file);
+    out
+}
+
+type OpResult = Result<String, String>;
+
+fn rc(r: libc::c_int) -> OpResult {
+    if r == 0 {
+        Ok("ok".to_owned())
+    } else {
+        Err(errno_name(last_errno()))
+    }
+}
+
+fn child(op: fn() -> i32) -> OpResult {
+    in_child(op).map(|()| "ok".to_owned()).map_err(errno_name)
+}
+
+/// Creates `file` (mode 000, ours) and gives it to 1:1.
+fn chown_file(file: &Path) -> OpResult {
+    let _ = std::fs::remove_file(file);
+    let c = cpath(file).ok_or("path holds a NUL")?;
+    // SAFETY: `c` is a valid C string; the fd is closed right away.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
+            0o000,
+        )
+    };
+    if fd < 0 {
+        return Err(format!("create: {}", errno_name(last_errno())));
+    }
+    // SAFETY: `fd` was just opened by us.
+    unsafe { libc::close(fd) };
+    // SAFETY: `c` is a valid C string.
+    rc(unsafe { libc::chown(c.as_ptr(), 1, 1) })
+}
+
+/// Opens the mode-000 `file` for writing (owned by uid 1 if `chowned`; else by us, and mode 000
+/// refuses its owner too without the capability).
+fn write_mode_000(file: &Path, chowned: bool) -> OpResult {
+    let c = cpath(file).ok_or("path holds a NUL")?;
+    if !chowned && std::fs::symlink_metadata(file).is_err() {
+        return Err("not tried: the mode-000 file could not be made".to_owned());
+    }
+    // SAFETY: `c` is a valid C string; the fd is closed right away.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NONBLOCK,
+        )
+    };
+    if fd < 0 {
+        return Err(errno_name(last_errno()));
+    }
+    // SAFETY: `fd` was just opened by us.
+    unsafe { libc::close(fd) };
+    Ok("ok".to_owned())
+}
+
+fn chmod(file: &Path, mode: libc::mode_t) -> OpResult {
+    let c = cpath(file).ok_or("path holds a NUL")?;
+    // SAFETY: `c` is a valid C string.
+    rc(unsafe { libc::chmod(c.as_ptr(), mode) })
+}
+
+fn mknod_null(node: &Path) -> OpResult {
+    let _ = std::fs::remove_file(node);
+    let c = cpath(node).ok_or("path holds a NUL")?;
+    // SAFETY: `c` is a valid C string.
+    let r = rc(unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3)) });
+    let _ = std::fs::remove_file(node);
+    r
+}
+
+fn raw_socket() -> OpResult {
+    // SAFETY: plain syscall; the fd is closed right away.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_ICMP,
+        )
+    };
+    if fd < 0 {
+        return Err(errno_name(last_errno()));
+    }
+    // SAFETY: `fd` was just opened by us.
+    unsafe { libc::close(fd) };
+    Ok("ok".to_owned())
+}
+
+fn bind_low_port() -> OpResult {
+    match std::net::TcpListener::bind(("127.0.0.1", LOW_PORT)) {
+        Ok(_) => Ok(format!("port {LOW_PORT}")),
+        // Someone holds it: the bind passed the permission check.
+        Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => {
+            Ok(format!("port {LOW_PORT}: EADDRINUSE"))
+        }
+        Err(e) => Err(crate::sys::err_name(&e)),
+    }
+}
+
+/// `SIOCGIFMTU` then `SIOCSIFMTU` on `lo` with the same value.
+fn lo_mtu() -> OpResult {
+    // SAFETY: plain syscall; the fd is closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(format!("socket: {}", errno_name(last_errno())));
+    }
+    // SAFETY: an all-zero ifreq is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: `req` is a valid ifreq naming lo; the kernel fills ifru_mtu.
+    let got = unsafe { libc::ioctl(fd, libc::SIOCGIFMTU as _, &mut req) };
+    let result = if got != 0 {
+        Err(format!("get: {}", errno_name(last_errno())))
+    } else {
+        // SAFETY: the same ifreq, now holding lo's current MTU.
+        let set = unsafe { libc::ioctl(fd, libc::SIOCSIFMTU as _, &mut req) };
+        // SAFETY: reading the union field the kernel filled.
+        let mtu = unsafe { req.ifr_ifru.ifru_mtu };
+        if set == 0 {
+            Ok(format!("mtu {mtu}"))
+        } else {
+            Err(errno_name(last_errno()))
+        }
+    };
+    // SAFETY: `fd` was opened above.
+    unsafe { libc::close(fd) };
+    result
+}
+
+fn mount_tmpfs(dir: &Path) -> OpResult {
+    std::fs::create_dir_all(dir).map_err(|e| format!("mkdir: {}", crate::sys::err_name(&e)))?;
+    let c = cpath(dir).ok_or("path holds a NUL")?;
+    // SAFETY: valid C strings; a NULL data pointer is allowed.
+    let r = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            c.as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        )
+    };
+    let result = rc(r);
+    if result.is_ok() {
+        // SAFETY: `c` is a valid C string.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+    let _ = std::fs::remove_dir(dir);
+    result
+}
+
+fn setresuid_1() -> i32 {
+    // SAFETY: a raw syscall (the libc wrapper would synchronise threads a forked child lacks).
+    raw(unsafe { libc::syscall(libc::SYS_setresuid, 1, 1, 1) })
+}
+
+fn setgroups_1() -> i32 {
+    let groups: [libc::gid_t; 1] = [1];
+    // SAFETY: a raw syscall with a valid one-entry array.
+    raw(unsafe { libc::syscall(libc::SYS_setgroups, 1, groups.as_ptr()) })
+}
+
+fn chroot_root() -> i32 {
+    // SAFETY: a raw syscall with a valid C string.
+    raw(unsafe { libc::syscall(libc::SYS_chroot, c"/".as_ptr()) })
+}
+
+fn drop_bounding() -> i32 {
+    // CAP_MKNOD (27): in the default set, and any one will do.
+    // SAFETY: a raw prctl.
+    raw(unsafe { libc::syscall(libc::SYS_prctl, libc::PR_CAPBSET_DROP, 27, 0, 0, 0) })
+}

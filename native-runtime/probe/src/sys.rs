@@ -1,0 +1,192 @@
+//! The few system helpers every probe module uses: errno names, C strings, a time bound on any
+//! attempt, and "run this in a forked child" for operations that would change the probe itself.
+
+use std::ffi::CString;
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long one attempt may take: a FIFO, a hung FUSE mount or a slow device must not hang the
+/// whole check (the attempt's thread is left behind; the probe is stopped after the check).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The errno name of an I/O error (`EPERM`), or its text when it has no errno.
+pub fn err_name(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => errno_name(n),
+        None => e.to_string(),
+    }
+}
+
+/// The symbolic name of `n` (the kernel's), or `errno <n>`.
+pub fn errno_name(n: i32) -> String {
+    let name = match n {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::ESRCH => "ESRCH",
+        libc::EINTR => "EINTR",
+        libc::EIO => "EIO",
+        libc::ENXIO => "ENXIO",
+        libc::E2BIG => "E2BIG",
+        libc::EBADF => "EBADF",
+        libc::ECHILD => "ECHILD",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::EXDEV => "EXDEV",
+        libc::ENODEV => "ENODEV",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EISDIR => "EISDIR",
+        libc::EINVAL => "EINVAL",
+        libc::ENFILE => "ENFILE",
+        libc::EMFILE => "EMFILE",
+        libc::ENOTTY => "ENOTTY",
+        libc::ETXTBSY => "ETXTBSY",
+        libc::EFBIG => "EFBIG",
+        libc::ENOSPC => "ENOSPC",
+        libc::ESPIPE => "ESPIPE",
+        libc::EROFS => "EROFS",
+        libc::EMLINK => "EMLINK",
+        libc::EPIPE => "EPIPE",
+        libc::ENAMETOOLONG => "ENAMETOOLONG",
+        libc::ENOSYS => "ENOSYS",
+        libc::ELOOP => "ELOOP",
+        libc::ENOTSOCK => "ENOTSOCK",
+        libc::EPROTONOSUPPORT => "EPROTONOSUPPORT",
+        libc::EAFNOSUPPORT => "EAFNOSUPPORT",
+        libc::EADDRINUSE => "EADDRINUSE",
+        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+        libc::ENETDOWN => "ENETDOWN",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::ECONNRESET => "ECONNRESET",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::EHOSTUNREACH => "EHOSTUNREACH",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        _ => return format!("errno {n}"),
+    };
+    name.to_owned()
+}
+
+/// The calling thread's errno.
+pub fn last_errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// `path` as a C string (`None` if it holds a NUL byte).
+pub fn cpath(path: &Path) -> Option<CString> {
+    CString::new(path.as_os_str().as_encoded_bytes()).ok()
+}
+
+/// Runs `f` on a thread of its own and waits at most `limit` for it: `None` on timeout.
+pub fn bounded<T: Send + 'static>(
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("attempt".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        });
+    if spawned.is_err() {
+        return None;
+    }
+    rx.recv_timeout(limit).ok()
+}
+
+/// Forks, runs `op` in the child (which must only make raw syscalls: the probe has threads) and
+/// returns its result: `Ok(())` if `op` returned 0, else the errno it returned. The child is killed
+/// if it takes longer than [`ATTEMPT_TIMEOUT`].
+pub fn in_child(op: fn() -> i32) -> Result<(), i32> {
+    // SAFETY: the child calls only `op` (raw syscalls by contract) and `_exit`, both
+    // async-signal-safe, so forking a threaded process is sound.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(last_errno());
+    }
+    if pid == 0 {
+        let rc = op();
+        // SAFETY: `_exit` ends the child without running the parent's atexit handlers.
+        unsafe { libc::_exit(rc.clamp(0, 255)) }
+    }
+    let deadline = std::time::Instant::now() + ATTEMPT_TIMEOUT;
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid out-parameter; `pid` is our child.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            return match libc::WIFEXITED(status) {
+                true if libc::WEXITSTATUS(status) == 0 => Ok(()),
+                true => Err(libc::WEXITSTATUS(status)),
+                false => Err(libc::EINTR),
+            };
+        }
+        if r < 0 {
+            return Err(last_errno());
+        }
+        if std::time::Instant::now() > deadline {
+            // SAFETY: plain syscalls on our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            return Err(libc::ETIMEDOUT);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The errno of a raw syscall's result (`0` on success), for [`in_child`] operations.
+pub fn raw(rc: libc::c_long) -> i32 {
+    if rc < 0 { last_errno() } else { 0 }
+}
+
+/// Opens `path` read-only without blocking (a FIFO or a slow device must not hang) and reads at
+/// most `limit` bytes of it.
+pub fn read_capped(path: &Path, limit: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let mut out = Vec::new();
+    file.take(limit as u64).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errnos_have_their_kernel_names() {
+        assert_eq!(errno_name(libc::EPERM), "EPERM");
+        assert_eq!(errno_name(libc::ENXIO), "ENXIO");
+        assert_eq!(errno_name(4095), "errno 4095");
+        let e = std::io::Error::from_raw_os_error(libc::EACCES);
+        assert_eq!(err_name(&e), "EACCES");
+    }
+
+    #[test]
+    fn a_hung_attempt_is_cut_off() {
+        let started = std::time::Instant::now();
+        let r = bounded(Duration::from_millis(50), || {
+            std::thread::sleep(Duration::from_secs(2));
+            1
+        });
+        assert_eq!(r, None);
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(bounded(Duration::from_secs(1), || 7), Some(7));
+    }
+
+    #[test]
+    fn child_results_come_back_as_errnos() {
+        assert_eq!(in_child(|| 0), Ok(()));
+        assert_eq!(in_child(|| libc::EPERM), Err(libc::EPERM));
+    }
+}
