@@ -60,6 +60,17 @@ pub struct DaemonArgs {
     /// `plugd-init` next to this binary, or cargo's musl build of it].
     #[arg(long, env = "PLUGD_INIT")]
     pub init_binary: Option<PathBuf>,
+    /// `plugd check`'s native probe (a static binary from native-runtime/probe) [default: a
+    /// `plugd-probe` next to this binary, or cargo's musl build of it].
+    #[arg(long, env = "PLUGD_PROBE")]
+    pub probe_binary: Option<PathBuf>,
+    /// `plugd check`'s wasm probe (the component from guest-examples/probe) [default: a
+    /// `plugd-probe.wasm` next to this binary, or cargo's release build of it].
+    #[arg(long, env = "PLUGD_PROBE_COMPONENT")]
+    pub probe_component: Option<PathBuf>,
+    /// TEST ONLY: weaken every sandbox on purpose (docs/check.md), to show `plugd check` finds it.
+    #[arg(long, env = "PLUGD_TEST_FAULT", hide = true, value_name = "FAULTS")]
+    pub test_fault: Option<String>,
     /// Build native sandboxes with MS_MOVE + chroot instead of pivot_root (for a ramfs root; the
     /// init also falls back by itself when pivot_root fails there).
     #[arg(long)]
@@ -148,20 +159,58 @@ fn bind_api(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
     crate::fsutil::bind_unix(path, 0o660).with_context(|| format!("binding {}", path.display()))
 }
 
-/// Where `plugd-init` is when `--init-binary` is not given: beside this binary (an installed
-/// layout), else where cargo puts its musl build next to this binary's profile dir.
-fn default_init_binary() -> Option<PathBuf> {
+/// Where a helper binary (`plugd-init`, `plugd-probe`) is when no flag names it: beside this
+/// binary (an installed layout), else where cargo puts its musl build next to this binary's
+/// profile dir. With `static_only` (the probe, which runs inside a plugin's rootfs) a dynamically
+/// linked candidate — cargo's host build of the same crate beside plugd — is passed over.
+fn default_static_binary(name: &str, static_only: bool) -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let dir = exe.parent()?;
     let profile = dir.file_name()?;
     [
-        dir.join("plugd-init"),
+        dir.join(name),
         dir.join("../x86_64-unknown-linux-musl")
             .join(profile)
-            .join("plugd-init"),
+            .join(name),
+    ]
+    .into_iter()
+    .find(|p| {
+        p.is_file()
+            && (!static_only
+                || std::fs::read(p)
+                    .ok()
+                    .and_then(|b| plugd_native::is_static_elf(&b))
+                    == Some(true))
+    })
+}
+
+/// Where the wasm probe is when `--probe-component` is not given: beside this binary, else the
+/// guests' release build next to this binary's target dir (`.ci/test`'s layout).
+fn default_probe_component() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    [
+        dir.join("plugd-probe.wasm"),
+        dir.join("../wasm-guests/wasm32-wasip2/release/plugd_probe.wasm"),
     ]
     .into_iter()
     .find(|p| p.is_file())
+}
+
+/// The test-only sandbox weakenings `PLUGD_TEST_FAULT` names (docs/check.md), each logged.
+fn test_faults(value: Option<&str>) -> anyhow::Result<Vec<plugd_core::check::fault::TestFault>> {
+    use plugd_core::check::fault::{ENV, TestFault};
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let faults = TestFault::parse_list(&value).map_err(anyhow::Error::msg)?;
+    for f in &faults {
+        tracing::warn!(
+            fault = f.name(),
+            "{ENV}: this plugd WEAKENS sandboxes on purpose (a test of plugd check)"
+        );
+    }
+    Ok(faults)
 }
 
 /// Chooses the runtime by the entrypoint's bytes: a wasm component runs under wasm, anything else
@@ -195,18 +244,25 @@ fn selector(
 
 fn native_runtime(
     args: &DaemonArgs,
+    probe: Option<&Path>,
+    faults: &[plugd_core::check::fault::TestFault],
 ) -> std::result::Result<Arc<plugd_native::NativeRuntime>, String> {
     let init = args
         .init_binary
         .clone()
-        .or_else(default_init_binary)
+        .or_else(|| default_static_binary("plugd-init", false))
         .ok_or("plugd-init not found (build native-runtime/init for x86_64-unknown-linux-musl, or pass --init-binary)")?;
-    plugd_native::NativeRuntime::builder()
+    let mut builder = plugd_native::NativeRuntime::builder();
+    if let Some(probe) = probe {
+        builder = builder.probe_binary(probe);
+    }
+    builder
         .init_binary(&init)
         .call_timeout(args.native_call_timeout)
         .no_pivot(args.no_pivot)
         .engine_metrics_socket(args.engine_metrics_socket.clone())
         .engine_logging_dir(&args.engine_logging_dir)
+        .test_faults(faults.to_vec())
         .build()
         .map(Arc::new)
         .map_err(|e| e.to_string())
@@ -235,6 +291,22 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
         .wasm_cache
         .clone()
         .unwrap_or_else(|| args.data_root.join("wasm-cache"));
+    let faults = test_faults(args.test_fault.as_deref())?;
+    let probe_binary = args
+        .probe_binary
+        .clone()
+        .or_else(|| default_static_binary("plugd-probe", true));
+    let probe_component = args
+        .probe_component
+        .clone()
+        .or_else(default_probe_component);
+    if probe_binary.is_none() || probe_component.is_none() {
+        tracing::warn!(
+            native = ?probe_binary,
+            wasm = ?probe_component,
+            "a plugd check probe was not found: that runtime's column will say unavailable"
+        );
+    }
     let wasm = plugd_wasm::WasmRuntime::builder()
         .cache_dir(&cache)
         .call_timeout(args.call_timeout)
@@ -253,7 +325,14 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
              API call at the AuthZ deadline until the wasm call deadline ends it (docs/protocol.md §5)"
         );
     }
-    let native = native_runtime(&args);
+    let native = native_runtime(&args, probe_binary.as_deref(), &faults);
+    let wasm = Arc::new(wasm);
+    let probes = crate::manager::ProbeRuntimes {
+        native: native.as_ref().ok().map(|n| n.clone() as Arc<dyn Runtime>),
+        wasm: Some(wasm.clone() as Arc<dyn Runtime>),
+        engine_metrics: args.engine_metrics_socket.is_some(),
+        probe_binary: probe_binary.clone(),
+    };
     if let Err(why) = &native {
         tracing::warn!("native runtime unavailable: {why}");
     }
@@ -272,9 +351,10 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
                     certs_dir: Some(args.registry_certs_dir.clone()),
                 },
             },
-            selector(Arc::new(wasm), native),
+            selector(wasm, native),
         )
-        .map_err(|e| anyhow::anyhow!("opening {}: {e}", args.data_root.display()))?,
+        .map_err(|e| anyhow::anyhow!("opening {}: {e}", args.data_root.display()))?
+        .with_probe_runtimes(probes),
     );
     let listener = bind_api(&api_path)?;
     manager.restore().await;

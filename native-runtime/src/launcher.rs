@@ -71,6 +71,19 @@ impl SealedInit {
         Self::copy_named(path, "plugd-init")
     }
 
+    /// A sealed copy of a binary that runs **inside** a sandbox (the `plugd check` probe): it must
+    /// be static, since the plugin's rootfs has no loader or libc of plugd's.
+    pub(crate) fn copy_static(path: &Path, name: &str) -> std::io::Result<Self> {
+        let bytes = std::fs::read(path)?;
+        if is_static_elf(&bytes) == Some(false) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "dynamically linked: it runs inside the plugin's rootfs, which has no loader of plugd's (build it for x86_64-unknown-linux-musl)",
+            ));
+        }
+        Self::copy_named(path, name)
+    }
+
     /// [`Self::copy_of`], the memfd named `name` (what `/proc/<pid>/exe` shows).
     pub(crate) fn copy_named(path: &Path, name: &str) -> std::io::Result<Self> {
         let bytes = std::fs::read(path)?;
@@ -102,6 +115,26 @@ impl SealedInit {
     fn exec_path(&self) -> PathBuf {
         PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
     }
+}
+
+/// Whether a 64-bit little-endian ELF file has no program interpreter (`PT_INTERP`): `None` when
+/// `bytes` is not such a file.
+pub fn is_static_elf(bytes: &[u8]) -> Option<bool> {
+    const PT_INTERP: u32 = 3;
+    if !bytes.starts_with(b"\x7fELF\x02\x01") {
+        return None;
+    }
+    let u16_at = |o: usize| Some(u16::from_le_bytes(bytes.get(o..o + 2)?.try_into().ok()?));
+    let phoff = usize::try_from(u64::from_le_bytes(bytes.get(0x20..0x28)?.try_into().ok()?)).ok()?;
+    let (size, count) = (usize::from(u16_at(0x36)?), usize::from(u16_at(0x38)?));
+    for i in 0..count {
+        let at = phoff.checked_add(i.checked_mul(size)?)?;
+        let kind = u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?);
+        if kind == PT_INTERP {
+            return Some(false);
+        }
+    }
+    Some(true)
 }
 
 /// A started `plugd-init` and the plugd ends of its pipes.
@@ -465,6 +498,19 @@ mod tests {
             std::fs::metadata(&path).unwrap().len(),
             std::fs::metadata("/proc/self/exe").unwrap().len()
         );
+    }
+
+    #[test]
+    fn a_probe_must_be_static() {
+        let own = std::fs::read("/proc/self/exe").unwrap();
+        // The test binary is a glibc (dynamic) build; /bin/busybox on the CI hosts is static.
+        assert_eq!(is_static_elf(&own), Some(false));
+        let err = SealedInit::copy_static(Path::new("/proc/self/exe"), "plugd-probe").unwrap_err();
+        assert!(err.to_string().contains("dynamically linked"), "{err}");
+        if let Ok(busybox) = std::fs::read("/bin/busybox") {
+            assert_eq!(is_static_elf(&busybox), Some(true));
+        }
+        assert_eq!(is_static_elf(b"#!/bin/sh"), None);
     }
 
     #[test]

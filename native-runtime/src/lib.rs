@@ -49,6 +49,7 @@ mod state;
 mod testutil;
 
 pub use forward::DEFAULT_CALL_TIMEOUT;
+pub use launcher::is_static_elf;
 pub use runtime::{BuildError, NativeRuntime, NativeRuntimeBuilder};
 
 /// The runtime's name, as [`plugd_core::Runtime::name`] and [`plugd_core::RuntimeError`] give it.

@@ -150,7 +150,7 @@ impl NativeRuntimeBuilder {
         let probe =
             match &self.probe_binary {
                 None => None,
-                Some(path) => Some(SealedInit::copy_named(path, "plugd-probe").map_err(
+                Some(path) => Some(SealedInit::copy_static(path, "plugd-probe").map_err(
                     |source| BuildError::ProbeBinary {
                         path: path.clone(),
                         source,

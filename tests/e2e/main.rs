@@ -10,6 +10,7 @@ mod harness;
 
 mod authz;
 mod bad_input;
+mod check;
 mod cli_diff;
 mod faults;
 mod harness_selftest;

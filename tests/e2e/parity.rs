@@ -52,27 +52,30 @@ pub(crate) const NOCAPS_NETNONE: Case = Case {
     devices: &[],
     bind_mount: false,
 };
-const SYSADMIN_NETHOST: Case = Case {
+pub(crate) const SYSADMIN_NETHOST: Case = Case {
     name: "sysadmin-nethost",
     capabilities: &["CAP_SYS_ADMIN"],
     network: "host",
     devices: &[],
     bind_mount: false,
 };
-const DEVICE_FUSE: Case = Case {
+pub(crate) const DEVICE_FUSE: Case = Case {
     name: "device-fuse",
     capabilities: &[],
     network: "none",
     devices: &["/dev/fuse"],
     bind_mount: false,
 };
-const BINDMOUNT: Case = Case {
+pub(crate) const BINDMOUNT: Case = Case {
     name: "bindmount",
     capabilities: &[],
     network: "none",
     devices: &[],
     bind_mount: true,
 };
+
+/// Every case, in the captures' order.
+pub(crate) const CASES: [Case; 4] = [NOCAPS_NETNONE, SYSADMIN_NETHOST, DEVICE_FUSE, BINDMOUNT];
 
 /// The probe's socket name (`Interface.Socket`).
 pub(crate) const PROBE_SOCKET: &str = "probe.sock";

@@ -202,7 +202,9 @@ impl Scratch {
         let started = tokio::time::timeout(PROBE_TIMEOUT, runtime.start_probe(&spec)).await;
         let instance = match started {
             Err(_) => {
-                return Outcome::Failed(format!("the probe was not ready within {PROBE_TIMEOUT:?}"));
+                return Outcome::Failed(format!(
+                    "the probe was not ready within {PROBE_TIMEOUT:?}"
+                ));
             }
             Ok(Err(e @ RuntimeError::Unsupported { .. })) => {
                 return Outcome::Refused(e.to_string());

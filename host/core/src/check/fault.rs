@@ -1,6 +1,6 @@
 //! Test-only weakenings of a sandbox, so the tests can show that `plugd check` reports each as a
-//! mismatch in the row that names it. Read once, by the daemon, from `PLUGD_TEST_FAULT` (a
-//! comma-separated list); plugd logs a warning for each at start. Nothing else sets them.
+//! mismatch in the row that names it. Read once, by the daemon, from its hidden `--test-fault` flag or
+//! `PLUGD_TEST_FAULT` (a comma-separated list); plugd logs a warning for each at start. Nothing else sets them.
 //!
 //! They are runtime switches rather than a cargo feature so CI builds plugd once (one test
 //! binary, one daemon): only root starts plugd, and root needs no switch to weaken a sandbox.
