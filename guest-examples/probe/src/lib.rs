@@ -36,7 +36,10 @@ impl Guest for Probe {
         let attempts = match serde_json::from_str::<Plan>(&plan) {
             Ok(plan) => run(&plan),
             // An id plugd does not expect: it is ignored, and every expected one reads as missing.
-            Err(e) => vec![Attempt::failed("plan", format!("cannot decode the plan: {e}"))],
+            Err(e) => vec![Attempt::failed(
+                "plan",
+                format!("cannot decode the plan: {e}"),
+            )],
         };
         let report = Report {
             probe: format!("wasm {}", env!("CARGO_PKG_VERSION")),
@@ -274,14 +277,33 @@ fn escape_symlink(writable: Option<&Path>, canary: &str, nonce: &str) -> Attempt
         return Attempt::failed(ID, "no writable mount");
     };
     let link = dir.join(format!(".plugd-check-{nonce}.lnk"));
-    // `soft_link` is std's only symlink call on WASI that is stable.
-    #[allow(deprecated)]
-    if let Err(e) = std::fs::soft_link(canary, &link) {
-        return Attempt::failed(ID, format!("symlink: {}", io_detail(&e)));
+    // The absolute target first; where that is refused, a relative one climbing out of the
+    // mount (what a guest would try next). `soft_link` is std's only stable symlink call on WASI.
+    let relative = through(&dir.to_string_lossy(), canary);
+    let relative = relative
+        .strip_prefix(dir)
+        .map(Path::to_path_buf)
+        .unwrap_or(relative);
+    let mut refused = Vec::new();
+    for target in [PathBuf::from(canary), relative] {
+        #[allow(deprecated)]
+        match std::fs::soft_link(&target, &link) {
+            Ok(()) => {
+                let attempt = escape(ID, &link, nonce);
+                let _ = std::fs::remove_file(&link);
+                if attempt.ok {
+                    return attempt;
+                }
+                refused.push(format!("{}: {}", target.display(), attempt.detail));
+            }
+            Err(e) => refused.push(format!(
+                "symlink to {}: {}",
+                target.display(),
+                io_detail(&e)
+            )),
+        }
     }
-    let attempt = escape(ID, &link, nonce);
-    let _ = std::fs::remove_file(&link);
-    attempt
+    Attempt::failed(ID, refused.join("; "))
 }
 
 fn propagated_write(pm: &str, nonce: &str) -> Attempt {
@@ -307,7 +329,7 @@ fn links_import(nonce: &str) -> Attempt {
     // A name plugd never made: a granted import answers not-found and touches nothing.
     match host_links::delete_link(&format!("plugd-check-{nonce}")) {
         Err(e) if e.code == ErrorCode::NotFound => Attempt::ok(ID, "works"),
-        Err(e) => Attempt::failed(ID, format!("{:?}: {}", e.code, e.message)),
+        Err(e) => Attempt::failed(ID, guest_error(&e)),
         Ok(()) => Attempt::ok(ID, "works (deleted a link plugd never made for the check)"),
     }
 }
@@ -316,6 +338,18 @@ fn metrics_import() -> Attempt {
     const ID: &str = "import:engine-metrics";
     match engine_metrics::scrape() {
         Ok(text) => Attempt::ok(ID, format!("read {} bytes", text.len())),
-        Err(e) => Attempt::failed(ID, format!("{:?}: {}", e.code, e.message)),
+        Err(e) => Attempt::failed(ID, guest_error(&e)),
     }
+}
+
+/// An import's error as `<code>: <message>`, the code as WIT spells it.
+fn guest_error(e: &docker::plugin::types::Error) -> String {
+    let code = match e.code {
+        ErrorCode::NotFound => "not-found",
+        ErrorCode::InvalidArgument => "invalid-argument",
+        ErrorCode::Conflict => "conflict",
+        ErrorCode::Unsupported => "unsupported",
+        ErrorCode::Internal => "internal",
+    };
+    format!("{code}: {}", e.message)
 }

@@ -704,7 +704,12 @@ mod tests {
         }
         let mut c = volume_config();
         c.propagated_mount = "/data".into();
-        c.mounts = Some(vec![bind("s", src.to_str().unwrap(), "/s", &["rbind", "ro"])]);
+        c.mounts = Some(vec![bind(
+            "s",
+            src.to_str().unwrap(),
+            "/s",
+            &["rbind", "ro"],
+        )]);
         let mut s = spec(c);
         s.propagated_mount = Some(pm.clone());
         let canon = |d: &Path| d.canonicalize().unwrap();
@@ -714,7 +719,10 @@ mod tests {
         let other = [TestFault::NativeBoundingCap, TestFault::NativeDeviceRule];
         assert_eq!(Policy::resolve_with(&s, &other).unwrap(), plain);
         let wide = Policy::resolve_with(&s, &[TestFault::WasmWidePreopen]).unwrap();
-        assert_eq!(wide.preopens[0], plain.preopens[0], "the propagated mount is left alone");
+        assert_eq!(
+            wide.preopens[0], plain.preopens[0],
+            "the propagated mount is left alone"
+        );
         assert_eq!(
             wide.preopens[1],
             Preopen {

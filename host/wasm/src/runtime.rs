@@ -256,15 +256,15 @@ impl WasmRuntime {
     /// The probe component, loaded through the same cache as plugins and linked against the same
     /// imports; `Unsupported` without one.
     async fn probe_pre(&self) -> Result<Arc<Prepared>, RuntimeError> {
-        let path = self
-            .shared
-            .probe_component
-            .clone()
-            .ok_or_else(|| RuntimeError::Unsupported {
-                runtime: RUNTIME_NAME,
-                what: "plugd check (no probe component was given to the wasm runtime)"
-                    .to_string(),
-            })?;
+        let path =
+            self.shared
+                .probe_component
+                .clone()
+                .ok_or_else(|| RuntimeError::Unsupported {
+                    runtime: RUNTIME_NAME,
+                    what: "plugd check (no probe component was given to the wasm runtime)"
+                        .to_string(),
+                })?;
         let shared = self.shared.clone();
         let task = tokio::task::spawn_blocking(move || {
             let wasm = read_probe(&path)?;
@@ -277,11 +277,15 @@ impl WasmRuntime {
         let component = task
             .await
             .map_err(|e| RuntimeError::Start(format!("probe load task failed: {e}")))??;
-        let pre = self.shared.linker.instantiate_pre(&component).map_err(|e| {
-            RuntimeError::Start(format!(
-                "the probe component imports what plugd does not provide: {e:#}"
-            ))
-        })?;
+        let pre = self
+            .shared
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| {
+                RuntimeError::Start(format!(
+                    "the probe component imports what plugd does not provide: {e:#}"
+                ))
+            })?;
         let exports = Exports::probe(&pre).map_err(RuntimeError::Start)?;
         Ok(Arc::new(Prepared { pre, exports }))
     }
