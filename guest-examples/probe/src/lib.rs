@@ -51,13 +51,14 @@ impl Guest for Probe {
 
 /// Every attempt, in the order made.
 fn run(plan: &Plan) -> Vec<Attempt> {
-    let mut out = Vec::new();
-    out.push(env_attempt());
-    out.push(args_attempt());
-    out.push(cwd_attempt());
-    out.push(loopback(plan));
-    out.push(bind());
-    out.push(lookup());
+    let mut out = vec![
+        env_attempt(),
+        args_attempt(),
+        cwd_attempt(),
+        loopback(plan),
+        bind(),
+        lookup(),
+    ];
     let mut writable: Option<PathBuf> = None;
     for m in &plan.mounts {
         out.push(mount_read(m));

@@ -367,3 +367,43 @@ async fn a_refused_declaration_is_refused_alike_and_no_component_is_unsupported(
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_metrics_works_for_a_collector_only() {
+    use std::io::{Read as _, Write as _};
+    let dir = TempDir::new("metrics");
+    let sock = dir.0.join("metrics.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().unwrap();
+        let mut req = [0u8; 256];
+        let _ = c.read(&mut req).unwrap();
+        c.write_all(b"HTTP/1.0 200 OK\r\n\r\nengine_daemon_engine_info 1\n")
+            .unwrap();
+    });
+    let rt = WasmRuntime::builder()
+        .cache_dir(guests_dir().join("plugd-test-cache"))
+        .probe_component(Some(built(PROBE)))
+        .engine_metrics_socket(Some(sock))
+        .build()
+        .unwrap();
+
+    let mut collector = spec(&dir.0);
+    collector.config.interface.types = Some(vec!["docker.metricscollector/1.0".into()]);
+    let side = host_side(&dir.0, &collector);
+    let instance = rt.start_probe(&collector).await.unwrap();
+    let report = check(&instance, &side.plan).await;
+    assert_eq!(
+        attempt(&report, "import:engine-metrics"),
+        &Attempt::ok("import:engine-metrics", "read 28 bytes")
+    );
+    instance.stop(Duration::from_secs(1)).await;
+    server.join().unwrap();
+
+    // The same runtime, the same socket: a volume driver's probe gets nothing from it.
+    let volume = spec(&dir.0);
+    let instance = rt.start_probe(&volume).await.unwrap();
+    let report = check(&instance, &side.plan).await;
+    assert!(!attempt(&report, "import:engine-metrics").ok);
+    instance.stop(Duration::from_secs(1)).await;
+}
