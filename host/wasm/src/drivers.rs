@@ -399,6 +399,35 @@ pub(crate) fn driver_error(e: GuestError) -> DriverError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use plugd_core::check::probe::{CHECK_METHOD, MAX_REPORT};
+    use plugd_core::protocol::status;
+
+    #[test]
+    fn the_probe_answers_its_check_alone_with_a_capped_utf8_plan() {
+        assert_eq!(
+            decode_probe(CHECK_METHOD, b"{\"nonce\":\"n\"}"),
+            Ok(Call::Probe("{\"nonce\":\"n\"}".to_string()))
+        );
+        for other in ["Plugin.Activate", "VolumeDriver.List", "Probe.Checks"] {
+            let reply = decode_probe(other, b"{}").unwrap_err();
+            assert_eq!(reply.status, status::NOT_IMPLEMENTED, "{other}");
+        }
+        let reply = decode_probe(CHECK_METHOD, &vec![b' '; MAX_PLAN + 1]).unwrap_err();
+        assert_eq!(reply.status, status::BAD_REQUEST);
+        assert!(String::from_utf8_lossy(&reply.body).contains("cap"));
+        assert!(decode_probe(CHECK_METHOD, &vec![b' '; MAX_PLAN]).is_ok());
+        let reply = decode_probe(CHECK_METHOD, b"\xff").unwrap_err();
+        assert_eq!(reply.status, status::BAD_REQUEST);
+    }
+
+    #[test]
+    fn a_report_over_the_cap_is_an_error_reply() {
+        assert_eq!(probe_reply("{}".into()), Reply::ok("{}"));
+        assert_eq!(probe_reply(" ".repeat(MAX_REPORT)).status, status::OK);
+        let reply = probe_reply(" ".repeat(MAX_REPORT + 1));
+        assert_eq!(reply.status, status::PLUGIN_ERROR);
+        assert!(String::from_utf8_lossy(&reply.body).contains("over the"));
+    }
 
     #[test]
     fn every_guest_code_keeps_its_meaning() {
