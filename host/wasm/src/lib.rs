@@ -13,7 +13,8 @@
 //! - `instance`: one long-lived component instance per enabled plugin on a thread of its own,
 //!   replaced after a fault, its memories and tables capped together;
 //! - `drivers`: which driver interfaces the component exports (from `Interface.Types`) and which
-//!   one a call is for;
+//!   one a call is for; for plugd's probe (`plugd check`, `WasmRuntime`'s `start_probe`), its one
+//!   `Probe.Check` export, in a component run with the plugin's own policy and imports;
 //! - `volume`: the volume-driver WIT interface ↔ plugd-core's protocol types;
 //! - `authz`: the authz WIT interface ↔ plugd-core's protocol types;
 //! - `network`: the network-driver WIT interface ↔ plugd-core's protocol types;
