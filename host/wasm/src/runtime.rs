@@ -298,6 +298,7 @@ impl WasmRuntime {
         policy: Policy,
         pre: Arc<Prepared>,
         what: &str,
+        links: fn(&str, bool) -> HostLinks,
     ) -> Result<Arc<dyn Instance>, RuntimeError> {
         let host_links = policy.host_links;
         let keepalive: Arc<dyn Send + Sync> = self.shared.clone();
@@ -325,7 +326,7 @@ impl WasmRuntime {
             pre,
             policy,
             self.shared.limits,
-            Arc::new(HostLinks::new(&spec.id, host_links)),
+            Arc::new(links(&spec.id, host_links)),
             logs,
             metrics,
             self.shared.threads.get(&spec.id),
@@ -399,7 +400,8 @@ impl Runtime for WasmRuntime {
                     self.pre(spec, &component)?
                 }
             };
-            self.instantiate(spec, policy, pre, "wasm plugin").await
+            self.instantiate(spec, policy, pre, "wasm plugin", HostLinks::new)
+                .await
         })
     }
 
@@ -414,7 +416,8 @@ impl Runtime for WasmRuntime {
         Box::pin(async move {
             let policy = self.policy(spec)?;
             let pre = self.probe_pre().await?;
-            self.instantiate(spec, policy, pre, "wasm probe").await
+            self.instantiate(spec, policy, pre, "wasm probe", HostLinks::for_check)
+                .await
         })
     }
 }
