@@ -66,7 +66,8 @@ mod volume;
 
 pub use entrypoint::{EntrypointKind, entrypoint_kind, is_component};
 pub use runtime::{
-    BuildError, DEFAULT_CALL_TIMEOUT, DEFAULT_MEMORY_LIMIT, WasmRuntime, WasmRuntimeBuilder,
+    BuildError, DEFAULT_CALL_TIMEOUT, DEFAULT_MEMORY_LIMIT, PROBE_FILE, WasmRuntime,
+    WasmRuntimeBuilder, default_probe_component,
 };
 
 /// The runtime's name, as [`plugd_core::Runtime::name`] and [`plugd_core::RuntimeError`] give it.

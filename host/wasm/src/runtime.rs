@@ -422,6 +422,28 @@ impl Runtime for WasmRuntime {
     }
 }
 
+/// The probe component's file name, as guest-examples/probe builds it.
+pub const PROBE_FILE: &str = "plugd_probe.wasm";
+
+/// Where plugd finds its probe component when not told (the daemon's default for
+/// [`WasmRuntimeBuilder::probe_component`]): beside plugd's executable (an install), else where
+/// the repository builds it for the same target dir (`<target>/debug/plugd` →
+/// `<target>/wasm-guests/wasm32-wasip2/release/plugd_probe.wasm`, as `.ci/test` lays it out).
+pub fn default_probe_component() -> Option<PathBuf> {
+    probe_component_near(&std::env::current_exe().ok()?)
+}
+
+fn probe_component_near(exe: &std::path::Path) -> Option<PathBuf> {
+    let dir = exe.parent()?;
+    [
+        dir.join(PROBE_FILE),
+        dir.join("../wasm-guests/wasm32-wasip2/release")
+            .join(PROBE_FILE),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+}
+
 /// Reads the probe component, capped as an entrypoint is.
 fn read_probe(path: &std::path::Path) -> Result<Vec<u8>, RuntimeError> {
     use std::io::Read;
@@ -466,5 +488,33 @@ impl Instance for WasmInstance {
 
     fn stop(&self, grace: Duration) -> BoxFuture<'_, ()> {
         Box::pin(WasmInstance::stop(self, grace))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::TempDir;
+
+    #[test]
+    fn the_probe_is_found_beside_plugd_or_where_the_guests_are_built() {
+        let dir = TempDir::new("probe-near");
+        let exe = dir.path().join("target/debug/plugd");
+        let built = dir.path().join("target/wasm-guests/wasm32-wasip2/release");
+        std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+        std::fs::create_dir_all(&built).unwrap();
+        assert_eq!(probe_component_near(&exe), None);
+        std::fs::write(built.join(PROBE_FILE), b"").unwrap();
+        let found = probe_component_near(&exe).unwrap();
+        assert_eq!(
+            found.canonicalize().unwrap(),
+            built.join(PROBE_FILE).canonicalize().unwrap()
+        );
+        std::fs::write(exe.with_file_name(PROBE_FILE), b"").unwrap();
+        assert_eq!(
+            probe_component_near(&exe),
+            Some(exe.with_file_name(PROBE_FILE)),
+            "an installed one first"
+        );
     }
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-const PROBE: &str = "plugd_probe.wasm";
+const PROBE: &str = plugd_wasm::PROBE_FILE;
 const VOLUME_GUEST: &str = "plugd_example_volume.wasm";
 
 fn guests_dir() -> PathBuf {
