@@ -4,7 +4,8 @@
 //! The host binds one world of its own that exports every driver interface; a component exports
 //! only the ones its `Interface.Types` declare, and `drivers` locates just those (per interface,
 //! never the world as a whole), so any combination of types works without a world per
-//! combination on the host side.
+//! combination on the host side. plugd's probe (`plugd check`) is one more export of that world,
+//! located only in the probe component.
 //!
 //! Exports are async: every call goes through `call_async` on a fiber, which is what lets epoch
 //! interruption yield to tokio and lets a `tokio::time::timeout` drop a call that is blocked in a
@@ -24,6 +25,7 @@ wasmtime::component::bindgen!({
             import docker:plugin/host-links@0.1.0;
             export docker:plugin/metrics-collector@0.1.0;
             import docker:plugin/engine-metrics@0.1.0;
+            export docker:plugin/probe@0.1.0;
         }
     ",
     path: "../../wit",
@@ -39,4 +41,5 @@ pub(crate) use exports::docker::plugin::ipam_driver;
 pub(crate) use exports::docker::plugin::log_driver;
 pub(crate) use exports::docker::plugin::metrics_collector;
 pub(crate) use exports::docker::plugin::network_driver;
+pub(crate) use exports::docker::plugin::probe;
 pub(crate) use exports::docker::plugin::volume_driver;

@@ -7,7 +7,7 @@
 use crate::authz as authz_glue;
 use crate::bindings::{
     ErrorCode as GuestCode, GuestError, authz, ipam_driver, log_driver, metrics_collector,
-    network_driver, volume_driver,
+    network_driver, probe, volume_driver,
 };
 use crate::instance::HostState;
 use crate::ipam;
@@ -40,6 +40,9 @@ pub(crate) struct Exports {
     network: Option<network_driver::GuestIndices>,
     log: Option<log_driver::GuestIndices>,
     metrics: Option<metrics_collector::GuestIndices>,
+    /// plugd's probe (`plugd check`): set only for the probe component, which exports nothing else
+    /// plugd calls.
+    probe: Option<probe::GuestIndices>,
     /// The `Implements` list, for `Plugin.Activate` and for messages.
     implements: Vec<&'static str>,
 }
@@ -52,7 +55,11 @@ pub(crate) struct Guests {
     network: Option<network_driver::Guest>,
     log: Option<log_driver::Guest>,
     metrics: Option<metrics_collector::Guest>,
+    probe: Option<probe::Guest>,
 }
+
+/// Most bytes of a plan plugd passes to its probe (plugd writes it, but one cap for every body).
+pub(crate) const MAX_PLAN: usize = plugd_core::check::probe::MAX_REPORT;
 
 /// One decoded call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +83,8 @@ pub(crate) enum Call {
     },
     /// A `MetricsCollector.*` call, or a tick (which only plugd makes; never decoded).
     Metrics(metrics::Call),
+    /// `Probe.Check` with its plan (JSON text, not decoded here: the probe decodes it).
+    Probe(String),
 }
 
 /// What a call gives back: an HTTP reply, or a page of entries for a `ReadLogs` stream.
@@ -131,6 +140,7 @@ impl Exports {
             network: None,
             log: None,
             metrics: None,
+            probe: None,
             implements: Vec::new(),
         };
         for t in types {
@@ -186,6 +196,24 @@ impl Exports {
         Ok(exports)
     }
 
+    /// Locates the probe's one export: a probe instance answers `Probe.Check` and nothing else,
+    /// whatever the plugin it stands in for declares.
+    pub(crate) fn probe(pre: &InstancePre<HostState>) -> Result<Exports, String> {
+        let found = probe::GuestIndices::new(pre).map_err(|e| {
+            format!("the probe component does not export docker:plugin/probe@0.1.0: {e:#}")
+        })?;
+        Ok(Exports {
+            volume: None,
+            authz: None,
+            ipam: None,
+            network: None,
+            log: None,
+            metrics: None,
+            probe: Some(found),
+            implements: Vec::new(),
+        })
+    }
+
     /// The declared interfaces of a new instance (type-checked against the bindings).
     pub(crate) fn load(
         &self,
@@ -217,12 +245,19 @@ impl Exports {
                 Some(i) => Some(i.load(&mut *store, instance)?),
                 None => None,
             },
+            probe: match &self.probe {
+                Some(i) => Some(i.load(&mut *store, instance)?),
+                None => None,
+            },
         })
     }
 
     /// Decodes a call for one of the declared types, or gives the error reply.
     pub(crate) fn decode(&self, endpoint: &str, body: &[u8]) -> Result<Call, Reply> {
         let method = method_of(endpoint);
+        if self.probe.is_some() {
+            return decode_probe(method, body);
+        }
         if method == "Plugin.Activate" {
             return Ok(Call::Activate);
         }
@@ -252,6 +287,31 @@ impl Exports {
     pub(crate) fn is_log_driver(&self) -> bool {
         self.log.is_some()
     }
+}
+
+/// A call to the probe: `Probe.Check` with a UTF-8 plan of at most [`MAX_PLAN`] bytes; any other
+/// method is not implemented (not even `Plugin.Activate`: plugd calls the probe directly).
+fn decode_probe(method: &str, body: &[u8]) -> Result<Call, Reply> {
+    use plugd_core::check::probe::CHECK_METHOD;
+    use plugd_core::protocol::status;
+    if method != CHECK_METHOD {
+        return Err(Reply::err(
+            status::NOT_IMPLEMENTED,
+            &format!("{method} is not implemented (this is plugd's probe: {CHECK_METHOD} only)"),
+        ));
+    }
+    if body.len() > MAX_PLAN {
+        return Err(Reply::err(
+            status::BAD_REQUEST,
+            &format!(
+                "{CHECK_METHOD}: plan of {} bytes is over the {MAX_PLAN}-byte cap",
+                body.len()
+            ),
+        ));
+    }
+    let plan = std::str::from_utf8(body)
+        .map_err(|e| Reply::err(status::BAD_REQUEST, &format!("{CHECK_METHOD}: plan: {e}")))?;
+    Ok(Call::Probe(plan.to_string()))
 }
 
 /// Calls the guest for `call`. `Ok` carries the reply, guest-reported errors included; `Err` is a
@@ -300,7 +360,28 @@ pub(crate) async fn invoke(
             let guest = guests.metrics.as_ref().ok_or_else(undeclared)?;
             metrics::invoke(*call, guest, store).await?
         }
+        Call::Probe(plan) => {
+            let guest = guests.probe.as_ref().ok_or_else(undeclared)?;
+            let report = guest.call_check(&mut *store, plan).await?;
+            probe_reply(report)
+        }
     }))
+}
+
+/// The probe's report as the reply to `Probe.Check`, capped at
+/// [`plugd_core::check::probe::MAX_REPORT`]: plugd decodes it strictly later, as any plugin reply.
+fn probe_reply(report: String) -> Reply {
+    use plugd_core::check::probe::MAX_REPORT;
+    if report.len() > MAX_REPORT {
+        return Reply::err(
+            plugd_core::protocol::status::PLUGIN_ERROR,
+            &format!(
+                "the probe's report of {} bytes is over the {MAX_REPORT}-byte cap",
+                report.len()
+            ),
+        );
+    }
+    Reply::ok(report)
 }
 
 /// A guest error as the protocol's (WIT `error-code` and [`ErrorCode`] are the same list).
@@ -318,6 +399,35 @@ pub(crate) fn driver_error(e: GuestError) -> DriverError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use plugd_core::check::probe::{CHECK_METHOD, MAX_REPORT};
+    use plugd_core::protocol::status;
+
+    #[test]
+    fn the_probe_answers_its_check_alone_with_a_capped_utf8_plan() {
+        assert_eq!(
+            decode_probe(CHECK_METHOD, b"{\"nonce\":\"n\"}"),
+            Ok(Call::Probe("{\"nonce\":\"n\"}".to_string()))
+        );
+        for other in ["Plugin.Activate", "VolumeDriver.List", "Probe.Checks"] {
+            let reply = decode_probe(other, b"{}").unwrap_err();
+            assert_eq!(reply.status, status::NOT_IMPLEMENTED, "{other}");
+        }
+        let reply = decode_probe(CHECK_METHOD, &vec![b' '; MAX_PLAN + 1]).unwrap_err();
+        assert_eq!(reply.status, status::BAD_REQUEST);
+        assert!(String::from_utf8_lossy(&reply.body).contains("cap"));
+        assert!(decode_probe(CHECK_METHOD, &vec![b' '; MAX_PLAN]).is_ok());
+        let reply = decode_probe(CHECK_METHOD, b"\xff").unwrap_err();
+        assert_eq!(reply.status, status::BAD_REQUEST);
+    }
+
+    #[test]
+    fn a_report_over_the_cap_is_an_error_reply() {
+        assert_eq!(probe_reply("{}".into()), Reply::ok("{}"));
+        assert_eq!(probe_reply(" ".repeat(MAX_REPORT)).status, status::OK);
+        let reply = probe_reply(" ".repeat(MAX_REPORT + 1));
+        assert_eq!(reply.status, status::PLUGIN_ERROR);
+        assert!(String::from_utf8_lossy(&reply.body).contains("over the"));
+    }
 
     #[test]
     fn every_guest_code_keeps_its_meaning() {

@@ -13,7 +13,8 @@
 //! - `instance`: one long-lived component instance per enabled plugin on a thread of its own,
 //!   replaced after a fault, its memories and tables capped together;
 //! - `drivers`: which driver interfaces the component exports (from `Interface.Types`) and which
-//!   one a call is for;
+//!   one a call is for; for plugd's probe (`plugd check`, `WasmRuntime`'s `start_probe`), its one
+//!   `Probe.Check` export, in a component run with the plugin's own policy and imports;
 //! - `volume`: the volume-driver WIT interface ↔ plugd-core's protocol types;
 //! - `authz`: the authz WIT interface ↔ plugd-core's protocol types;
 //! - `network`: the network-driver WIT interface ↔ plugd-core's protocol types;
@@ -65,7 +66,8 @@ mod volume;
 
 pub use entrypoint::{EntrypointKind, entrypoint_kind, is_component};
 pub use runtime::{
-    BuildError, DEFAULT_CALL_TIMEOUT, DEFAULT_MEMORY_LIMIT, WasmRuntime, WasmRuntimeBuilder,
+    BuildError, DEFAULT_CALL_TIMEOUT, DEFAULT_MEMORY_LIMIT, PROBE_FILE, WasmRuntime,
+    WasmRuntimeBuilder, default_probe_component,
 };
 
 /// The runtime's name, as [`plugd_core::Runtime::name`] and [`plugd_core::RuntimeError`] give it.

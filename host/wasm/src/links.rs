@@ -41,6 +41,10 @@ pub(crate) struct HostLinks {
     prefix: String,
     /// The container-side names of the live pairs.
     owned: Mutex<BTreeSet<String>>,
+    /// Give the tag back when dropped: a `plugd check` probe's id is used once, and keeping its
+    /// tag for the process's lifetime would leak one per check and, after 65536 of them, leave a
+    /// plugin no tag of its own.
+    once: bool,
 }
 
 fn error(code: ErrorCode, message: impl Into<String>) -> GuestError {
@@ -52,7 +56,8 @@ fn error(code: ErrorCode, message: impl Into<String>) -> GuestError {
 
 /// The tags in use, by plugin id: two plugins whose ids share their first 4 hex digits must not
 /// share link names (one could otherwise delete or hand dockerd the other's). Kept for the
-/// process's lifetime, so a plugin keeps its tag across restarts.
+/// process's lifetime, so a plugin keeps its tag across restarts (a check's probe gives its back:
+/// [`HostLinks::for_check`]).
 static TAGS: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
 
 /// Plugin `plugin_id`'s tag: its id's first 4 hex digits, or the next free 4.
@@ -87,7 +92,16 @@ impl HostLinks {
             }),
             prefix: format!("pd{tag}"),
             owned: Mutex::new(BTreeSet::new()),
+            once: false,
         }
+    }
+
+    /// The links of a `plugd check` probe (`check-<nonce>`): the same grant and rules as
+    /// [`HostLinks::new`], the tag given back once the probe is gone.
+    pub(crate) fn for_check(check_id: &str, granted: bool) -> HostLinks {
+        let mut links = HostLinks::new(check_id, granted);
+        links.once = true;
+        links
     }
 
     fn owned(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
@@ -219,6 +233,10 @@ impl HostLinks {
 impl Drop for HostLinks {
     fn drop(&mut self) {
         self.release_all();
+        if self.once {
+            let tag = self.prefix.trim_start_matches("pd");
+            TAGS.lock().unwrap_or_else(|p| p.into_inner()).remove(tag);
+        }
     }
 }
 
@@ -250,6 +268,24 @@ mod tests {
         assert_eq!(a, "beef");
         assert_eq!(b, "bef0", "the next free tag");
         assert_eq!(tag_for("beef0000aaaa"), a, "a plugin keeps its tag");
+    }
+
+    #[test]
+    fn a_check_gives_its_tag_back_and_a_plugin_keeps_its_own() {
+        let check = HostLinks::for_check("check-f00d000000000001", true);
+        // `c`, `e`, `c` of "check" are hex digits too.
+        assert_eq!(check.prefix, "pdcecf");
+        let held = |tag: &str| {
+            TAGS.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(tag)
+        };
+        assert!(held("cecf"));
+        drop(check);
+        assert!(!held("cecf"), "the check's tag is free again");
+        let plugin = HostLinks::new(&"cecf".repeat(16), true);
+        drop(plugin);
+        assert!(held("cecf"), "a plugin's tag outlives its instance");
     }
 
     #[test]

@@ -36,6 +36,7 @@ use crate::RUNTIME_NAME;
 use crate::drivers;
 use crate::output::GuestOutput;
 use crate::view::{View, ViewError};
+use plugd_core::check::fault::TestFault;
 use plugd_core::config::Mount;
 use plugd_core::{Effective, PluginSpec, RuntimeError};
 use std::path::{Component, Path, PathBuf};
@@ -228,7 +229,20 @@ impl Policy {
 
     /// Resolves the full policy at start: runs [`Policy::check`], then needs every mount source set
     /// and an existing directory, and the propagated-mount directory from the manager.
+    #[cfg(test)]
     pub(crate) fn resolve(spec: &PluginSpec) -> Result<Self, RuntimeError> {
+        Self::resolve_with(spec, &[])
+    }
+
+    /// [`Policy::resolve`] with the runtime's test faults applied: the one path a plugin start and
+    /// a probe start share, so a probe gets what the plugin would, faults included.
+    /// `TestFault::WasmWidePreopen` preopens each bind mount from its source's parent directory
+    /// (the propagated mount is left alone: it is the manager's directory, not a declared source).
+    pub(crate) fn resolve_with(
+        spec: &PluginSpec,
+        faults: &[TestFault],
+    ) -> Result<Self, RuntimeError> {
+        let wide = faults.contains(&TestFault::WasmWidePreopen);
         Self::check(spec)?;
         let effective = spec.effective();
         let guests = Self::guest_layout(spec, &effective)?;
@@ -265,6 +279,10 @@ impl Policy {
                     ),
                 });
             }
+            let host = match host.parent() {
+                Some(parent) if wide => parent.to_path_buf(),
+                _ => host,
+            };
             // mount(8) semantics: the last of ro/rw wins; default read-write.
             let read_only = m
                 .options
@@ -674,6 +692,44 @@ mod tests {
         assert!(
             !p.preopens.iter().any(|o| o.host.ends_with("rootfs")),
             "rootfs is never preopened"
+        );
+    }
+
+    #[test]
+    fn the_wide_preopen_fault_preopens_each_bind_source_parent_and_only_those() {
+        let dir = TempDir::new("policy-wide");
+        let (pm, src) = (dir.path().join("pm"), dir.path().join("deep/src"));
+        for d in [&pm, &src] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let mut c = volume_config();
+        c.propagated_mount = "/data".into();
+        c.mounts = Some(vec![bind(
+            "s",
+            src.to_str().unwrap(),
+            "/s",
+            &["rbind", "ro"],
+        )]);
+        let mut s = spec(c);
+        s.propagated_mount = Some(pm.clone());
+        let canon = |d: &Path| d.canonicalize().unwrap();
+        let plain = Policy::resolve_with(&s, &[]).unwrap();
+        assert_eq!(plain, Policy::resolve(&s).unwrap());
+        assert_eq!(plain.preopens[1].host, canon(&src));
+        let other = [TestFault::NativeBoundingCap, TestFault::NativeDeviceRule];
+        assert_eq!(Policy::resolve_with(&s, &other).unwrap(), plain);
+        let wide = Policy::resolve_with(&s, &[TestFault::WasmWidePreopen]).unwrap();
+        assert_eq!(
+            wide.preopens[0], plain.preopens[0],
+            "the propagated mount is left alone"
+        );
+        assert_eq!(
+            wide.preopens[1],
+            Preopen {
+                host: canon(&dir.path().join("deep")),
+                guest: "/s".into(),
+                read_only: true,
+            }
         );
     }
 

@@ -4,13 +4,14 @@ use crate::RUNTIME_NAME;
 use crate::cache::{CacheError, ComponentCache};
 use crate::drivers::{Exports, Prepared};
 use crate::engine::{EpochTicker, new_engine};
-use crate::entrypoint::read_component;
+use crate::entrypoint::{MAX_ENTRYPOINT_BYTES, read_component};
 use crate::instance::{CallLimits, HostState, ThreadBudgets, WasmInstance};
 use crate::links::HostLinks;
 use crate::logstreams::LogStreams;
 use crate::metrics::EngineMetrics;
 use crate::policy::Policy;
 use bytes::Bytes;
+use plugd_core::check::fault::TestFault;
 use plugd_core::protocol::metrics;
 use plugd_core::runtime::BoxFuture;
 use plugd_core::{Health, Instance, PluginSpec, Reply, Runtime, RuntimeError};
@@ -54,6 +55,8 @@ pub struct WasmRuntimeBuilder {
     memory_limit: usize,
     engine_logging_dir: PathBuf,
     engine_metrics: Option<PathBuf>,
+    probe_component: Option<PathBuf>,
+    test_faults: Vec<TestFault>,
 }
 
 impl WasmRuntimeBuilder {
@@ -95,6 +98,23 @@ impl WasmRuntimeBuilder {
         self
     }
 
+    /// plugd's probe component (`plugd_probe.wasm`), which [`Runtime::start_probe`] instantiates
+    /// in place of a plugin's entrypoint for `plugd check`. Unset, `start_probe` is
+    /// [`RuntimeError::Unsupported`]. Read (and compiled through the cache) at each check, so a
+    /// replaced file is picked up.
+    pub fn probe_component(mut self, path: Option<PathBuf>) -> Self {
+        self.probe_component = path;
+        self
+    }
+
+    /// Deliberate weakenings for tests of `plugd check` (`PLUGD_TEST_FAULT`, read by the daemon
+    /// alone): `TestFault::WasmWidePreopen` preopens each bind mount from its source's parent
+    /// directory, for plugins and probes alike. Faults of other runtimes are ignored.
+    pub fn test_faults(mut self, faults: Vec<TestFault>) -> Self {
+        self.test_faults = faults;
+        self
+    }
+
     /// Creates the engine, starts its epoch thread and opens the cache directory.
     pub fn build(self) -> Result<WasmRuntime, BuildError> {
         let cache_dir = self.cache_dir.ok_or(BuildError::NoCacheDir)?;
@@ -130,6 +150,8 @@ impl WasmRuntimeBuilder {
                 limits,
                 engine_logging_dir: self.engine_logging_dir,
                 engine_metrics: self.engine_metrics,
+                probe_component: self.probe_component,
+                test_faults: self.test_faults,
                 _ticker: ticker,
                 prepared: Default::default(),
                 threads: ThreadBudgets::default(),
@@ -149,6 +171,10 @@ struct Shared {
     engine_logging_dir: PathBuf,
     /// See [`WasmRuntimeBuilder::engine_metrics_socket`].
     engine_metrics: Option<PathBuf>,
+    /// See [`WasmRuntimeBuilder::probe_component`].
+    probe_component: Option<PathBuf>,
+    /// See [`WasmRuntimeBuilder::test_faults`].
+    test_faults: Vec<TestFault>,
     _ticker: EpochTicker,
     /// What the last `prepare` of each plugin (by id) resolved, so the `start` that follows it at
     /// enable does not read, hash and load the component again. Entries expire after
@@ -187,6 +213,8 @@ impl WasmRuntime {
             memory_limit: DEFAULT_MEMORY_LIMIT,
             engine_logging_dir: PathBuf::from(plugd_core::protocol::logdriver::LOGGING_DIR),
             engine_metrics: None,
+            probe_component: None,
+            test_faults: Vec::new(),
         }
     }
 
@@ -218,6 +246,98 @@ impl WasmRuntime {
         });
         task.await
             .map_err(|e| RuntimeError::Start(format!("component load task failed: {e}")))?
+    }
+
+    /// The policy of a plugin start (and of a probe start: the same one), faults applied.
+    fn policy(&self, spec: &PluginSpec) -> Result<Policy, RuntimeError> {
+        Policy::resolve_with(spec, &self.shared.test_faults)
+    }
+
+    /// The probe component, loaded through the same cache as plugins and linked against the same
+    /// imports; `Unsupported` without one.
+    async fn probe_pre(&self) -> Result<Arc<Prepared>, RuntimeError> {
+        let path =
+            self.shared
+                .probe_component
+                .clone()
+                .ok_or_else(|| RuntimeError::Unsupported {
+                    runtime: RUNTIME_NAME,
+                    what: "plugd check (no probe component was given to the wasm runtime)"
+                        .to_string(),
+                })?;
+        let shared = self.shared.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let wasm = read_probe(&path)?;
+            shared
+                .cache
+                .load_or_compile(&shared.engine, &wasm, "plugd-probe")
+                .map(|(c, _)| c)
+                .map_err(|e| RuntimeError::Start(format!("probe {}: {e}", path.display())))
+        });
+        let component = task
+            .await
+            .map_err(|e| RuntimeError::Start(format!("probe load task failed: {e}")))??;
+        let pre = self
+            .shared
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| {
+                RuntimeError::Start(format!(
+                    "the probe component imports what plugd does not provide: {e:#}"
+                ))
+            })?;
+        let exports = Exports::probe(&pre).map_err(RuntimeError::Start)?;
+        Ok(Arc::new(Prepared { pre, exports }))
+    }
+
+    /// Starts an instance of `pre` for `spec` with `policy`: the host imports (`host-links`,
+    /// `engine-metrics`), limits and threads a plugin gets, whichever component `pre` is.
+    async fn instantiate(
+        &self,
+        spec: &PluginSpec,
+        policy: Policy,
+        pre: Arc<Prepared>,
+        what: &str,
+        links: fn(&str, bool) -> HostLinks,
+    ) -> Result<Arc<dyn Instance>, RuntimeError> {
+        let host_links = policy.host_links;
+        let keepalive: Arc<dyn Send + Sync> = self.shared.clone();
+        let logs = pre.exports.is_log_driver().then(|| {
+            Arc::new(LogStreams::new(
+                &spec.name,
+                self.shared.engine_logging_dir.clone(),
+                self.shared.limits.call_timeout,
+                Some(spec.state_dir.join("logstreams")),
+            ))
+        });
+        let types = spec.config.interface.types.as_deref().unwrap_or_default();
+        // Exactly the type the native sandbox binds the socket for, never more.
+        let collector = types.iter().any(|t| t == metrics::TYPE);
+        if collector && self.shared.engine_metrics.is_none() {
+            tracing::warn!(plugin = %spec.name,
+                "metrics collector started without an engine metrics socket (plugd daemon --engine-metrics-socket): its every scrape fails");
+        }
+        let metrics = Arc::new(EngineMetrics::new(
+            collector,
+            self.shared.engine_metrics.clone(),
+        ));
+        let instance = WasmInstance::start(
+            spec.name.clone(),
+            pre,
+            policy,
+            self.shared.limits,
+            Arc::new(links(&spec.id, host_links)),
+            logs,
+            metrics,
+            self.shared.threads.get(&spec.id),
+            keepalive,
+        )
+        .await
+        .map_err(|e| {
+            RuntimeError::Start(format!("plugin {:?}: cannot instantiate: {e}", spec.name))
+        })?;
+        tracing::info!(plugin = %spec.name, "{what} started");
+        Ok(instance as Arc<dyn Instance>)
     }
 
     /// Resolves imports and locates the exports of the declared `Interface.Types`.
@@ -265,8 +385,7 @@ impl Runtime for WasmRuntime {
         spec: &'a PluginSpec,
     ) -> BoxFuture<'a, Result<Arc<dyn Instance>, RuntimeError>> {
         Box::pin(async move {
-            let policy = Policy::resolve(spec)?;
-            let host_links = policy.host_links;
+            let policy = self.policy(spec)?;
             let prepared = self
                 .shared
                 .prepared
@@ -281,45 +400,69 @@ impl Runtime for WasmRuntime {
                     self.pre(spec, &component)?
                 }
             };
-            let keepalive: Arc<dyn Send + Sync> = self.shared.clone();
-            let logs = pre.exports.is_log_driver().then(|| {
-                Arc::new(LogStreams::new(
-                    &spec.name,
-                    self.shared.engine_logging_dir.clone(),
-                    self.shared.limits.call_timeout,
-                    Some(spec.state_dir.join("logstreams")),
-                ))
-            });
-            let types = spec.config.interface.types.as_deref().unwrap_or_default();
-            // Exactly the type the native sandbox binds the socket for, never more.
-            let collector = types.iter().any(|t| t == metrics::TYPE);
-            if collector && self.shared.engine_metrics.is_none() {
-                tracing::warn!(plugin = %spec.name,
-                    "metrics collector started without an engine metrics socket (plugd daemon --engine-metrics-socket): its every scrape fails");
-            }
-            let metrics = Arc::new(EngineMetrics::new(
-                collector,
-                self.shared.engine_metrics.clone(),
-            ));
-            let instance = WasmInstance::start(
-                spec.name.clone(),
-                pre,
-                policy,
-                self.shared.limits,
-                Arc::new(HostLinks::new(&spec.id, host_links)),
-                logs,
-                metrics,
-                self.shared.threads.get(&spec.id),
-                keepalive,
-            )
-            .await
-            .map_err(|e| {
-                RuntimeError::Start(format!("plugin {:?}: cannot instantiate: {e}", spec.name))
-            })?;
-            tracing::info!(plugin = %spec.name, "wasm plugin started");
-            Ok(instance as Arc<dyn Instance>)
+            self.instantiate(spec, policy, pre, "wasm plugin", HostLinks::new)
+                .await
         })
     }
+
+    /// The probe component, instantiated with exactly what a start of `spec` would give the
+    /// plugin: the same policy (so a refused declaration is refused with the same error), the
+    /// same preopens, env, args and cwd, the same `host-links` and `engine-metrics` grants, the
+    /// same limits. Only the component differs, and it answers `Probe.Check` alone.
+    fn start_probe<'a>(
+        &'a self,
+        spec: &'a PluginSpec,
+    ) -> BoxFuture<'a, Result<Arc<dyn Instance>, RuntimeError>> {
+        Box::pin(async move {
+            let policy = self.policy(spec)?;
+            let pre = self.probe_pre().await?;
+            self.instantiate(spec, policy, pre, "wasm probe", HostLinks::for_check)
+                .await
+        })
+    }
+}
+
+/// The probe component's file name, as guest-examples/probe builds it.
+pub const PROBE_FILE: &str = "plugd_probe.wasm";
+
+/// Where plugd finds its probe component when not told (the daemon's default for
+/// [`WasmRuntimeBuilder::probe_component`]): beside plugd's executable (an install), else where
+/// the repository builds it for the same target dir (`<target>/debug/plugd` →
+/// `<target>/wasm-guests/wasm32-wasip2/release/plugd_probe.wasm`, as `.ci/test` lays it out).
+pub fn default_probe_component() -> Option<PathBuf> {
+    probe_component_near(&std::env::current_exe().ok()?)
+}
+
+fn probe_component_near(exe: &std::path::Path) -> Option<PathBuf> {
+    let dir = exe.parent()?;
+    [
+        dir.join(PROBE_FILE),
+        dir.join("../wasm-guests/wasm32-wasip2/release")
+            .join(PROBE_FILE),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+}
+
+/// Reads the probe component, capped as an entrypoint is.
+fn read_probe(path: &std::path::Path) -> Result<Vec<u8>, RuntimeError> {
+    use std::io::Read;
+    let what = |e: String| RuntimeError::Start(format!("probe {}: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| what(e.to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_ENTRYPOINT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| what(e.to_string()))?;
+    if bytes.len() as u64 > MAX_ENTRYPOINT_BYTES {
+        return Err(what(format!(
+            "is larger than {} MiB",
+            MAX_ENTRYPOINT_BYTES >> 20
+        )));
+    }
+    if !crate::entrypoint::is_component(&bytes) {
+        return Err(what("is not a WebAssembly component".to_string()));
+    }
+    Ok(bytes)
 }
 
 impl Instance for WasmInstance {
@@ -345,5 +488,33 @@ impl Instance for WasmInstance {
 
     fn stop(&self, grace: Duration) -> BoxFuture<'_, ()> {
         Box::pin(WasmInstance::stop(self, grace))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::TempDir;
+
+    #[test]
+    fn the_probe_is_found_beside_plugd_or_where_the_guests_are_built() {
+        let dir = TempDir::new("probe-near");
+        let exe = dir.path().join("target/debug/plugd");
+        let built = dir.path().join("target/wasm-guests/wasm32-wasip2/release");
+        std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+        std::fs::create_dir_all(&built).unwrap();
+        assert_eq!(probe_component_near(&exe), None);
+        std::fs::write(built.join(PROBE_FILE), b"").unwrap();
+        let found = probe_component_near(&exe).unwrap();
+        assert_eq!(
+            found.canonicalize().unwrap(),
+            built.join(PROBE_FILE).canonicalize().unwrap()
+        );
+        std::fs::write(exe.with_file_name(PROBE_FILE), b"").unwrap();
+        assert_eq!(
+            probe_component_near(&exe),
+            Some(exe.with_file_name(PROBE_FILE)),
+            "an installed one first"
+        );
     }
 }
