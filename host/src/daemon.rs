@@ -184,19 +184,6 @@ fn default_static_binary(name: &str, static_only: bool) -> Option<PathBuf> {
     })
 }
 
-/// Where the wasm probe is when `--probe-component` is not given: beside this binary, else the
-/// guests' release build next to this binary's target dir (`.ci/test`'s layout).
-fn default_probe_component() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let dir = exe.parent()?;
-    [
-        dir.join("plugd-probe.wasm"),
-        dir.join("../wasm-guests/wasm32-wasip2/release/plugd_probe.wasm"),
-    ]
-    .into_iter()
-    .find(|p| p.is_file())
-}
-
 /// The test-only sandbox weakenings `PLUGD_TEST_FAULT` names (docs/check.md), each logged.
 fn test_faults(value: Option<&str>) -> anyhow::Result<Vec<plugd_core::check::fault::TestFault>> {
     use plugd_core::check::fault::{ENV, TestFault};
@@ -299,7 +286,7 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     let probe_component = args
         .probe_component
         .clone()
-        .or_else(default_probe_component);
+        .or_else(plugd_wasm::default_probe_component);
     if probe_binary.is_none() || probe_component.is_none() {
         tracing::warn!(
             native = ?probe_binary,
@@ -313,6 +300,8 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
         .memory_limit(usize::try_from(args.memory_limit).unwrap_or(usize::MAX))
         .engine_metrics_socket(args.engine_metrics_socket.clone())
         .engine_logging_dir(&args.engine_logging_dir)
+        .probe_component(probe_component.clone())
+        .test_faults(faults.clone())
         .build()
         .context("starting the wasm runtime")?;
     if args.call_timeout > args.authz_timeout {

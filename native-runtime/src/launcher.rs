@@ -125,7 +125,8 @@ pub fn is_static_elf(bytes: &[u8]) -> Option<bool> {
         return None;
     }
     let u16_at = |o: usize| Some(u16::from_le_bytes(bytes.get(o..o + 2)?.try_into().ok()?));
-    let phoff = usize::try_from(u64::from_le_bytes(bytes.get(0x20..0x28)?.try_into().ok()?)).ok()?;
+    let phoff =
+        usize::try_from(u64::from_le_bytes(bytes.get(0x20..0x28)?.try_into().ok()?)).ok()?;
     let (size, count) = (usize::from(u16_at(0x36)?), usize::from(u16_at(0x38)?));
     for i in 0..count {
         let at = phoff.checked_add(i.checked_mul(size)?)?;

@@ -419,13 +419,28 @@ pub(super) fn host_view(spec: &PluginSpec, engine_metrics: bool) -> HostView {
             ))
         })
         .collect();
-    let resolver_on_loopback = std::fs::read_to_string("/etc/resolv.conf")
+    let resolver = std::fs::read_to_string("/etc/resolv.conf")
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.trim().strip_prefix("nameserver"))
-        .map(str::trim)
-        .next()
+        .map(|ns| ns.trim().to_string())
+        .next();
+    let resolver_on_loopback = resolver
+        .as_deref()
         .is_some_and(|ns| ns.starts_with("127.") || ns == "::1");
+    // The probe's own attempt, made from the host: a UDP socket connected to the resolver.
+    let resolver_reachable = resolver.as_deref().map(|ns| {
+        ns.parse::<std::net::IpAddr>().is_ok_and(|ip| {
+            let any: std::net::SocketAddr = if ip.is_ipv4() {
+                ([0, 0, 0, 0], 0).into()
+            } else {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            };
+            std::net::UdpSocket::bind(any)
+                .and_then(|s| s.connect((ip, 53)))
+                .is_ok()
+        })
+    });
     HostView {
         ns,
         interfaces,
@@ -433,6 +448,7 @@ pub(super) fn host_view(spec: &PluginSpec, engine_metrics: bool) -> HostView {
         device_nodes,
         engine_metrics,
         resolver_on_loopback,
+        resolver_reachable,
     }
 }
 

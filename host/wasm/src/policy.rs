@@ -104,14 +104,6 @@ fn mount_label(m: &Mount) -> String {
     }
 }
 
-/// True for a bind mount: `Type` `bind`, or `""`/`none` with a `bind`/`rbind` option.
-fn is_bind(m: &Mount) -> bool {
-    let opts = m.options.as_deref().unwrap_or_default();
-    m.kind == "bind"
-        || (matches!(m.kind.as_str(), "" | "none")
-            && opts.iter().any(|o| o == "bind" || o == "rbind"))
-}
-
 /// Normalises an absolute guest path (`/data/` → `/data`); `None` if relative or using `..`.
 fn guest_path(p: &str) -> Option<String> {
     let path = Path::new(p);
@@ -176,7 +168,7 @@ impl Policy {
         }
         for m in &effective.mounts {
             let label = mount_label(m);
-            if !is_bind(m) {
+            if !m.is_bind() {
                 refused.push(format!(
                     "{label} type {:?} (only bind mounts become directories)",
                     m.kind
@@ -284,13 +276,7 @@ impl Policy {
                 _ => host,
             };
             // mount(8) semantics: the last of ro/rw wins; default read-write.
-            let read_only = m
-                .options
-                .iter()
-                .flatten()
-                .rev()
-                .find(|o| *o == "ro" || *o == "rw")
-                .is_some_and(|o| o == "ro");
+            let read_only = m.read_only();
             preopens.push(Preopen {
                 host,
                 guest: guests.next().unwrap_or_default(),

@@ -11,8 +11,9 @@ pub const ENV: &str = "PLUGD_TEST_FAULT";
 /// One deliberate weakening.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TestFault {
-    /// `native-bounding-cap`: `CAP_SYS_ADMIN` left in the bounding set of every native sandbox
-    /// (and nowhere else), as if the capability step forgot to drop it.
+    /// `native-bounding-cap`: `CAP_SYS_ADMIN` left in the bounding set of every native sandbox,
+    /// as if the capability step forgot to drop it. The plugin runs as root, so its `execve`
+    /// makes it permitted and effective too: the probe finds it usable.
     NativeBoundingCap,
     /// `native-device-rule`: declared devices get their node but no device-cgroup allow rule.
     NativeDeviceRule,

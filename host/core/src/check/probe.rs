@@ -79,7 +79,7 @@ pub const CAP_OPERATIONS: [(&str, &str); 12] = [
     ),
     (
         "CAP_MKNOD",
-        "mknod a character device node (1:3, null) in /tmp",
+        "mknod a character device node (1:3, null) in its scratch directory",
     ),
     ("CAP_NET_RAW", "open a raw IPv4 socket"),
     (
@@ -92,7 +92,7 @@ pub const CAP_OPERATIONS: [(&str, &str); 12] = [
     ("CAP_SYS_CHROOT", "chroot(\"/\") in a forked child"),
     (
         "CAP_SYS_ADMIN",
-        "mount a tmpfs on a fresh directory in /tmp, then unmount it",
+        "mount a tmpfs on a fresh directory in its scratch directory, then unmount it",
     ),
     (
         "CAP_SETPCAP",

@@ -69,6 +69,9 @@ pub struct HostView {
     /// The host's first resolver is a loopback address (a private namespace's own loopback
     /// answers a connect to it, so a connect proves nothing there).
     pub resolver_on_loopback: bool,
+    /// Whether plugd itself, on the host, can connect a UDP socket to that resolver (`None`: no
+    /// resolver is configured): what a plugin sharing the host's network must see too.
+    pub resolver_reachable: Option<bool>,
 }
 
 /// Ids of the attempts plugd itself adds to a report, after the probe answered, from the host.
@@ -604,13 +607,19 @@ fn network(ctx: &Context, rows: &mut Vec<RowSpec>) {
         },
     ));
     let loopback_resolver = ctx.host.resolver_on_loopback;
+    let reachable = ctx.host.resolver_reachable;
     rows.push(row("network", "name lookup", declared, move |column| {
-        if column != Column::Wasm && loopback_resolver && !host {
-            return Expect::NotApplicable(
-                "the host's resolver is on loopback, which a private namespace has too",
-            );
+        if column == Column::Wasm {
+            return Expect::Access("net:lookup".into(), false);
         }
-        Expect::Access("net:lookup".into(), host && column != Column::Wasm)
+        match reachable {
+            None => Expect::NotApplicable("the host has no resolver in /etc/resolv.conf"),
+            Some(_) if loopback_resolver && !host => Expect::NotApplicable(
+                "the host's resolver is on loopback, which a private namespace has too",
+            ),
+            // Sharing the host's network, the plugin reaches the resolver exactly when plugd does.
+            Some(from_host) => Expect::Access("net:lookup".into(), host && from_host),
+        }
     }));
 }
 
@@ -650,19 +659,17 @@ fn mounts(ctx: &Context, rows: &mut Vec<RowSpec>) {
             .cloned()
             .filter(|_| m.is_bind())
         {
-            {
-                let d = dest.clone();
-                rows.push(row(
-                    "mount",
-                    format!("{dest}: shows exactly its source"),
-                    declared.clone(),
-                    move |_| {
-                        Expect::Value(probe::mount_id(&d, "identity"), identity.clone(), |s| {
-                            s.to_string()
-                        })
-                    },
-                ));
-            }
+            let d = dest.clone();
+            rows.push(row(
+                "mount",
+                format!("{dest}: shows exactly its source"),
+                declared.clone(),
+                move |_| {
+                    Expect::Value(probe::mount_id(&d, "identity"), identity.clone(), |s| {
+                        s.to_string()
+                    })
+                },
+            ));
         }
         let d = dest.clone();
         rows.push(row(

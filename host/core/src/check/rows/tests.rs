@@ -18,6 +18,7 @@ fn host() -> HostView {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         interfaces: vec!["eth0".into()],
+        resolver_reachable: Some(true),
         ..HostView::default()
     }
 }
