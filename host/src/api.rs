@@ -289,12 +289,10 @@ fn check_options(q: &HashMap<String, String>) -> Result<crate::manager::CheckOpt
         }
     };
     let docker_host = q.get("dockerHost").filter(|h| !h.is_empty()).cloned();
-    if let Some(h) = &docker_host {
-        if !h.starts_with("unix:///") {
-            return Err(Error::invalid(format!(
-                "invalid dockerHost {h:?}: a unix:// socket of a dockerd on this host"
-            )));
-        }
+    if let Some(h) = docker_host.as_ref().filter(|h| !h.starts_with("unix:///")) {
+        return Err(Error::invalid(format!(
+            "invalid dockerHost {h:?}: a unix:// socket of a dockerd on this host"
+        )));
     }
     Ok(crate::manager::CheckOptions {
         runtimes,

@@ -190,7 +190,7 @@ fn test_faults(value: Option<&str>) -> anyhow::Result<Vec<plugd_core::check::fau
     let Some(value) = value else {
         return Ok(Vec::new());
     };
-    let faults = TestFault::parse_list(&value).map_err(anyhow::Error::msg)?;
+    let faults = TestFault::parse_list(value).map_err(anyhow::Error::msg)?;
     for f in &faults {
         tracing::warn!(
             fault = f.name(),

@@ -139,7 +139,7 @@ fn rows_follow_the_declaration_in_both_runtimes() {
                    "type": "bind", "options": ["rbind", opt]})
         };
         // Nothing beyond dockerd's defaults.
-        create(&env, &p, "plain", &bundle(env, "plain", &config(json!({}))));
+        create(env, &p, "plain", &bundle(env, "plain", &config(json!({}))));
         // Every native-only privilege class declared.
         let privileged = config(json!({
             "network": {"type": "host"}, "pidhost": true, "ipchost": true,
@@ -147,7 +147,7 @@ fn rows_follow_the_declaration_in_both_runtimes() {
             "propagatedMount": "/data",
         }));
         create(
-            &env,
+            env,
             &p,
             "privileged",
             &bundle(env, "privileged", &privileged),
@@ -159,7 +159,7 @@ fn rows_follow_the_declaration_in_both_runtimes() {
             "env": [{"name": "MODE", "settable": ["value"], "value": "fast"}],
             "args": {"name": "args", "settable": ["value"], "value": ["static.sock"]},
         }));
-        create(&env, &p, "shared", &bundle(env, "shared", &shared));
+        create(env, &p, "shared", &bundle(env, "shared", &shared));
         env.plugd_cli(&p, ["set", "shared", "MODE=slow"])
             .assert_ok();
 
@@ -329,17 +329,12 @@ fn every_test_fault_is_a_mismatch_in_the_row_that_names_it() {
         let src = mkdir_with(env.path("parent/src"), &["mine"]);
         mkdir_with(env.path("parent/other"), &["secret"]);
         let native = config(json!({"linux": {"devices": [{"path": "/dev/fuse"}]}}));
-        create(
-            &env,
-            &p,
-            "weak-native",
-            &bundle(env, "weak-native", &native),
-        );
+        create(env, &p, "weak-native", &bundle(env, "weak-native", &native));
         let wasm = config(
             json!({"mounts": [{"name": "src", "source": src, "destination": "/src",
             "type": "bind", "options": ["rbind", "rw"]}]}),
         );
-        create(&env, &p, "weak-wasm", &bundle(env, "weak-wasm", &wasm));
+        create(env, &p, "weak-wasm", &bundle(env, "weak-wasm", &wasm));
 
         let (m, code) = check(env, &p, "weak-native", &["--runtime", "native"]);
         assert_eq!(code, 1, "a mismatch exits 1");
@@ -394,7 +389,7 @@ fn the_dockerd_column_agrees_for_the_reference_configs() {
             let name = format!("ref-{}", case.name);
             let bind = case.bind_mount.then_some(src.as_path());
             let b = parity::probe_bundle(env, &name, &case, bind);
-            create(&env, &p, &name, &b);
+            create(env, &p, &name, &b);
             let (m, code) = check(
                 env,
                 &p,
@@ -461,7 +456,7 @@ fn the_dockerd_column_agrees_for_every_example_type() {
                 &wasm_guest(&format!("plugd_example_{t}")),
                 0o644,
             );
-            create(&env, &p, &name, &b);
+            create(env, &p, &name, &b);
             let (m, code) = check(
                 env,
                 &p,
