@@ -319,7 +319,7 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     let probes = crate::manager::ProbeRuntimes {
         native: native.as_ref().ok().map(|n| n.clone() as Arc<dyn Runtime>),
         wasm: Some(wasm.clone() as Arc<dyn Runtime>),
-        engine_metrics: args.engine_metrics_socket.is_some(),
+        engine_metrics: args.engine_metrics_socket.clone(),
         probe_binary: probe_binary.clone(),
     };
     if let Err(why) = &native {

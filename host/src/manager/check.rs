@@ -41,8 +41,8 @@ pub struct ProbeRuntimes {
     pub native: Option<Arc<dyn Runtime>>,
     /// The wasm runtime.
     pub wasm: Option<Arc<dyn Runtime>>,
-    /// plugd was started with `--engine-metrics-socket`.
-    pub engine_metrics: bool,
+    /// `--engine-metrics-socket`.
+    pub engine_metrics: Option<PathBuf>,
     /// The native probe binary, which the dockerd column puts in its bundle.
     pub probe_binary: Option<PathBuf>,
 }
@@ -76,7 +76,7 @@ impl Manager {
             opts.runtimes.clone()
         };
         let effective = spec.effective();
-        let host = host_view(&spec, self.probes.engine_metrics);
+        let host = host_view(&spec, self.probes.engine_metrics.as_deref());
         let mut outcomes = Vec::new();
         for column in columns {
             let outcome = match column {
@@ -363,7 +363,7 @@ fn read_small(path: &Path) -> Option<String> {
 }
 
 /// The host facts the judgement needs, read by plugd itself.
-pub(super) fn host_view(spec: &PluginSpec, engine_metrics: bool) -> HostView {
+pub(super) fn host_view(spec: &PluginSpec, engine_metrics: Option<&Path>) -> HostView {
     let effective = spec.effective();
     let ns = ["net", "pid", "ipc"]
         .iter()
@@ -446,7 +446,10 @@ pub(super) fn host_view(spec: &PluginSpec, engine_metrics: bool) -> HostView {
         interfaces,
         identities,
         device_nodes,
-        engine_metrics,
+        engine_metrics: engine_metrics.is_some(),
+        engine_metrics_socket: engine_metrics
+            .and_then(|p| std::fs::metadata(p).ok())
+            .is_some_and(|m| m.file_type().is_socket()),
         resolver_on_loopback,
         resolver_reachable,
     }

@@ -144,12 +144,20 @@ fn push_one(out: &mut Vec<Attempt>, id: &str, f: impl FnOnce() -> Attempt + Send
     push_all(out, vec![id.to_owned()], ATTEMPT_TIMEOUT, move || vec![f()]);
 }
 
-/// `import:engine-metrics`: connect to the engine's metrics socket.
+/// `import:engine-metrics`: is the engine's metrics socket there (a socket file: the grant), and
+/// does the engine answer on it (the detail: an engine that is down is not a missing grant).
 fn engine_metrics() -> Attempt {
+    use std::os::unix::fs::FileTypeExt as _;
     const ID: &str = "import:engine-metrics";
-    match std::os::unix::net::UnixStream::connect(ENGINE_METRICS) {
-        Ok(_) => Attempt::ok(ID, "connected"),
-        Err(e) => Attempt::failed(ID, err_name(&e)),
+    let is_socket = std::fs::symlink_metadata(ENGINE_METRICS).map(|m| m.file_type().is_socket());
+    match (
+        is_socket,
+        std::os::unix::net::UnixStream::connect(ENGINE_METRICS),
+    ) {
+        (Ok(true), Ok(_)) => Attempt::ok(ID, "connected"),
+        (Ok(true), Err(e)) => Attempt::ok(ID, format!("present, connect: {}", err_name(&e))),
+        (Ok(false), _) => Attempt::failed(ID, "not a socket"),
+        (Err(e), _) => Attempt::failed(ID, err_name(&e)),
     }
 }
 

@@ -47,8 +47,17 @@ fn main() {
                 let spawned = std::thread::Builder::new()
                     .name("conn".into())
                     .spawn(move || {
-                        if let Err(e) = server::serve(&stream, &volumes) {
-                            eprintln!("plugd-probe: connection: {e}");
+                        match server::serve(&stream, &volumes) {
+                            // The runtime's readiness check connects and goes away.
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    std::io::ErrorKind::BrokenPipe
+                                        | std::io::ErrorKind::ConnectionReset
+                                        | std::io::ErrorKind::UnexpectedEof
+                                ) => {}
+                            Err(e) => eprintln!("plugd-probe: connection: {e}"),
+                            Ok(()) => {}
                         }
                     });
                 if let Err(e) = spawned {

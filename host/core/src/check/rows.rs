@@ -64,8 +64,10 @@ pub struct HostView {
     pub identities: BTreeMap<String, String>,
     /// The nodes behind the effective device paths: `(type, major, minor)`.
     pub device_nodes: Vec<(char, u32, u32)>,
-    /// plugd was started with `--engine-metrics-socket`.
+    /// plugd was started with `--engine-metrics-socket` (the wasm import works).
     pub engine_metrics: bool,
+    /// ... and that path is a socket now (the native sandbox binds it only then).
+    pub engine_metrics_socket: bool,
     /// The host's first resolver is a loopback address (a private namespace's own loopback
     /// answers a connect to it, so a connect proves nothing there).
     pub resolver_on_loopback: bool,
@@ -883,7 +885,7 @@ fn imports(ctx: &Context, rows: &mut Vec<RowSpec>) {
     let metrics = types
         .iter()
         .any(|t| t.starts_with("docker.metricscollector/"));
-    let flag = ctx.host.engine_metrics;
+    let (flag, socket) = (ctx.host.engine_metrics, ctx.host.engine_metrics_socket);
     rows.push(row(
         "import",
         "engine metrics socket",
@@ -893,9 +895,15 @@ fn imports(ctx: &Context, rows: &mut Vec<RowSpec>) {
             "not a metrics collector"
         },
         move |column| {
-            // dockerd binds its own metrics socket into every collector; plugd only the one
-            // `--engine-metrics-socket` names.
-            let granted = metrics && (flag || column == Column::Dockerd);
+            // dockerd binds its own metrics socket into every collector; plugd's native sandbox
+            // the one `--engine-metrics-socket` names if it is a socket at the start, and its wasm
+            // runtime gives the import whenever the flag is given.
+            let granted = metrics
+                && match column {
+                    Column::Dockerd => true,
+                    Column::Native => socket,
+                    Column::Wasm => flag,
+                };
             Expect::Access("import:engine-metrics".into(), granted)
         },
     ));
