@@ -186,17 +186,9 @@ fn lo_mtu() -> OpResult {
 fn mount_tmpfs(dir: &Path) -> OpResult {
     std::fs::create_dir_all(dir).map_err(|e| format!("mkdir: {}", crate::sys::err_name(&e)))?;
     let c = cpath(dir).ok_or("path holds a NUL")?;
-    // SAFETY: valid C strings; a NULL data pointer is allowed.
-    let r = unsafe {
-        libc::mount(
-            c"tmpfs".as_ptr(),
-            c.as_ptr(),
-            c"tmpfs".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            std::ptr::null(),
-        )
-    };
-    let result = rc(r);
+    let result = crate::sys::mount_tmpfs(dir)
+        .map(|()| "ok".to_owned())
+        .map_err(errno_name);
     if result.is_ok() {
         // SAFETY: `c` is a valid C string.
         unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };

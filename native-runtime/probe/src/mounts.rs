@@ -1,7 +1,7 @@
 //! `mount:<destination>:read|write|identity` for each declared mount, and `propagated:*`: what the
 //! probe can do with the mounts the declaration gives it.
 
-use crate::sys::{cpath, err_name, errno_name, last_errno};
+use crate::sys::{err_name, errno_name};
 use plugd_core::check::probe::{Attempt, PlanMount, listing, mount_id, propagated_name};
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -94,20 +94,7 @@ pub fn propagated_attempts(dir: &str, nonce: &str, sys_admin: bool) -> Vec<Attem
 /// A tmpfs at `at` holding a file `nonce` with the nonce.
 fn mount_nonce(at: &Path, nonce: &str) -> Result<(), String> {
     std::fs::create_dir(at).map_err(|e| format!("mkdir: {}", err_name(&e)))?;
-    let c = cpath(at).ok_or("path holds a NUL")?;
-    // SAFETY: valid C strings; a NULL data pointer is allowed.
-    let r = unsafe {
-        libc::mount(
-            c"tmpfs".as_ptr(),
-            c.as_ptr(),
-            c"tmpfs".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            std::ptr::null(),
-        )
-    };
-    if r != 0 {
-        return Err(format!("mount: {}", errno_name(last_errno())));
-    }
+    crate::sys::mount_tmpfs(at).map_err(|errno| format!("mount: {}", errno_name(errno)))?;
     std::fs::write(at.join("nonce"), nonce).map_err(|e| format!("write: {}", err_name(&e)))
 }
 

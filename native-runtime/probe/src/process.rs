@@ -7,16 +7,7 @@ use plugd_core::check::probe::{Attempt, Host};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 
-/// The `/proc/self/status` fields reported, in order.
-pub const STATUS_FIELDS: [&str; 7] = [
-    "CapInh",
-    "CapPrm",
-    "CapEff",
-    "CapBnd",
-    "CapAmb",
-    "NoNewPrivs",
-    "Seccomp",
-];
+pub use plugd_core::check::probe::STATUS_FIELDS;
 /// The namespaces reported, by their `/proc/self/ns` name.
 pub const NAMESPACES: [&str; 7] = ["net", "pid", "ipc", "uts", "mnt", "cgroup", "user"];
 /// Bit of `CAP_SYS_ADMIN` in the capability masks.

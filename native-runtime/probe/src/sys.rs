@@ -159,6 +159,23 @@ pub fn read_capped(path: &Path, limit: usize) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// `mount("tmpfs", at, "tmpfs", nosuid|nodev|noexec)`: the probe's one kind of mount (the
+/// `CAP_SYS_ADMIN` operation and the propagated-mount attempt); the errno on failure.
+pub fn mount_tmpfs(at: &Path) -> Result<(), i32> {
+    let c = cpath(at).ok_or(libc::EINVAL)?;
+    // SAFETY: valid C strings; a NULL data pointer is allowed.
+    let r = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            c.as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        )
+    };
+    if r == 0 { Ok(()) } else { Err(last_errno()) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,6 +52,16 @@ pub const CHECK_METHOD: &str = "Probe.Check";
 /// The socket file a probe listens on inside its sandbox's `/run/docker/plugins`: plugd names it
 /// in the probe's spec, whatever the plugin's `Interface.Socket` says.
 pub const PROBE_SOCKET: &str = "plugd-probe.sock";
+/// The `/proc/self/status` fields a native probe reports as `status:<Field>`, in order.
+pub const STATUS_FIELDS: [&str; 7] = [
+    "CapInh",
+    "CapPrm",
+    "CapEff",
+    "CapBnd",
+    "CapAmb",
+    "NoNewPrivs",
+    "Seccomp",
+];
 /// Cap on a report plugd reads.
 pub const MAX_REPORT: usize = 1 << 20;
 /// Most entries [`listing`] keeps.
