@@ -152,6 +152,9 @@ fn rows_follow_the_declaration_in_both_runtimes() {
             "privileged",
             &bundle(env, "privileged", &privileged),
         );
+        // Every device, the one declaration that opens what was never named.
+        let all_devices = config(json!({"linux": {"allowAllDevices": true}}));
+        create(env, &p, "alldev", &bundle(env, "alldev", &all_devices));
         // What both runtimes can give: binds, a propagated mount, env, args.
         let shared = config(json!({
             "mounts": [bind(&ro, "/ro", "ro"), bind(&rw, "/rw", "rw")],
@@ -175,6 +178,16 @@ fn rows_follow_the_declaration_in_both_runtimes() {
             why.contains("CAP_SYS_ADMIN") || why.contains("host"),
             "{why}"
         );
+        let (alldev, code) = check(env, &p, "alldev", &["--runtime", "both"]);
+        assert_clean(&alldev, code);
+        assert_eq!(state(&alldev, "wasm").0, "refused", "wasm gives no devices");
+        for node in [
+            "c 10:229 (fuse) made with mknod: open",
+            "b 7:0 (loop0) made with mknod: open",
+        ] {
+            assert_cell(&plain, node, "native", "ok", "denied");
+            assert_cell(&alldev, node, "native", "ok", "granted");
+        }
         let (shared, code) = check(env, &p, "shared", &["--runtime", "both"]);
         assert_clean(&shared, code);
 

@@ -41,6 +41,18 @@
 //! - `proc:host-pid`: read `/proc/<Host::pid>/stat` and find the comm [`Host::comm`] (native).
 //! - `env`, `args`, `cwd`: `detail` is the JSON array of the environment / of argv, the working
 //!   directory.
+//! - `mount:<destination>:inode` (native): `detail` is `<major>:<minor>:<inode>` of the destination
+//!   as `stat` sees it (the same numbers as the host source's for a bind).
+//! - `device:<path>` on success has `detail` `<c|b> <major>:<minor>` of the opened node (`fstat`).
+//! - `sandbox:proc-sys-write`, `sandbox:sys-write` (native): `faccessat(W_OK)` on
+//!   `/proc/sys/kernel` and `/sys/kernel` (`EROFS` is the denial dockerd's read-only mounts give).
+//! - `leak:<destination>` (native, with `CAP_SYS_ADMIN` effective): a tmpfs mounted, and **left
+//!   mounted**, at `<destination>/.plugd-check-<nonce>.leak` for `/` and every declared mount the
+//!   plan marks `writable`; plugd then looks for mounts bearing the nonce on the host (none may be
+//!   there but those in the propagated mount) and removes the directories from the sources.
+//! - Any attempt that could not be made as designed (a time limit hit, no scratch directory, a
+//!   setup step failing, `/proc` not being procfs) is `ok: false` with `detail` starting
+//!   `untried: `: plugd counts it as a mismatch, never as a denial.
 //! - `import:host-links` (wasm: `delete-link` of a name plugd never made: `not-found` means it
 //!   works, `unsupported` that it is refused), `import:engine-metrics` (wasm: a read; native: connect
 //!   to `/run/docker/metrics.sock`).
@@ -153,6 +165,9 @@ pub struct PlanMount {
     pub destination: String,
     /// Whether the source is a directory (else a file is expected).
     pub directory: bool,
+    /// Whether the declaration makes it writable (not `ro`): where a `leak:` mount is tried.
+    #[serde(default)]
+    pub writable: bool,
 }
 
 /// What a probe saw.
@@ -235,6 +250,19 @@ pub fn escape_mount_id(destination: &str) -> String {
     format!("escape:mount:{destination}")
 }
 
+/// The id of a leak attempt: `leak:<destination>`.
+pub fn leak_id(destination: &str) -> String {
+    format!("leak:{destination}")
+}
+
+/// The directory a `leak:` attempt mounts on, in `<destination>`.
+pub fn leak_name(nonce: &str) -> String {
+    format!(".plugd-check-{nonce}.leak")
+}
+
+/// The prefix of an attempt's detail when it could not be made as designed.
+pub const UNTRIED: &str = "untried: ";
+
 /// The name of what a probe creates in the propagated mount (`propagated:write`), and
 /// `<that>.mnt` for its mount.
 pub fn propagated_name(nonce: &str) -> String {
@@ -258,6 +286,7 @@ mod tests {
             mounts: vec![PlanMount {
                 destination: "/data".into(),
                 directory: true,
+                writable: true,
             }],
             propagated_mount: Some("/pm".into()),
             devices: vec!["/dev/fuse".into()],

@@ -149,12 +149,11 @@ pub struct Mount {
 }
 
 impl Mount {
-    /// A bind mount: `Type` `bind`, or `""`/`none` with a `bind`/`rbind` option (what runc binds).
+    /// A bind mount as runc (and plugd-init) decide it: `Type` `bind`, or a `bind`/`rbind` option
+    /// whatever the type says (`tmpfs` with `rbind` binds its source).
     pub fn is_bind(&self) -> bool {
         let opts = self.options.as_deref().unwrap_or_default();
-        self.kind == "bind"
-            || (matches!(self.kind.as_str(), "" | "none")
-                && opts.iter().any(|o| o == "bind" || o == "rbind"))
+        self.kind == "bind" || opts.iter().any(|o| o == "bind" || o == "rbind")
     }
 
     /// Read-only by mount(8)'s rule: the last of `ro`/`rw` wins; default read-write.
