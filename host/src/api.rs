@@ -228,17 +228,25 @@ async fn plugin_route(
             let secs: i64 = raw.parse().map_err(|_| {
                 Error::invalid(format!("strconv.Atoi: parsing {raw:?}: invalid syntax"))
             })?;
+            let timeout = Duration::from_secs(secs.max(0) as u64);
             if bool_value(&q, "check") {
-                manager.check_before_enable(name).await?;
+                // On a task of its own: a client that goes away does not cut the check's cleanup
+                // short.
+                let (m, name) = (manager.clone(), name.to_string());
+                tokio::spawn(async move { m.enable_checked(&name, timeout).await })
+                    .await
+                    .map_err(|e| Error::system(format!("the check task failed: {e}")))??;
+            } else {
+                manager.enable(name, timeout).await?;
             }
-            manager
-                .enable(name, Duration::from_secs(secs.max(0) as u64))
-                .await?;
             Ok(empty(StatusCode::OK))
         }
         (Method::POST, "check") => {
             let opts = check_options(&q)?;
-            let matrix = manager.check(name, &opts).await?;
+            let (m, name) = (manager.clone(), name.to_string());
+            let matrix = tokio::spawn(async move { m.check(&name, &opts).await })
+                .await
+                .map_err(|e| Error::system(format!("the check task failed: {e}")))??;
             Ok(json_response(StatusCode::OK, &matrix))
         }
         (Method::POST, "disable") => {

@@ -184,6 +184,28 @@ fn default_static_binary(name: &str, static_only: bool) -> Option<PathBuf> {
     })
 }
 
+/// What a `plugd check` interrupted by plugd's death left: the probe's processes and cgroups
+/// (native), the mounts and files of its scratch dir `<exec-root>/check/<nonce>`.
+fn sweep_checks(dir: &Path, native: Option<&Arc<plugd_native::NativeRuntime>>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let nonce = entry.file_name().to_string_lossy().into_owned();
+        if let Some(native) = native {
+            native.release_probe(&format!("check-{nonce}"));
+        }
+        let path = entry.path();
+        if let Err(e) = crate::unmount::release(&path, &crate::unmount::lazy_unmount)
+            .and_then(|()| crate::unmount::remove_dir_all(&path))
+        {
+            tracing::warn!(dir = %path.display(), error = %e, "cannot remove a check left by an earlier plugd");
+        } else {
+            tracing::info!(dir = %path.display(), "removed a check left by an earlier plugd");
+        }
+    }
+}
+
 /// The test-only sandbox weakenings `PLUGD_TEST_FAULT` names (docs/check.md), each logged.
 fn test_faults(value: Option<&str>) -> anyhow::Result<Vec<plugd_core::check::fault::TestFault>> {
     use plugd_core::check::fault::{ENV, TestFault};
@@ -340,12 +362,13 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
                     certs_dir: Some(args.registry_certs_dir.clone()),
                 },
             },
-            selector(wasm, native),
+            selector(wasm, native.clone()),
         )
         .map_err(|e| anyhow::anyhow!("opening {}: {e}", args.data_root.display()))?
         .with_probe_runtimes(probes),
     );
     let listener = bind_api(&api_path)?;
+    sweep_checks(&args.exec_root.join("check"), native.as_ref().ok());
     manager.restore().await;
     let supervisor = {
         let manager = manager.clone();

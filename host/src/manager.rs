@@ -394,10 +394,30 @@ impl Manager {
     /// [`MAX_ENABLE_TIMEOUT`]) or refused, with everything started so far undone. A disable or rm
     /// meanwhile cancels it.
     pub async fn enable(&self, name: &str, timeout: Duration) -> Result<()> {
+        self.enable_as(name, timeout, None).await
+    }
+
+    /// [`Manager::enable`], refused unless the plugin's config and settings are still `expect`
+    /// (what `enable?check=1` checked): a `set` or `upgrade` between the check and the enable
+    /// must not be enabled unchecked.
+    async fn enable_as(
+        &self,
+        name: &str,
+        timeout: Duration,
+        expect: Option<&(PluginConfig, Settings)>,
+    ) -> Result<()> {
         let timeout = enable_timeout(timeout, self.cfg.default_enable_timeout);
         let (record, slot) = {
             let _ops = self.ops.lock().await;
             let record = lock(&self.store).resolve(name)?.clone();
+            if let Some((config, settings)) = expect {
+                if &record.plugin.config != config || &record.plugin.settings != settings {
+                    return Err(Error::conflict(format!(
+                        "plugin {}: not enabled: it changed while it was being checked; check it again",
+                        record.plugin.name
+                    )));
+                }
+            }
             let slot = self.reserve(&record)?;
             (record, slot)
         };

@@ -221,6 +221,24 @@ impl NativeRuntime {
         }
     }
 
+    /// Kills and removes what a `plugd check` probe (`id` `check-<nonce>`) left when plugd died
+    /// during the check: its processes, through its cgroup only (a probe has no `state.json` and
+    /// is never adopted). The daemon calls it at start for every check scratch dir it finds.
+    pub fn release_probe(&self, id: &str) {
+        if !id.starts_with("check-") {
+            return;
+        }
+        match crate::cgroup::PluginCgroup::open_existing(id) {
+            Ok(Some(cg)) => {
+                if let Err(e) = cg.kill_all().and_then(|()| cg.remove()) {
+                    tracing::warn!(probe = id, error = %e, "cannot release a probe left by an earlier plugd");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(probe = id, error = %e, "cannot read the cgroup layout"),
+        }
+    }
+
     /// The configured per-call timeout.
     pub fn call_timeout(&self) -> Duration {
         self.shared.call_timeout
@@ -326,7 +344,9 @@ impl NativeRuntime {
                 what: "a plugin sandbox while plugd does not run as root".to_string(),
             });
         }
-        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        // The probe's own id (`check-<nonce>`): registered like a plugin's, so that `settle`
+        // waits for the teardown of a cancelled probe start before plugd removes its scratch dir.
+        let lock = self.lock_for(&spec.id);
         let guard = lock.clone().lock_owned().await;
         self.launch(spec, &socket, lock, guard, true).await
     }
@@ -626,6 +646,11 @@ impl Runtime for NativeRuntime {
     fn settle<'a>(&'a self, spec: &'a PluginSpec) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             drop(self.lock_for(&spec.id).lock_owned().await);
+            // A probe's id is used once: its lock goes with it (plugd settles after each probe).
+            if spec.id.starts_with("check-") {
+                let mut locks = self.shared.locks.lock().unwrap_or_else(|p| p.into_inner());
+                locks.remove(&spec.id);
+            }
         })
     }
 }

@@ -1,7 +1,8 @@
 //! `plugd check` (plugd's own verb): asks the daemon to probe a plugin's sandbox and prints the
 //! matrix — privilege, declared, one column per runtime, verdict — as a table, or the daemon's
 //! JSON with `--format json`. Exit status: 0 when every column that ran agrees with the
-//! declaration, 1 on any mismatch, 2 when no column could run at all (nothing was proven).
+//! declaration (a runtime that refuses the declaration is an answer too), 1 on any mismatch, 2
+//! when a column asked for could not run (failed, unavailable) or none ran.
 
 use crate::client::{ApiClient, ReqBody, escape_path, escape_query};
 use crate::jsonmessage::visible;
@@ -44,12 +45,6 @@ pub(crate) fn check(host: &str, a: &CheckArgs, out: &mut dyn Write) -> Result<()
     } else {
         let _ = out.write_all(table(&matrix).as_bytes());
     }
-    if !matrix.columns.iter().any(|c| c.state == "ran") {
-        return Err(Failure {
-            msg: "no runtime could be checked".to_string(),
-            code: 2,
-        });
-    }
     if matrix.mismatches > 0 {
         return Err(Failure {
             msg: format!(
@@ -58,6 +53,24 @@ pub(crate) fn check(host: &str, a: &CheckArgs, out: &mut dyn Write) -> Result<()
                 matrix.mismatches
             ),
             code: 1,
+        });
+    }
+    // A column asked for that could not run proves nothing; only a refusal (the runtime would not
+    // run the plugin at all) is an answer.
+    let unchecked: Vec<String> = matrix
+        .columns
+        .iter()
+        .filter(|c| c.state == "failed" || c.state == "unavailable")
+        .map(|c| format!("{}: {}", c.column.name(), visible(&c.detail, false)))
+        .collect();
+    if !unchecked.is_empty() || !matrix.columns.iter().any(|c| c.state == "ran") {
+        return Err(Failure {
+            msg: if unchecked.is_empty() {
+                "no runtime could be checked".to_string()
+            } else {
+                format!("not checked: {}", unchecked.join("; "))
+            },
+            code: 2,
         });
     }
     Ok(())

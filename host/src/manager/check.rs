@@ -98,8 +98,17 @@ impl Manager {
     }
 
     /// `enable?check=1`: the plugin's own runtime is probed first and the enable refused unless
-    /// the probe ran and found the sandbox equal to the declaration.
-    pub async fn check_before_enable(&self, name: &str) -> Result<()> {
+    /// the probe ran and found the sandbox equal to the declaration, and the plugin is still what
+    /// was checked when it is enabled.
+    pub async fn enable_checked(&self, name: &str, timeout: Duration) -> Result<()> {
+        let record = lock(&self.store).resolve(name)?.clone();
+        let checked = (record.plugin.config.clone(), record.plugin.settings.clone());
+        self.check_before_enable(&record.plugin.id).await?;
+        self.enable_as(&record.plugin.id, timeout, Some(&checked))
+            .await
+    }
+
+    async fn check_before_enable(&self, name: &str) -> Result<()> {
         let matrix = self.check(name, &CheckOptions::default()).await?;
         let column = &matrix.columns[0];
         if column.state != "ran" {
@@ -120,8 +129,9 @@ impl Manager {
             .filter(|r| r.verdict == rows::Verdict::Mismatch)
             .filter_map(|r| {
                 let cell = r.cells.get(&column.column)?;
+                // Observations carry a plugin's bytes (file names, env): quoted, never raw.
                 Some(format!(
-                    "{} {}: {} (declared: {}, so {})",
+                    "{} {:?}: {:?} (declared: {:?}, so {:?})",
                     r.class, r.privilege, cell.observed, r.declared, cell.expected
                 ))
             })
@@ -237,7 +247,9 @@ impl Scratch {
             },
         };
         instance.stop(PROBE_STOP_GRACE).await;
+        runtime.settle(&spec).await;
         drop(listener);
+        remove_leak_dirs(plugin, &self.nonce);
         outcome
     }
 
@@ -248,6 +260,32 @@ impl Scratch {
         {
             tracing::warn!(dir = %self.dir.display(), error = %e, "cannot remove a check's scratch directory");
         }
+    }
+}
+
+/// Removes what a probe's `leak:` attempts left on the host: a mount bearing the nonce that did
+/// reach the host (the finding is already in the report) and the empty directories in the
+/// writable bind sources and the rootfs. `rmdir` only: it follows no symlink and deletes nothing
+/// the plugin put there.
+pub(super) fn remove_leak_dirs(plugin: &PluginSpec, nonce: &str) {
+    let name = probe::leak_name(nonce);
+    for m in std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(plugd_init::mountinfo::mount_point_of)
+        .filter(|m| m.file_name().is_some_and(|f| f.to_string_lossy() == name))
+    {
+        let _ = unmount::lazy_unmount(&m);
+    }
+    let effective = plugin.effective();
+    let dirs = effective
+        .mounts
+        .iter()
+        .filter(|m| m.is_bind() && !m.read_only())
+        .filter_map(|m| m.source.as_deref().map(PathBuf::from))
+        .chain(std::iter::once(plugin.rootfs.clone()));
+    for dir in dirs {
+        let _ = std::fs::remove_dir(dir.join(&name));
     }
 }
 
@@ -284,6 +322,7 @@ pub(super) fn plan(spec: &PluginSpec, nonce: &str, canary: &Path, port: u16) -> 
                     || m.source
                         .as_deref()
                         .is_none_or(|s| std::fs::metadata(s).is_ok_and(|md| md.is_dir())),
+                writable: !m.read_only(),
             })
             .collect(),
         propagated_mount: (!spec.config.propagated_mount.is_empty())
@@ -398,24 +437,42 @@ pub(super) fn host_view(spec: &PluginSpec, engine_metrics: Option<&Path>) -> Hos
             identities.insert(m.destination.clone(), i);
         }
     }
-    let device_nodes = effective
-        .devices
+    let mut device_nodes = Vec::new();
+    let mut device_by_path = BTreeMap::new();
+    for path in effective.devices.iter().filter_map(|d| d.path.as_deref()) {
+        let Ok(md) = std::fs::metadata(path) else {
+            continue;
+        };
+        let kind = if md.file_type().is_char_device() {
+            'c'
+        } else if md.file_type().is_block_device() {
+            'b'
+        } else {
+            continue;
+        };
+        let rdev = md.rdev();
+        let (major, minor) = (
+            nix::sys::stat::major(rdev) as u32,
+            nix::sys::stat::minor(rdev) as u32,
+        );
+        device_nodes.push((kind, major, minor));
+        device_by_path.insert(path.to_string(), format!("{kind} {major}:{minor}"));
+    }
+    let inodes = effective
+        .mounts
         .iter()
-        .filter_map(|d| d.path.as_deref())
-        .filter_map(|p| std::fs::metadata(p).ok())
-        .filter_map(|md| {
-            let kind = if md.file_type().is_char_device() {
-                'c'
-            } else if md.file_type().is_block_device() {
-                'b'
-            } else {
-                return None;
-            };
-            let rdev = md.rdev();
+        .filter(|m| m.is_bind())
+        .filter_map(|m| {
+            let md = std::fs::metadata(m.source.as_deref()?).ok()?;
+            let dev = md.dev();
             Some((
-                kind,
-                nix::sys::stat::major(rdev) as u32,
-                nix::sys::stat::minor(rdev) as u32,
+                m.destination.clone(),
+                format!(
+                    "{}:{}:{}",
+                    nix::sys::stat::major(dev),
+                    nix::sys::stat::minor(dev),
+                    md.ino()
+                ),
             ))
         })
         .collect();
@@ -446,6 +503,8 @@ pub(super) fn host_view(spec: &PluginSpec, engine_metrics: Option<&Path>) -> Hos
         interfaces,
         identities,
         device_nodes,
+        device_by_path,
+        inodes,
         engine_metrics: engine_metrics.is_some(),
         engine_metrics_socket: engine_metrics
             .and_then(|p| std::fs::metadata(p).ok())

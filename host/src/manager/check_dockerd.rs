@@ -15,7 +15,8 @@
 
 use super::Manager;
 use super::check::{Loopback, Scratch, host_attempts, plan, read_report};
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::{BodyExt as _, Full, Limited, StreamBody};
+use hyper::body::Frame;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use plugd_core::check::probe;
@@ -48,7 +49,7 @@ pub(super) async fn probe(manager: &Manager, spec: &PluginSpec, docker_host: &st
     };
     let docker = Docker { socket };
     let name = format!("plugd-check-{}", scratch.nonce);
-    let outcome = match run(&docker, spec, &scratch, &binary, &name).await {
+    let outcome = match run(&docker, spec, &scratch, &binary, &name, manager.cfg.max_bundle_size).await {
         Ok(o) => o,
         Err(e) => Outcome::Failed(format!("dockerd: {e}")),
     };
@@ -59,6 +60,7 @@ pub(super) async fn probe(manager: &Manager, spec: &PluginSpec, docker_host: &st
     let _ = docker
         .call("DELETE", &format!("/plugins/{name}:latest?force=1"), None)
         .await;
+    super::check::remove_leak_dirs(spec, &scratch.nonce);
     scratch.remove();
     outcome
 }
@@ -69,23 +71,35 @@ async fn run(
     scratch: &Scratch,
     binary: &Path,
     name: &str,
+    max_bundle: u64,
 ) -> Result<Outcome, String> {
-    let probe_bytes =
-        std::fs::read(binary).map_err(|e| format!("reading {}: {e}", binary.display()))?;
     let config = bundle_config(spec)?;
-    let mut tar = Vec::new();
-    crate::bundle::write_bundle(
-        &config,
-        &spec.rootfs,
-        &[(PROBE_PATH, &probe_bytes, 0o755)],
-        &mut tar,
-    )
-    .map_err(|e| format!("packing the probe bundle: {e}"))?;
+    let tar = scratch.dir.join("bundle.tar");
+    {
+        // Off the async workers, into a file in the scratch dir (a rootfs may be gigabytes),
+        // capped as a `create` upload is.
+        let (rootfs, binary, tar, cap) =
+            (spec.rootfs.clone(), binary.to_path_buf(), tar.clone(), max_bundle);
+        tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let probe =
+                std::fs::read(&binary).map_err(|e| format!("reading {}: {e}", binary.display()))?;
+            let file = std::fs::File::create(&tar).map_err(|e| e.to_string())?;
+            crate::bundle::write_bundle(
+                &config,
+                &rootfs,
+                &[(PROBE_PATH, &probe, 0o755)],
+                Capped { inner: file, left: cap },
+            )
+            .map_err(|e| format!("packing the probe bundle: {e}"))
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+    }
     docker
         .expect(
             "POST",
             &format!("/plugins/create?name={name}"),
-            Some((tar, "application/x-tar")),
+            Some((Upload::File(tar), "application/x-tar")),
             &[204, 200],
         )
         .await
@@ -131,7 +145,7 @@ async fn run(
         .expect(
             "POST",
             "/volumes/create",
-            Some((create.to_string().into_bytes(), "application/json")),
+            Some((Upload::Bytes(create.to_string().into_bytes()), "application/json")),
             &[201, 200],
         )
         .await
@@ -203,7 +217,7 @@ impl Docker {
         &self,
         method: &str,
         path: &str,
-        body: Option<(Vec<u8>, &str)>,
+        body: Option<(Upload, &str)>,
     ) -> Result<(u16, bytes::Bytes), String> {
         let request = async {
             let stream = tokio::net::UnixStream::connect(&self.socket)
@@ -217,16 +231,16 @@ impl Docker {
                 .method(method)
                 .uri(format!("/v1.41{path}"))
                 .header("Host", "docker");
-            let bytes = match body {
+            let body = match body {
                 Some((b, ct)) => {
                     req = req.header("Content-Type", ct);
-                    b
+                    b.into_body().await?
                 }
-                None => Vec::new(),
+                None => Full::new(bytes::Bytes::new())
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
             };
-            let req = req
-                .body(Full::new(bytes::Bytes::from(bytes)))
-                .map_err(|e| e.to_string())?;
+            let req = req.body(body).map_err(|e| e.to_string())?;
             let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
             let status = resp.status().as_u16();
             let body = Limited::new(resp.into_body(), MAX_REPLY)
@@ -246,7 +260,7 @@ impl Docker {
         &self,
         method: &str,
         path: &str,
-        body: Option<(Vec<u8>, &str)>,
+        body: Option<(Upload, &str)>,
         ok: &[u16],
     ) -> Result<bytes::Bytes, String> {
         let (status, body) = self.call(method, path, body).await?;
@@ -258,5 +272,65 @@ impl Docker {
             .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
             .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned());
         Err(format!("{method} {path}: {status}: {message}"))
+    }
+}
+
+/// A request body for dockerd: bytes, or a file streamed in 1 MiB chunks.
+enum Upload {
+    Bytes(Vec<u8>),
+    File(PathBuf),
+}
+
+type Body = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, std::io::Error>;
+
+impl Upload {
+    async fn into_body(self) -> Result<Body, String> {
+        match self {
+            Upload::Bytes(b) => Ok(Full::new(bytes::Bytes::from(b))
+                .map_err(|never| match never {})
+                .boxed_unsync()),
+            Upload::File(path) => {
+                let file = tokio::fs::File::open(&path)
+                    .await
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let chunks = futures_util::stream::unfold(file, |mut file| async move {
+                    use tokio::io::AsyncReadExt as _;
+                    let mut buf = vec![0u8; 1 << 20];
+                    match file.read(&mut buf).await {
+                        Ok(0) => None,
+                        Ok(n) => {
+                            buf.truncate(n);
+                            Some((Ok(Frame::data(bytes::Bytes::from(buf))), file))
+                        }
+                        Err(e) => Some((Err(e), file)),
+                    }
+                });
+                Ok(StreamBody::new(chunks).boxed_unsync())
+            }
+        }
+    }
+}
+
+/// A writer that fails once `left` bytes were written: the probe bundle is held to
+/// `--max-bundle-size`, as a `create` upload is.
+struct Capped<W> {
+    inner: W,
+    left: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for Capped<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() as u64 > self.left {
+            return Err(std::io::Error::other(
+                "the plugin's rootfs is larger than --max-bundle-size",
+            ));
+        }
+        let n = self.inner.write(buf)?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }

@@ -135,6 +135,7 @@ fn host_side(dir: &Path, spec: &PluginSpec) -> HostSide {
         .map(|m| PlanMount {
             destination: m.destination.clone(),
             directory: true,
+            writable: !m.read_only(),
         })
         .collect();
     let pm = &spec.config.propagated_mount;

@@ -64,6 +64,10 @@ pub struct HostView {
     pub identities: BTreeMap<String, String>,
     /// The nodes behind the effective device paths: `(type, major, minor)`.
     pub device_nodes: Vec<(char, u32, u32)>,
+    /// The same by path, as a probe writes an opened node: `c 10:229`.
+    pub device_by_path: BTreeMap<String, String>,
+    /// Per bind destination, the source's `<major>:<minor>:<inode>` on the host.
+    pub inodes: BTreeMap<String, String>,
     /// plugd was started with `--engine-metrics-socket` (the wasm import works).
     pub engine_metrics: bool,
     /// ... and that path is a socket now (the native sandbox binds it only then).
@@ -301,6 +305,11 @@ fn judge(expect: &Expect, attempts: Option<&Attempts>) -> Cell {
     let (expected, observed, ok) = match expect {
         Expect::Access(id, want) => match attempts.get(id) {
             None => (expected_text(expect), "not reported".to_string(), false),
+            Some(a) if !a.ok && a.detail.starts_with(probe::UNTRIED) => (
+                expected_text(expect),
+                format!("could not try: {}", &a.detail[probe::UNTRIED.len()..]),
+                false,
+            ),
             Some(a) => {
                 let seen = if a.ok {
                     "granted".to_string()
@@ -396,6 +405,7 @@ fn specs(ctx: &Context) -> Vec<RowSpec> {
     propagated(ctx, &mut rows);
     devices(ctx, &mut rows);
     namespaces(ctx, &mut rows);
+    sandbox(ctx, &mut rows);
     process(ctx, &mut rows);
     imports(ctx, &mut rows);
     rows
@@ -673,6 +683,22 @@ fn mounts(ctx: &Context, rows: &mut Vec<RowSpec>) {
                 },
             ));
         }
+        if let Some(inode) = ctx.host.inodes.get(&dest).cloned().filter(|_| m.is_bind()) {
+            let d = dest.clone();
+            rows.push(row(
+                "mount",
+                format!("{dest}: is its source (device and inode)"),
+                declared.clone(),
+                move |column| {
+                    if column == Column::Wasm {
+                        return Expect::NotApplicable("WASI shows no inode numbers");
+                    }
+                    Expect::Value(probe::mount_id(&d, "inode"), inode.clone(), |s| {
+                        s.to_string()
+                    })
+                },
+            ));
+        }
         let d = dest.clone();
         rows.push(row(
             "escape",
@@ -704,23 +730,25 @@ fn propagated(ctx: &Context, rows: &mut Vec<RowSpec>) {
         .capabilities
         .iter()
         .any(|c| c == "CAP_SYS_ADMIN");
+    rows.push(row(
+        "propagated-mount",
+        "a mount made inside / or a writable mount reaches the host",
+        match ctx.config.propagated_mount.as_str() {
+            "" => "no PropagatedMount".to_string(),
+            d => format!("only PropagatedMount {d} propagates"),
+        },
+        move |column| {
+            if column == Column::Wasm {
+                return Expect::NotApplicable("a component cannot mount");
+            }
+            if !sys_admin {
+                return Expect::NotApplicable("it cannot mount without CAP_SYS_ADMIN");
+            }
+            Expect::Access(host_ids::LEAKED_MOUNT.into(), false)
+        },
+    ));
     match ctx.config.propagated_mount.as_str() {
-        "" => {
-            rows.push(row(
-                "propagated-mount",
-                "a mount made inside reaches the host",
-                "no PropagatedMount",
-                move |column| {
-                    if column == Column::Wasm {
-                        return Expect::NotApplicable("a component cannot mount");
-                    }
-                    if !sys_admin {
-                        return Expect::NotApplicable("it cannot mount without CAP_SYS_ADMIN");
-                    }
-                    Expect::Access(host_ids::LEAKED_MOUNT.into(), false)
-                },
-            ));
-        }
+        "" => {}
         dest => {
             let declared = format!("PropagatedMount {dest}");
             rows.push(row(
@@ -753,11 +781,30 @@ fn devices(ctx: &Context, rows: &mut Vec<RowSpec>) {
             continue;
         };
         let id = probe::device_id(&path);
+        let node = ctx.host.device_by_path.get(&path).cloned();
         rows.push(row(
             "device",
             format!("{path}: open"),
             format!("device {path}"),
-            move |_| Expect::Access(id.clone(), true),
+            move |_| {
+                let Some(node) = node.clone() else {
+                    return Expect::Access(id.clone(), true);
+                };
+                let id = id.clone();
+                // Granted, and the node is the host's: a node of another device is no grant.
+                Expect::Custom(Box::new(move |a: &Attempts| {
+                    let want = format!("granted ({node})");
+                    match a.get(&id) {
+                        None => (want, "not reported".into(), false),
+                        Some(x) if x.ok => {
+                            let seen = format!("granted ({})", x.detail);
+                            let ok = seen == want;
+                            (want, seen, ok)
+                        }
+                        Some(x) => (want, format!("denied ({})", x.detail), false),
+                    }
+                }))
+            },
         ));
     }
     let all = ctx.effective.allow_all_devices;
@@ -777,6 +824,28 @@ fn devices(ctx: &Context, rows: &mut Vec<RowSpec>) {
             format!("{kind} {major}:{minor} ({what}) made with mknod: open"),
             declared,
             move |column| Expect::Access(id.clone(), granted && column != Column::Wasm),
+        ));
+    }
+}
+
+fn sandbox(_ctx: &Context, rows: &mut Vec<RowSpec>) {
+    for (id, what) in [
+        (
+            "sandbox:proc-sys-write",
+            "/proc/sys writable (kernel tunables)",
+        ),
+        ("sandbox:sys-write", "/sys writable"),
+    ] {
+        rows.push(row(
+            "sandbox",
+            what,
+            "never (dockerd mounts both read-only)",
+            move |column| {
+                if column == Column::Wasm {
+                    return Expect::NotApplicable("no /proc or /sys: nothing is preopened there");
+                }
+                Expect::Access(id.into(), false)
+            },
         ));
     }
 }

@@ -105,6 +105,9 @@ fn ideal_native(cfg: &PluginConfig, eff: &Effective, host: &HostView) -> Report 
     for id in ["escape:absolute", "escape:dotdot", "escape:symlink"] {
         a.push(Attempt::failed(id, "ENOENT"));
     }
+    for id in ["sandbox:proc-sys-write", "sandbox:sys-write"] {
+        a.push(Attempt::failed(id, "EROFS"));
+    }
     for d in &eff.devices {
         a.push(Attempt::ok(
             probe::device_id(d.path.as_deref().unwrap()),
@@ -309,4 +312,48 @@ fn the_native_environment_puts_path_first_and_keeps_the_last_value() {
     ));
     let eff = Effective::of(&cfg, &Settings::initial(&cfg));
     assert_eq!(native_env(&eff), ["PATH=/mine", "A=2"]);
+}
+
+#[test]
+fn an_attempt_that_could_not_be_made_is_a_mismatch_not_a_denial() {
+    let m = check(&format!("{BASE}}}"), |r| {
+        let a = r
+            .attempts
+            .iter_mut()
+            .find(|a| a.id == "escape:absolute")
+            .unwrap();
+        a.detail = format!("{}timed out after 5s", probe::UNTRIED);
+    });
+    assert_eq!(mismatches(&m), ["host file by its absolute path"]);
+    assert_eq!(
+        row(&m, "host file by its absolute path").cells[&Column::Native].observed,
+        "could not try: timed out after 5s"
+    );
+}
+
+#[test]
+fn a_declared_device_must_open_as_the_hosts_node() {
+    let cfg = config(&format!(
+        r#"{BASE},"Linux":{{"Devices":[{{"Name":"f","Path":"/dev/fuse"}}]}}}}"#
+    ));
+    let eff = Effective::of(&cfg, &Settings::initial(&cfg));
+    let mut host = host();
+    host.device_by_path
+        .insert("/dev/fuse".into(), "c 10:229".into());
+    let judge = |detail: &str| {
+        let mut report = ideal_native(&cfg, &eff, &host);
+        for a in &mut report.attempts {
+            if a.id == "device:/dev/fuse" {
+                a.detail = detail.into();
+            }
+        }
+        let ctx = Context {
+            config: &cfg,
+            effective: &eff,
+            host: &host,
+        };
+        matrix(&ctx, "p", "id", &[(Column::Native, Outcome::Ran(report))])
+    };
+    assert_eq!(mismatches(&judge("c 10:229")), Vec::<&str>::new());
+    assert_eq!(mismatches(&judge("c 1:3")), ["/dev/fuse: open"]);
 }
