@@ -209,7 +209,31 @@ fn rows_follow_the_declaration_in_both_runtimes() {
             assert_cell(&plain, privilege, "native", "ok", denied);
             assert_cell(&privileged, privilege, "native", "ok", granted);
         }
-        assert_cell(&privileged, "/dev/fuse: open", "native", "ok", "granted");
+        assert_cell(
+            &privileged,
+            "/dev/fuse: open",
+            "native",
+            "ok",
+            "granted (c 10:229)",
+        );
+        // With CAP_SYS_ADMIN the probe mounts in / and leaves it: nothing reaches the host.
+        assert_cell(
+            &privileged,
+            "a mount made inside / or a writable mount reaches the host",
+            "native",
+            "ok",
+            "denied",
+        );
+        for m in [&plain, &privileged] {
+            assert_cell(
+                m,
+                "/proc/sys writable (kernel tunables)",
+                "native",
+                "ok",
+                "denied (EROFS)",
+            );
+            assert_cell(m, "/sys writable", "native", "ok", "denied (EROFS)");
+        }
         assert_cell(
             &privileged,
             "b 7:0 (loop0) made with mknod: open",
@@ -253,6 +277,13 @@ fn rows_follow_the_declaration_in_both_runtimes() {
                 "ok",
                 "a/b",
             );
+            let inode = cell(&shared, "/rw: is its source (device and inode)", column);
+            let want = if column == "native" {
+                "ok"
+            } else {
+                "not-applicable"
+            };
+            assert_eq!(inode.0, want, "{inode:?}");
             assert_cell(
                 &shared,
                 "/rw/../..: host file outside every mount",
@@ -316,6 +347,17 @@ fn rows_follow_the_declaration_in_both_runtimes() {
         env.plugd_cli(&p, ["inspect", "-f", "{{.Enabled}}", "shared"])
             .assert_ok()
             .assert_stdout_contains("true");
+        // Nothing of the probes stays in the sources.
+        for dir in [&ro, &rw] {
+            let names: Vec<_> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert!(
+                names.iter().all(|n| !n.starts_with(".plugd-check")),
+                "{names:?}"
+            );
+        }
         // The table form names the columns and rows.
         let table = env.plugd_cli(&p, ["check", "--runtime", "both", "shared"]);
         table.assert_ok();

@@ -16,8 +16,8 @@
 use super::Manager;
 use super::check::{Loopback, Scratch, host_attempts, plan, read_report};
 use http_body_util::{BodyExt as _, Full, Limited, StreamBody};
-use hyper::body::Frame;
 use hyper::Request;
+use hyper::body::Frame;
 use hyper_util::rt::TokioIo;
 use plugd_core::check::probe;
 use plugd_core::check::rows::Outcome;
@@ -49,7 +49,16 @@ pub(super) async fn probe(manager: &Manager, spec: &PluginSpec, docker_host: &st
     };
     let docker = Docker { socket };
     let name = format!("plugd-check-{}", scratch.nonce);
-    let outcome = match run(&docker, spec, &scratch, &binary, &name, manager.cfg.max_bundle_size).await {
+    let outcome = match run(
+        &docker,
+        spec,
+        &scratch,
+        &binary,
+        &name,
+        manager.cfg.max_bundle_size,
+    )
+    .await
+    {
         Ok(o) => o,
         Err(e) => Outcome::Failed(format!("dockerd: {e}")),
     };
@@ -78,8 +87,12 @@ async fn run(
     {
         // Off the async workers, into a file in the scratch dir (a rootfs may be gigabytes),
         // capped as a `create` upload is.
-        let (rootfs, binary, tar, cap) =
-            (spec.rootfs.clone(), binary.to_path_buf(), tar.clone(), max_bundle);
+        let (rootfs, binary, tar, cap) = (
+            spec.rootfs.clone(),
+            binary.to_path_buf(),
+            tar.clone(),
+            max_bundle,
+        );
         tokio::task::spawn_blocking(move || -> Result<(), String> {
             let probe =
                 std::fs::read(&binary).map_err(|e| format!("reading {}: {e}", binary.display()))?;
@@ -88,7 +101,10 @@ async fn run(
                 &config,
                 &rootfs,
                 &[(PROBE_PATH, &probe, 0o755)],
-                Capped { inner: file, left: cap },
+                Capped {
+                    inner: file,
+                    left: cap,
+                },
             )
             .map_err(|e| format!("packing the probe bundle: {e}"))
         })
@@ -145,7 +161,10 @@ async fn run(
         .expect(
             "POST",
             "/volumes/create",
-            Some((Upload::Bytes(create.to_string().into_bytes()), "application/json")),
+            Some((
+                Upload::Bytes(create.to_string().into_bytes()),
+                "application/json",
+            )),
             &[201, 200],
         )
         .await
