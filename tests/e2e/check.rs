@@ -461,11 +461,12 @@ fn the_dockerd_column_agrees_for_the_reference_configs() {
             assert_clean(&m, code);
             same_as_native(&m, &case);
         }
-        // Nothing of the checks is left in dockerd.
-        env.docker(harness::Cli::Docker28, &d, ["plugin", "ls", "-q"])
-            .assert_ok();
-        let left = env.docker(harness::Cli::Docker28, &d, ["plugin", "ls", "-q"]);
-        assert_eq!(left.trimmed(), "", "probe plugins left in dockerd");
+        // Nothing of the checks is left in dockerd: no plugin, no volume.
+        for what in ["plugin", "volume"] {
+            let left = env.docker(harness::Cli::Docker28, &d, [what, "ls", "-q"]);
+            left.assert_ok();
+            assert_eq!(left.trimmed(), "", "probe {what}s left in dockerd");
+        }
     });
 }
 
