@@ -176,9 +176,139 @@ pub fn mount_tmpfs(at: &Path) -> Result<(), i32> {
     if r == 0 { Ok(()) } else { Err(last_errno()) }
 }
 
+/// `untried: <reason>`: the detail of an attempt that could not be made as designed (plugd counts
+/// it as a mismatch, never as a denial).
+pub fn untried(reason: impl std::fmt::Display) -> String {
+    format!("{}{reason}", plugd_core::check::probe::UNTRIED)
+}
+
+/// The detail of a step that had to create `what` fresh and failed with `e`: a name already taken
+/// (by a plugin's leftover or a concurrent check) means the attempt was not made, not denied.
+pub fn create_failed(what: &str, e: i32) -> String {
+    if e == libc::EEXIST {
+        untried(format!("{what} already exists"))
+    } else {
+        format!("{what}: {}", errno_name(e))
+    }
+}
+
+/// The detail of a setup step (not the attempt itself) that failed: always [`untried`].
+pub fn setup_failed(what: &str, e: i32) -> String {
+    let d = create_failed(what, e);
+    if d.starts_with(plugd_core::check::probe::UNTRIED) {
+        d
+    } else {
+        untried(d)
+    }
+}
+
+/// Whether the filesystem holding `path` is mounted `nodev` (device nodes there cannot be
+/// opened, so a device attempt made there would not ask the device cgroup).
+pub fn is_nodev(path: &Path) -> std::io::Result<bool> {
+    let c = cpath(path).ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: an all-zero statvfs is valid; `c` is a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; the kernel fills `st`.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st.f_flag & libc::ST_NODEV != 0)
+}
+
+/// `Ok` when `/proc` is procfs; else why not, as an [`untried`] detail: what a plugin's rootfs or
+/// a mount over `/proc` puts there must not pass for the kernel's view.
+pub fn procfs_check() -> Result<(), String> {
+    // SAFETY: an all-zero statfs is valid; the path is a valid C string.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; the kernel fills `st`.
+    if unsafe { libc::statfs(c"/proc".as_ptr(), &mut st) } != 0 {
+        return Err(untried(format!(
+            "/proc: statfs: {}",
+            errno_name(last_errno())
+        )));
+    }
+    procfs_verdict(st.f_type as i64)
+}
+
+/// [`procfs_check`]'s verdict on a filesystem magic.
+pub fn procfs_verdict(f_type: i64) -> Result<(), String> {
+    if f_type == libc::PROC_SUPER_MAGIC as i64 {
+        Ok(())
+    } else {
+        Err(untried(format!("/proc is not procfs (magic {f_type:#x})")))
+    }
+}
+
+/// `faccessat(AT_FDCWD, path, W_OK)`: the errno when `path` is not writable.
+pub fn writable(path: &Path) -> Result<(), i32> {
+    let c = cpath(path).ok_or(libc::EINVAL)?;
+    // SAFETY: `c` is a valid C string.
+    if unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::W_OK, 0) } == 0 {
+        Ok(())
+    } else {
+        Err(last_errno())
+    }
+}
+
+/// `mkdir(path, 0700)`: the errno on failure.
+pub fn mkdir(path: &Path) -> Result<(), i32> {
+    let c = cpath(path).ok_or(libc::EINVAL)?;
+    // SAFETY: `c` is a valid C string.
+    if unsafe { libc::mkdir(c.as_ptr(), 0o700) } == 0 {
+        Ok(())
+    } else {
+        Err(last_errno())
+    }
+}
+
+/// `<major>:<minor>` of a device number.
+pub fn dev_pair(dev: u64) -> String {
+    format!("{}:{}", libc::major(dev), libc::minor(dev))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_procfs_magic_is_procfs() {
+        assert_eq!(procfs_verdict(0x9fa0), Ok(()));
+        let e = procfs_verdict(0x01021994).unwrap_err();
+        assert!(e.starts_with("untried: /proc is not procfs"), "{e}");
+        assert_eq!(procfs_check(), Ok(()), "this host's /proc");
+    }
+
+    #[test]
+    fn a_name_already_taken_is_untried_not_denied() {
+        assert_eq!(
+            create_failed("mkdir", libc::EEXIST),
+            "untried: mkdir already exists"
+        );
+        assert_eq!(create_failed("mkdir", libc::EROFS), "mkdir: EROFS");
+        assert_eq!(dev_pair(libc::makedev(10, 229)), "10:229");
+    }
+
+    #[test]
+    fn write_access_and_nodev_are_the_kernel_answers() {
+        let d = std::env::temp_dir().join(format!("plugd-probe-sys-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        assert_eq!(mkdir(&d), Ok(()));
+        assert_eq!(mkdir(&d), Err(libc::EEXIST));
+        assert_eq!(writable(&d), Ok(()));
+        assert_eq!(writable(&d.join("missing")), Err(libc::ENOENT));
+        assert!(is_nodev(&d.join("missing")).is_err());
+        // The probe's own tmpfs is nodev (needs root to mount).
+        // SAFETY: a plain syscall.
+        if unsafe { libc::geteuid() } == 0 {
+            assert_eq!(mount_tmpfs(&d), Ok(()));
+            let nodev = is_nodev(&d);
+            let c = cpath(&d).unwrap();
+            // SAFETY: `c` is a valid C string.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            assert!(nodev.unwrap());
+        }
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 
     #[test]
     fn errnos_have_their_kernel_names() {
