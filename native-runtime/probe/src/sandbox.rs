@@ -5,9 +5,11 @@ use crate::sys::{errno_name, writable};
 use plugd_core::check::probe::Attempt;
 use std::path::Path;
 
-/// The two rows, by id and the directory asked about.
+/// The two rows, by id and the path asked about. For `/proc/sys` a file: procfs refuses write
+/// access to any sysctl directory (`EACCES`, read-only mount or not), while a root-writable
+/// tunable answers `EROFS` exactly when the mount is read-only.
 pub const PATHS: [(&str, &str); 2] = [
-    ("sandbox:proc-sys-write", "/proc/sys/kernel"),
+    ("sandbox:proc-sys-write", "/proc/sys/kernel/hostname"),
     ("sandbox:sys-write", "/sys/kernel"),
 ];
 
@@ -34,6 +36,13 @@ mod tests {
         let d = std::env::temp_dir();
         let a = attempt("sandbox:x", &d.display().to_string());
         assert!(a.ok, "{a:?}");
+        // SAFETY: a plain syscall.
+        if unsafe { libc::geteuid() } == 0 {
+            // The host's own /proc/sys and /sys are writable to root.
+            for (id, path) in PATHS {
+                assert!(attempt(id, path).ok, "{path}");
+            }
+        }
         assert_eq!(
             attempt("sandbox:x", "/nonexistent-probe-dir"),
             Attempt::failed("sandbox:x", "ENOENT")

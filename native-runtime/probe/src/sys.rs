@@ -230,9 +230,12 @@ pub fn procfs_check() -> Result<(), String> {
     procfs_verdict(st.f_type as i64)
 }
 
+/// procfs's `f_type` (`linux/magic.h`), fixed by the kernel's ABI.
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+
 /// [`procfs_check`]'s verdict on a filesystem magic.
 pub fn procfs_verdict(f_type: i64) -> Result<(), String> {
-    if f_type == libc::PROC_SUPER_MAGIC as i64 {
+    if f_type == PROC_SUPER_MAGIC {
         Ok(())
     } else {
         Err(untried(format!("/proc is not procfs (magic {f_type:#x})")))
