@@ -348,9 +348,20 @@ fn sys_admin_a_read_only_bind_and_a_device() {
             }]);
         });
         let host = HostSide::new(env, &spec);
+        // A file by the probe's name is already in the rw mount (a plugin's leftover, say).
+        let taken = rw_src.join(format!(".plugd-check-{}", host.plan.nonce));
+        std::fs::write(&taken, "left").unwrap();
         let rt = runtime(Vec::new());
         block_on(async {
             let (a, instance) = check(&rt, &spec, &host.plan).await;
+            a.expect("mount:/rw:write", false);
+            assert!(
+                a.detail("mount:/rw:write").starts_with("untried: "),
+                "a name already taken is no denial: {:?}",
+                a.get("mount:/rw:write")
+            );
+            assert_eq!(std::fs::read_to_string(&taken).unwrap(), "left");
+            a.expect("mount:/rw:read", true);
             assert_eq!(a.detail("status:CapEff"), DEFAULT_CAPS_AND_SYS_ADMIN);
             a.expect("op:CAP_SYS_ADMIN", true);
             a.expect("mount:/ro:read", true);
