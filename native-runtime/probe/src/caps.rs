@@ -87,7 +87,11 @@ fn rc(r: libc::c_int) -> OpResult {
 }
 
 fn child(op: fn() -> i32) -> OpResult {
-    in_child(op).map(|()| "ok".to_owned()).map_err(errno_name)
+    match in_child(op) {
+        Ok(Ok(())) => Ok("ok".to_owned()),
+        Ok(Err(e)) => Err(errno_name(e)),
+        Err(untried) => Err(untried),
+    }
 }
 
 /// Creates `file` (mode 000, ours) and gives it to 1:1.

@@ -1,6 +1,7 @@
-//! What the probe process is: `status:*` (its capability sets, no_new_privs, seccomp), `ns:*`
-//! (its namespaces' inodes), `env`, `args`, `cwd`, and `proc:host-pid` (whether plugd's own
-//! process is visible, i.e. whether the pid namespace hides the host).
+//! What the probe process is: `status:*` (its capability sets, no_new_privs, seccomp: asked of the
+//! kernel, written as `/proc/self/status` writes them), `ns:*` (its namespaces' inodes), `env`,
+//! `args`, `cwd`, and `proc:host-pid` (whether plugd's own process is visible, i.e. whether the
+//! pid namespace hides the host). What reads `/proc` first makes sure it is procfs.
 
 use crate::sys::{err_name, errno_name, last_errno, procfs_check, read_capped, untried};
 use plugd_core::check::probe::{Attempt, Host};

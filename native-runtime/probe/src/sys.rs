@@ -99,14 +99,15 @@ pub fn bounded<T: Send + 'static>(
 }
 
 /// Forks, runs `op` in the child (which must only make raw syscalls: the probe has threads) and
-/// returns its result: `Ok(())` if `op` returned 0, else the errno it returned. The child is killed
-/// if it takes longer than [`ATTEMPT_TIMEOUT`].
-pub fn in_child(op: fn() -> i32) -> Result<(), i32> {
+/// returns its result: `Ok(Ok(()))` if `op` returned 0, `Ok(Err(errno))` with the errno it
+/// returned. `Err` holds an [`untried`] reason when the operation was not made as designed: the
+/// fork failed, or the child was killed after [`ATTEMPT_TIMEOUT`].
+pub fn in_child(op: fn() -> i32) -> Result<Result<(), i32>, String> {
     // SAFETY: the child calls only `op` (raw syscalls by contract) and `_exit`, both
     // async-signal-safe, so forking a threaded process is sound.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(last_errno());
+        return Err(untried(format!("fork: {}", errno_name(last_errno()))));
     }
     if pid == 0 {
         let rc = op();
@@ -119,14 +120,15 @@ pub fn in_child(op: fn() -> i32) -> Result<(), i32> {
         // SAFETY: `status` is a valid out-parameter; `pid` is our child.
         let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
         if r == pid {
-            return match libc::WIFEXITED(status) {
+            return Ok(match libc::WIFEXITED(status) {
                 true if libc::WEXITSTATUS(status) == 0 => Ok(()),
                 true => Err(libc::WEXITSTATUS(status)),
+                // Killed by a signal (seccomp's kill action, say): the operation was refused.
                 false => Err(libc::EINTR),
-            };
+            });
         }
         if r < 0 {
-            return Err(last_errno());
+            return Err(untried(format!("waitpid: {}", errno_name(last_errno()))));
         }
         if std::time::Instant::now() > deadline {
             // SAFETY: plain syscalls on our own child.
@@ -134,7 +136,10 @@ pub fn in_child(op: fn() -> i32) -> Result<(), i32> {
                 libc::kill(pid, libc::SIGKILL);
                 libc::waitpid(pid, &mut status, 0);
             }
-            return Err(libc::ETIMEDOUT);
+            return Err(untried(format!(
+                "time limit of {}s hit",
+                ATTEMPT_TIMEOUT.as_secs()
+            )));
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -336,7 +341,13 @@ mod tests {
 
     #[test]
     fn child_results_come_back_as_errnos() {
-        assert_eq!(in_child(|| 0), Ok(()));
-        assert_eq!(in_child(|| libc::EPERM), Err(libc::EPERM));
+        assert_eq!(in_child(|| 0), Ok(Ok(())));
+        assert_eq!(in_child(|| libc::EPERM), Ok(Err(libc::EPERM)));
+        // A child that hangs is killed at the time limit: untried, not an errno.
+        let hung = in_child(|| {
+            // SAFETY: a raw pause, ended by the parent's SIGKILL.
+            raw(unsafe { libc::syscall(libc::SYS_pause) })
+        });
+        assert_eq!(hung, Err("untried: time limit of 5s hit".to_owned()));
     }
 }
