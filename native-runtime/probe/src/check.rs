@@ -1,7 +1,7 @@
 //! One check: every attempt of a [`Plan`], each bounded in time, in a fixed order (what only
 //! reads first, then what creates and removes).
 
-use crate::sys::{ATTEMPT_TIMEOUT, bounded, err_name, is_nodev, untried};
+use crate::sys::{ATTEMPT_TIMEOUT, bounded, err_name, is_nodev};
 use crate::{caps, devices, escape, mounts, net, process, sandbox};
 use plugd_core::check::probe::{Attempt, Plan, Report};
 use std::path::{Path, PathBuf};
@@ -164,11 +164,8 @@ fn push_all(
     f: impl FnOnce() -> Vec<Attempt> + Send + 'static,
 ) {
     match bounded(limit, f) {
-        Some(a) => out.extend(a),
-        None => {
-            let why = untried(format!("time limit of {}s hit", limit.as_secs()));
-            out.extend(ids.into_iter().map(|id| Attempt::failed(id, why.clone())));
-        }
+        Ok(a) => out.extend(a),
+        Err(why) => out.extend(ids.into_iter().map(|id| Attempt::failed(id, why.clone()))),
     }
 }
 

@@ -81,21 +81,27 @@ pub fn cpath(path: &Path) -> Option<CString> {
     CString::new(path.as_os_str().as_encoded_bytes()).ok()
 }
 
-/// Runs `f` on a thread of its own and waits at most `limit` for it: `None` on timeout.
+/// Runs `f` on a thread of its own and waits at most `limit` for it: on timeout (or when no
+/// thread could be started) an [`untried`] reason.
 pub fn bounded<T: Send + 'static>(
     limit: Duration,
     f: impl FnOnce() -> T + Send + 'static,
-) -> Option<T> {
+) -> Result<T, String> {
     let (tx, rx) = mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("attempt".into())
         .spawn(move || {
             let _ = tx.send(f());
         });
-    if spawned.is_err() {
-        return None;
+    if let Err(e) = spawned {
+        return Err(untried(format!("no thread for it: {}", err_name(&e))));
     }
-    rx.recv_timeout(limit).ok()
+    rx.recv_timeout(limit).map_err(|e| match e {
+        mpsc::RecvTimeoutError::Timeout => {
+            untried(format!("time limit of {}s hit", limit.as_secs_f32()))
+        }
+        mpsc::RecvTimeoutError::Disconnected => untried("it panicked"),
+    })
 }
 
 /// Forks, runs `op` in the child (which must only make raw syscalls: the probe has threads) and
@@ -334,9 +340,9 @@ mod tests {
             std::thread::sleep(Duration::from_secs(2));
             1
         });
-        assert_eq!(r, None);
+        assert_eq!(r, Err("untried: time limit of 0.05s hit".to_owned()));
         assert!(started.elapsed() < Duration::from_secs(1));
-        assert_eq!(bounded(Duration::from_secs(1), || 7), Some(7));
+        assert_eq!(bounded(Duration::from_secs(1), || 7), Ok(7));
     }
 
     #[test]
