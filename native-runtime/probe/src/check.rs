@@ -1,8 +1,8 @@
 //! One check: every attempt of a [`Plan`], each bounded in time, in a fixed order (what only
 //! reads first, then what creates and removes).
 
-use crate::sys::{ATTEMPT_TIMEOUT, bounded, err_name};
-use crate::{caps, devices, escape, mounts, net, process};
+use crate::sys::{ATTEMPT_TIMEOUT, bounded, err_name, is_nodev};
+use crate::{caps, devices, escape, mounts, net, process, sandbox};
 use plugd_core::check::probe::{Attempt, Plan, Report};
 use std::path::{Path, PathBuf};
 
@@ -15,18 +15,29 @@ const SCRATCH_PARENTS: [&str; 3] = ["/dev", "/tmp", "/dev/shm"];
 
 /// Runs every attempt of `plan`.
 pub fn run(plan: &Plan) -> Report {
+    run_as(plan, process::read_creds())
+}
+
+/// [`run`] with the credentials read beforehand (a test clears `CAP_SYS_ADMIN` so that no leak
+/// mount is made on its host's `/`).
+fn run_as(plan: &Plan, creds: process::Creds) -> Report {
     let mut attempts = Vec::new();
-    let status = process::read_status();
-    attempts.extend(process::status_attempts(status.as_deref()));
+    attempts.extend(process::status_attempts(&creds));
     attempts.extend(process::namespace_attempts());
     attempts.push(net::interfaces());
+    push_all(
+        &mut attempts,
+        sandbox::PATHS
+            .iter()
+            .map(|(id, _)| id.to_string())
+            .collect(),
+        ATTEMPT_TIMEOUT,
+        sandbox::attempts,
+    );
 
     let scratch = make_scratch(&plan.nonce);
-    let scratch_dir = scratch
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("/nonexistent"));
 
-    let (caps_wanted, dir) = (plan.capabilities.clone(), scratch_dir.clone());
+    let (caps_wanted, dir) = (plan.capabilities.clone(), scratch.clone());
     let cap_ids: Vec<String> = plugd_core::check::probe::CAP_OPERATIONS
         .iter()
         .filter(|(c, _)| caps_wanted.iter().any(|w| w == c))
@@ -34,7 +45,7 @@ pub fn run(plan: &Plan) -> Report {
         .collect();
     // Each operation is bounded by itself; the whole set gets one more bound.
     push_all(&mut attempts, cap_ids, ATTEMPT_TIMEOUT * 4, move || {
-        caps::attempts(&caps_wanted, &dir)
+        caps::attempts(&caps_wanted, dir.as_deref())
     });
 
     let (port, nonce) = (plan.host.loopback_port, plan.nonce.clone());
@@ -45,7 +56,7 @@ pub fn run(plan: &Plan) -> Report {
     push_one(&mut attempts, "net:lookup", net::lookup);
 
     for m in &plan.mounts {
-        let ids = ["read", "write", "identity"]
+        let ids = ["read", "write", "identity", "inode"]
             .iter()
             .map(|w| plugd_core::check::probe::mount_id(&m.destination, w))
             .collect();
@@ -67,14 +78,14 @@ pub fn run(plan: &Plan) -> Report {
         plan.host.canary.clone(),
         plan.nonce.clone(),
         plan.mounts.clone(),
-        scratch_dir.clone(),
+        scratch.clone(),
     );
     push_all(&mut attempts, ids, ATTEMPT_TIMEOUT * 2, move || {
-        escape::attempts(&canary, &nonce, &ms, &dir)
+        escape::attempts(&canary, &nonce, &ms, dir.as_deref())
     });
 
+    let sys_admin = process::sys_admin_effective(&creds);
     if let Some(p) = &plan.propagated_mount {
-        let sys_admin = process::sys_admin_effective(status.as_deref());
         let mut ids = vec!["propagated:write".to_owned()];
         if sys_admin {
             ids.push("propagated:mount".to_owned());
@@ -82,6 +93,17 @@ pub fn run(plan: &Plan) -> Report {
         let (p, nonce) = (p.clone(), plan.nonce.clone());
         push_all(&mut attempts, ids, ATTEMPT_TIMEOUT, move || {
             mounts::propagated_attempts(&p, &nonce, sys_admin)
+        });
+    }
+
+    if sys_admin {
+        let ids = mounts::leak_destinations(&plan.mounts)
+            .iter()
+            .map(|d| plugd_core::check::probe::leak_id(d))
+            .collect();
+        let (ms, nonce) = (plan.mounts.clone(), plan.nonce.clone());
+        push_all(&mut attempts, ids, ATTEMPT_TIMEOUT, move || {
+            mounts::leak_attempts(&ms, &nonce)
         });
     }
 
@@ -97,9 +119,9 @@ pub fn run(plan: &Plan) -> Report {
         .iter()
         .map(|(k, ma, mi, _)| plugd_core::check::probe::mknod_id(*k, *ma, *mi))
         .collect();
-    let dir = scratch_dir.clone();
+    let dir = scratch.clone();
     push_all(&mut attempts, ids, ATTEMPT_TIMEOUT, move || {
-        devices::undeclared(&dir)
+        devices::undeclared(dir.as_deref())
     });
 
     let host = plan.host.clone();
@@ -118,16 +140,23 @@ pub fn run(plan: &Plan) -> Report {
     }
 }
 
-/// A fresh scratch directory named with the nonce in the first writable [`SCRATCH_PARENTS`].
+/// A fresh scratch directory named with the nonce in the first writable [`SCRATCH_PARENTS`]
+/// without `nodev` (nodes made there can be opened), else in the first writable one (the device
+/// attempts then report themselves untried).
 fn make_scratch(nonce: &str) -> Option<PathBuf> {
-    SCRATCH_PARENTS.iter().find_map(|parent| {
+    let make = |parent: &&str| {
         let dir = Path::new(parent).join(format!(".plugd-check-{nonce}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).ok().map(|()| dir)
-    })
+    };
+    SCRATCH_PARENTS
+        .iter()
+        .filter(|p| matches!(is_nodev(Path::new(p)), Ok(false)))
+        .find_map(make)
+        .or_else(|| SCRATCH_PARENTS.iter().find_map(make))
 }
 
-/// Runs `f` bounded; on timeout each of `ids` is a failed attempt.
+/// Runs `f` bounded; on timeout each of `ids` is an untried attempt (a hang is no denial).
 fn push_all(
     out: &mut Vec<Attempt>,
     ids: Vec<String>,
@@ -135,8 +164,8 @@ fn push_all(
     f: impl FnOnce() -> Vec<Attempt> + Send + 'static,
 ) {
     match bounded(limit, f) {
-        Some(a) => out.extend(a),
-        None => out.extend(ids.into_iter().map(|id| Attempt::failed(id, "ETIMEDOUT"))),
+        Ok(a) => out.extend(a),
+        Err(why) => out.extend(ids.into_iter().map(|id| Attempt::failed(id, why.clone()))),
     }
 }
 
@@ -166,6 +195,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_hung_attempt_is_untried() {
+        let mut out = Vec::new();
+        push_all(
+            &mut out,
+            vec!["a".into(), "b".into()],
+            std::time::Duration::from_millis(20),
+            || {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                Vec::new()
+            },
+        );
+        assert_eq!(out.len(), 2);
+        assert!(
+            out.iter()
+                .all(|a| !a.ok && a.detail.starts_with("untried: time limit")),
+            "{out:?}"
+        );
+    }
+
+    #[test]
     fn every_attempt_of_a_plan_is_reported_once() {
         let plan = Plan {
             nonce: format!("t{}", std::process::id()),
@@ -174,10 +223,13 @@ mod tests {
             mounts: vec![plugd_core::check::probe::PlanMount {
                 destination: "/nonexistent-probe-mount".into(),
                 directory: true,
+                writable: true,
             }],
             ..Plan::default()
         };
-        let r = run(&plan);
+        let mut creds = process::read_creds();
+        creds.effective = creds.effective.map(|m| m & !(1 << 21));
+        let r = run_as(&plan, creds);
         assert!(r.probe.starts_with("native "));
         let ids: Vec<&str> = r.attempts.iter().map(|a| a.id.as_str()).collect();
         for want in [
@@ -188,6 +240,9 @@ mod tests {
             "op:CAP_NET_RAW",
             "net:host-loopback",
             "mount:/nonexistent-probe-mount:write",
+            "mount:/nonexistent-probe-mount:inode",
+            "sandbox:proc-sys-write",
+            "sandbox:sys-write",
             "escape:mount:/nonexistent-probe-mount",
             "device:/dev/null",
             "device:mknod:c:10:229",
@@ -205,6 +260,7 @@ mod tests {
             );
         }
         assert!(!ids.contains(&"op:CAP_SYS_ADMIN"));
+        assert!(!ids.iter().any(|i| i.starts_with("leak:")), "{ids:?}");
         assert!(!ids.iter().any(|i| i.starts_with("propagated:")));
         assert!(SCRATCH_PARENTS.iter().all(|p| {
             !Path::new(p)

@@ -2,8 +2,9 @@
 //! `device:mknod:*` for [`UNDECLARED_DEVICES`]: a node made in the scratch directory and opened,
 //! so the device cgroup (not the absence of a node) decides.
 
-use crate::sys::{cpath, err_name, errno_name, last_errno};
+use crate::sys::{cpath, create_failed, dev_pair, err_name, is_nodev, last_errno, untried};
 use plugd_core::check::probe::{Attempt, UNDECLARED_DEVICES, device_id, mknod_id};
+use std::os::unix::fs::MetadataExt as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
@@ -18,19 +19,47 @@ fn open_ro(path: &Path) -> std::io::Result<std::fs::File> {
 pub fn declared(paths: &[String]) -> Vec<Attempt> {
     paths
         .iter()
-        .map(|p| match open_ro(Path::new(p)) {
-            Ok(_) => Attempt::ok(device_id(p), "opened"),
+        .map(|p| match open_ro(Path::new(p)).and_then(|f| f.metadata()) {
+            Ok(m) => Attempt::ok(device_id(p), node_of(m.mode(), m.rdev())),
             Err(e) => Attempt::failed(device_id(p), err_name(&e)),
         })
         .collect()
 }
 
-/// One attempt per [`UNDECLARED_DEVICES`] entry.
-pub fn undeclared(scratch: &Path) -> Vec<Attempt> {
+/// `<c|b> <major>:<minor>` of an opened node (`fstat`), so plugd can see it is the host's device
+/// and not another behind the same path; `other <major>:<minor>` for what is not a device.
+pub fn node_of(mode: u32, rdev: u64) -> String {
+    let kind = match mode & libc::S_IFMT {
+        libc::S_IFCHR => "c",
+        libc::S_IFBLK => "b",
+        _ => "other",
+    };
+    format!("{kind} {}", dev_pair(rdev))
+}
+
+/// One attempt per [`UNDECLARED_DEVICES`] entry, made in `scratch` (`None`: no scratch directory
+/// without `nodev` could be made, and the attempts are untried).
+pub fn undeclared(scratch: Option<&Path>) -> Vec<Attempt> {
+    let usable = match scratch {
+        None => Err(untried("no scratch directory without nodev")),
+        Some(dir) => match is_nodev(dir) {
+            Ok(false) => Ok(dir),
+            Ok(true) => Err(untried(format!("{} is nodev", dir.display()))),
+            Err(e) => Err(untried(format!(
+                "statvfs {}: {}",
+                dir.display(),
+                err_name(&e)
+            ))),
+        },
+    };
     UNDECLARED_DEVICES
         .iter()
         .map(|&(kind, major, minor, what)| {
             let id = mknod_id(kind, major, minor);
+            let scratch = match &usable {
+                Ok(dir) => dir,
+                Err(why) => return Attempt::failed(&id, why.clone()),
+            };
             let node = scratch.join(format!("node-{what}"));
             let a = mknod_open(&node, kind, major, minor)
                 .map_or_else(|e| Attempt::failed(&id, e), |d| Attempt::ok(&id, d));
@@ -50,7 +79,7 @@ fn mknod_open(node: &Path, kind: char, major: u32, minor: u32) -> Result<String,
     };
     // SAFETY: `c` is a valid C string.
     if unsafe { libc::mknod(c.as_ptr(), ty | 0o600, libc::makedev(major, minor)) } != 0 {
-        return Err(format!("mknod: {}", errno_name(last_errno())));
+        return Err(create_failed("mknod", last_errno()));
     }
     open_verdict(open_ro(node).map(drop))
 }
@@ -81,9 +110,36 @@ mod tests {
     }
 
     #[test]
+    fn nodes_are_named_by_kind_and_number() {
+        assert_eq!(
+            node_of(libc::S_IFCHR | 0o666, libc::makedev(10, 229)),
+            "c 10:229"
+        );
+        assert_eq!(node_of(libc::S_IFBLK | 0o600, libc::makedev(7, 0)), "b 7:0");
+        assert_eq!(node_of(libc::S_IFREG | 0o600, 0), "other 0:0");
+    }
+
+    #[test]
+    fn without_a_usable_scratch_directory_nothing_is_tried() {
+        let a = undeclared(None);
+        assert_eq!(a.len(), UNDECLARED_DEVICES.len());
+        assert!(
+            a.iter().all(|a| !a.ok && a.detail.starts_with("untried: ")),
+            "{a:?}"
+        );
+        let missing = undeclared(Some(Path::new("/nonexistent-scratch")));
+        assert!(
+            missing
+                .iter()
+                .all(|a| a.detail.starts_with("untried: statvfs")),
+            "{missing:?}"
+        );
+    }
+
+    #[test]
     fn declared_devices_are_opened_without_blocking() {
         let a = declared(&["/dev/null".into(), "/dev/nonexistent-dev".into()]);
-        assert_eq!(a[0], Attempt::ok("device:/dev/null", "opened"));
+        assert_eq!(a[0], Attempt::ok("device:/dev/null", "c 1:3"));
         assert_eq!(
             a[1],
             Attempt::failed("device:/dev/nonexistent-dev", "ENOENT")

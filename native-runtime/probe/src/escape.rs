@@ -3,7 +3,7 @@
 //! the sandbox leaked the host's filesystem.
 
 use crate::net::judge_nonce;
-use crate::sys::{err_name, read_capped};
+use crate::sys::{err_name, read_capped, setup_failed, untried};
 use plugd_core::check::probe::{Attempt, PlanMount, escape_mount_id};
 use std::path::Path;
 
@@ -11,20 +11,19 @@ use std::path::Path;
 const CLIMB: usize = 64;
 
 /// All escape attempts; the symlink is made in `scratch` and removed.
-pub fn attempts(canary: &str, nonce: &str, mounts: &[PlanMount], scratch: &Path) -> Vec<Attempt> {
+pub fn attempts(
+    canary: &str,
+    nonce: &str,
+    mounts: &[PlanMount],
+    scratch: Option<&Path>,
+) -> Vec<Attempt> {
     let mut out = vec![
         read_as("escape:absolute", canary, nonce),
         read_as("escape:dotdot", &format!("/../../..{canary}"), nonce),
     ];
-    let link = scratch.join("canary-link");
-    let _ = std::fs::remove_file(&link);
-    out.push(match std::os::unix::fs::symlink(canary, &link) {
-        Ok(()) => {
-            let a = read_as("escape:symlink", &link.display().to_string(), nonce);
-            let _ = std::fs::remove_file(&link);
-            a
-        }
-        Err(e) => Attempt::failed("escape:symlink", format!("symlink: {}", err_name(&e))),
+    out.push(match scratch {
+        None => Attempt::failed("escape:symlink", untried("no scratch directory")),
+        Some(dir) => symlink_attempt(canary, nonce, &dir.join("canary-link")),
     });
     for m in mounts {
         let id = escape_mount_id(&m.destination);
@@ -34,6 +33,21 @@ pub fn attempts(canary: &str, nonce: &str, mounts: &[PlanMount], scratch: &Path)
         out.push(a);
     }
     out
+}
+
+fn symlink_attempt(canary: &str, nonce: &str, link: &Path) -> Attempt {
+    let _ = std::fs::remove_file(link);
+    match std::os::unix::fs::symlink(canary, link) {
+        Ok(()) => {
+            let a = read_as("escape:symlink", &link.display().to_string(), nonce);
+            let _ = std::fs::remove_file(link);
+            a
+        }
+        Err(e) => Attempt::failed(
+            "escape:symlink",
+            setup_failed("symlink", e.raw_os_error().unwrap_or(0)),
+        ),
+    }
 }
 
 /// `<destination>/../../…<canary>` (from a file mount's directory).
@@ -81,15 +95,21 @@ mod tests {
         let m = PlanMount {
             destination: d.display().to_string(),
             directory: true,
+            writable: false,
         };
-        let a = attempts(&canary.display().to_string(), "n3", &[m], &d);
+        let a = attempts(&canary.display().to_string(), "n3", &[m], Some(&d));
         assert_eq!(a.len(), 4);
         assert!(a.iter().all(|a| a.ok), "{a:?}");
         assert!(!d.join("canary-link").exists());
-        let none = attempts(&d.join("nope").display().to_string(), "n3", &[], &d);
+        let none = attempts(&d.join("nope").display().to_string(), "n3", &[], Some(&d));
         assert!(
             none.iter().all(|a| !a.ok && a.detail == "ENOENT"),
             "{none:?}"
+        );
+        let no_scratch = attempts(&canary.display().to_string(), "n3", &[], None);
+        assert_eq!(
+            no_scratch[2],
+            Attempt::failed("escape:symlink", "untried: no scratch directory")
         );
         std::fs::remove_dir_all(&d).unwrap();
     }

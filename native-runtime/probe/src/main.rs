@@ -12,6 +12,7 @@ mod escape;
 mod mounts;
 mod net;
 mod process;
+mod sandbox;
 mod server;
 mod sys;
 

@@ -33,12 +33,31 @@ pub fn host_loopback(port: u16, nonce: &str) -> Attempt {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = match TcpStream::connect_timeout(&addr, LOOPBACK_TIMEOUT) {
         Ok(s) => s,
+        Err(e) if timed_out(&e) => return Attempt::failed(ID, timeout_detail("connect")),
         Err(e) => return Attempt::failed(ID, format!("connect: {}", err_name(&e))),
     };
     let _ = stream.set_read_timeout(Some(LOOPBACK_TIMEOUT));
     let mut got = Vec::new();
-    let _ = (&mut stream).take(256).read_to_end(&mut got);
-    judge_nonce(ID, &got, nonce)
+    match (&mut stream).take(256).read_to_end(&mut got) {
+        Err(e) if got.is_empty() && timed_out(&e) => Attempt::failed(ID, timeout_detail("read")),
+        _ => judge_nonce(ID, &got, nonce),
+    }
+}
+
+/// Whether an I/O error is a time limit running out (a dropped packet or a silent peer: the
+/// attempt was not answered, which is no denial).
+fn timed_out(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    )
+}
+
+fn timeout_detail(step: &str) -> String {
+    crate::sys::untried(format!(
+        "{step}: time limit of {}s hit",
+        LOOPBACK_TIMEOUT.as_secs()
+    ))
 }
 
 /// `ok` when `got` is the nonce (surrounding whitespace aside): something else answering on that
@@ -107,6 +126,27 @@ pub fn first_nameserver(conf: &str) -> Option<std::net::IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_silent_peer_is_untried_not_refused() {
+        use std::io::{Error, ErrorKind};
+        assert!(timed_out(&Error::from(ErrorKind::TimedOut)));
+        assert!(timed_out(&Error::from_raw_os_error(libc::EAGAIN)));
+        assert!(!timed_out(&Error::from_raw_os_error(libc::ECONNREFUSED)));
+        assert_eq!(
+            timeout_detail("connect"),
+            "untried: connect: time limit of 2s hit"
+        );
+        // A listener that accepts and says nothing: the read runs out of time.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let a = host_loopback(port, "n5");
+        assert_eq!(
+            a,
+            Attempt::failed("net:host-loopback", timeout_detail("read"))
+        );
+        drop(l);
+    }
 
     #[test]
     fn the_first_valid_nameserver_is_used() {

@@ -13,12 +13,13 @@ use bytes::Bytes;
 use harness::{Env, block_on, init_binary, random_hex};
 use plugd_core::check::fault::TestFault;
 use plugd_core::check::probe::{
-    CHECK_METHOD, Host, PROBE_SOCKET, Plan, PlanMount, Report, propagated_name,
+    CHECK_METHOD, Host, PROBE_SOCKET, Plan, PlanMount, Report, leak_name, propagated_name,
 };
 use plugd_core::{Instance, PluginSpec, Runtime};
 use plugd_native::NativeRuntime;
 use std::collections::BTreeMap;
 use std::io::Write as _;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -86,6 +87,7 @@ impl HostSide {
                     .source
                     .as_ref()
                     .is_none_or(|s| std::path::Path::new(s).is_dir()),
+                writable: !m.read_only(),
             })
             .collect();
         let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
@@ -270,8 +272,20 @@ fn the_default_sandbox_as_the_probe_sees_it() {
                 a.detail("env")
             );
             a.expect("import:engine-metrics", false);
+            // dockerd's read-only /proc/sys and /sys.
+            for id in ["sandbox:proc-sys-write", "sandbox:sys-write"] {
+                assert_eq!(a.get(id), &(false, "EROFS".to_string()), "{id}");
+            }
+            assert!(
+                !a.0.keys().any(|k| k.starts_with("leak:")),
+                "no CAP_SYS_ADMIN, no leak attempt"
+            );
+            assert!(
+                !a.0.values().any(|(_, d)| d.starts_with("untried: ")),
+                "everything was tried: {:#?}",
+                a.0
+            );
             let host_ns = std::fs::metadata("/proc/self/ns/net").unwrap();
-            use std::os::unix::fs::MetadataExt as _;
             assert_ne!(a.detail("ns:net"), host_ns.ino().to_string());
 
             // The form dockerd's column uses: the check as a volume, its report in the Status.
@@ -319,6 +333,9 @@ fn sys_admin_a_read_only_bind_and_a_device() {
         std::fs::write(src.join("b"), "").unwrap();
         std::fs::write(src.join("a"), "").unwrap();
         let source = src.display().to_string();
+        let rw_src = env.dir().join("rw-src");
+        std::fs::create_dir_all(&rw_src).unwrap();
+        let rw_source = rw_src.display().to_string();
         let spec = check_spec(env, "admin", |c| {
             c["linux"] = serde_json::json!({
                 "capabilities": ["CAP_SYS_ADMIN"],
@@ -326,12 +343,25 @@ fn sys_admin_a_read_only_bind_and_a_device() {
             });
             c["mounts"] = serde_json::json!([{
                 "source": source, "destination": "/ro", "type": "bind", "options": ["rbind", "ro"]
+            }, {
+                "source": rw_source, "destination": "/rw", "type": "bind", "options": ["rbind"]
             }]);
         });
         let host = HostSide::new(env, &spec);
+        // A file by the probe's name is already in the rw mount (a plugin's leftover, say).
+        let taken = rw_src.join(format!(".plugd-check-{}", host.plan.nonce));
+        std::fs::write(&taken, "left").unwrap();
         let rt = runtime(Vec::new());
         block_on(async {
             let (a, instance) = check(&rt, &spec, &host.plan).await;
+            a.expect("mount:/rw:write", false);
+            assert!(
+                a.detail("mount:/rw:write").starts_with("untried: "),
+                "a name already taken is no denial: {:?}",
+                a.get("mount:/rw:write")
+            );
+            assert_eq!(std::fs::read_to_string(&taken).unwrap(), "left");
+            a.expect("mount:/rw:read", true);
             assert_eq!(a.detail("status:CapEff"), DEFAULT_CAPS_AND_SYS_ADMIN);
             a.expect("op:CAP_SYS_ADMIN", true);
             a.expect("mount:/ro:read", true);
@@ -345,6 +375,44 @@ fn sys_admin_a_read_only_bind_and_a_device() {
             a.expect("device:mknod:c:10:229", true);
             a.expect("device:mknod:b:7:0", false);
             a.expect("propagated:mount", true);
+            // The binds are their sources: same device and inode as the host's stat.
+            for (dest, src) in [("/ro", &src), ("/rw", &rw_src)] {
+                let st = std::fs::metadata(src).unwrap();
+                let want = format!(
+                    "{}:{}:{}",
+                    libc::major(st.dev()),
+                    libc::minor(st.dev()),
+                    st.ino()
+                );
+                let id = format!("mount:{dest}:inode");
+                assert_eq!(a.get(&id), &(true, want), "{id}");
+            }
+            let fuse = std::fs::metadata("/dev/fuse").unwrap().rdev();
+            assert_eq!(
+                a.detail("device:/dev/fuse"),
+                format!("c {}:{}", libc::major(fuse), libc::minor(fuse))
+            );
+            // CAP_SYS_ADMIN does not make /proc/sys or /sys writable.
+            for id in ["sandbox:proc-sys-write", "sandbox:sys-write"] {
+                assert_eq!(a.get(id), &(false, "EROFS".to_string()), "{id}");
+            }
+            // Leak mounts: tried in / and the rw bind (not the ro one), made inside, and the
+            // host does not see them (a bind's mounts are not shared back).
+            let leak = leak_name(&host.plan.nonce);
+            assert_eq!(
+                a.get("leak:/rw"),
+                &(true, format!("/rw/{leak}")),
+                "{:?}",
+                a.get("leak:/rw")
+            );
+            assert_eq!(a.get("leak:/"), &(true, format!("/{leak}")));
+            assert!(!a.0.contains_key("leak:/ro"));
+            assert!(rw_src.join(&leak).is_dir(), "the mkdir reached the source");
+            let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+            assert!(
+                !mountinfo.contains(&leak),
+                "a leak mount reached the host: {mountinfo}"
+            );
             let dir = spec.propagated_mount.as_ref().unwrap();
             let mounted = dir
                 .join(format!("{}.mnt", propagated_name(&host.plan.nonce)))
