@@ -45,7 +45,9 @@
 //!   as `stat` sees it (the same numbers as the host source's for a bind).
 //! - `device:<path>` on success has `detail` `<c|b> <major>:<minor>` of the opened node (`fstat`).
 //! - `sandbox:proc-sys-write`, `sandbox:sys-write` (native): `faccessat(W_OK)` on
-//!   `/proc/sys/kernel` and `/sys/kernel` (`EROFS` is the denial dockerd's read-only mounts give).
+//!   `/proc/sys/kernel/hostname` (a root-writable tunable: procfs refuses write access to its
+//!   directories whatever the mount) and `/sys/kernel` (`EROFS` is the denial dockerd's read-only
+//!   mounts give).
 //! - `leak:<destination>` (native, with `CAP_SYS_ADMIN` effective): a tmpfs mounted, and **left
 //!   mounted**, at `<destination>/.plugd-check-<nonce>.leak` for `/` and every declared mount the
 //!   plan marks `writable`; plugd then looks for mounts bearing the nonce on the host (none may be
