@@ -410,13 +410,13 @@ impl Manager {
         let (record, slot) = {
             let _ops = self.ops.lock().await;
             let record = lock(&self.store).resolve(name)?.clone();
-            if let Some((config, settings)) = expect {
-                if &record.plugin.config != config || &record.plugin.settings != settings {
-                    return Err(Error::conflict(format!(
-                        "plugin {}: not enabled: it changed while it was being checked; check it again",
-                        record.plugin.name
-                    )));
-                }
+            if let Some((config, settings)) = expect
+                && (&record.plugin.config != config || &record.plugin.settings != settings)
+            {
+                return Err(Error::conflict(format!(
+                    "plugin {}: not enabled: it changed while it was being checked; check it again",
+                    record.plugin.name
+                )));
             }
             let slot = self.reserve(&record)?;
             (record, slot)
