@@ -532,3 +532,24 @@ fn the_dockerd_column_agrees_for_every_example_type() {
         }
     });
 }
+
+/// A check interrupted by plugd's death leaves a scratch dir (with its propagated mount) and a
+/// probe; the next plugd removes both before it serves.
+#[test]
+fn a_restarted_plugd_removes_what_an_interrupted_check_left() {
+    harness::isolated(|env| {
+        let mut p = env.plugd(&[]);
+        p.stop();
+        let scratch = p.exec_root().join("check/0123456789abcdef");
+        let pm = scratch.join("propagated-mount");
+        harness::mount_tmpfs(&pm, "size=1m").unwrap();
+        std::fs::write(pm.join("left"), "x").unwrap();
+        p.start();
+        assert!(!scratch.exists(), "{} is still there", scratch.display());
+        assert!(
+            harness::mounts_under(&[p.exec_root()]).is_empty(),
+            "a mount under the exec root survived the sweep"
+        );
+        assert!(p.log().contains("removed a check left by an earlier plugd"));
+    });
+}

@@ -56,7 +56,7 @@ pub use artifacts::{
 pub use bundle::Bundle;
 pub use cmd::{Cli, Cmd, DEFAULT_TIMEOUT, Output};
 pub use daemons::{Dockerd, Endpoint, LegacyPlugin, Plugd, Proc};
-pub use mounts::{MountEntry, mountinfo, mounts_under};
+pub use mounts::{MountEntry, mount_tmpfs, mountinfo, mounts_under};
 pub use procs::{ProcId, descendants};
 pub use pty::{PtyOutput, PtySession};
 pub use registry::{Registry, base64, sha256};
