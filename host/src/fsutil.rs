@@ -100,6 +100,25 @@ pub fn bind_unix(path: &Path, mode: u32) -> io::Result<tokio::net::UnixListener>
     tokio::net::UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))
 }
 
+/// A file read as a stream of 1 MiB chunks, for uploads that may be gigabytes (a pushed layer, the
+/// probe bundle handed to dockerd) and must not sit in memory whole.
+pub fn file_chunks(
+    file: tokio::fs::File,
+) -> impl futures_core::Stream<Item = io::Result<bytes::Bytes>> + Send {
+    futures_util::stream::unfold(file, |mut file| async move {
+        use tokio::io::AsyncReadExt as _;
+        let mut buf = vec![0u8; 1 << 20];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(bytes::Bytes::from(buf)), file))
+            }
+            Err(e) => Some((Err(e), file)),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -534,20 +534,8 @@ impl Session {
         let file = tokio::fs::File::open(path)
             .await
             .map_err(|e| format!("reading blob {}: {e}", path.display()))?;
-        let chunks = futures_util::stream::unfold(file, |mut file| async move {
-            use tokio::io::AsyncReadExt as _;
-            let mut buf = vec![0u8; 1 << 20];
-            match file.read(&mut buf).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    buf.truncate(n);
-                    Some((Ok(bytes::Bytes::from(buf)), file))
-                }
-                Err(e) => Some((
-                    Err(oci_client::errors::OciDistributionError::IoError(e)),
-                    file,
-                )),
-            }
+        let chunks = futures_util::StreamExt::map(crate::fsutil::file_chunks(file), |c| {
+            c.map_err(oci_client::errors::OciDistributionError::IoError)
         });
         self.client
             .push_blob_stream(&self.reference, chunks, &desc.digest, Some(desc.size))

@@ -312,18 +312,8 @@ impl Upload {
                 let file = tokio::fs::File::open(&path)
                     .await
                     .map_err(|e| format!("{}: {e}", path.display()))?;
-                let chunks = futures_util::stream::unfold(file, |mut file| async move {
-                    use tokio::io::AsyncReadExt as _;
-                    let mut buf = vec![0u8; 1 << 20];
-                    match file.read(&mut buf).await {
-                        Ok(0) => None,
-                        Ok(n) => {
-                            buf.truncate(n);
-                            Some((Ok(Frame::data(bytes::Bytes::from(buf))), file))
-                        }
-                        Err(e) => Some((Err(e), file)),
-                    }
-                });
+                use futures_util::StreamExt as _;
+                let chunks = crate::fsutil::file_chunks(file).map(|c| c.map(Frame::data));
                 Ok(StreamBody::new(chunks).boxed_unsync())
             }
         }
