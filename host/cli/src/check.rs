@@ -8,7 +8,7 @@ use crate::client::{ApiClient, ReqBody, escape_path, escape_query};
 use crate::jsonmessage::visible;
 use crate::{CheckArgs, Failure};
 use hyper::Method;
-use plugd_core::check::rows::{CellStatus, Column, Matrix, Verdict};
+use plugd_core::check::rows::{CellStatus, Column, Matrix, State, Verdict};
 use std::io::Write;
 
 pub(crate) fn check(host: &str, a: &CheckArgs, out: &mut dyn Write) -> Result<(), Failure> {
@@ -60,10 +60,10 @@ pub(crate) fn check(host: &str, a: &CheckArgs, out: &mut dyn Write) -> Result<()
     let unchecked: Vec<String> = matrix
         .columns
         .iter()
-        .filter(|c| c.state == "failed" || c.state == "unavailable")
+        .filter(|c| matches!(c.state, State::Failed | State::Unavailable))
         .map(|c| format!("{}: {}", c.column.name(), visible(&c.detail, false)))
         .collect();
-    if !unchecked.is_empty() || !matrix.columns.iter().any(|c| c.state == "ran") {
+    if !unchecked.is_empty() || !matrix.columns.iter().any(|c| c.state == State::Ran) {
         return Err(Failure {
             msg: if unchecked.is_empty() {
                 "no runtime could be checked".to_string()
@@ -89,7 +89,7 @@ fn table(m: &Matrix) -> String {
         text.push_str(&format!(
             "{}: {} ({})\n",
             c.column.name(),
-            c.state,
+            c.state.name(),
             cell(&c.detail)
         ));
     }

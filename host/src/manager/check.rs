@@ -111,12 +111,12 @@ impl Manager {
     async fn check_before_enable(&self, name: &str) -> Result<()> {
         let matrix = self.check(name, &CheckOptions::default()).await?;
         let column = &matrix.columns[0];
-        if column.state != "ran" {
+        if column.state != rows::State::Ran {
             return Err(Error::conflict(format!(
                 "plugin {}: not enabled: the {} check did not run ({}: {})",
                 matrix.plugin,
                 column.column.name(),
-                column.state,
+                column.state.name(),
                 column.detail
             )));
         }

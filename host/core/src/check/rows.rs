@@ -110,10 +110,36 @@ pub struct Matrix {
 pub struct ColumnState {
     /// The column.
     pub column: Column,
-    /// `ran`, `refused`, `unavailable` or `failed`.
-    pub state: String,
+    /// Whether its probe ran, and if not why not.
+    pub state: State,
     /// The probe's name and version, or why it did not run.
     pub detail: String,
+}
+
+/// Whether a column's probe ran (the [`Outcome`] without its payload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// The probe reported.
+    Ran,
+    /// The runtime refuses the declaration: an answer, not a failure.
+    Refused,
+    /// Nothing to probe with (no probe, no dockerd).
+    Unavailable,
+    /// The probe did not report.
+    Failed,
+}
+
+impl State {
+    /// The lowercase name (`ran`).
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Ran => "ran",
+            State::Refused => "refused",
+            State::Unavailable => "unavailable",
+            State::Failed => "failed",
+        }
+    }
 }
 
 /// One privilege.
@@ -220,14 +246,14 @@ pub fn matrix(ctx: &Context, plugin: &str, id: &str, columns: &[(Column, Outcome
         .iter()
         .map(|(c, o)| {
             let (state, detail) = match o {
-                Outcome::Ran(r) => ("ran", r.probe.clone()),
-                Outcome::Refused(why) => ("refused", why.clone()),
-                Outcome::Unavailable(why) => ("unavailable", why.clone()),
-                Outcome::Failed(why) => ("failed", why.clone()),
+                Outcome::Ran(r) => (State::Ran, r.probe.clone()),
+                Outcome::Refused(why) => (State::Refused, why.clone()),
+                Outcome::Unavailable(why) => (State::Unavailable, why.clone()),
+                Outcome::Failed(why) => (State::Failed, why.clone()),
             };
             ColumnState {
                 column: *c,
-                state: state.to_string(),
+                state,
                 detail,
             }
         })

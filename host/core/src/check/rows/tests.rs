@@ -206,7 +206,7 @@ fn a_sandbox_that_gives_what_is_declared_has_no_mismatch() {
         assert_eq!(mismatches(&m), Vec::<&str>::new(), "{cfg}");
         assert_eq!(m.mismatches, 0);
         // The wasm column refused: its cells did not run, and that is not a mismatch.
-        assert_eq!(m.columns[1].state, "refused");
+        assert_eq!(m.columns[1].state, State::Refused);
         assert!(m.rows.iter().all(|r| matches!(
             r.cells[&Column::Wasm].status,
             CellStatus::NotRun | CellStatus::NotApplicable
