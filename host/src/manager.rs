@@ -638,6 +638,8 @@ impl Manager {
         mounts: Arc<Mounts>,
     ) -> Result<Arc<Gateway>> {
         let p = &record.plugin;
+        // A runtime that cannot be selected cannot have started the plugin: the safe answer.
+        let paths_may_block = (self.select)(spec).map_or(true, |rt| rt.plugin_can_mount(spec));
         let paths = PathMap::new(
             &spec.rootfs,
             spec.propagated_mount
@@ -649,7 +651,8 @@ impl Manager {
         Ok(Arc::new(
             Gateway::new(&p.name, &types, instance, paths, mounts)
                 .authz_deadline(self.cfg.authz_timeout)
-                .may_hand_over_links(may_hand_over_links(spec)),
+                .may_hand_over_links(may_hand_over_links(spec))
+                .paths_may_block(paths_may_block),
         ))
     }
 

@@ -609,6 +609,16 @@ fn remove_stale_socket(path: &std::path::Path) {
 }
 
 impl Runtime for NativeRuntime {
+    /// Mounting needs `CAP_SYS_ADMIN` in the sandbox's own user namespace (the host's); without
+    /// it a plugin's only mounts are in a user namespace of its own, whose mounts never propagate
+    /// back to the host.
+    fn plugin_can_mount(&self, spec: &PluginSpec) -> bool {
+        spec.effective()
+            .capabilities
+            .iter()
+            .any(|c| c == "CAP_SYS_ADMIN")
+    }
+
     fn name(&self) -> &'static str {
         RUNTIME_NAME
     }

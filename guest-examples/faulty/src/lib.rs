@@ -8,6 +8,8 @@
 //! | `bomb`  | allocates memory until an allocation fails (the host's memory cap)          |
 //! | `sleep` | sleeps for an hour: the guest is blocked in a host call (WASI `poll` on a   |
 //! |         | monotonic-clock subscription), where epochs cannot interrupt it             |
+//! | `nap`   | sleeps for half a second, then answers normally: a slow call, to show which   |
+//! |         | instance serves the calls made meanwhile                                    |
 //! | `read:<path>` (`get` only) | opens `<path>` and reads up to 4 KiB: `get` reports the  |
 //! |         | bytes read as status `read`, or fails with the I/O error. For device nodes, |
 //! |         | procfs files and FIFOs in a declared bind                                   |
@@ -49,6 +51,7 @@ fn fault(name: &str) {
             }
         }
         "sleep" => std::thread::sleep(Duration::from_secs(3600)),
+        "nap" => std::thread::sleep(Duration::from_millis(500)),
         _ => {}
     }
 }

@@ -48,6 +48,20 @@ pub const DEFAULT_PATH: &str = default_path!();
 /// de-duplicated).
 pub const DEFAULT_PATH_ENV: &str = concat!("PATH=", default_path!());
 
+/// The `Env` entry by which a wasm plugin says how many instances of it may serve calls at once
+/// (module docs of `plugd-wasm`'s `instance`): absent or `1`, one instance and every call
+/// serialised on it, so state a guest keeps in memory is seen by every later call; `N` (up to
+/// [`MAX_INSTANCES`]), a pool of up to N instances, each call on any idle one, so only state the
+/// guest keeps outside its memory (files) is shared. It is an ordinary env entry so that the
+/// bundle's author declares it in `config.json` and a user can see it in `inspect` and, where the
+/// author made it settable, turn pooling off with `set PLUGD_INSTANCES=1`. The native runtime
+/// ignores it: a native plugin's concurrency is its own process's.
+pub const INSTANCES_ENV: &str = "PLUGD_INSTANCES";
+
+/// Most instances a wasm plugin may ask for: each is a thread and its own linear memory (up to
+/// the per-instance memory limit), and past the host's cores they add memory, not throughput.
+pub const MAX_INSTANCES: usize = 8;
+
 /// What one plugin is given, whichever runtime runs it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Effective {
@@ -131,6 +145,20 @@ impl Effective {
         self.env
             .iter()
             .map(|kv| kv.split_once('=').unwrap_or((kv.as_str(), "")))
+    }
+
+    /// How many instances may serve the plugin's calls at once ([`INSTANCES_ENV`]); an error
+    /// names the entry and what it should be. The last entry of that name counts, as for any env.
+    pub fn instances(&self) -> Result<usize, String> {
+        let Some((_, value)) = self.env_pairs().filter(|(k, _)| *k == INSTANCES_ENV).last() else {
+            return Ok(1);
+        };
+        match value.parse::<usize>() {
+            Ok(n) if (1..=MAX_INSTANCES).contains(&n) && !value.starts_with('+') => Ok(n),
+            _ => Err(format!(
+                "env {INSTANCES_ENV}={value:?}: expected a whole number from 1 to {MAX_INSTANCES}"
+            )),
+        }
     }
 
     /// Every device the plugin names: the effective ones, then those only the config declares.
@@ -278,5 +306,26 @@ mod tests {
         let e = Effective::of(&c, &Settings::default());
         assert!(e.devices.is_empty());
         assert_eq!(e.named_devices().count(), 1);
+    }
+
+    #[test]
+    fn instances_are_one_unless_declared_and_refused_when_malformed() {
+        let with = |env: &[&str]| Effective {
+            env: env.iter().map(|e| e.to_string()).collect(),
+            ..Effective::default()
+        };
+        assert_eq!(with(&[]).instances(), Ok(1));
+        assert_eq!(with(&["PLUGD_INSTANCES=4"]).instances(), Ok(4));
+        // The last entry of a name wins, as in a process's environment.
+        assert_eq!(
+            with(&["PLUGD_INSTANCES=4", "PLUGD_INSTANCES=1"]).instances(),
+            Ok(1)
+        );
+        for bad in ["0", "9", "", "+2", "two", "2 "] {
+            let e = with(&[&format!("PLUGD_INSTANCES={bad}")])
+                .instances()
+                .unwrap_err();
+            assert!(e.contains("PLUGD_INSTANCES") && e.contains("1 to 8"), "{e}");
+        }
     }
 }

@@ -204,6 +204,16 @@ pub trait Runtime: Send + Sync {
         })
     }
 
+    /// Whether a mount the plugin makes can appear inside its filesystem as plugd sees it from the
+    /// host (its propagated mount): then looking up a path the plugin reports may block for as long
+    /// as the plugin likes (a FUSE filesystem that never answers), and plugd's gateway resolves its
+    /// paths off its async workers. Otherwise it resolves them in place, which saves two thread
+    /// hand-offs per `Get`. The default is the safe answer.
+    fn plugin_can_mount(&self, spec: &PluginSpec) -> bool {
+        let _ = spec;
+        true
+    }
+
     /// Waits until the cleanup of a cancelled [`Runtime::start`] of this plugin is over, so a
     /// disable or rm reports done only once nothing of the plugin runs or stays mounted. The
     /// default is for runtimes whose cancelled starts leave nothing behind.

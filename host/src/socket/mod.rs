@@ -60,6 +60,8 @@ pub struct Gateway {
     authz: Option<Duration>,
     /// Whether a Join reply may name an interface (see [`Gateway::may_hand_over_links`]).
     links: bool,
+    /// Whether looking up the plugin's paths may block ([`Gateway::paths_may_block`]).
+    paths_may_block: bool,
 }
 
 impl Gateway {
@@ -88,7 +90,19 @@ impl Gateway {
             mounts,
             authz: authz::declared(types).then_some(authz::DEFAULT_DEADLINE),
             links: false,
+            paths_may_block: true,
         }
+    }
+
+    /// Says whether the plugin can mount a filesystem where plugd looks up the paths it reports
+    /// ([`plugd_core::Runtime::plugin_can_mount`]). If it can, every path-bearing reply is handled
+    /// on the blocking pool, since a FUSE filesystem may never answer; if it cannot, `Get`, `Path`
+    /// and `List` are handled in place (an `openat2` and a `stat` on plugd's own directories).
+    /// `Mount`, `Unmount` and `Remove` change mounts and write the mount table, so they always go
+    /// to the blocking pool.
+    pub fn paths_may_block(mut self, may_block: bool) -> Gateway {
+        self.paths_may_block = may_block;
+        self
     }
 
     /// Lets Join replies name an interface (`InterfaceName.SrcName`), for a plugin that can make
@@ -125,6 +139,7 @@ impl Gateway {
             mounts: self.mounts.clone(),
             authz: self.authz,
             links: self.links,
+            paths_may_block: self.paths_may_block,
         }
     }
 
@@ -173,8 +188,11 @@ impl Gateway {
             }
         };
         let reply = self.instance.call(&method, body.clone()).await;
-        // Resolving and pinning paths touches the plugin's filesystem (a FUSE mount may never
-        // answer): never on a tokio worker.
+        if !self.answers_off_thread(&method) {
+            return respond(self.answer(&method, &body, reply));
+        }
+        // Resolving and pinning paths may touch a filesystem that never answers, and changing
+        // the mount table writes a file: never on a tokio worker.
         let gw = self.clone();
         let name = self.name.clone();
         match tokio::task::spawn_blocking(move || gw.answer(&method, &body, reply)).await {
@@ -183,6 +201,15 @@ impl Gateway {
                 status::PLUGIN_ERROR,
                 &format!("plugin {name}: handling its reply failed: {e}"),
             )),
+        }
+    }
+
+    /// Whether the reply to `method` is handled on the blocking pool ([`Gateway::paths_may_block`]).
+    fn answers_off_thread(&self, method: &str) -> bool {
+        match method {
+            volume::MOUNT | volume::UNMOUNT | volume::REMOVE => true,
+            volume::GET | volume::PATH | volume::LIST => self.paths_may_block,
+            _ => false,
         }
     }
 

@@ -1,8 +1,17 @@
-//! One long-lived component instance per enabled plugin, on a thread of its own.
+//! Long-lived component instances of an enabled plugin, each on a thread of its own.
 //!
-//! The instance is created from a [`Prepared`] component (imports resolved and type-checked once,
-//! declared exports located) at start; "ready" means instantiated. Calls are serialized through a tokio mutex around the
-//! [`Store`] (a p2 instance is single-threaded; measured fastest).
+//! An instance is created from a [`Prepared`] component (imports resolved and type-checked once,
+//! declared exports located); "ready" means the first one is instantiated. A p2 instance serves
+//! one call at a time (a tokio mutex around its [`Store`]).
+//!
+//! **How many instances.** By default one, and every call of the plugin is serialised on it: what
+//! the guest keeps in memory between calls is seen by every later call. A plugin whose guest keeps
+//! no such state (the SDK's volume example keeps its volumes as directories) declares
+//! `PLUGD_INSTANCES=N` in its `config.json` env ([`plugd_core::effective::INSTANCES_ENV`]) and gets
+//! a **pool**: a call goes to an idle instance, and when every instance is busy and there are fewer
+//! than N, a new one is made (the call that needed it waits for its instantiation); instances are
+//! kept until the plugin stops. Log drivers and metrics collectors keep per-stream and per-schedule
+//! state in their instance, so the runtime refuses a pool for them at prepare.
 //!
 //! **The plugin's thread.** Each plugin's store lives on an [`Executor`]: one OS thread running a
 //! current-thread tokio runtime, which every call of that plugin is spawned onto. wasmtime-wasi
@@ -24,10 +33,10 @@
 //!   neither of the two above. Once a call has been running for `call_timeout` plus
 //!   [`WEDGE_GRACE`], the caller answers 500 and abandons the executor: its thread ends by itself if
 //!   the system call ever returns, and the next call gets a new executor and a fresh instance. A
-//!   plugin may have at most [`MAX_THREADS`] plugin threads (the serving one and the abandoned ones
-//!   still blocked) and [`MAX_ALL_THREADS`] threads with their blocking pools, however they ended
-//!   up blocked, counted per plugin id across restarts; past that its calls and starts fail fast and
-//!   its health is `Failed` until one of them returns.
+//!   plugin may have at most its instances plus [`MAX_BLOCKED`] plugin threads (the serving ones
+//!   and the abandoned ones still blocked), each with a blocking pool of [`BLOCKING_THREADS`],
+//!   however they ended up blocked, counted per plugin id across restarts; past that its calls and
+//!   starts fail fast and its health is `Failed` until one of them returns.
 //!
 //! Any fault (a trap, the interrupt, the timeout, memory growth past the cap) fails that call with
 //! a 500 naming the plugin, the call and what happened, and drops the store: a trapped instance
@@ -62,14 +71,11 @@ const TIMEOUT_GRACE: Duration = Duration::from_millis(100);
 pub(crate) const WEDGE_GRACE: Duration = Duration::from_millis(500);
 /// How often a waiting caller checks the executor.
 const WATCHDOG_TICK: Duration = Duration::from_millis(50);
-/// Threads a plugin may have: the one serving it and the abandoned ones still blocked in the
-/// kernel. Bounds what one plugin can make plugd hold, whatever it blocks on.
-pub(crate) const MAX_THREADS: usize = 4;
+/// Abandoned plugin threads (still blocked in the kernel) a plugin may leave behind on top of the
+/// ones serving it. Bounds what one plugin can make plugd hold, whatever it blocks on.
+pub(crate) const MAX_BLOCKED: usize = 3;
 /// `spawn_blocking` threads of one executor (wasmtime-wasi's stream reads and writes).
 const BLOCKING_THREADS: usize = 2;
-/// Every thread a plugin may have, blocking pools included: what is left of a shut executor's pool
-/// (a read stuck in the kernel) still counts.
-pub(crate) const MAX_ALL_THREADS: usize = MAX_THREADS * (1 + BLOCKING_THREADS);
 /// Most resource handles (files, streams) an instance may hold at once.
 const MAX_RESOURCES: usize = 10_000;
 /// Most bytes a guest may pass to the host in one host call.
@@ -262,6 +268,8 @@ impl Drop for ThreadSlot {
 struct Executor {
     handle: tokio::runtime::Handle,
     live: tokio::sync::Mutex<Option<Live>>,
+    /// Calls given to this executor and not finished (the pool picks an idle one).
+    in_flight: AtomicUsize,
     /// When the running phase (an instantiation or a call) began, if one is running.
     busy_since: Mutex<Option<Instant>>,
     abandoned: AtomicBool,
@@ -270,19 +278,22 @@ struct Executor {
 }
 
 impl Executor {
-    /// Starts a plugin thread, if the plugin's budget allows one more.
-    fn spawn(name: &str, budget: &Arc<ThreadBudget>) -> Result<Arc<Self>, String> {
+    /// Starts a plugin thread, if the plugin's budget allows one more: `serving` threads (its
+    /// instances) and [`MAX_BLOCKED`] abandoned ones, each with its blocking pool.
+    fn spawn(name: &str, budget: &Arc<ThreadBudget>, serving: usize) -> Result<Arc<Self>, String> {
+        let max = serving + MAX_BLOCKED;
+        let max_all = max * (1 + BLOCKING_THREADS);
         let before = budget.alive.fetch_add(1, Ordering::AcqRel);
         let all = budget.all.fetch_add(1, Ordering::AcqRel);
         let slot = ThreadSlot(budget.clone());
-        if before >= MAX_THREADS {
+        if before >= max {
             return Err(format!(
-                "{before} of its threads are still blocked in host I/O (at most {MAX_THREADS})"
+                "{before} of its threads are serving it or still blocked in host I/O (at most {max})"
             ));
         }
-        if all >= MAX_ALL_THREADS {
+        if all >= max_all {
             return Err(format!(
-                "{all} of its threads are still running (at most {MAX_ALL_THREADS})"
+                "{all} of its threads are still running (at most {max_all})"
             ));
         }
         let (up, down) = (budget.clone(), budget.clone());
@@ -327,6 +338,7 @@ impl Executor {
         Ok(Arc::new(Executor {
             handle,
             live: tokio::sync::Mutex::new(None),
+            in_flight: AtomicUsize::new(0),
             busy_since: Mutex::new(None),
             abandoned: AtomicBool::new(false),
             stop: Mutex::new(Some(stop)),
@@ -347,6 +359,22 @@ impl Executor {
     /// Lets the thread end as soon as it can; whatever runs on it is dropped then.
     fn shut(&self) {
         self.stop.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+/// A call given to an executor: counted in its `in_flight` until dropped.
+struct Claim(Arc<Executor>);
+
+impl Claim {
+    fn new(exec: &Arc<Executor>) -> Claim {
+        exec.in_flight.fetch_add(1, Ordering::AcqRel);
+        Claim(exec.clone())
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -384,6 +412,8 @@ struct Inner {
     logs: Option<Arc<LogStreams>>,
     /// A metrics collector's grant and ticks (`metrics`).
     metrics: Arc<EngineMetrics>,
+    /// Most instances serving at once (module docs).
+    instances: usize,
 }
 
 /// A running wasm plugin; implements [`plugd_core::Instance`] (see `runtime`).
@@ -392,8 +422,9 @@ pub(crate) struct WasmInstance {
     me: Weak<WasmInstance>,
     inner: Arc<Inner>,
     budget: Arc<ThreadBudget>,
-    /// The executor serving the plugin; `None` after one was abandoned, until the next call.
-    exec: Mutex<Option<Arc<Executor>>>,
+    /// The executors serving the plugin, at most `inner.instances`; an abandoned one is taken out
+    /// (the next call that needs one makes a new one).
+    pool: Mutex<Vec<Arc<Executor>>>,
 }
 
 impl WasmInstance {
@@ -409,6 +440,7 @@ impl WasmInstance {
         metrics: Arc<EngineMetrics>,
         budget: Arc<ThreadBudget>,
         keepalive: Arc<dyn Send + Sync>,
+        instances: usize,
     ) -> Result<Arc<Self>, String> {
         let instance = Arc::new_cyclic(|me| WasmInstance {
             me: me.clone(),
@@ -424,11 +456,13 @@ impl WasmInstance {
                 generation: AtomicU64::new(0),
                 logs,
                 metrics,
+                instances: instances.max(1),
             }),
             budget,
-            exec: Mutex::new(None),
+            pool: Mutex::new(Vec::new()),
         });
-        let exec = instance.executor()?;
+        let claim = instance.executor()?;
+        let exec = claim.0.clone();
         let (inner, on) = (instance.inner.clone(), exec.clone());
         let task = exec.handle.spawn(async move {
             let mut slot = on.live.lock().await;
@@ -443,15 +477,29 @@ impl WasmInstance {
         Ok(instance)
     }
 
-    /// The executor serving the plugin, a new one if the last was abandoned.
-    fn executor(&self) -> Result<Arc<Executor>, String> {
-        let mut current = self.exec.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(exec) = current.as_ref() {
-            return Ok(exec.clone());
+    /// The executor for the next call: an idle one; else a new one while the pool has room; else
+    /// the least busy (the call queues behind its calls).
+    fn executor(&self) -> Result<Claim, String> {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(idle) = pool
+            .iter()
+            .find(|e| e.in_flight.load(Ordering::Acquire) == 0)
+        {
+            return Ok(Claim::new(idle));
         }
-        let exec = Executor::spawn(&self.inner.name, &self.budget)?;
-        *current = Some(exec.clone());
-        Ok(exec)
+        if pool.len() < self.inner.instances {
+            let exec = Executor::spawn(&self.inner.name, &self.budget, self.inner.instances)?;
+            pool.push(exec.clone());
+            if pool.len() > 1 {
+                tracing::debug!(plugin = %self.inner.name, instances = pool.len(), "wasm instance pool grew");
+            }
+            return Ok(Claim::new(&exec));
+        }
+        let least = pool
+            .iter()
+            .min_by_key(|e| e.in_flight.load(Ordering::Acquire))
+            .expect("a full pool has an executor");
+        Ok(Claim::new(least))
     }
 
     /// Waits for `task` on `exec`, and abandons `exec` if its thread is blocked (module docs).
@@ -461,7 +509,10 @@ impl WasmInstance {
         mut task: tokio::task::JoinHandle<R>,
     ) -> Result<R, String> {
         let wedged_after = self.inner.limits.call_timeout + TIMEOUT_GRACE + WEDGE_GRACE;
-        let mut tick = tokio::time::interval(WATCHDOG_TICK);
+        // The first look is one tick away (an interval's first tick is immediate: work for
+        // nothing on every call).
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + WATCHDOG_TICK, WATCHDOG_TICK);
         loop {
             tokio::select! {
                 done = &mut task => {
@@ -498,10 +549,10 @@ impl WasmInstance {
             return;
         }
         exec.shut();
-        let mut current = self.exec.lock().unwrap_or_else(|p| p.into_inner());
-        if current.as_ref().is_some_and(|e| Arc::ptr_eq(e, exec)) {
-            *current = None;
-        }
+        self.pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|e| !Arc::ptr_eq(e, exec));
         tracing::warn!(plugin = %self.inner.name,
             "wasm plugin thread blocked in host I/O past its deadline; abandoned");
     }
@@ -616,8 +667,8 @@ impl WasmInstance {
                 &format!("plugin {name:?} is stopped"),
             ));
         }
-        let exec = match self.executor() {
-            Ok(exec) => exec,
+        let claim = match self.executor() {
+            Ok(claim) => claim,
             Err(e) => {
                 self.inner.set_health(Health::Failed(e.clone()));
                 return Answer::Reply(Reply::err(
@@ -626,13 +677,14 @@ impl WasmInstance {
                 ));
             }
         };
+        let exec = &claim.0;
         let task = exec.handle.spawn(Inner::serve(
             self.inner.clone(),
             exec.clone(),
             method.to_string(),
             req,
         ));
-        match self.finish(&exec, task).await {
+        match self.finish(exec, task).await {
             Ok(answer) => answer,
             Err(fault) => {
                 tracing::warn!(plugin = %name, method, fault = %fault, "wasm plugin call failed");
@@ -660,9 +712,10 @@ impl WasmInstance {
     /// is abandoned by its caller) and then drops it itself.
     pub(crate) async fn stop(&self, grace: Duration) {
         self.inner.stopped.store(true, Ordering::Release);
-        let exec = self.exec.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(exec) = exec {
-            if let Ok(mut slot) = tokio::time::timeout(grace, exec.live.lock()).await {
+        let pool = std::mem::take(&mut *self.pool.lock().unwrap_or_else(|p| p.into_inner()));
+        let until = tokio::time::Instant::now() + grace;
+        for exec in pool {
+            if let Ok(mut slot) = tokio::time::timeout_at(until, exec.live.lock()).await {
                 slot.take();
             }
             exec.shut();
@@ -678,11 +731,11 @@ impl WasmInstance {
 
 impl Drop for WasmInstance {
     fn drop(&mut self) {
-        if let Some(exec) = self
-            .exec
+        for exec in self
+            .pool
             .get_mut()
             .unwrap_or_else(|p| p.into_inner())
-            .take()
+            .drain(..)
         {
             exec.shut();
         }
@@ -963,7 +1016,7 @@ mod tests {
     #[test]
     fn blocking_pool_threads_count_against_the_plugin_even_after_shutdown() {
         let budget = Arc::new(ThreadBudget::default());
-        let exec = Executor::spawn("p", &budget).unwrap();
+        let exec = Executor::spawn("p", &budget, 1).unwrap();
         assert_eq!(budget.all.load(Ordering::Acquire), 1);
         let (release, released) = std::sync::mpsc::channel::<()>();
         let released = Arc::new(Mutex::new(released));

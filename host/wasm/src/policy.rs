@@ -183,6 +183,23 @@ impl Policy {
                 }
             }
         }
+        let instances = effective.instances().map_err(RuntimeError::Bundle)?;
+        if instances > 1 {
+            for t in c.interface.types.iter().flatten() {
+                let stateful = [
+                    plugd_core::protocol::logdriver::IMPLEMENTS,
+                    plugd_core::protocol::metrics::IMPLEMENTS,
+                ];
+                if let Some(i) = plugd_core::protocol::implements_for_type(t)
+                    && stateful.contains(&i)
+                {
+                    refused.push(format!(
+                        "{}={instances} for interface type {t:?} (a {i} keeps its streams or schedule in its one instance)",
+                        plugd_core::effective::INSTANCES_ENV
+                    ));
+                }
+            }
+        }
         unsupported(refused)?;
         if c.interface.types.as_deref().unwrap_or_default().is_empty() {
             return Err(RuntimeError::Bundle(
@@ -423,6 +440,34 @@ mod tests {
                 what,
             }) => what,
             other => panic!("expected an Unsupported refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_pool_is_for_stateless_types_and_its_size_is_checked() {
+        let with = |t: &str, env: &str| {
+            let mut c = volume_config();
+            c.interface.types = Some(vec![t.into()]);
+            let mut s = spec(c);
+            s.settings.env = vec![env.to_string()];
+            Policy::check(&s)
+        };
+        with("docker.volumedriver/1.0", "PLUGD_INSTANCES=4").unwrap();
+        with("docker.logdriver/1.0", "PLUGD_INSTANCES=1").unwrap();
+        for t in ["docker.logdriver/1.0", "docker.metricscollector/1.0"] {
+            match with(t, "PLUGD_INSTANCES=2") {
+                Err(RuntimeError::Unsupported { what, .. }) => {
+                    assert!(
+                        what.contains("PLUGD_INSTANCES=2") && what.contains(t),
+                        "{what}"
+                    )
+                }
+                other => panic!("{t}: expected a refusal, got {other:?}"),
+            }
+        }
+        match with("docker.volumedriver/1.0", "PLUGD_INSTANCES=many") {
+            Err(RuntimeError::Bundle(m)) => assert!(m.contains("PLUGD_INSTANCES"), "{m}"),
+            other => panic!("expected a bundle error, got {other:?}"),
         }
     }
 

@@ -331,6 +331,8 @@ impl WasmRuntime {
             metrics,
             self.shared.threads.get(&spec.id),
             keepalive,
+            // Checked at prepare (Policy::check); a spec that skipped it gets one instance.
+            spec.effective().instances().unwrap_or(1),
         )
         .await
         .map_err(|e| {
@@ -360,6 +362,11 @@ impl WasmRuntime {
 }
 
 impl Runtime for WasmRuntime {
+    /// A guest has no `mount`: its filesystem is plugd's directories and what it wrote in them.
+    fn plugin_can_mount(&self, _spec: &PluginSpec) -> bool {
+        false
+    }
+
     fn name(&self) -> &'static str {
         RUNTIME_NAME
     }

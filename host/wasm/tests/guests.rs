@@ -429,6 +429,54 @@ async fn guest_not_found_is_500_and_keeps_the_instance() {
     assert_eq!(calls_reported(&i).await, 2, "a guest error is not a fault");
 }
 
+/// Starts the fault guest with `PLUGD_INSTANCES=instances`, makes a half-second call (`nap`) and,
+/// while it runs, a quick one; returns the quick call's per-instance call count, which tells
+/// whether it ran on the napping instance (3: one call before, the nap, itself) or another (1).
+async fn call_beside_a_slow_one(tag: &str, instances: &str) -> u64 {
+    let dir = TempDir::new(tag);
+    let mut spec = bundle(&dir.0, &guest(FAULT_GUEST), &format!("fault-{tag}:latest"));
+    spec.settings
+        .env
+        .push(format!("PLUGD_INSTANCES={instances}"));
+    let rt = runtime(Duration::from_secs(5), 32 << 20);
+    let i = rt.start(&spec).await.unwrap();
+    assert_eq!(calls_reported(&i).await, 1);
+    let napping = i.clone();
+    let nap =
+        tokio::spawn(
+            async move { call(&napping, "VolumeDriver.Get", json!({"Name": "nap"})).await },
+        );
+    // The nap has claimed its instance well before this (the claim is the call's first step).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let quick = calls_reported(&i).await;
+    let (s, b) = nap.await.unwrap();
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        b["Volume"]["Status"]["calls"], "2",
+        "the nap ran on the first instance"
+    );
+    i.stop(Duration::from_secs(1)).await;
+    quick
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_plugin_serves_a_call_beside_a_slow_one_on_another_instance() {
+    assert_eq!(
+        call_beside_a_slow_one("pool2", "2").await,
+        1,
+        "a pool of two: the quick call went to a new instance"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpooled_plugin_serialises_every_call_on_its_one_instance() {
+    assert_eq!(
+        call_beside_a_slow_one("pool1", "1").await,
+        3,
+        "one instance: the quick call waited for the nap and saw its count"
+    );
+}
+
 /// Records the guest-output events (`plugd_wasm::guest`) emitted on the current thread.
 #[derive(Clone, Default)]
 struct Recorder(Arc<std::sync::Mutex<Vec<String>>>);
