@@ -96,6 +96,10 @@ pub struct DaemonArgs {
     /// StartLogging call in it (docs/protocol.md, log drivers).
     #[arg(long, default_value = plugd_core::protocol::logdriver::LOGGING_DIR)]
     pub engine_logging_dir: PathBuf,
+    /// Threads that serve the plugin sockets, each a single-threaded runtime (socket/datapath.rs);
+    /// 0: half the cores, 1 to 4.
+    #[arg(long, default_value_t = 0)]
+    pub data_threads: usize,
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(long, env = "PLUGD_LOG", default_value = "info")]
     pub log_level: String,
@@ -286,6 +290,11 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
+    let data_threads = match args.data_threads {
+        0 => crate::socket::datapath::default_threads(),
+        n => n,
+    };
+    crate::socket::datapath::install(data_threads).context("starting the data-path threads")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -85,6 +85,12 @@ pub fn remove_dir_atomic(path: &Path) -> io::Result<()> {
 /// intended group could connect. Linux takes a socket file's mode from the socket inode's mode,
 /// which `fchmod` sets before `bind`.
 pub fn bind_unix(path: &Path, mode: u32) -> io::Result<tokio::net::UnixListener> {
+    tokio::net::UnixListener::from_std(bind_unix_std(path, mode)?)
+}
+
+/// [`bind_unix`] without registering the listener with the current runtime (for one that is
+/// served on another).
+pub fn bind_unix_std(path: &Path, mode: u32) -> io::Result<std::os::unix::net::UnixListener> {
     use nix::sys::socket::{AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
     use nix::sys::stat::{Mode, fchmod};
     let fd = nix::sys::socket::socket(
@@ -97,7 +103,7 @@ pub fn bind_unix(path: &Path, mode: u32) -> io::Result<tokio::net::UnixListener>
     let addr = UnixAddr::new(path)?;
     nix::sys::socket::bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr)?;
     nix::sys::socket::listen(&fd, Backlog::MAXCONN)?;
-    tokio::net::UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))
+    Ok(std::os::unix::net::UnixListener::from(fd))
 }
 
 /// A file read as a stream of 1 MiB chunks, for uploads that may be gigabytes (a pushed layer, the

@@ -2,8 +2,13 @@
 //!
 //! `POST /<method>` over HTTP/1.1 with dockerd's headers (an empty `Host`, `Content-Length`,
 //! `Accept: application/vnd.docker.plugins.v1.2+json`, no `Content-Type`), on keep-alive
-//! connections from a small pool (dockerd keeps up to 6 idle ones). The status and body are relayed
+//! connections from a pool (up to [`MAX_IDLE`] idle ones). The status and body are relayed
 //! as they are; whether a status means success is the engine's business.
+//!
+//! A connection has no task of its own: the call using it drives it (hyper's connection future is
+//! polled beside the request's), so a reply wakes the calling task directly and no call hands its
+//! reply across threads. An idle connection is looked at once before it is reused, which is when a
+//! close by the plugin is noticed.
 //!
 //! A pooled connection the plugin closed (it restarted, or dropped idle connections) is skipped when
 //! that is already known; when it turns out closed before any byte of a request was written, the
@@ -21,6 +26,7 @@ use plugd_core::Reply;
 use plugd_core::protocol::status;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::net::UnixStream;
 
@@ -29,12 +35,70 @@ pub(crate) const ACCEPT: &str = "application/vnd.docker.plugins.v1.2+json";
 /// Default per-call deadline: under dockerd's longest (`VolumeDriver.Create`/`Mount`: 2 min), so
 /// a reply plugd acts on (pins, counts as mounted) is never one dockerd has already given up on.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(110);
-/// Idle connections kept per plugin (dockerd's `MaxIdleConns`).
-const MAX_IDLE: usize = 6;
+/// Idle connections kept per plugin: dockerd keeps 6 (`MaxIdleConns`), but plugd is the single
+/// client of every caller of the plugin, so it keeps as many as calls it has seen at once, up to this.
+const MAX_IDLE: usize = 32;
 /// Largest reply body relayed.
 const MAX_REPLY: usize = 64 << 20;
 
-type Sender = SendRequest<Full<Bytes>>;
+/// One keep-alive connection to the plugin: the request half and the connection itself, which
+/// whoever uses the request half drives ([`Conn::drive`]).
+struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    driver: http1::Connection<TokioIo<UnixStream>, Full<Bytes>>,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Conn")
+    }
+}
+
+impl Conn {
+    /// Runs `fut` (a request or a body read on this connection) while driving the connection;
+    /// `None` if the connection ended and `fut` could not finish.
+    async fn drive<F: Future>(
+        driver: &mut http1::Connection<TokioIo<UnixStream>, Full<Bytes>>,
+        fut: F,
+    ) -> Option<F::Output> {
+        let mut fut = std::pin::pin!(fut);
+        let mut ended = false;
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Some(out));
+            }
+            if ended {
+                return Poll::Ready(None);
+            }
+            if let Poll::Ready(result) = std::pin::Pin::new(&mut *driver).poll(cx) {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "plugin connection ended");
+                }
+                ended = true;
+                // The connection's end may have settled `fut` (with an error): look once more.
+                return match fut.as_mut().poll(cx) {
+                    Poll::Ready(out) => Poll::Ready(Some(out)),
+                    Poll::Pending => Poll::Ready(None),
+                };
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Whether an idle connection can take a request now: the connection is polled once, which
+    /// reads a close (or anything else) the plugin sent while it was idle.
+    fn usable(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        if std::pin::Pin::new(&mut self.driver)
+            .poll(&mut cx)
+            .is_ready()
+        {
+            return false;
+        }
+        !self.sender.is_closed() && matches!(self.sender.poll_ready(&mut cx), Poll::Ready(Ok(())))
+    }
+}
 
 /// A keep-alive HTTP/1.1 client for one plugin's unix socket.
 #[derive(Debug)]
@@ -42,7 +106,7 @@ pub(crate) struct Forwarder {
     plugin: String,
     socket: PathBuf,
     timeout: Duration,
-    idle: Mutex<Vec<Sender>>,
+    idle: Mutex<Vec<Conn>>,
 }
 
 /// Why a call produced no reply.
@@ -113,9 +177,16 @@ impl Forwarder {
             )
         };
         let send = async {
-            let mut sender = self.connect().await.map_err(|e| match e {
+            let Conn { mut sender, driver } = self.connect().await.map_err(|e| match e {
                 CallError::Unreachable(e) | CallError::Reply(e) => e,
             })?;
+            // A stream outlives this call: its connection gets a task of its own.
+            let plugin = self.plugin.clone();
+            tokio::spawn(async move {
+                if let Err(e) = driver.await {
+                    tracing::debug!(plugin, error = %e, "plugin stream connection ended");
+                }
+            });
             sender
                 .send_request(request(method, body))
                 .await
@@ -150,21 +221,32 @@ impl Forwarder {
     }
 
     async fn call_inner(&self, method: &str, body: Bytes) -> Result<Reply, CallError> {
-        let (mut sender, mut reused) = match self.pooled().await {
-            Some(s) => (s, true),
+        let (mut conn, mut reused) = match self.pooled() {
+            Some(c) => (c, true),
             None => (self.connect().await?, false),
         };
         let mut req = request(method, body);
         loop {
-            match sender.try_send_request(req).await {
+            let Some(result) =
+                Conn::drive(&mut conn.driver, conn.sender.try_send_request(req)).await
+            else {
+                // The connection ended with the request unsettled: it may have been written.
+                self.close();
+                return Err(CallError::Unreachable(
+                    "the connection closed; the request may have been sent and is not sent again"
+                        .to_string(),
+                ));
+            };
+            match result {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
-                    let body = Limited::new(resp.into_body(), MAX_REPLY)
-                        .collect()
+                    let collect = Limited::new(resp.into_body(), MAX_REPLY).collect();
+                    let body = Conn::drive(&mut conn.driver, collect)
                         .await
+                        .ok_or_else(|| CallError::Reply("the connection closed mid-reply".into()))?
                         .map_err(|e| CallError::Reply(e.to_string()))?
                         .to_bytes();
-                    self.put_back(sender);
+                    self.put_back(conn);
                     return Ok(Reply { status, body });
                 }
                 Err(mut e) => match e.take_message() {
@@ -174,7 +256,7 @@ impl Forwarder {
                     Some(unsent) if reused => {
                         tracing::debug!(plugin = %self.plugin, method, error = %e.error(), "pooled connection closed before the request was sent; sending it on a new one");
                         self.close();
-                        sender = self.connect().await?;
+                        conn = self.connect().await?;
                         reused = false;
                         req = unsent;
                     }
@@ -193,43 +275,34 @@ impl Forwarder {
         }
     }
 
-    /// An idle connection that still looks usable.
-    async fn pooled(&self) -> Option<Sender> {
+    /// An idle connection that can take a request now.
+    fn pooled(&self) -> Option<Conn> {
         loop {
-            let mut sender = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
-            if sender.is_closed() {
-                continue;
-            }
-            if sender.ready().await.is_ok() {
-                return Some(sender);
+            let mut conn = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
+            if conn.usable() {
+                return Some(conn);
             }
         }
     }
 
-    fn put_back(&self, sender: Sender) {
-        if sender.is_closed() {
+    fn put_back(&self, conn: Conn) {
+        if conn.sender.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE {
-            idle.push(sender);
+            idle.push(conn);
         }
     }
 
-    async fn connect(&self) -> Result<Sender, CallError> {
+    async fn connect(&self) -> Result<Conn, CallError> {
         let stream = connect_no_follow(&self.socket).await.map_err(|e| {
             CallError::Unreachable(format!("dial unix {}: {e}", self.socket.display()))
         })?;
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        let (sender, driver) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| CallError::Unreachable(e.to_string()))?;
-        let plugin = self.plugin.clone();
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(plugin, error = %e, "plugin connection ended");
-            }
-        });
-        Ok(sender)
+        Ok(Conn { sender, driver })
     }
 }
 

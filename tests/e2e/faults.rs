@@ -69,21 +69,35 @@ const FAULTS: [Fault; 4] = [
 // ---------------------------------------------------------------------------------------------
 // Setup
 
-/// A bundle config for a wasm guest, adapted from the example's own config.json.
-fn wasm_config(description: &str) -> Value {
+/// A bundle config for a wasm guest, adapted from the example's own config.json with `instances`
+/// as its `PLUGD_INSTANCES` (the tests of faults are about one instance: `"1"`).
+fn wasm_config(description: &str, instances: &str) -> Value {
     let text = include_str!("../../guest-examples/volume/config.json");
     let mut config: Value =
         serde_json::from_str(text).expect("guest-examples/volume/config.json is JSON");
     config["description"] = json!(description);
+    let env = config["env"]
+        .as_array_mut()
+        .expect("the example declares env");
+    let entry = env
+        .iter_mut()
+        .find(|e| e["name"] == "PLUGD_INSTANCES")
+        .expect("the example declares PLUGD_INSTANCES");
+    entry["value"] = json!(instances);
     config
 }
 
-/// Creates (with the plugd CLI) and enables the wasm plugin `name` from `wasm`.
+/// Creates (with the plugd CLI) and enables the wasm plugin `name` from `wasm`, unpooled.
 fn create_and_enable(env: &Env, p: &Plugd, name: &str, wasm: &Path, description: &str) {
-    let bundle =
-        env.bundle(name)
-            .config(&wasm_config(description))
-            .copy("plugin.wasm", wasm, 0o644);
+    create_and_enable_with(env, p, name, wasm, &wasm_config(description, "1"));
+}
+
+/// Creates (with the plugd CLI) and enables the wasm plugin `name` from `wasm` and `config`.
+fn create_and_enable_with(env: &Env, p: &Plugd, name: &str, wasm: &Path, config: &Value) {
+    let bundle = env
+        .bundle(name)
+        .config(config)
+        .copy("plugin.wasm", wasm, 0o644);
     env.plugd_cli_cmd(p, ["create", name])
         .arg(bundle.path())
         .run()
@@ -674,6 +688,73 @@ impl Reply {
             self.headers
         );
     }
+}
+
+/// On plugin `name`'s socket: one Get, then a half-second Get (`nap`) on a second connection and,
+/// while it runs, a quick Get on the first. Returns (calls before, the quick Get's count): the
+/// fault guest counts calls per instance, so the count says which instance served the quick Get.
+fn quick_get_beside_a_nap(name: &str) -> (u64, u64) {
+    let sock = plugin_socket(name);
+    let mut conn = KeepAlive::connect(&sock);
+    let before = conn.get_ok("x");
+    let napper = std::thread::spawn(move || KeepAlive::connect(&sock).get_ok("nap"));
+    // Well inside the nap: it has reached its instance by now.
+    std::thread::sleep(Duration::from_millis(200));
+    let quick = conn.get_ok("x");
+    let nap = napper.join().expect("the nap call");
+    assert_eq!(
+        nap,
+        before + 1,
+        "the nap ran on the instance that served the first Get"
+    );
+    (before, quick)
+}
+
+/// A pool is the bundle's declaration and the user's setting: with `PLUGD_INSTANCES=2` a quick
+/// call beside a slow one is served by a second, fresh instance; `plugd set PLUGD_INSTANCES=1`
+/// turns the pool off (the quick call waits and is counted by the one instance); a value out of
+/// range fails the enable naming the entry.
+#[test]
+fn a_pool_serves_beside_a_slow_call_and_set_turns_it_off() {
+    harness::isolated(|env| {
+        let p = env.plugd(PLUGD_ARGS);
+        let config = wasm_config("fault guest (test fixture), pooled", "2");
+        create_and_enable_with(env, &p, FAULTY, &fault_guest_wasm(), &config);
+        let (before, quick) = quick_get_beside_a_nap(FAULTY);
+        assert_eq!(
+            (before, quick),
+            (1, 1),
+            "pooled: the quick Get went to a new instance"
+        );
+
+        env.plugd_cli(&p, ["disable", FAULTY]).assert_ok();
+        env.plugd_cli(&p, ["set", FAULTY, "PLUGD_INSTANCES=1"])
+            .assert_ok();
+        env.plugd_cli(&p, ["enable", FAULTY]).assert_ok();
+        let (before, quick) = quick_get_beside_a_nap(FAULTY);
+        assert_eq!(
+            (before, quick),
+            (1, 3),
+            "one instance: the quick Get waited for the nap and was counted after it"
+        );
+
+        env.plugd_cli(&p, ["disable", FAULTY]).assert_ok();
+        let set = env.plugd_cli(&p, ["set", FAULTY, "PLUGD_INSTANCES=9"]);
+        let refused = if set.success() {
+            env.plugd_cli(&p, ["enable", FAULTY])
+        } else {
+            set
+        };
+        assert!(
+            !refused.success(),
+            "PLUGD_INSTANCES=9 was accepted:\n{refused}"
+        );
+        let said = refused.to_string();
+        assert!(
+            said.contains("PLUGD_INSTANCES=\"9\"") && said.contains("1 to 8"),
+            "the refusal names the entry and its range:\n{said}"
+        );
+    });
 }
 
 #[test]

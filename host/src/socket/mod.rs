@@ -12,6 +12,7 @@
 //! 30 s idle timeout. A task per connection (hyperlocal's server helper is one-at-a-time, no keep-alive).
 
 pub mod authz;
+pub mod datapath;
 mod logstream;
 pub mod mounts;
 pub mod paths;
@@ -547,11 +548,18 @@ impl PluginSocket {
                 ),
             ));
         }
-        let listener = crate::fsutil::bind_unix(path, 0o660)?;
+        let listener = crate::fsutil::bind_unix_std(path, 0o660)?;
         registry.record(path)?;
         let (shutdown, rx) = watch::channel(false);
         let current: Current = Arc::new(RwLock::new(gateway));
-        let task = tokio::spawn(accept_loop(listener, current.clone(), rx));
+        let serving = current.clone();
+        // The listener is registered with the runtime that serves it, on its own thread.
+        let task = datapath::spawn(async move {
+            match UnixListener::from_std(listener) {
+                Ok(listener) => accept_loop(listener, serving, rx).await,
+                Err(e) => tracing::error!(error = %e, "registering a plugin socket"),
+            }
+        });
         Ok(PluginSocket {
             path: path.to_path_buf(),
             current,

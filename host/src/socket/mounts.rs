@@ -21,8 +21,8 @@
 
 use nix::mount::{MntFlags, umount2};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeSet;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::collections::{BTreeSet, HashMap};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -35,7 +35,15 @@ pub struct Mounts {
     set: Mutex<BTreeSet<(String, String)>>,
     file: Option<PathBuf>,
     pins: Option<PathBuf>,
+    /// The views this table made or checked, by path, with the `(dev, ino)` each shows. Only
+    /// plugd mounts or unmounts under `pins` (root's 0700 state dir), so a view found here still
+    /// shows that inode: a Get of a volume whose directory is unchanged is answered from here,
+    /// without a path lookup through the view (the costliest step of a Get).
+    views: Mutex<HashMap<PathBuf, Inode>>,
 }
+
+/// A directory's identity: `(st_dev, st_ino)`.
+type Inode = (u64, u64);
 
 impl Mounts {
     /// A table persisted in `state_dir`, starting from what an earlier plugd left there.
@@ -49,6 +57,7 @@ impl Mounts {
             set: Mutex::new(set),
             file: Some(file),
             pins: Some(state_dir.join("mounts")),
+            views: Mutex::default(),
         }
     }
 
@@ -76,9 +85,33 @@ impl Mounts {
 
     /// Where the view of volume `name` lives: its name hashed, since names are any string.
     fn view_path(&self, name: &str) -> Option<PathBuf> {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let digest = Sha256::digest(name.as_bytes());
-        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-        self.pins.as_ref().map(|d| d.join(format!("view-{hex}")))
+        let mut file = String::with_capacity(5 + 32);
+        file.push_str("view-");
+        for b in &digest[..16] {
+            file.push(HEX[usize::from(b >> 4)] as char);
+            file.push(HEX[usize::from(b & 0xf)] as char);
+        }
+        self.pins.as_ref().map(|d| d.join(file))
+    }
+
+    /// What the view at `target` is known to show, if this table made or checked it.
+    fn known_view(&self, target: &Path) -> Option<Inode> {
+        self.views
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(target)
+            .copied()
+    }
+
+    /// Records (`Some`) or forgets (`None`) what the view at `target` shows.
+    fn note_view(&self, target: &Path, shows: Option<Inode>) {
+        let mut views = self.views.lock().unwrap_or_else(|p| p.into_inner());
+        match shows {
+            Some(inode) => views.insert(target.to_path_buf(), inode),
+            None => views.remove(target),
+        };
     }
 
     /// Pins `dir` (an `O_PATH` fd of the volume's directory) for mount `id` and records the mount.
@@ -131,7 +164,13 @@ impl Mounts {
         let target = self
             .view_path(name)
             .ok_or_else(|| "no state directory for views".to_string())?;
-        if same_inode(&target, dir) {
+        let shown = inode_of_fd(dir).map_err(|e| format!("volume {name:?}: fstat: {e}"))?;
+        if self.known_view(&target) == Some(shown) {
+            return Ok(Some(target));
+        }
+        if inode_at(&target) == Some(shown) {
+            // A leftover directory at `target` that is not a bind of `dir` is another inode.
+            self.note_view(&target, Some(shown));
             return Ok(Some(target));
         }
         if !may_create && !target.exists() {
@@ -140,7 +179,9 @@ impl Mounts {
         if !target.exists() && self.views() >= MAX_VIEWS {
             return Ok(None);
         }
+        self.note_view(&target, None);
         pin(&target, dir)?;
+        self.note_view(&target, Some(shown));
         Ok(Some(target))
     }
 
@@ -160,6 +201,7 @@ impl Mounts {
     /// Removes the view of a volume the plugin removed.
     pub fn forget(&self, name: &str) {
         if let Some(target) = self.view_path(name) {
+            self.note_view(&target, None);
             unpin(&target);
         }
     }
@@ -173,6 +215,7 @@ impl Mounts {
 
     /// Forgets everything and removes every pin and view (the plugin was disabled or removed).
     pub fn clear(&self) {
+        self.views.lock().unwrap_or_else(|p| p.into_inner()).clear();
         if let Some(dir) = &self.pins
             && let Ok(entries) = std::fs::read_dir(dir)
         {
@@ -184,17 +227,16 @@ impl Mounts {
     }
 }
 
-/// True when `target` is (the root of) the very directory `dir` is.
-fn same_inode(target: &Path, dir: &OwnedFd) -> bool {
+/// The identity of the directory behind `dir` (an `O_PATH` descriptor: `fstat` works on it).
+fn inode_of_fd(dir: &OwnedFd) -> nix::Result<Inode> {
+    let st = nix::sys::stat::fstat(dir)?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// The identity of what `target` names now, if anything.
+fn inode_at(target: &Path) -> Option<Inode> {
     use std::os::unix::fs::MetadataExt;
-    let (Ok(t), Ok(d)) = (
-        std::fs::metadata(target),
-        std::fs::metadata(format!("/proc/self/fd/{}", dir.as_raw_fd())),
-    ) else {
-        return false;
-    };
-    // A leftover directory at `target` that is not a bind of `dir` is another inode.
-    t.dev() == d.dev() && t.ino() == d.ino()
+    std::fs::metadata(target).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// Binds `dir` onto `target` (replacing what was there), `nosuid,nodev` all the way down: a

@@ -111,7 +111,8 @@ impl ComponentCache {
     }
 
     /// The artifact path for `wasm` under this engine.
-    pub(crate) fn artifact_path(&self, wasm: &[u8]) -> PathBuf {
+    #[cfg(test)]
+    fn artifact_path(&self, wasm: &[u8]) -> PathBuf {
         self.dir
             .join(artifact_name(&sha256_hex(wasm), &self.engine_hash))
     }
@@ -124,7 +125,19 @@ impl ComponentCache {
         wasm: &[u8],
         plugin: &str,
     ) -> Result<(Component, CacheOutcome), CacheError> {
-        let path = self.artifact_path(wasm);
+        self.load_or_compile_digest(engine, wasm, &sha256_hex(wasm), plugin)
+    }
+
+    /// [`ComponentCache::load_or_compile`] for a caller that has hashed `wasm` already
+    /// (`digest`: its lower-case hex sha256).
+    pub(crate) fn load_or_compile_digest(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        digest: &str,
+        plugin: &str,
+    ) -> Result<(Component, CacheOutcome), CacheError> {
+        let path = self.dir.join(artifact_name(digest, &self.engine_hash));
         let t0 = Instant::now();
         if self.is_our_artifact(&path) {
             match load(engine, &path) {

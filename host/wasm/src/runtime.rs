@@ -1,7 +1,7 @@
 //! [`WasmRuntime`]: plugd's [`Runtime`] for component bundles.
 
 use crate::RUNTIME_NAME;
-use crate::cache::{CacheError, ComponentCache};
+use crate::cache::{CacheError, ComponentCache, sha256_hex};
 use crate::drivers::{Exports, Prepared};
 use crate::engine::{EpochTicker, new_engine};
 use crate::entrypoint::{MAX_ENTRYPOINT_BYTES, read_component};
@@ -16,7 +16,7 @@ use plugd_core::protocol::metrics;
 use plugd_core::runtime::BoxFuture;
 use plugd_core::{Health, Instance, PluginSpec, Reply, Runtime, RuntimeError};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
@@ -154,6 +154,7 @@ impl WasmRuntimeBuilder {
                 test_faults: self.test_faults,
                 _ticker: ticker,
                 prepared: Default::default(),
+                shared_prepared: Default::default(),
                 threads: ThreadBudgets::default(),
             }),
         })
@@ -183,6 +184,26 @@ struct Shared {
         std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Arc<Prepared>)>>,
     /// Each plugin's threads (by id), so a restart does not reset how many may be blocked.
     threads: ThreadBudgets,
+    /// Every running component by what it is (the wasm's sha256 and the declared types): plugins
+    /// of the same bundle share one loaded component — its code mapped once, its imports resolved
+    /// once — for as long as one of them holds it. 500 plugins of one bundle would otherwise map
+    /// 500 copies of the same code; and an enable of a bundle already running skips the load.
+    shared_prepared: std::sync::Mutex<std::collections::HashMap<PreparedKey, Weak<Prepared>>>,
+}
+
+/// What makes two plugins' [`Prepared`] the same: the component's bytes (by sha256) and the
+/// interfaces located in it (the declared `Interface.Types`).
+type PreparedKey = (String, Vec<String>);
+
+impl Shared {
+    /// The prepared component a running plugin holds for `key`, if one does.
+    fn running_prepared(&self, key: &PreparedKey) -> Option<Arc<Prepared>> {
+        self.shared_prepared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .and_then(Weak::upgrade)
+    }
 }
 
 /// How long a `prepare` result waits for its `start`.
@@ -228,24 +249,47 @@ impl WasmRuntime {
         self.shared.limits.memory_limit
     }
 
-    /// Reads the entrypoint and loads its precompiled code, compiling on a cache miss (off the
+    /// The plugin's component, prepared: the one a running plugin of the same bundle holds, else
+    /// read from the entrypoint and loaded from the compile cache, compiling on a miss (off the
     /// async threads: compiling takes 0.1–25 s).
-    async fn load(&self, spec: &PluginSpec) -> Result<Component, RuntimeError> {
+    async fn prepared(&self, spec: &PluginSpec) -> Result<Arc<Prepared>, RuntimeError> {
         let shared = self.shared.clone();
-        let spec = spec.clone();
+        let task_spec = spec.clone();
+        let types = spec.config.interface.types.clone().unwrap_or_default();
         let task = tokio::task::spawn_blocking(move || {
+            let spec = task_spec;
             let wasm = read_component(&spec)?;
-            shared
+            let key = (sha256_hex(&wasm), types);
+            if let Some(running) = shared.running_prepared(&key) {
+                return Ok((key, Ok(running)));
+            }
+            let component = shared
                 .cache
-                .load_or_compile(&shared.engine, &wasm, &spec.name)
+                .load_or_compile_digest(&shared.engine, &wasm, &key.0, &spec.name)
                 .map(|(c, _)| c)
                 .map_err(|e| match e {
                     CacheError::Compile(_) => RuntimeError::Bundle(format!("{}: {e}", spec.name)),
                     e => RuntimeError::Start(e.to_string()),
-                })
+                })?;
+            Ok((key, Err(component)))
         });
-        task.await
-            .map_err(|e| RuntimeError::Start(format!("component load task failed: {e}")))?
+        let (key, found) = task
+            .await
+            .map_err(|e| RuntimeError::Start(format!("component load task failed: {e}")))??;
+        match found {
+            Ok(running) => Ok(running),
+            Err(component) => {
+                let pre = self.pre(spec, &component)?;
+                let mut all = self
+                    .shared
+                    .shared_prepared
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                all.retain(|_, p| p.strong_count() > 0);
+                all.insert(key, Arc::downgrade(&pre));
+                Ok(pre)
+            }
+        }
     }
 
     /// The policy of a plugin start (and of a probe start: the same one), faults applied.
@@ -374,8 +418,7 @@ impl Runtime for WasmRuntime {
     fn prepare<'a>(&'a self, spec: &'a PluginSpec) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(async move {
             Policy::check(spec)?;
-            let component = self.load(spec).await?;
-            let pre = self.pre(spec, &component)?;
+            let pre = self.prepared(spec).await?;
             let mut prepared = self
                 .shared
                 .prepared
@@ -402,10 +445,7 @@ impl Runtime for WasmRuntime {
                 .filter(|(at, _)| at.elapsed() < PREPARED_TTL);
             let pre = match prepared {
                 Some((_, pre)) => pre,
-                None => {
-                    let component = self.load(spec).await?;
-                    self.pre(spec, &component)?
-                }
+                None => self.prepared(spec).await?,
             };
             self.instantiate(spec, policy, pre, "wasm plugin", HostLinks::new)
                 .await

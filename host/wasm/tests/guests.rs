@@ -318,8 +318,13 @@ async fn second_prepare_loads_from_the_cache() {
     let t0 = Instant::now();
     rt.prepare(&spec).await.unwrap();
     let cold = t0.elapsed();
+    // A second runtime (a plugd restart): nothing in memory, only the cache on disk.
+    let rt2 = WasmRuntime::builder()
+        .cache_dir(dir.0.join("fresh-cache"))
+        .build()
+        .unwrap();
     let t1 = Instant::now();
-    rt.prepare(&spec).await.unwrap();
+    rt2.prepare(&spec).await.unwrap();
     let warm = t1.elapsed();
     eprintln!("prepare: cold compile {cold:?}, cache hit {warm:?}");
     let artifacts: Vec<_> = std::fs::read_dir(dir.0.join("fresh-cache"))
@@ -331,6 +336,45 @@ async fn second_prepare_loads_from_the_cache() {
     assert!(
         warm < cold,
         "cache hit ({warm:?}) should beat compiling ({cold:?})"
+    );
+}
+
+/// Plugins of one bundle share the loaded component while one of them runs: with the compile
+/// cache emptied under a running plugin, a second plugin of the same bundle starts without
+/// compiling (nothing is written to the cache); once both are stopped, the next start compiles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_of_one_bundle_share_the_loaded_component_while_one_runs() {
+    let dir = TempDir::new("share");
+    let cache = dir.0.join("cache");
+    let rt = WasmRuntime::builder().cache_dir(&cache).build().unwrap();
+    let artifacts = || std::fs::read_dir(&cache).unwrap().count();
+    let mut a = bundle(&dir.0.join("a"), &guest(VOLUME_GUEST), "a:latest");
+    a.id = format!("{:064x}", 0xa);
+    let mut b = bundle(&dir.0.join("b"), &guest(VOLUME_GUEST), "b:latest");
+    b.id = format!("{:064x}", 0xb);
+    let ia = rt.start(&a).await.unwrap();
+    assert_eq!(artifacts(), 1, "the first start compiled into the cache");
+    for e in std::fs::read_dir(&cache).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let ib = rt.start(&b).await.unwrap();
+    assert_eq!(
+        artifacts(),
+        0,
+        "b reused a's component: no compile, no load"
+    );
+    let (s, body) = call(&ib, "VolumeDriver.Capabilities", json!({})).await;
+    assert_eq!(s, 200, "{body}");
+    ia.stop(Duration::from_secs(1)).await;
+    ib.stop(Duration::from_secs(1)).await;
+    drop((ia, ib));
+    let mut c = bundle(&dir.0.join("c"), &guest(VOLUME_GUEST), "c:latest");
+    c.id = format!("{:064x}", 0xc);
+    let _ic = rt.start(&c).await.unwrap();
+    assert_eq!(
+        artifacts(),
+        1,
+        "with no plugin holding it, the component is compiled again"
     );
 }
 

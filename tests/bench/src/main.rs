@@ -1,29 +1,37 @@
-//! `plugd-bench`: the measurements behind docs/benchmarks.md, as one small client binary.
+//! `plugd-bench`: the measurements behind docs/benchmarks.md, as one small client binary that
+//! tests/bench/run.sh drives after setting up the daemons and bundles.
 //!
-//! - `rtt`: POST round trips on keep-alive connections to a plugin socket (p50/p99, req/s), N clients;
-//!   `--method GET` for Engine API calls (the AuthZ overhead, tests/bench/authz.sh).
-//! - `enable`: time from `POST /plugins/{name}/enable` to the plugin's socket answering, and to the
-//!   API call returning, against plugd or dockerd (the same Engine API).
+//! - `rtt`, `enable`: one socket, one plugin; tab-separated lines the other scripts parse.
+//! - `compare-rtt`, `compare-enable`, `e2e`: issue 12's comparison of one volume driver packaged
+//!   three ways (dockerd managed plugin, plugd native, plugd wasm), systems interleaved run by
+//!   run, medians with their range and the ratios to dockerd.
+//! - `rss`, `density`: memory per plugin, and many wasm plugins in one plugd.
 //!
-//! Figures are printed as tab-separated lines so the bench script can tabulate them; nothing here
-//! asserts a threshold.
+//! Targets are printed beside the figures; nothing here fails because a figure misses one (the
+//! CI quick run must only prove that the harness works).
 #![forbid(unsafe_code)]
 
-use anyhow::{Context, bail};
-use bytes::Bytes;
+mod client;
+mod density;
+mod e2e;
+mod enable;
+mod engine;
+mod procfs;
+mod report;
+mod rss;
+mod rtt;
+
 use clap::{Parser, Subcommand};
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-use tokio::net::UnixStream;
+use std::path::PathBuf;
 
 #[derive(Parser)]
 struct Args {
     #[command(subcommand)]
     cmd: Cmd,
 }
+
+/// Where plugd (by default) and dockerd put plugin sockets.
+const SOCKET_DIR: &str = "/run/docker/plugins";
 
 #[derive(Subcommand)]
 enum Cmd {
@@ -69,158 +77,114 @@ enum Cmd {
         #[arg(long, default_value = "")]
         label: String,
     },
+    /// VolumeDriver.Get round trips on the four sockets of one volume driver, interleaved.
+    CompareRtt {
+        /// The dockerd-managed native plugin's socket.
+        #[arg(long)]
+        dockerd: PathBuf,
+        /// plugd's socket for the native plugin.
+        #[arg(long)]
+        plugd_native: PathBuf,
+        /// The native plugin's own socket, inside plugd's exec-root.
+        #[arg(long)]
+        own: PathBuf,
+        /// plugd's socket for the wasm plugin.
+        #[arg(long)]
+        plugd_wasm: PathBuf,
+        /// Runs; each run times every system once per client count.
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// Requests per system, client count and run.
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        /// Client counts.
+        #[arg(long, value_delimiter = ',', default_value = "1,8")]
+        clients: Vec<usize>,
+    },
+    /// Create and enable → usable for fresh plugins: dockerd native, plugd native, wasm warm and cold.
+    CompareEnable {
+        /// dockerd's API socket.
+        #[arg(long)]
+        dockerd_api: PathBuf,
+        /// plugd's API socket.
+        #[arg(long)]
+        plugd_api: PathBuf,
+        /// The native bundle directory (config.json + rootfs/), for both daemons.
+        #[arg(long)]
+        native_bundle: PathBuf,
+        /// The wasm bundle directory.
+        #[arg(long)]
+        wasm_bundle: PathBuf,
+        /// Where plugd puts plugin sockets.
+        #[arg(long, default_value = SOCKET_DIR)]
+        socket_dir: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+    },
+    /// Volume inspect through dockerd (API and CLI) for each packaging.
+    E2e {
+        /// dockerd's API socket.
+        #[arg(long)]
+        api: PathBuf,
+        /// The dockerd-managed plugin's name.
+        #[arg(long)]
+        dockerd_plugin: String,
+        /// plugd's native plugin (a legacy plugin to dockerd).
+        #[arg(long)]
+        plugd_native: String,
+        /// plugd's wasm plugin.
+        #[arg(long)]
+        plugd_wasm: String,
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// API inspects per driver and run.
+        #[arg(long, default_value_t = 500)]
+        requests: usize,
+        /// `docker volume inspect` runs per driver and run.
+        #[arg(long, default_value_t = 3)]
+        cli_runs: usize,
+    },
+    /// RSS per enabled plugin: plugd native and wasm, dockerd's shim.
+    Rss {
+        #[arg(long)]
+        plugd_api: PathBuf,
+        #[arg(long)]
+        plugd_pid: u32,
+        /// plugd's `--exec-root` (its native runtime records plugin pids there).
+        #[arg(long)]
+        plugd_exec_root: PathBuf,
+        #[arg(long)]
+        dockerd_api: PathBuf,
+        #[arg(long)]
+        dockerd_pid: u32,
+        #[arg(long)]
+        native_bundle: PathBuf,
+        #[arg(long)]
+        wasm_bundle: PathBuf,
+        #[arg(long, default_value = SOCKET_DIR)]
+        socket_dir: PathBuf,
+        /// Plugins of each kind.
+        #[arg(long, default_value_t = 5)]
+        count: usize,
+    },
+    /// Many wasm plugins in one plugd: create-all, enable-all, each answering, RSS/threads/fds.
+    Density {
+        /// plugd's API socket (best a plugd with nothing else enabled).
+        #[arg(long)]
+        api: PathBuf,
+        #[arg(long)]
+        pid: u32,
+        /// The wasm bundle directory.
+        #[arg(long)]
+        bundle: PathBuf,
+        #[arg(long, default_value = SOCKET_DIR)]
+        socket_dir: PathBuf,
+        #[arg(long, env = "PLUGD_BENCH_DENSITY", default_value_t = 500)]
+        count: usize,
+    },
 }
 
-async fn connect(
-    socket: &Path,
-) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
-    let stream = UnixStream::connect(socket).await?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    Ok(sender)
-}
-
-async fn post(
-    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-    path: &str,
-    body: Bytes,
-) -> anyhow::Result<(u16, Bytes)> {
-    send(sender, "POST", path, body).await
-}
-
-async fn send(
-    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-    method: &str,
-    path: &str,
-    body: Bytes,
-) -> anyhow::Result<(u16, Bytes)> {
-    sender.ready().await?;
-    let req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("Host", "")
-        .header("Accept", "application/vnd.docker.plugins.v1.2+json")
-        .body(Full::new(body))?;
-    let resp = sender.send_request(req).await?;
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await?.to_bytes();
-    Ok((status, body))
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-async fn rtt_round(
-    socket: &Path,
-    method: &str,
-    path: &str,
-    body: &Bytes,
-    clients: usize,
-    requests: usize,
-) -> anyhow::Result<(Duration, Duration, f64)> {
-    let per_client = requests.div_ceil(clients);
-    let mut senders = Vec::new();
-    for _ in 0..clients {
-        let mut s = connect(socket).await?;
-        let (status, reply) = send(&mut s, method, path, body.clone()).await?;
-        if status != 200 {
-            bail!(
-                "warm-up request answered {status}: {}",
-                String::from_utf8_lossy(&reply)
-            );
-        }
-        senders.push(s);
-    }
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for mut s in senders {
-        let body = body.clone();
-        let path = path.to_string();
-        let method = method.to_string();
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(per_client);
-            for _ in 0..per_client {
-                let t = Instant::now();
-                let (status, _) = send(&mut s, &method, &path, body.clone()).await?;
-                if status != 200 {
-                    bail!("request answered {status}");
-                }
-                lat.push(t.elapsed());
-            }
-            Ok::<_, anyhow::Error>(lat)
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await??);
-    }
-    let wall = start.elapsed();
-    all.sort();
-    Ok((
-        percentile(&all, 0.5),
-        percentile(&all, 0.99),
-        all.len() as f64 / wall.as_secs_f64(),
-    ))
-}
-
-async fn api(socket: &Path, method: &str, path: &str) -> anyhow::Result<(u16, Bytes)> {
-    let mut s = connect(socket).await?;
-    s.ready().await?;
-    let req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("Host", "api")
-        .body(Full::new(Bytes::new()))?;
-    let resp = s.send_request(req).await?;
-    let status = resp.status().as_u16();
-    Ok((status, resp.into_body().collect().await?.to_bytes()))
-}
-
-async fn enable(
-    api_sock: &Path,
-    name: &str,
-    plugin_socket: &Path,
-) -> anyhow::Result<(Duration, Duration)> {
-    let start = Instant::now();
-    let call = {
-        let api_sock = api_sock.to_path_buf();
-        let path = format!("/v1.41/plugins/{name}/enable?timeout=30");
-        tokio::spawn(async move {
-            api(&api_sock, "POST", &path)
-                .await
-                .map(|r| (r, start.elapsed()))
-        })
-    };
-    let deadline = start + Duration::from_secs(30);
-    let answered = loop {
-        if let Ok(mut s) = connect(plugin_socket).await
-            && let Ok((200, _)) = post(&mut s, "/Plugin.Activate", Bytes::new()).await
-        {
-            break start.elapsed();
-        }
-        if Instant::now() > deadline {
-            bail!("plugin socket {} never answered", plugin_socket.display());
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    };
-    let ((status, body), returned) = call.await??;
-    if status != 200 {
-        bail!(
-            "enable answered {status}: {}",
-            String::from_utf8_lossy(&body)
-        );
-    }
-    Ok((answered, returned))
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     match Args::parse().cmd {
         Cmd::Rtt {
             socket,
@@ -232,37 +196,111 @@ async fn main() -> anyhow::Result<()> {
             rounds,
             label,
         } => {
-            let body = Bytes::from(body);
-            let mut results = Vec::new();
-            for _ in 0..rounds {
-                results.push(
-                    rtt_round(&socket, &method, &path, &body, clients, requests)
-                        .await
-                        .context("round")?,
-                );
-            }
-            results.sort_by_key(|r| r.0);
-            let (p50, p99, rps) = results[results.len() / 2];
-            let best = results.iter().map(|r| r.2).fold(0.0, f64::max);
-            println!(
-                "rtt\t{label}\tclients={clients}\tp50_us={:.0}\tp99_us={:.0}\treq_s={rps:.0}\tbest_req_s={best:.0}",
-                us(p50),
-                us(p99)
-            );
+            let req = rtt::Request {
+                method: &method,
+                path: &path,
+                body: body.as_bytes(),
+            };
+            rtt::rtt(&socket, &req, clients, requests, rounds, &label)?;
         }
         Cmd::Enable {
-            api: api_sock,
+            api,
             name,
             plugin_socket,
             label,
         } => {
-            let (answered, returned) = enable(&api_sock, &name, &plugin_socket).await?;
+            let t = enable::enable(&api, &name, &plugin_socket)?;
             println!(
                 "enable\t{label}\tsocket_answers_ms={:.1}\tapi_returns_ms={:.1}",
-                answered.as_secs_f64() * 1e3,
-                returned.as_secs_f64() * 1e3
+                report::ms(t.answered),
+                report::ms(t.returned)
             );
         }
+        Cmd::CompareRtt {
+            dockerd,
+            plugd_native,
+            own,
+            plugd_wasm,
+            reps,
+            requests,
+            clients,
+        } => rtt::compare(&rtt::CompareArgs {
+            dockerd,
+            plugd_native,
+            own,
+            plugd_wasm,
+            reps: reps.max(1),
+            requests,
+            clients,
+        })?,
+        Cmd::CompareEnable {
+            dockerd_api,
+            plugd_api,
+            native_bundle,
+            wasm_bundle,
+            socket_dir,
+            reps,
+        } => enable::compare(&enable::CompareArgs {
+            dockerd_api,
+            plugd_api,
+            native_bundle,
+            wasm_bundle,
+            socket_dir,
+            reps: reps.max(1),
+        })?,
+        Cmd::E2e {
+            api,
+            dockerd_plugin,
+            plugd_native,
+            plugd_wasm,
+            reps,
+            requests,
+            cli_runs,
+        } => e2e::run(&e2e::Args {
+            api,
+            drivers: [
+                ("dockerd-managed native".into(), dockerd_plugin),
+                ("plugd native".into(), plugd_native),
+                ("plugd wasm".into(), plugd_wasm),
+            ],
+            reps: reps.max(1),
+            requests,
+            cli_runs,
+        })?,
+        Cmd::Rss {
+            plugd_api,
+            plugd_pid,
+            plugd_exec_root,
+            dockerd_api,
+            dockerd_pid,
+            native_bundle,
+            wasm_bundle,
+            socket_dir,
+            count,
+        } => rss::run(&rss::Args {
+            plugd_api,
+            plugd_pid,
+            plugd_exec_root,
+            dockerd_api,
+            dockerd_pid,
+            native_bundle,
+            wasm_bundle,
+            socket_dir,
+            count,
+        })?,
+        Cmd::Density {
+            api,
+            pid,
+            bundle,
+            socket_dir,
+            count,
+        } => density::run(&density::Args {
+            api,
+            pid,
+            bundle,
+            socket_dir,
+            count,
+        })?,
     }
     Ok(())
 }

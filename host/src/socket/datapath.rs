@@ -1,0 +1,66 @@
+//! Where plugin sockets are served: a few threads, each running a single-threaded tokio runtime.
+//!
+//! A protocol call is a short chain — read dockerd's request, call the plugin, answer — and every
+//! hand-off of it between threads costs a wake-up of a sleeping thread (an `eventfd` write or a
+//! `futex`, then a context switch), which on a small VM costs more than the chain's own work.
+//! On plugd's multi-threaded runtime a call took ~2.5 such wake-ups (measured with `strace -c`,
+//! docs/benchmarks.md, issue 12); on a single-threaded one it takes none: a socket, its
+//! connections and the connections plugd opens to a native plugin for them all live on one
+//! thread, whose only sleep is `epoll_wait`. The API, the manager and the runtimes stay on the
+//! multi-threaded runtime, where a slow step cannot hold up plugin traffic.
+//!
+//! [`install`] (by the daemon) starts the threads; sockets are spread over them round robin. A
+//! process that installed none (unit tests, tools) serves its sockets on the runtime it is in.
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::runtime::Handle;
+
+/// The data-path threads of this process, if installed.
+static THREADS: OnceLock<Vec<Handle>> = OnceLock::new();
+/// The thread the next socket goes to.
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// How many threads serve plugin sockets when not told: half the cores (the other half is for the
+/// plugins themselves and the rest of plugd), at least one, at most four.
+pub fn default_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / 2).clamp(1, 4)
+}
+
+/// Starts `n` data-path threads (once per process; a second call changes nothing).
+pub fn install(n: usize) -> std::io::Result<()> {
+    if THREADS.get().is_some() {
+        return Ok(());
+    }
+    let mut handles = Vec::new();
+    for i in 0..n.max(1) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name(format!("plugd-data-{i}"))
+            .build()?;
+        handles.push(rt.handle().clone());
+        std::thread::Builder::new()
+            .name(format!("plugd-data-{i}"))
+            .spawn(move || rt.block_on(std::future::pending::<()>()))?;
+    }
+    let _ = THREADS.set(handles);
+    Ok(())
+}
+
+/// Runs `fut` on a data-path thread (the next, round robin), or on the current runtime if none
+/// were installed.
+pub fn spawn<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match THREADS.get() {
+        Some(handles) if !handles.is_empty() => {
+            let i = NEXT.fetch_add(1, Ordering::Relaxed) % handles.len();
+            handles[i].spawn(fut)
+        }
+        _ => tokio::spawn(fut),
+    }
+}
