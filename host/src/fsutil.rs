@@ -9,6 +9,19 @@ use std::path::Path;
 /// Writes `data` to `path` so that readers see the old content or the new, never a mix: temp file in
 /// the same directory, fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    write_renamed(path, data, mode, true)
+}
+
+/// Like [`write_atomic`] (readers see the old or the new file, whole), without `fsync`: for state
+/// under the exec-root, which describes things that do not outlive a reboot (sockets, mounts, a
+/// tmpfs in normal use). A crash of plugd loses none of it (the page cache survives a process);
+/// a crash of the machine takes the sockets and mounts it describes with it. Saves two disk
+/// flushes on every enable and on every volume Mount and Unmount.
+pub fn write_runtime_state(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    write_renamed(path, data, mode, false)
+}
+
+fn write_renamed(path: &Path, data: &[u8], mode: u32, durable: bool) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other("path has no parent"))?;
@@ -28,9 +41,14 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
             .mode(mode)
             .open(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, path)?;
-        sync_dir(dir)
+        if durable {
+            sync_dir(dir)?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

@@ -551,7 +551,14 @@ impl Manager {
                 return Started::Cancelled;
             }
         };
-        let served = self.serve(record, &spec, &slot.socket_name, instance.clone());
+        let may_block = runtime.plugin_can_mount(&spec);
+        let served = self.serve(
+            record,
+            &spec,
+            &slot.socket_name,
+            instance.clone(),
+            may_block,
+        );
         let (socket, mounts) = match served {
             Ok(s) => s,
             Err(e) => {
@@ -604,10 +611,11 @@ impl Manager {
         spec: &PluginSpec,
         socket_name: &str,
         instance: Arc<dyn Instance>,
+        paths_may_block: bool,
     ) -> Result<(PluginSocket, Arc<Mounts>)> {
         let p = &record.plugin;
         let mounts = Arc::new(Mounts::persisted(&spec.state_dir));
-        let gateway = self.gateway(record, spec, instance, mounts.clone())?;
+        let gateway = self.gateway(record, spec, instance, mounts.clone(), paths_may_block)?;
         let path = self
             .cfg
             .plugin_socket_dir
@@ -636,10 +644,10 @@ impl Manager {
         spec: &PluginSpec,
         instance: Arc<dyn Instance>,
         mounts: Arc<Mounts>,
+        // `Runtime::plugin_can_mount` of the runtime that started it.
+        paths_may_block: bool,
     ) -> Result<Arc<Gateway>> {
         let p = &record.plugin;
-        // A runtime that cannot be selected cannot have started the plugin: the safe answer.
-        let paths_may_block = (self.select)(spec).map_or(true, |rt| rt.plugin_can_mount(spec));
         let paths = PathMap::new(
             &spec.rootfs,
             spec.propagated_mount

@@ -24,6 +24,7 @@ use hyper::{Method, Request, header};
 use hyper_util::rt::TokioIo;
 use plugd_core::Reply;
 use plugd_core::protocol::status;
+use plugd_net::QuietStream;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
@@ -45,7 +46,7 @@ const MAX_REPLY: usize = 64 << 20;
 /// whoever uses the request half drives ([`Conn::drive`]).
 struct Conn {
     sender: SendRequest<Full<Bytes>>,
-    driver: http1::Connection<TokioIo<UnixStream>, Full<Bytes>>,
+    driver: http1::Connection<TokioIo<QuietStream>, Full<Bytes>>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -58,7 +59,7 @@ impl Conn {
     /// Runs `fut` (a request or a body read on this connection) while driving the connection;
     /// `None` if the connection ended and `fut` could not finish.
     async fn drive<F: Future>(
-        driver: &mut http1::Connection<TokioIo<UnixStream>, Full<Bytes>>,
+        driver: &mut http1::Connection<TokioIo<QuietStream>, Full<Bytes>>,
         fut: F,
     ) -> Option<F::Output> {
         let mut fut = std::pin::pin!(fut);
@@ -299,6 +300,8 @@ impl Forwarder {
         let stream = connect_no_follow(&self.socket).await.map_err(|e| {
             CallError::Unreachable(format!("dial unix {}: {e}", self.socket.display()))
         })?;
+        let stream = QuietStream::from_tokio(stream)
+            .map_err(|e| CallError::Unreachable(format!("registering the connection: {e}")))?;
         let (sender, driver) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| CallError::Unreachable(e.to_string()))?;

@@ -504,7 +504,8 @@ impl Manager {
                 .start_instance(new_runtime.as_ref(), &new_spec, timeout)
                 .await
                 .and_then(|i| {
-                    self.gateway(upgraded, &new_spec, i.clone(), mounts.clone())
+                    let may_block = new_runtime.plugin_can_mount(&new_spec);
+                    self.gateway(upgraded, &new_spec, i.clone(), mounts.clone(), may_block)
                         .map(|g| (i, g))
                 });
             let (instance, gateway) = match started {
@@ -577,11 +578,14 @@ impl Manager {
                 tracing::warn!(plugin = %name, error = %e, "upgrade failed; restarting the old version");
                 let old_spec = self.spec(current);
                 let restarted = match (self.select)(&old_spec) {
-                    Ok(rt) => self.start_instance(rt.as_ref(), &old_spec, timeout).await,
+                    Ok(rt) => self
+                        .start_instance(rt.as_ref(), &old_spec, timeout)
+                        .await
+                        .map(|i| (i, rt.plugin_can_mount(&old_spec))),
                     Err(e) => Err(e.into()),
                 }
-                .and_then(|i| {
-                    self.gateway(current, &old_spec, i.clone(), mounts.clone())
+                .and_then(|(i, may_block)| {
+                    self.gateway(current, &old_spec, i.clone(), mounts.clone(), may_block)
                         .map(|g| (i, g))
                 });
                 match restarted {

@@ -19,6 +19,8 @@ use tokio::runtime::Handle;
 
 /// The data-path threads of this process, if installed.
 static THREADS: OnceLock<Vec<Handle>> = OnceLock::new();
+/// How often an idle data-path thread wakes (see [`install`]).
+const TICK: std::time::Duration = std::time::Duration::from_secs(1);
 /// The thread the next socket goes to.
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
@@ -41,6 +43,18 @@ pub fn install(n: usize) -> std::io::Result<()> {
             .thread_name(format!("plugd-data-{i}"))
             .build()?;
         handles.push(rt.handle().clone());
+        // tokio interrupts its driver (an `eventfd` write and one more `epoll_wait`) whenever a
+        // timer is armed that expires before the driver's next wake-up; every call arms its
+        // deadline (≥ 10 s away), and on an idle thread the next wake-up was later than that. A
+        // tick keeps the next wake-up at most a second away, so arming a deadline interrupts
+        // nothing.
+        rt.spawn(async {
+            let mut tick = tokio::time::interval(TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+            }
+        });
         std::thread::Builder::new()
             .name(format!("plugd-data-{i}"))
             .spawn(move || rt.block_on(std::future::pending::<()>()))?;

@@ -616,6 +616,13 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let current = current.clone();
+                    let stream = match plugd_net::QuietStream::from_tokio(stream) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "registering a plugin socket connection");
+                            continue;
+                        }
+                    };
                     conns.spawn(async move {
                         let svc = hyper::service::service_fn(move |req| {
                             let gw = current.read().unwrap_or_else(|p| p.into_inner()).clone();

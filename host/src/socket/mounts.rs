@@ -66,7 +66,7 @@ impl Mounts {
         f(&mut set);
         if let Some(file) = &self.file {
             let bytes = serde_json::to_vec(&*set).unwrap_or_default();
-            if let Err(e) = crate::fsutil::write_atomic(file, &bytes, 0o600) {
+            if let Err(e) = crate::fsutil::write_runtime_state(file, &bytes, 0o600) {
                 tracing::warn!(path = %file.display(), error = %e, "cannot record mounted volumes");
             }
         }

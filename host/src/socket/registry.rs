@@ -52,7 +52,7 @@ impl SocketRegistry {
             ctime: (meta.ctime(), meta.ctime_nsec()),
         };
         let bytes = serde_json::to_vec(&marker).map_err(io::Error::other)?;
-        fsutil::write_atomic(&self.dir.join(marker_name(path)), &bytes, 0o600)
+        fsutil::write_runtime_state(&self.dir.join(marker_name(path)), &bytes, 0o600)
     }
 
     /// Unlinks `path` if it is still the socket plugd recorded there, and forgets the marker.
