@@ -5,7 +5,7 @@ use crate::client::{Conn, Response, once};
 use crate::engine::{Api, Bundle, dockerd_plugin_socket};
 use crate::report::{Summary, Table, Target, heading, ms, ratios, target_row};
 use anyhow::{Context, bail};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -70,11 +70,7 @@ fn answers(plugin_socket: &Path) -> bool {
 }
 
 pub struct CompareArgs {
-    pub dockerd_api: PathBuf,
-    pub plugd_api: PathBuf,
-    pub native_bundle: PathBuf,
-    pub wasm_bundle: PathBuf,
-    pub socket_dir: PathBuf,
+    pub systems: crate::Systems,
     pub reps: usize,
 }
 
@@ -102,10 +98,10 @@ const SYSTEMS: [(Sys, &str); 4] = [
 /// component with bytes nothing has seen (a custom section naming the plugin): its compile is in
 /// the create, and "create + usable" is what a first install costs.
 pub fn compare(a: &CompareArgs) -> anyhow::Result<()> {
-    let dockerd = Api::new(&a.dockerd_api);
-    let plugd = Api::new(&a.plugd_api);
-    let native = Bundle::read(&a.native_bundle)?;
-    let wasm = Bundle::read(&a.wasm_bundle)?;
+    let dockerd = Api::new(&a.systems.dockerd_api);
+    let plugd = Api::new(&a.systems.plugd_api);
+    let native = Bundle::read(&a.systems.native_bundle)?;
+    let wasm = Bundle::read(&a.systems.wasm_bundle)?;
     // The warm case means the component is in the compile cache before its create.
     plugd.create("ce-warmup", &wasm.tar("ce-warmup")?)?;
     plugd.remove("ce-warmup")?;
@@ -127,7 +123,7 @@ pub fn compare(a: &CompareArgs) -> anyhow::Result<()> {
             creates[s].push(ms(t.elapsed()));
             let socket = match sys {
                 Sys::Dockerd => dockerd_plugin_socket(&api.plugin_id(&name)?, &bundle.socket),
-                _ => a.socket_dir.join(format!("{name}.sock")),
+                _ => a.systems.socket_dir.join(format!("{name}.sock")),
             };
             let t = enable(&api.socket, &name, &socket)
                 .with_context(|| format!("{label}, run {}", run + 1))?;

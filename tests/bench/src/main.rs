@@ -33,6 +33,26 @@ struct Args {
 /// Where plugd (by default) and dockerd put plugin sockets.
 const SOCKET_DIR: &str = "/run/docker/plugins";
 
+/// The two daemons and the two bundles that the side-by-side measurements share.
+#[derive(clap::Args)]
+pub struct Systems {
+    /// dockerd's API socket.
+    #[arg(long)]
+    pub dockerd_api: PathBuf,
+    /// plugd's API socket.
+    #[arg(long)]
+    pub plugd_api: PathBuf,
+    /// The native bundle directory (config.json + rootfs/), for both daemons.
+    #[arg(long)]
+    pub native_bundle: PathBuf,
+    /// The wasm bundle directory.
+    #[arg(long)]
+    pub wasm_bundle: PathBuf,
+    /// Where plugd puts plugin sockets.
+    #[arg(long, default_value = SOCKET_DIR)]
+    pub socket_dir: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Round trips of one request on keep-alive connections.
@@ -103,21 +123,8 @@ enum Cmd {
     },
     /// Create and enable → usable for fresh plugins: dockerd native, plugd native, wasm warm and cold.
     CompareEnable {
-        /// dockerd's API socket.
-        #[arg(long)]
-        dockerd_api: PathBuf,
-        /// plugd's API socket.
-        #[arg(long)]
-        plugd_api: PathBuf,
-        /// The native bundle directory (config.json + rootfs/), for both daemons.
-        #[arg(long)]
-        native_bundle: PathBuf,
-        /// The wasm bundle directory.
-        #[arg(long)]
-        wasm_bundle: PathBuf,
-        /// Where plugd puts plugin sockets.
-        #[arg(long, default_value = SOCKET_DIR)]
-        socket_dir: PathBuf,
+        #[command(flatten)]
+        systems: Systems,
         #[arg(long, default_value_t = 5)]
         reps: usize,
     },
@@ -146,23 +153,15 @@ enum Cmd {
     },
     /// RSS per enabled plugin: plugd native and wasm, dockerd's shim.
     Rss {
-        #[arg(long)]
-        plugd_api: PathBuf,
+        #[command(flatten)]
+        systems: Systems,
         #[arg(long)]
         plugd_pid: u32,
         /// plugd's `--exec-root` (its native runtime records plugin pids there).
         #[arg(long)]
         plugd_exec_root: PathBuf,
         #[arg(long)]
-        dockerd_api: PathBuf,
-        #[arg(long)]
         dockerd_pid: u32,
-        #[arg(long)]
-        native_bundle: PathBuf,
-        #[arg(long)]
-        wasm_bundle: PathBuf,
-        #[arg(long, default_value = SOCKET_DIR)]
-        socket_dir: PathBuf,
         /// Plugins of each kind.
         #[arg(long, default_value_t = 5)]
         count: usize,
@@ -233,19 +232,8 @@ fn main() -> anyhow::Result<()> {
             requests,
             clients,
         })?,
-        Cmd::CompareEnable {
-            dockerd_api,
-            plugd_api,
-            native_bundle,
-            wasm_bundle,
-            socket_dir,
-            reps,
-        } => enable::compare(&enable::CompareArgs {
-            dockerd_api,
-            plugd_api,
-            native_bundle,
-            wasm_bundle,
-            socket_dir,
+        Cmd::CompareEnable { systems, reps } => enable::compare(&enable::CompareArgs {
+            systems,
             reps: reps.max(1),
         })?,
         Cmd::E2e {
@@ -268,24 +256,16 @@ fn main() -> anyhow::Result<()> {
             cli_runs,
         })?,
         Cmd::Rss {
-            plugd_api,
+            systems,
             plugd_pid,
             plugd_exec_root,
-            dockerd_api,
             dockerd_pid,
-            native_bundle,
-            wasm_bundle,
-            socket_dir,
             count,
         } => rss::run(&rss::Args {
-            plugd_api,
+            systems,
             plugd_pid,
             plugd_exec_root,
-            dockerd_api,
             dockerd_pid,
-            native_bundle,
-            wasm_bundle,
-            socket_dir,
             count,
         })?,
         Cmd::Density {

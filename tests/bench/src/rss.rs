@@ -8,14 +8,10 @@ use anyhow::Context;
 use std::path::PathBuf;
 
 pub struct Args {
-    pub plugd_api: PathBuf,
+    pub systems: crate::Systems,
     pub plugd_pid: u32,
     pub plugd_exec_root: PathBuf,
-    pub dockerd_api: PathBuf,
     pub dockerd_pid: u32,
-    pub native_bundle: PathBuf,
-    pub wasm_bundle: PathBuf,
-    pub socket_dir: PathBuf,
     pub count: usize,
 }
 
@@ -39,10 +35,10 @@ fn dockerd_side_kb(dockerd: u32) -> anyhow::Result<u64> {
 }
 
 pub fn run(a: &Args) -> anyhow::Result<()> {
-    let plugd = Api::new(&a.plugd_api);
-    let dockerd = Api::new(&a.dockerd_api);
-    let native = Bundle::read(&a.native_bundle)?;
-    let wasm = Bundle::read(&a.wasm_bundle)?;
+    let plugd = Api::new(&a.systems.plugd_api);
+    let dockerd = Api::new(&a.systems.dockerd_api);
+    let native = Bundle::read(&a.systems.native_bundle)?;
+    let wasm = Bundle::read(&a.systems.wasm_bundle)?;
     let n = a.count.max(1);
 
     // Every plugin answers a Create and a Get before RSS is read: memory a plugin only touches
@@ -53,7 +49,7 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         let name = format!("rss-n{i}");
         plugd.create(&name, &native.tar(&name)?)?;
         plugd.enable(&name)?;
-        volume_create_and_get(&a.socket_dir.join(format!("{name}.sock")), "rss")?;
+        volume_create_and_get(&a.systems.socket_dir.join(format!("{name}.sock")), "rss")?;
         let pid = procfs::native_plugin_pid(&a.plugd_exec_root, &plugd.plugin_id(&name)?)?;
         native_own.push(procfs::rss_kb(pid)? as f64);
     }
@@ -62,7 +58,7 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         let name = format!("rss-w{i}");
         plugd.create(&name, &wasm.tar(&name)?)?;
         plugd.enable(&name)?;
-        volume_create_and_get(&a.socket_dir.join(format!("{name}.sock")), "rss")?;
+        volume_create_and_get(&a.systems.socket_dir.join(format!("{name}.sock")), "rss")?;
     }
     let after_wasm = procfs::rss_kb(a.plugd_pid)?;
 
