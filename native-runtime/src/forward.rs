@@ -6,8 +6,8 @@
 //! as they are; whether a status means success is the engine's business.
 //!
 //! A connection has no task of its own: the call using it drives it (hyper's connection future is
-//! polled beside the request's), so a reply wakes the calling task directly and no call hands its
-//! reply across threads. An idle connection is looked at once before it is reused, which is when a
+//! polled beside the request's), so a reply wakes the calling task directly, on the thread of the
+//! runtime the connection was opened on (the data path's, for the calls dockerd makes). An idle connection is looked at once before it is reused, which is when a
 //! close by the plugin is noticed.
 //!
 //! A pooled connection the plugin closed (it restarted, or dropped idle connections) is skipped when
@@ -46,8 +46,12 @@ const MAX_REPLY: usize = 64 << 20;
 /// whoever uses the request half drives ([`Conn::drive`]).
 struct Conn {
     sender: SendRequest<Full<Bytes>>,
-    driver: http1::Connection<TokioIo<QuietStream>, Full<Bytes>>,
+    /// `None` once the connection ended.
+    driver: Option<Driver>,
 }
+
+/// hyper's connection future: what moves bytes on one connection.
+type Driver = http1::Connection<TokioIo<QuietStream>, Full<Bytes>>;
 
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -57,26 +61,25 @@ impl std::fmt::Debug for Conn {
 
 impl Conn {
     /// Runs `fut` (a request or a body read on this connection) while driving the connection;
-    /// `None` if the connection ended and `fut` could not finish.
-    async fn drive<F: Future>(
-        driver: &mut http1::Connection<TokioIo<QuietStream>, Full<Bytes>>,
-        fut: F,
-    ) -> Option<F::Output> {
+    /// `None` if the connection ended and `fut` could not finish. An ended connection is dropped
+    /// at once: hyper gives a request it queued but never wrote back only then (as the error of
+    /// `fut`), which is what lets the caller send it again on a fresh connection.
+    async fn drive<F: Future>(driver: &mut Option<Driver>, fut: F) -> Option<F::Output> {
         let mut fut = std::pin::pin!(fut);
-        let mut ended = false;
         std::future::poll_fn(|cx| {
             if let Poll::Ready(out) = fut.as_mut().poll(cx) {
                 return Poll::Ready(Some(out));
             }
-            if ended {
+            let Some(d) = driver.as_mut() else {
                 return Poll::Ready(None);
-            }
-            if let Poll::Ready(result) = std::pin::Pin::new(&mut *driver).poll(cx) {
+            };
+            if let Poll::Ready(result) = std::pin::Pin::new(d).poll(cx) {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "plugin connection ended");
                 }
-                ended = true;
-                // The connection's end may have settled `fut` (with an error): look once more.
+                *driver = None;
+                // The connection's end settles `fut` (with an error, the request inside if it
+                // was never written): look once more.
                 return match fut.as_mut().poll(cx) {
                     Poll::Ready(out) => Poll::Ready(Some(out)),
                     Poll::Pending => Poll::Ready(None),
@@ -91,10 +94,11 @@ impl Conn {
     /// reads a close (or anything else) the plugin sent while it was idle.
     fn usable(&mut self) -> bool {
         let mut cx = Context::from_waker(Waker::noop());
-        if std::pin::Pin::new(&mut self.driver)
-            .poll(&mut cx)
-            .is_ready()
-        {
+        let Some(d) = self.driver.as_mut() else {
+            return false;
+        };
+        if std::pin::Pin::new(d).poll(&mut cx).is_ready() {
+            self.driver = None;
             return false;
         }
         !self.sender.is_closed() && matches!(self.sender.poll_ready(&mut cx), Poll::Ready(Ok(())))
@@ -184,6 +188,7 @@ impl Forwarder {
             // A stream outlives this call: its connection gets a task of its own.
             let plugin = self.plugin.clone();
             tokio::spawn(async move {
+                let Some(driver) = driver else { return };
                 if let Err(e) = driver.await {
                     tracing::debug!(plugin, error = %e, "plugin stream connection ended");
                 }
@@ -287,7 +292,7 @@ impl Forwarder {
     }
 
     fn put_back(&self, conn: Conn) {
-        if conn.sender.is_closed() {
+        if conn.driver.is_none() || conn.sender.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -305,7 +310,10 @@ impl Forwarder {
         let (sender, driver) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| CallError::Unreachable(e.to_string()))?;
-        Ok(Conn { sender, driver })
+        Ok(Conn {
+            sender,
+            driver: Some(driver),
+        })
     }
 }
 

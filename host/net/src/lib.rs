@@ -104,9 +104,10 @@ impl AsyncRead for QuietStream {
             let wanted = unfilled.len();
             match guard.try_io(|s| s.get_ref().read(unfilled)) {
                 Ok(Ok(n)) => {
-                    // A short read emptied the socket: the next read would be `EAGAIN`, so wait
-                    // for the next edge now instead of making that system call (as tokio's own
-                    // streams do).
+                    // A short read almost always emptied the socket, so wait for the next edge
+                    // instead of making a read that would say `EAGAIN` (as tokio's own streams
+                    // do). Where it did not (the kernel also stops at a message carrying
+                    // descriptors), the peer that sent it stalls only its own connection.
                     if n > 0 && n < wanted {
                         guard.clear_ready();
                     }

@@ -6,8 +6,11 @@
 //! On plugd's multi-threaded runtime a call took ~2.5 such wake-ups (measured with `strace -c`,
 //! docs/benchmarks.md, issue 12); on a single-threaded one it takes none: a socket, its
 //! connections and the connections plugd opens to a native plugin for them all live on one
-//! thread, whose only sleep is `epoll_wait`. The API, the manager and the runtimes stay on the
-//! multi-threaded runtime, where a slow step cannot hold up plugin traffic.
+//! thread, whose only sleep is `epoll_wait`. The API, the manager and the runtimes' own work stay
+//! on the multi-threaded runtime, where a slow step cannot hold up plugin traffic; what a call
+//! itself starts (a log driver's relay after `StartLogging`) runs where the call ran. What could
+//! take long on a plugin's word goes to the blocking pool (`Gateway::paths_may_block`, large
+//! replies, `List`), and a wasm guest runs on its own thread.
 //!
 //! [`install`] (by the daemon) starts the threads; sockets are spread over them round robin. A
 //! process that installed none (unit tests, tools) serves its sockets on the runtime it is in.
@@ -63,18 +66,22 @@ pub fn install(n: usize) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Runs `fut` on a data-path thread (the next, round robin), or on the current runtime if none
-/// were installed.
-pub fn spawn<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
+/// The data-path thread the next socket goes to (round robin), or `None` if none were installed
+/// (then the caller's own runtime serves it).
+pub fn next() -> Option<Handle> {
+    let handles = THREADS.get().filter(|h| !h.is_empty())?;
+    let i = NEXT.fetch_add(1, Ordering::Relaxed) % handles.len();
+    Some(handles[i].clone())
+}
+
+/// Runs `fut` on `on`, or on the current runtime.
+pub fn spawn<F>(on: Option<&Handle>, fut: F) -> tokio::task::JoinHandle<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    match THREADS.get() {
-        Some(handles) if !handles.is_empty() => {
-            let i = NEXT.fetch_add(1, Ordering::Relaxed) % handles.len();
-            handles[i].spawn(fut)
-        }
-        _ => tokio::spawn(fut),
+    match on {
+        Some(handle) => handle.spawn(fut),
+        None => tokio::spawn(fut),
     }
 }

@@ -49,6 +49,10 @@ pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 const MAX_REQUEST: usize = 16 << 20;
 /// How long an idle keep-alive connection may wait for its next request.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Largest reply decoded and re-encoded on the data-path thread ([`datapath`]); a larger one (a
+/// plugin chooses its size, up to 8 MiB: ~150 ms to decode) goes to the blocking pool, so it
+/// holds up no other plugin served by the same thread. A `Get` reply is ~200 bytes.
+const INLINE_REPLY: usize = 16 << 10;
 
 /// What every connection of one plugin shares.
 pub struct Gateway {
@@ -97,10 +101,12 @@ impl Gateway {
 
     /// Says whether the plugin can mount a filesystem where plugd looks up the paths it reports
     /// ([`plugd_core::Runtime::plugin_can_mount`]). If it can, every path-bearing reply is handled
-    /// on the blocking pool, since a FUSE filesystem may never answer; if it cannot, `Get`, `Path`
-    /// and `List` are handled in place (an `openat2` and a `stat` on plugd's own directories).
-    /// `Mount`, `Unmount` and `Remove` change mounts and write the mount table, so they always go
-    /// to the blocking pool.
+    /// on the blocking pool, since a FUSE filesystem may never answer. If it cannot, a small `Get`
+    /// or `Path` reply is handled on the data-path thread: one path resolved in the plugin's
+    /// filesystem (`openat2`, bounded by the kernel's symlink limit), an `fstat`, and on the first
+    /// report of a volume the view's bind mount. `List` (as many paths as the plugin names),
+    /// `Mount`, `Unmount` and `Remove` (mounts changed, the mount table written) and any reply over
+    /// [`INLINE_REPLY`] always go to the blocking pool.
     pub fn paths_may_block(mut self, may_block: bool) -> Gateway {
         self.paths_may_block = may_block;
         self
@@ -189,7 +195,7 @@ impl Gateway {
             }
         };
         let reply = self.instance.call(&method, body.clone()).await;
-        if !self.answers_off_thread(&method) {
+        if !self.answers_off_thread(&method, &reply) {
             return respond(self.answer(&method, &body, reply));
         }
         // Resolving and pinning paths may touch a filesystem that never answers, and changing
@@ -206,10 +212,14 @@ impl Gateway {
     }
 
     /// Whether the reply to `method` is handled on the blocking pool ([`Gateway::paths_may_block`]).
-    fn answers_off_thread(&self, method: &str) -> bool {
+    fn answers_off_thread(&self, method: &str, reply: &Reply) -> bool {
+        if reply.body.len() > INLINE_REPLY {
+            return true;
+        }
         match method {
-            volume::MOUNT | volume::UNMOUNT | volume::REMOVE => true,
-            volume::GET | volume::PATH | volume::LIST => self.paths_may_block,
+            // List resolves as many paths as the plugin names.
+            volume::MOUNT | volume::UNMOUNT | volume::REMOVE | volume::LIST => true,
+            volume::GET | volume::PATH => self.paths_may_block,
             _ => false,
         }
     }
@@ -228,7 +238,19 @@ impl Gateway {
                     );
                 }
             };
-            authz::answer(&self.name, method, self.instance.call(method, body).await)
+            let reply = self.instance.call(method, body).await;
+            if reply.body.len() <= INLINE_REPLY {
+                return authz::answer(&self.name, method, reply);
+            }
+            let (name, method_owned) = (self.name.clone(), method.to_string());
+            tokio::task::spawn_blocking(move || authz::answer(&name, &method_owned, reply))
+                .await
+                .unwrap_or_else(|e| {
+                    authz::deny(
+                        &self.name,
+                        &format!("handling the {method} reply failed: {e}"),
+                    )
+                })
         };
         match tokio::time::timeout(deadline, call).await {
             Ok(reply) => reply,
@@ -549,17 +571,17 @@ impl PluginSocket {
             ));
         }
         let listener = crate::fsutil::bind_unix_std(path, 0o660)?;
+        // The listener is registered with the runtime that serves it (here, so a failure is this
+        // call's error), and its accept loop runs there.
+        let thread = datapath::next();
+        let listener = {
+            let _in = thread.as_ref().map(|h| h.enter());
+            UnixListener::from_std(listener)?
+        };
         registry.record(path)?;
         let (shutdown, rx) = watch::channel(false);
         let current: Current = Arc::new(RwLock::new(gateway));
-        let serving = current.clone();
-        // The listener is registered with the runtime that serves it, on its own thread.
-        let task = datapath::spawn(async move {
-            match UnixListener::from_std(listener) {
-                Ok(listener) => accept_loop(listener, serving, rx).await,
-                Err(e) => tracing::error!(error = %e, "registering a plugin socket"),
-            }
-        });
+        let task = datapath::spawn(thread.as_ref(), accept_loop(listener, current.clone(), rx));
         Ok(PluginSocket {
             path: path.to_path_buf(),
             current,

@@ -96,22 +96,10 @@ impl Mounts {
         self.pins.as_ref().map(|d| d.join(file))
     }
 
-    /// What the view at `target` is known to show, if this table made or checked it.
-    fn known_view(&self, target: &Path) -> Option<Inode> {
-        self.views
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(target)
-            .copied()
-    }
-
-    /// Records (`Some`) or forgets (`None`) what the view at `target` shows.
-    fn note_view(&self, target: &Path, shows: Option<Inode>) {
-        let mut views = self.views.lock().unwrap_or_else(|p| p.into_inner());
-        match shows {
-            Some(inode) => views.insert(target.to_path_buf(), inode),
-            None => views.remove(target),
-        };
+    /// The views this table made or checked (see the field), locked: whoever checks, makes or
+    /// removes a view holds it, so what it records is what is mounted.
+    fn views(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Inode>> {
+        self.views.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Pins `dir` (an `O_PATH` fd of the volume's directory) for mount `id` and records the mount.
@@ -165,28 +153,29 @@ impl Mounts {
             .view_path(name)
             .ok_or_else(|| "no state directory for views".to_string())?;
         let shown = inode_of_fd(dir).map_err(|e| format!("volume {name:?}: fstat: {e}"))?;
-        if self.known_view(&target) == Some(shown) {
+        let mut views = self.views();
+        if views.get(&target) == Some(&shown) {
             return Ok(Some(target));
         }
         if inode_at(&target) == Some(shown) {
             // A leftover directory at `target` that is not a bind of `dir` is another inode.
-            self.note_view(&target, Some(shown));
+            views.insert(target.clone(), shown);
             return Ok(Some(target));
         }
         if !may_create && !target.exists() {
             return Ok(None);
         }
-        if !target.exists() && self.views() >= MAX_VIEWS {
+        if !target.exists() && self.count_views() >= MAX_VIEWS {
             return Ok(None);
         }
-        self.note_view(&target, None);
+        views.remove(&target);
         pin(&target, dir)?;
-        self.note_view(&target, Some(shown));
+        views.insert(target.clone(), shown);
         Ok(Some(target))
     }
 
     /// How many views exist now.
-    fn views(&self) -> usize {
+    fn count_views(&self) -> usize {
         self.pins
             .as_ref()
             .and_then(|d| std::fs::read_dir(d).ok())
@@ -201,8 +190,9 @@ impl Mounts {
     /// Removes the view of a volume the plugin removed.
     pub fn forget(&self, name: &str) {
         if let Some(target) = self.view_path(name) {
-            self.note_view(&target, None);
+            let mut views = self.views();
             unpin(&target);
+            views.remove(&target);
         }
     }
 
@@ -215,7 +205,7 @@ impl Mounts {
 
     /// Forgets everything and removes every pin and view (the plugin was disabled or removed).
     pub fn clear(&self) {
-        self.views.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let mut views = self.views();
         if let Some(dir) = &self.pins
             && let Ok(entries) = std::fs::read_dir(dir)
         {
@@ -223,6 +213,8 @@ impl Mounts {
                 unpin(&e.path());
             }
         }
+        views.clear();
+        drop(views);
         self.change(BTreeSet::clear);
     }
 }

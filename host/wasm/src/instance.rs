@@ -488,12 +488,21 @@ impl WasmInstance {
             return Ok(Claim::new(idle));
         }
         if pool.len() < self.inner.instances {
-            let exec = Executor::spawn(&self.inner.name, &self.budget, self.inner.instances)?;
-            pool.push(exec.clone());
-            if pool.len() > 1 {
-                tracing::debug!(plugin = %self.inner.name, instances = pool.len(), "wasm instance pool grew");
+            match Executor::spawn(&self.inner.name, &self.budget, self.inner.instances) {
+                Ok(exec) => {
+                    pool.push(exec.clone());
+                    if pool.len() > 1 {
+                        tracing::debug!(plugin = %self.inner.name, instances = pool.len(), "wasm instance pool grew");
+                    }
+                    return Ok(Claim::new(&exec));
+                }
+                // No thread to grow with (its budget is held by blocked ones): queue the call
+                // on one that serves, if there is one.
+                Err(e) if pool.is_empty() => return Err(e),
+                Err(e) => {
+                    tracing::debug!(plugin = %self.inner.name, error = %e, "wasm instance pool cannot grow")
+                }
             }
-            return Ok(Claim::new(&exec));
         }
         let least = pool
             .iter()
@@ -677,14 +686,15 @@ impl WasmInstance {
                 ));
             }
         };
-        let exec = &claim.0;
-        let task = exec.handle.spawn(Inner::serve(
-            self.inner.clone(),
-            exec.clone(),
-            method.to_string(),
-            req,
-        ));
-        match self.finish(exec, task).await {
+        let exec = claim.0.clone();
+        let serve = Inner::serve(self.inner.clone(), exec.clone(), method.to_string(), req);
+        // The claim goes with the call's task: a caller that gives up (dockerd hung up) does not
+        // make an instance still running its call look idle.
+        let task = exec.handle.spawn(async move {
+            let _claim = claim;
+            serve.await
+        });
+        match self.finish(&exec, task).await {
             Ok(answer) => answer,
             Err(fault) => {
                 tracing::warn!(plugin = %name, method, fault = %fault, "wasm plugin call failed");
