@@ -261,3 +261,59 @@ fn unpin(target: &Path) {
     while umount2(target, MntFlags::MNT_DETACH).is_ok() {}
     let _ = std::fs::remove_dir(target);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn open_dir(path: &Path) -> OwnedFd {
+        plugd_fs::InRoot::open(path)
+            .and_then(|r| r.resolve_dir("").map_err(std::io::Error::from))
+            .unwrap()
+    }
+
+    fn shows(target: &Path, dir: &Path) -> bool {
+        let (a, b) = (
+            std::fs::metadata(target).unwrap(),
+            std::fs::metadata(dir).unwrap(),
+        );
+        (a.dev(), a.ino()) == (b.dev(), b.ino())
+    }
+
+    /// Needs root (views are bind mounts), as plugd does.
+    #[test]
+    fn a_view_is_remembered_until_forgotten_and_remade_for_another_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let volume = tmp.path().join("plugin/v");
+        std::fs::create_dir_all(&volume).unwrap();
+        // Whatever happens, no view stays mounted on the host.
+        struct Cleared(Mounts);
+        impl Drop for Cleared {
+            fn drop(&mut self) {
+                self.0.clear();
+            }
+        }
+        let cleared = Cleared(Mounts::persisted(&tmp.path().join("state")));
+        let m = &cleared.0;
+
+        let target = m.report("v", &open_dir(&volume), true).unwrap().unwrap();
+        assert!(shows(&target, &volume));
+        assert_eq!(
+            m.report("v", &open_dir(&volume), false).unwrap(),
+            Some(target.clone())
+        );
+
+        // The plugin replaced the directory: the view is made again for the new one.
+        std::fs::remove_dir(&volume).unwrap();
+        std::fs::create_dir(&volume).unwrap();
+        let again = m.report("v", &open_dir(&volume), true).unwrap().unwrap();
+        assert_eq!(again, target);
+        assert!(shows(&target, &volume), "the view shows the new directory");
+
+        // Forgotten (the volume was removed): not reported from memory, and gone from the host.
+        m.forget("v");
+        assert!(!target.exists());
+        assert_eq!(m.report("v", &open_dir(&volume), false).unwrap(), None);
+    }
+}
