@@ -7,8 +7,9 @@
 //!
 //! A connection has no task of its own: the call using it drives it (hyper's connection future is
 //! polled beside the request's), so a reply wakes the calling task directly, on the thread of the
-//! runtime the connection was opened on (the data path's, for the calls dockerd makes). An idle connection is looked at once before it is reused, which is when a
-//! close by the plugin is noticed.
+//! runtime the connection was opened on (the data path's, for the calls dockerd makes). An idle
+//! connection is looked at once before it is reused, which is when a close by the plugin is
+//! noticed.
 //!
 //! A pooled connection the plugin closed (it restarted, or dropped idle connections) is skipped when
 //! that is already known; when it turns out closed before any byte of a request was written, the

@@ -191,6 +191,13 @@ struct Shared {
     shared_prepared: std::sync::Mutex<std::collections::HashMap<PreparedKey, Weak<Prepared>>>,
 }
 
+/// What [`WasmRuntime::prepared`] found: a running plugin's prepared component, or the component
+/// loaded (or compiled) from the cache, still to be prepared.
+enum Loaded {
+    Running(Arc<Prepared>),
+    Compiled(Component),
+}
+
 /// What makes two plugins' [`Prepared`] the same: the component's bytes (by sha256) and the
 /// interfaces located in it (the declared `Interface.Types`).
 type PreparedKey = (String, Vec<String>);
@@ -261,7 +268,7 @@ impl WasmRuntime {
             let wasm = read_component(&spec)?;
             let key = (sha256_hex(&wasm), types);
             if let Some(running) = shared.running_prepared(&key) {
-                return Ok((key, Ok(running)));
+                return Ok((key, Loaded::Running(running)));
             }
             let component = shared
                 .cache
@@ -271,14 +278,14 @@ impl WasmRuntime {
                     CacheError::Compile(_) => RuntimeError::Bundle(format!("{}: {e}", spec.name)),
                     e => RuntimeError::Start(e.to_string()),
                 })?;
-            Ok((key, Err(component)))
+            Ok((key, Loaded::Compiled(component)))
         });
         let (key, found) = task
             .await
             .map_err(|e| RuntimeError::Start(format!("component load task failed: {e}")))??;
         match found {
-            Ok(running) => Ok(running),
-            Err(component) => {
+            Loaded::Running(running) => Ok(running),
+            Loaded::Compiled(component) => {
                 let pre = self.pre(spec, &component)?;
                 let mut all = self
                     .shared
