@@ -43,6 +43,11 @@ fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed_unsync()
 }
 
+/// A whole body of text (the metrics listener's 404).
+pub fn text_body(text: &'static str) -> Body {
+    full(text)
+}
+
 /// Serves one Engine API request.
 pub async fn handle(
     manager: Arc<Manager>,
@@ -155,6 +160,9 @@ async fn route(manager: &Arc<Manager>, req: Request<Incoming>) -> Result<Resp> {
     match (&method, path) {
         (&Method::GET | &Method::HEAD, "/_ping") => Ok(ping(&method)),
         (&Method::GET, "/version") => Ok(json_response(StatusCode::OK, &version())),
+        (&Method::GET, "/events") => events(manager, &query(&req)),
+        (&Method::GET, "/metrics") => Ok(metrics_response(manager)),
+        (&Method::GET, "/plugd/status") => Ok(json_response(StatusCode::OK, &manager.status())),
         (&Method::GET, "/plugins") => {
             let filter =
                 parse_filters(query(&req).get("filters").map(String::as_str).unwrap_or(""))?;
@@ -219,6 +227,7 @@ async fn plugin_route(
                 &warnings,
             ))
         }
+        (Method::GET, "logs") => plugin_logs(manager, name, &q),
         (Method::GET, "logstreams") => {
             let streams = manager.log_streams(name)?;
             Ok(json_response(StatusCode::OK, &streams))
@@ -394,6 +403,158 @@ fn stream_response<T: Send + 'static>(
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
+}
+
+/// The Prometheus text exposition of every plugin's metrics (`GET /metrics`, also served on
+/// `--metrics-addr`).
+pub fn metrics_response(manager: &Manager) -> Resp {
+    let mut r = Response::new(full(manager.metrics_text()));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+/// A `since`/`until` query value, if given.
+fn timestamp(q: &HashMap<String, String>, key: &str) -> Result<Option<i64>> {
+    match q.get(key).map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(raw) => crate::observe::events::parse_timestamp(raw)
+            .map(Some)
+            .map_err(|e| Error::invalid(format!("{key}: {e}"))),
+    }
+}
+
+/// A streamed reply of JSON lines, fed by `feed` until it returns or the client goes away.
+fn json_lines<F, Fut>(feed: F) -> Resp
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Bytes>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, body) = tokio::sync::mpsc::channel::<Bytes>(64);
+    let closed = tx.clone();
+    let fed = feed(tx);
+    tokio::spawn(async move {
+        // A client that goes away ends the feed even while nothing is being sent.
+        tokio::select! {
+            () = fed => {}
+            () = closed.closed() => {}
+        }
+    });
+    let mut r = Response::new(StreamBody::new(ChannelStream(body)).boxed_unsync());
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// `GET /events?since=&until=&filters=`: dockerd's plugin events (`observe::events`): the kept
+/// ones from `since`, then every new one, until `until` (or the client goes away).
+fn events(manager: &Arc<Manager>, q: &HashMap<String, String>) -> Result<Resp> {
+    use crate::observe::events::{Filter, now};
+    use tokio::sync::broadcast::error::RecvError;
+    let filter =
+        Filter::parse(q.get("filters").map_or("", String::as_str)).map_err(Error::invalid)?;
+    let since = timestamp(q, "since")?;
+    let until = timestamp(q, "until")?;
+    if let (Some(s), Some(u)) = (since, until)
+        && s > u
+    {
+        return Err(Error::invalid("`since` time cannot be after `until` time"));
+    }
+    let (backlog, mut rx) = manager.telemetry().events().subscribe(since);
+    Ok(json_lines(move |tx| async move {
+        let past = |m: &crate::observe::events::Message| until.is_some_and(|u| m.time_nano > u);
+        for m in backlog {
+            if past(&m) {
+                return;
+            }
+            if filter.includes(&m) && tx.send(line(&*m)).await.is_err() {
+                return;
+            }
+        }
+        let deadline = until.map(|u| {
+            let wait = u.saturating_sub(now()).max(0) as u64;
+            tokio::time::Instant::now() + Duration::from_nanos(wait)
+        });
+        loop {
+            let next = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
+                    Ok(next) => next,
+                    Err(_) => return,
+                },
+                None => rx.recv().await,
+            };
+            match next {
+                Ok(m) if past(&m) => return,
+                Ok(m) => {
+                    if filter.includes(&m) && tx.send(line(&*m)).await.is_err() {
+                        return;
+                    }
+                }
+                // A reader that fell behind loses the oldest, as with dockerd.
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }))
+}
+
+/// `GET /plugins/{name}/logs?follow=&tail=&since=`: the plugin's own log (`observe::plugin_log`)
+/// as JSON lines in docker's json-file shape; with `follow`, then every new entry until the
+/// client goes away or the plugin is removed.
+fn plugin_logs(manager: &Arc<Manager>, name: &str, q: &HashMap<String, String>) -> Result<Resp> {
+    use crate::observe::plugin_log::{Entry, Query};
+    use tokio::sync::broadcast::error::RecvError;
+    let telemetry = manager.plugin_log(name)?;
+    let tail = match q.get("tail").map(|s| s.trim()) {
+        None | Some("") | Some("all") => None,
+        Some(n) => Some(n.parse::<usize>().map_err(|_| {
+            Error::invalid(format!("tail: {n:?} is not a number of lines or \"all\""))
+        })?),
+    };
+    let query = Query {
+        tail,
+        since_nanos: timestamp(q, "since")?,
+    };
+    let follow = bool_value(q, "follow");
+    Ok(json_lines(move |tx| async move {
+        // Moved into the read: a follower must not keep the plugin's log (and its channel)
+        // alive after `rm`, or it would never see the end.
+        let t = telemetry;
+        let Ok((entries, rx)) =
+            tokio::task::spawn_blocking(move || t.log.read(query, follow)).await
+        else {
+            return;
+        };
+        for e in entries {
+            if tx.send(line(&e)).await.is_err() {
+                return;
+            }
+        }
+        let Some(mut rx) = rx else { return };
+        loop {
+            match rx.recv().await {
+                Ok(e) => {
+                    if tx.send(line(&*e)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    let note = Entry {
+                        log: format!("[{n} entries skipped: this reader fell behind]\n"),
+                        stream: "plugd".into(),
+                        time: chrono::Utc::now()
+                            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                    };
+                    if tx.send(line(&note)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }))
 }
 
 /// A body read from a channel of chunks.

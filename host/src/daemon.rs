@@ -100,6 +100,17 @@ pub struct DaemonArgs {
     /// 0: half the cores, 1 to 4.
     #[arg(long, default_value_t = 0)]
     pub data_threads: usize,
+    /// Size at which a plugin's own log file (`plugd logs`) is rotated.
+    #[arg(long, default_value = "1MiB", value_parser = parse_size)]
+    pub plugin_log_size: u64,
+    /// Files kept per plugin log, the current one included (bound: size × files).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub plugin_log_files: u32,
+    /// Also serve `GET /metrics` (Prometheus text) over TCP here: `PORT` (on 127.0.0.1) or
+    /// `HOST:PORT`. The API socket always serves it. Metrics name every plugin: give a
+    /// non-loopback address only on a network you trust.
+    #[arg(long, value_name = "[HOST:]PORT", value_parser = parse_metrics_addr)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(long, env = "PLUGD_LOG", default_value = "info")]
     pub log_level: String,
@@ -120,6 +131,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         _ => return Err(format!("invalid duration unit in {s:?} (use ms, s or m)")),
     };
     Duration::try_from_secs_f64(secs).map_err(|_| format!("duration {s:?} is out of range"))
+}
+
+/// Parses `--metrics-addr`: a bare port binds loopback.
+pub fn parse_metrics_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    let s = s.trim();
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse()
+        .map_err(|_| format!("invalid address {s:?}: want PORT or HOST:PORT (an IP address)"))
 }
 
 /// Parses `64MiB`, `1GiB`, `512KiB`, `100M`, or a bare number of bytes.
@@ -370,6 +391,10 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
                     insecure: args.insecure_registries.clone(),
                     certs_dir: Some(args.registry_certs_dir.clone()),
                 },
+                plugin_logs: crate::observe::plugin_log::Limits {
+                    size: args.plugin_log_size,
+                    files: args.plugin_log_files,
+                },
             },
             selector(wasm, native.clone()),
         )
@@ -377,6 +402,10 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
         .with_probe_runtimes(probes),
     );
     let listener = bind_api(&api_path)?;
+    let metrics = match args.metrics_addr {
+        Some(addr) => Some(serve_metrics(addr, manager.clone()).await?),
+        None => None,
+    };
     sweep_checks(&args.exec_root.join("check"), native.as_ref().ok());
     manager.restore().await;
     let supervisor = {
@@ -411,11 +440,56 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     }
     tracing::info!("shutting down");
     supervisor.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     drop(listener);
     let _ = std::fs::remove_file(&api_path);
     conns.abort_all();
     manager.shutdown().await;
     Ok(())
+}
+
+/// Serves `GET /metrics` (and nothing else) on `addr` until aborted.
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    manager: Arc<Manager>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding --metrics-addr {addr}"))?;
+    tracing::info!(%addr, "serving metrics");
+    Ok(tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let manager = manager.clone();
+                    conns.spawn(async move {
+                        let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                            let manager = manager.clone();
+                            async move {
+                                Ok::<_, std::convert::Infallible>(if req.uri().path() == "/metrics"
+                                    && req.method() == hyper::Method::GET
+                                {
+                                    crate::api::metrics_response(&manager)
+                                } else {
+                                    let mut r = hyper::Response::new(crate::api::text_body("404 page not found\n"));
+                                    *r.status_mut() = hyper::StatusCode::NOT_FOUND;
+                                    r
+                                })
+                            }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                            .await;
+                    });
+                }
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+    }))
 }
 
 #[cfg(test)]
@@ -432,5 +506,14 @@ mod tests {
         assert_eq!(parse_size("32MiB").unwrap(), 32 << 20);
         assert_eq!(parse_size("1g").unwrap(), 1 << 30);
         assert!(parse_size("12parsecs").is_err());
+        assert_eq!(
+            parse_metrics_addr("9323").unwrap().to_string(),
+            "127.0.0.1:9323"
+        );
+        assert_eq!(
+            parse_metrics_addr("[::1]:9323").unwrap().to_string(),
+            "[::1]:9323"
+        );
+        assert!(parse_metrics_addr("localhost:9323").is_err());
     }
 }

@@ -15,6 +15,7 @@ pub mod distribution;
 pub mod error;
 pub mod fsutil;
 pub mod manager;
+pub mod observe;
 pub mod reference;
 pub mod socket;
 pub mod store;

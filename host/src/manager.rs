@@ -16,6 +16,8 @@ use crate::distribution::blobs::Blobs;
 use crate::distribution::client::Registries;
 use crate::error::{Error, Kind, Result, at};
 use crate::fsutil;
+use crate::observe::events::Action;
+use crate::observe::{PluginTelemetry, Telemetry, human};
 use crate::reference::Reference;
 use crate::socket::{Gateway, Mounts, PathMap, PluginSocket, SocketRegistry};
 use crate::store::{Record, Store, new_id};
@@ -52,6 +54,8 @@ pub struct ManagerConfig {
     pub authz_timeout: Duration,
     /// Which registries may be reached over plain HTTP (`--insecure-registry`).
     pub registries: Registries,
+    /// The bound of each plugin's own log (`--plugin-log-size`, `--plugin-log-files`).
+    pub plugin_logs: crate::observe::plugin_log::Limits,
 }
 
 struct Running {
@@ -62,6 +66,8 @@ struct Running {
     runtime: &'static str,
     /// Declares `docker.metricscollector/*`: plugd sends it `StartMetrics` and `StopMetrics`.
     collector: bool,
+    /// When this instance became ready.
+    since: std::time::SystemTime,
 }
 
 /// Deadline of plugd's own `StartMetrics` and `StopMetrics` calls (dockerd does not bound them; a
@@ -109,6 +115,43 @@ struct Starting {
     done: watch::Receiver<()>,
 }
 
+/// One plugin as `plugd ps` shows it (`GET /plugd/status`).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PluginStatus {
+    /// `name:tag`.
+    pub name: String,
+    /// The plugin id.
+    pub id: String,
+    /// Stored as enabled (it is kept running, and restarted when it fails).
+    pub enabled: bool,
+    /// `running`, `starting`, `restarting` (enabled, not running: supervision retries with
+    /// backoff) or `disabled`.
+    pub state: &'static str,
+    /// `native` or `wasm`, while it runs.
+    pub runtime: Option<&'static str>,
+    /// The main process (native).
+    pub pid: Option<u32>,
+    /// Live instances (wasm).
+    pub instances: Option<u32>,
+    /// Resident memory ([`plugd_core::Usage::memory_bytes`]).
+    pub memory_bytes: Option<u64>,
+    /// When the running instance became ready (RFC 3339).
+    pub started_at: Option<String>,
+    /// Seconds since then.
+    pub uptime_seconds: Option<u64>,
+    /// Restarts after failures since plugd started.
+    pub restarts: u64,
+    /// The last failure (a crash, a trap, a timeout, a failed restart).
+    pub last_error: Option<String>,
+    /// When it happened (RFC 3339).
+    pub last_error_at: Option<String>,
+}
+
+fn rfc3339(t: std::time::SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 /// The plugin manager.
 pub struct Manager {
     cfg: ManagerConfig,
@@ -132,6 +175,8 @@ pub struct Manager {
     blob_users: tokio::sync::RwLock<()>,
     /// The runtimes `plugd check` probes with ([`Manager::with_probe_runtimes`]).
     probes: ProbeRuntimes,
+    /// Each plugin's log and counters, and the event bus.
+    telemetry: Arc<Telemetry>,
 }
 
 mod check;
@@ -219,7 +264,6 @@ impl Manager {
         fsutil::create_dir_all(&cfg.plugin_socket_dir, 0o755)
             .map_err(at(&cfg.plugin_socket_dir))?;
         Ok(Manager {
-            cfg,
             select,
             registry,
             ops: tokio::sync::Mutex::new(()),
@@ -231,6 +275,8 @@ impl Manager {
             blobs,
             blob_users: tokio::sync::RwLock::new(()),
             probes: ProbeRuntimes::default(),
+            telemetry: Arc::new(Telemetry::new(cfg.data_root.join("logs"), cfg.plugin_logs)),
+            cfg,
         })
     }
 
@@ -259,6 +305,87 @@ impl Manager {
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
+    }
+
+    /// `GET /plugd/status` (`plugd ps`): every plugin's state as supervision sees it, sorted by
+    /// name.
+    pub fn status(&self) -> Vec<PluginStatus> {
+        let records: Vec<Record> = lock(&self.store).list().cloned().collect();
+        let mut out: Vec<PluginStatus> = records
+            .iter()
+            .map(|r| {
+                let p = &r.plugin;
+                let t = self.plugin_telemetry(r);
+                let running = lock(&self.running)
+                    .get(&p.id)
+                    .map(|run| (run.instance.clone(), run.runtime, run.since));
+                let starting = lock(&self.starting).contains_key(&p.id);
+                let usage = running
+                    .as_ref()
+                    .map(|(i, _, _)| i.usage())
+                    .unwrap_or_default();
+                let state = match (&running, starting, p.enabled) {
+                    (Some(_), _, _) => "running",
+                    (None, true, _) => "starting",
+                    (None, false, true) => "restarting",
+                    (None, false, false) => "disabled",
+                };
+                let last = t.last_error();
+                PluginStatus {
+                    name: p.name.clone(),
+                    id: p.id.clone(),
+                    enabled: p.enabled,
+                    state,
+                    runtime: running.as_ref().map(|(_, rt, _)| *rt),
+                    pid: usage.pid,
+                    instances: usage.instances,
+                    memory_bytes: usage.memory_bytes,
+                    started_at: running.as_ref().map(|(_, _, since)| rfc3339(*since)),
+                    uptime_seconds: running
+                        .as_ref()
+                        .map(|(_, _, since)| since.elapsed().map_or(0, |d| d.as_secs())),
+                    restarts: t.stats.restarts(),
+                    last_error: last.as_ref().map(|(_, e)| e.clone()),
+                    last_error_at: last.as_ref().map(|(at, _)| rfc3339(*at)),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// `GET /metrics`: every plugin's series in the Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        let records: Vec<Record> = lock(&self.store).list().cloned().collect();
+        type Row = (Record, Arc<PluginTelemetry>, Option<Arc<dyn Instance>>);
+        let rows: Vec<Row> = records
+            .into_iter()
+            .map(|r| {
+                let t = self.plugin_telemetry(&r);
+                let i = lock(&self.running)
+                    .get(&r.plugin.id)
+                    .map(|run| run.instance.clone());
+                (r, t, i)
+            })
+            .collect();
+        let views: Vec<crate::observe::metrics::PluginView<'_>> = rows
+            .iter()
+            .map(|(r, t, i)| crate::observe::metrics::PluginView {
+                name: &r.plugin.name,
+                stats: &t.stats,
+                enabled: r.plugin.enabled,
+                running: i.is_some(),
+                usage: i.as_ref().map(|i| i.usage()).unwrap_or_default(),
+                log_bytes: t.log.disk_bytes(),
+            })
+            .collect();
+        crate::observe::metrics::render(&views)
+    }
+
+    /// The log of plugin `name` (`plugd logs`).
+    pub fn plugin_log(&self, name: &str) -> Result<Arc<PluginTelemetry>> {
+        let record = lock(&self.store).resolve(name)?.clone();
+        Ok(self.plugin_telemetry(&record))
     }
 
     /// `GET /plugins/{name}/json`, with the warnings found at create.
@@ -291,7 +418,18 @@ impl Manager {
                 .then(|| dir.join("propagated-mount")),
             runtime_dir: self.cfg.exec_root.join("plugins").join(&p.id),
             state_dir: self.cfg.exec_root.join("state").join(&p.id),
+            observer: self.plugin_telemetry(record).observer(),
         }
+    }
+
+    fn plugin_telemetry(&self, record: &Record) -> Arc<PluginTelemetry> {
+        self.telemetry
+            .plugin(&record.plugin.id, &record.plugin.name)
+    }
+
+    /// The event bus, logs and counters (`GET /events`, `/metrics`, `plugd logs`).
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
     }
 
     /// `POST /plugins/create`: unpacks, validates, compiles (through the runtime's `prepare`) and stores
@@ -333,6 +471,10 @@ impl Manager {
         match result {
             Ok(warnings) => {
                 tracing::info!(plugin = %name, "created");
+                if let Some(r) = lock(&self.store).by_name(&name) {
+                    self.telemetry
+                        .event(Action::Create, &r.plugin.id, &name, &[]);
+                }
                 Ok(warnings)
             }
             Err(e) => {
@@ -451,6 +593,7 @@ impl Manager {
             return Err(e);
         }
         tracing::info!(plugin = %p.name, "enabled");
+        self.telemetry.event(Action::Enable, &p.id, &p.name, &[]);
         Ok(())
     }
 
@@ -581,6 +724,7 @@ impl Manager {
                         mounts,
                         runtime: runtime.name(),
                         collector: is_collector(&spec),
+                        since: std::time::SystemTime::now(),
                     },
                 );
                 None
@@ -658,6 +802,7 @@ impl Manager {
         let types = p.config.interface.types.clone().unwrap_or_default();
         Ok(Arc::new(
             Gateway::new(&p.name, &types, instance, paths, mounts)
+                .counted_in(self.plugin_telemetry(record))
                 .authz_deadline(self.cfg.authz_timeout)
                 .may_hand_over_links(may_hand_over_links(spec))
                 .paths_may_block(paths_may_block),
@@ -805,8 +950,11 @@ impl Manager {
         self.cancel_start(&id).await;
         self.stop_and_forget(&id).await;
         record.plugin.enabled = false;
+        let (id, stored_name) = (record.plugin.id.clone(), record.plugin.name.clone());
         lock(&self.store).save(record)?;
         tracing::info!(plugin = %name, "disabled");
+        self.telemetry
+            .event(Action::Disable, &id, &stored_name, &[]);
         Ok(())
     }
 
@@ -854,6 +1002,9 @@ impl Manager {
             }
         }
         tracing::info!(plugin = %record.plugin.name, "removed");
+        self.telemetry.forget(&id);
+        self.telemetry
+            .event(Action::Remove, &id, &record.plugin.name, &[]);
         Ok(())
     }
 
@@ -947,6 +1098,15 @@ impl Manager {
                 .collect();
             for (id, why) in failed {
                 tracing::warn!(plugin = %id, reason = %why, "plugin failed its health check; restarting");
+                let record = lock(&self.store)
+                    .list()
+                    .find(|r| r.plugin.id == id)
+                    .cloned();
+                if let Some(record) = record {
+                    let t = self.plugin_telemetry(&record);
+                    t.stats.crashed();
+                    t.failed(Action::Crash, &why, &[("reason", &why)]);
+                }
                 self.stop_failed(&id, &why).await;
             }
         }
@@ -969,6 +1129,10 @@ impl Manager {
             let Some((record, slot)) = self.reserve_wanted(&id).await else {
                 continue;
             };
+            let waited = lock(&self.backoff)
+                .get(&id)
+                .map_or(Duration::ZERO, |(_, d)| *d);
+            let t = self.plugin_telemetry(&record);
             match self
                 .start(&record, slot, self.cfg.default_enable_timeout)
                 .await
@@ -976,16 +1140,32 @@ impl Manager {
                 Started::Yes => {
                     lock(&self.backoff).remove(&id);
                     tracing::info!(plugin = %record.plugin.name, "plugin restarted");
+                    t.stats.restarted();
+                    let (delay, restarts) = (human(waited), t.stats.restarts().to_string());
+                    t.note(&format!("restarted (after a backoff of {delay})"));
+                    t.event(
+                        Action::Restart,
+                        &[("delay", &delay), ("restarts", &restarts)],
+                    );
                     started.push(record.plugin.name.clone());
                 }
                 Started::Cancelled => {}
                 Started::No(e) => {
-                    let mut backoff = lock(&self.backoff);
-                    let delay = backoff
-                        .get(&id)
-                        .map_or(BACKOFF.0, |(_, d)| (*d * 2).min(BACKOFF.1));
-                    backoff.insert(id, (now + delay, delay));
+                    let delay = {
+                        let mut backoff = lock(&self.backoff);
+                        let delay = backoff
+                            .get(&id)
+                            .map_or(BACKOFF.0, |(_, d)| (*d * 2).min(BACKOFF.1));
+                        backoff.insert(id, (now + delay, delay));
+                        delay
+                    };
                     tracing::error!(plugin = %record.plugin.name, error = %e, retry_in = ?delay, "restart failed");
+                    let why = e.to_string();
+                    t.failed(
+                        Action::RestartFailed,
+                        &why,
+                        &[("error", &why), ("retryIn", &human(delay))],
+                    );
                 }
             }
         }

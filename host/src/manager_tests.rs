@@ -174,6 +174,10 @@ fn setup(tag: &str, mode: Mode) -> Setup {
         max_bundle_size: 1 << 20,
         authz_timeout: crate::socket::authz::DEFAULT_DEADLINE,
         registries: Default::default(),
+        plugin_logs: crate::observe::plugin_log::Limits {
+            size: 1 << 20,
+            files: 2,
+        },
     };
     let manager = Manager::new(cfg, Arc::new(move |_| Ok(runtime.clone()))).unwrap();
     Setup {

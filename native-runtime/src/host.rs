@@ -43,6 +43,8 @@ pub(crate) struct HostSide {
     propagated: Option<PathBuf>,
     cgroup: Option<PluginCgroup>,
     logs: Option<Logs>,
+    /// Where the plugin's output goes.
+    observer: plugd_core::Observer,
 }
 
 impl HostSide {
@@ -55,6 +57,7 @@ impl HostSide {
             propagated: spec.propagated_mount.clone(),
             cgroup: None,
             logs: None,
+            observer: spec.observer.clone(),
         }
     }
 
@@ -124,7 +127,7 @@ impl HostSide {
             .map_err(|e| self.start_error("creating its output FIFOs", e))?;
         self.logs = Some(
             fifos
-                .attach(&self.name)
+                .attach(&self.observer)
                 .map_err(|e| self.start_error("opening its output FIFOs", e))?,
         );
 
@@ -146,7 +149,7 @@ impl HostSide {
     /// Reattaches to the FIFOs and cgroup of a plugin launched by a previous plugd, which
     /// recorded the cgroup directories `recorded`.
     pub(crate) async fn adopt(&mut self, recorded: Vec<PathBuf>) {
-        match self.fifos().attach(&self.name) {
+        match self.fifos().attach(&self.observer) {
             Ok(logs) => self.logs = Some(logs),
             Err(e) => {
                 tracing::warn!(plugin = %self.name, error = %e, "cannot reattach the plugin's output; it is not logged")

@@ -199,6 +199,15 @@ impl Instance for NativeInstance {
             .unwrap_or_default()
     }
 
+    fn usage(&self) -> plugd_core::Usage {
+        let pid = self.process.pid();
+        plugd_core::Usage {
+            pid: u32::try_from(pid).ok(),
+            instances: None,
+            memory_bytes: tree_rss(pid),
+        }
+    }
+
     fn health(&self) -> Health {
         match self.process.try_exit() {
             None => Health::Ready,
@@ -256,5 +265,67 @@ impl Drop for StartGuard {
                 "start cancelled outside a tokio runtime: the plugin was killed but its host side is left for the next start"
             ),
         }
+    }
+}
+
+/// Resident bytes of `pid` and every process below it (a plugin's helpers count as the plugin):
+/// `/proc/<pid>/statm`'s resident pages, children from `/proc/<pid>/task/*/children`. `None` once
+/// the process is gone. A process that forks while this walks may be missed or counted late: it
+/// is a gauge, read again at every scrape.
+fn tree_rss(pid: i32) -> Option<u64> {
+    let page = rustix::param::page_size() as u64;
+    let mut total = 0u64;
+    let mut todo = vec![pid];
+    let mut seen = 0usize;
+    while let Some(p) = todo.pop() {
+        // Bounded, so a fork bomb in a plugin cannot hold the scrape.
+        seen += 1;
+        if seen > 4096 {
+            break;
+        }
+        let Ok(statm) = std::fs::read_to_string(format!("/proc/{p}/statm")) else {
+            if p == pid {
+                return None;
+            }
+            continue;
+        };
+        let resident: u64 = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0);
+        total += resident * page;
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            if let Ok(children) = std::fs::read_to_string(task.path().join("children")) {
+                todo.extend(
+                    children
+                        .split_whitespace()
+                        .filter_map(|c| c.parse::<i32>().ok()),
+                );
+            }
+        }
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod usage_tests {
+    #[test]
+    fn rss_counts_this_process_and_a_child() {
+        let me = i32::try_from(std::process::id()).unwrap();
+        let alone = super::tree_rss(me).unwrap();
+        assert!(alone > 0);
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let with_child = super::tree_rss(me).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(with_child > alone, "{with_child} <= {alone}");
+        assert_eq!(super::tree_rss(i32::MAX), None);
     }
 }

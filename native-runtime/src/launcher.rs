@@ -14,7 +14,7 @@
 //!   empty environment and `PR_SET_PDEATHSIG(SIGKILL)`; every other descriptor of plugd is
 //!   close-on-exec.
 
-use crate::logs::{Stream, Tail, spawn_pump};
+use crate::logs::{Sink, Stream, Tail, spawn_pump};
 use crate::process::PluginProcess;
 use plugd_init::launch::{PROBE_FD, REPORT_FD, Report, SPEC_FD};
 use rustix::fs::{MemfdFlags, SealFlags, fcntl_add_seals, memfd_create};
@@ -350,12 +350,14 @@ impl InitChild {
         if let Some(out) = child.stdout.take()
             && let Ok(rx) = pipe::Receiver::from_owned_fd(OwnedFd::from(out))
         {
-            spawn_pump(rx, plugin, "plugd-init", Stream::Stdout, tail.clone());
+            let sink = Sink::Daemon(plugin.to_string());
+            spawn_pump(rx, sink, "plugd-init", Stream::Stdout, tail.clone());
         }
         if let Some(err) = child.stderr.take()
             && let Ok(rx) = pipe::Receiver::from_owned_fd(OwnedFd::from(err))
         {
-            spawn_pump(rx, plugin, "plugd-init", Stream::Stderr, tail.clone());
+            let sink = Sink::Daemon(plugin.to_string());
+            spawn_pump(rx, sink, "plugd-init", Stream::Stderr, tail.clone());
         }
         tail
     }

@@ -1,5 +1,7 @@
-//! A plugin's stdout and stderr → plugd's log, as dockerd does it: one record per line with the
-//! field `plugin=<name>`, stdout at info and stderr at error.
+//! A plugin's stdout and stderr → the plugin's own log (its [`Observer`], `plugd logs`), one entry
+//! per line; plugd's own log never holds them. `plugd-init`'s output, which is plugd's, goes to
+//! plugd's log as dockerd logs a plugin's: one record per line with the field `plugin=<name>`,
+//! stdout at info and stderr at error.
 //!
 //! The plugin writes to two FIFOs in its state dir (`PluginSpec::state_dir`, never visible inside
 //! the sandbox), `init-stdout` and `init-stderr` (dockerd's names), which `plugd-init` opened
@@ -12,6 +14,8 @@
 //! Lines are bounded ([`MAX_LINE`]): a longer line is logged truncated, with the number of bytes
 //! dropped. The last lines of stderr are kept ([`Tail`]) for error messages.
 
+use plugd_core::Observer;
+use plugd_core::observe::OutputStream;
 use rustix::fs::{CWD, FileType, Mode, OFlags, mknodat};
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd as _, OwnedFd};
@@ -129,21 +133,59 @@ impl Tail {
     }
 }
 
-/// Logs one line of `plugin`'s output at dockerd's level for `stream`.
-fn emit(plugin: &str, source: &str, stream: Stream, line: &Line) {
-    let text = line.text.as_str();
-    match (stream, line.truncated) {
-        (Stream::Stdout, 0) => tracing::info!(plugin = %plugin, source, "{text}"),
-        (Stream::Stderr, 0) => tracing::error!(plugin = %plugin, source, "{text}"),
-        (Stream::Stdout, n) => tracing::info!(plugin = %plugin, source, truncated = n, "{text}…"),
-        (Stream::Stderr, n) => tracing::error!(plugin = %plugin, source, truncated = n, "{text}…"),
+/// Where the lines of one stream go.
+#[derive(Debug, Clone)]
+pub(crate) enum Sink {
+    /// plugd's own log, naming the plugin (`plugd-init`'s output).
+    Daemon(String),
+    /// The plugin's own log (the plugin's output).
+    Plugin(Observer),
+}
+
+impl Sink {
+    fn name(&self) -> &str {
+        match self {
+            Sink::Daemon(name) => name,
+            Sink::Plugin(_) => "plugin",
+        }
+    }
+
+    /// Passes on one line of `stream`.
+    fn emit(&self, source: &str, stream: Stream, line: &Line) {
+        let text = line.text.as_str();
+        match self {
+            Sink::Plugin(observer) => {
+                let stream = match stream {
+                    Stream::Stdout => OutputStream::Stdout,
+                    Stream::Stderr => OutputStream::Stderr,
+                };
+                if line.truncated > 0 {
+                    observer.output(
+                        stream,
+                        &format!("{text}[... {} bytes truncated]", line.truncated),
+                    );
+                } else {
+                    observer.output(stream, text);
+                }
+            }
+            Sink::Daemon(plugin) => match (stream, line.truncated) {
+                (Stream::Stdout, 0) => tracing::info!(plugin = %plugin, source, "{text}"),
+                (Stream::Stderr, 0) => tracing::error!(plugin = %plugin, source, "{text}"),
+                (Stream::Stdout, n) => {
+                    tracing::info!(plugin = %plugin, source, truncated = n, "{text}…")
+                }
+                (Stream::Stderr, n) => {
+                    tracing::error!(plugin = %plugin, source, truncated = n, "{text}…")
+                }
+            },
+        }
     }
 }
 
-/// Reads `rx` until EOF or error, logging lines and keeping stderr's tail.
+/// Reads `rx` until EOF or error, passing lines on and keeping stderr's tail.
 async fn pump(
     mut rx: pipe::Receiver,
-    plugin: String,
+    sink: Sink,
     source: &'static str,
     stream: Stream,
     tail: Tail,
@@ -155,7 +197,7 @@ async fn pump(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) => {
-                tracing::warn!(plugin = %plugin, source, error = %e, "reading plugin output");
+                tracing::warn!(plugin = %sink.name(), source, error = %e, "reading plugin output");
                 break;
             }
         };
@@ -163,26 +205,26 @@ async fn pump(
             if stream == Stream::Stderr {
                 tail.push(&line.text);
             }
-            emit(&plugin, source, stream, &line);
+            sink.emit(source, stream, &line);
         }
     }
     if let Some(line) = splitter.finish() {
         if stream == Stream::Stderr {
             tail.push(&line.text);
         }
-        emit(&plugin, source, stream, &line);
+        sink.emit(source, stream, &line);
     }
 }
 
-/// Spawns a task logging everything read from `rx`; `source` says whose output it is.
+/// Spawns a task passing on everything read from `rx`; `source` says whose output it is.
 pub(crate) fn spawn_pump(
     rx: pipe::Receiver,
-    plugin: &str,
+    sink: Sink,
     source: &'static str,
     stream: Stream,
     tail: Tail,
 ) -> JoinHandle<()> {
-    tokio::spawn(pump(rx, plugin.to_string(), source, stream, tail))
+    tokio::spawn(pump(rx, sink, source, stream, tail))
 }
 
 /// The two FIFOs of one plugin.
@@ -218,15 +260,28 @@ impl Fifos {
         remove_file(&self.stderr)
     }
 
-    /// Opens both read-write, non-blocking ([`open_fifo`]), and starts logging them.
-    pub(crate) fn attach(&self, plugin: &str) -> std::io::Result<Logs> {
+    /// Opens both read-write, non-blocking ([`open_fifo`]), and starts passing their lines to
+    /// `observer`.
+    pub(crate) fn attach(&self, observer: &Observer) -> std::io::Result<Logs> {
         let stdout = pipe::Receiver::from_owned_fd(open_fifo(&self.stdout)?)?;
         let stderr = pipe::Receiver::from_owned_fd(open_fifo(&self.stderr)?)?;
         let tail = Tail::default();
         Ok(Logs {
             tasks: vec![
-                spawn_pump(stdout, plugin, "plugin", Stream::Stdout, tail.clone()),
-                spawn_pump(stderr, plugin, "plugin", Stream::Stderr, tail.clone()),
+                spawn_pump(
+                    stdout,
+                    Sink::Plugin(observer.clone()),
+                    "plugin",
+                    Stream::Stdout,
+                    tail.clone(),
+                ),
+                spawn_pump(
+                    stderr,
+                    Sink::Plugin(observer.clone()),
+                    "plugin",
+                    Stream::Stderr,
+                    tail.clone(),
+                ),
             ],
             tail,
         })
@@ -381,7 +436,8 @@ mod tests {
         fifos.create().unwrap();
         // Creating again replaces them.
         fifos.create().unwrap();
-        let logs = fifos.attach("p:latest").unwrap();
+        let (observer, seen) = Observer::recording();
+        let logs = fifos.attach(&observer).unwrap();
         // A writer that opens, writes and goes away: the reader sees no EOF (it holds a write end).
         {
             use std::io::Write as _;
@@ -400,6 +456,14 @@ mod tests {
             );
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
+        // The lines are the plugin's: they went to its observer (its own log), as stderr.
+        assert_eq!(
+            seen.lines(),
+            [
+                (OutputStream::Stderr, "first".to_string()),
+                (OutputStream::Stderr, "second".to_string())
+            ]
+        );
         drop(logs);
         fifos.remove().unwrap();
         fifos.remove().unwrap();
@@ -432,7 +496,7 @@ mod tests {
             stdout: link,
             stderr: target.clone(),
         };
-        assert!(fifos.attach("p").is_err());
+        assert!(fifos.attach(&Observer::discard()).is_err());
         // The FIFO itself is fine.
         open_fifo(&target).unwrap();
     }

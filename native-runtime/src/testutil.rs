@@ -41,5 +41,6 @@ pub(crate) fn plugin_spec(rootfs: &Path, runtime_dir: &Path) -> PluginSpec {
         propagated_mount: None,
         runtime_dir: runtime_dir.to_path_buf(),
         state_dir: runtime_dir.with_file_name("state"),
+        observer: Default::default(),
     }
 }

@@ -25,6 +25,7 @@ mod metrics;
 mod native;
 mod network;
 mod network_ipam;
+mod operate;
 mod parity;
 mod python_guest;
 mod registry;

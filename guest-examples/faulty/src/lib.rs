@@ -10,6 +10,8 @@
 //! |         | monotonic-clock subscription), where epochs cannot interrupt it             |
 //! | `nap`   | sleeps for half a second, then answers normally: a slow call, to show which   |
 //! |         | instance serves the calls made meanwhile                                    |
+//! | `say`   | writes one line to stdout and one to stderr, then answers normally: what     |
+//! |         | `plugd logs` must show as the plugin's own output                           |
 //! | `read:<path>` (`get` only) | opens `<path>` and reads up to 4 KiB: `get` reports the  |
 //! |         | bytes read as status `read`, or fails with the I/O error. For device nodes, |
 //! |         | procfs files and FIFOs in a declared bind                                   |
@@ -52,6 +54,10 @@ fn fault(name: &str) {
         }
         "sleep" => std::thread::sleep(Duration::from_secs(3600)),
         "nap" => std::thread::sleep(Duration::from_millis(500)),
+        "say" => {
+            println!("fault guest says hello on stdout");
+            eprintln!("fault guest says hello on stderr");
+        }
         _ => {}
     }
 }

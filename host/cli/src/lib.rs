@@ -33,6 +33,7 @@ mod create;
 mod distribution;
 mod format;
 mod jsonmessage;
+mod observe;
 mod tabwriter;
 mod template;
 mod value;
@@ -112,6 +113,46 @@ pub enum Command {
     /// Prove that a plugin's sandbox enforces exactly what its config.json declares
     #[command(override_usage = "plugd check [OPTIONS] PLUGIN")]
     Check(CheckArgs),
+    /// Show what a plugin wrote (stdout, stderr) and plugd's notes about it
+    #[command(override_usage = "plugd logs [OPTIONS] PLUGIN")]
+    Logs(LogsArgs),
+    /// Show every plugin's state, pid or instances, uptime, restarts and last error
+    #[command(visible_alias = "status", override_usage = "plugd ps [OPTIONS]")]
+    Ps(PsArgs),
+}
+
+/// `plugd logs` (plugd's own verb; docs/operate.md).
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Follow log output
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Number of lines to show from the end of the logs (default "all")
+    #[arg(short = 'n', long, value_name = "string")]
+    pub tail: Option<String>,
+    /// Show logs since timestamp (e.g. "2026-12-04T10:00:00Z") or relative (e.g. "42m" for 42 minutes)
+    #[arg(long, value_name = "string")]
+    pub since: Option<String>,
+    /// Show timestamps
+    #[arg(short = 't', long)]
+    pub timestamps: bool,
+    /// The plugin.
+    #[arg(value_name = "PLUGIN")]
+    pub names: Vec<String>,
+}
+
+/// `plugd ps` (plugd's own verb; docs/operate.md).
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Output format: 'table' (default) or 'json'
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Nothing: `plugd ps` accepts no arguments.
+    #[arg(hide = true)]
+    pub extra: Vec<String>,
 }
 
 /// `plugd check` (plugd's own verb; docs/check.md).
@@ -410,6 +451,8 @@ fn run_with(
         Command::Set(a) => set(&cli.host, a),
         Command::Logstreams(a) => logstreams(&cli.host, a, out),
         Command::Check(a) => check::check(&cli.host, &a, out),
+        Command::Logs(a) => observe::logs(&cli.host, &a, out, err),
+        Command::Ps(a) => observe::ps(&cli.host, &a, out),
         Command::Install(a) => {
             let mut io = distribution::Io {
                 input,
@@ -481,6 +524,8 @@ fn check_arity(command: &Command) -> Result<(), String> {
         Command::Set(a) => ("set", a.args.len(), None, 2),
         Command::Logstreams(a) => ("logstreams", a.names.len(), Some(1), 1),
         Command::Check(a) => ("check", a.names.len(), Some(1), 1),
+        Command::Logs(a) => ("logs", a.names.len(), Some(1), 1),
+        Command::Ps(a) => ("ps", a.extra.len(), Some(0), 0),
         Command::Install(a) => ("install", a.args.len(), None, 1),
         Command::Push(a) => ("push", a.names.len(), Some(1), 1),
         Command::Upgrade(a) => {

@@ -13,6 +13,7 @@ pub mod gojson;
 pub mod gotext;
 #[cfg(target_os = "linux")]
 pub mod links;
+pub mod observe;
 pub mod privileges;
 pub mod protocol;
 pub mod reference;
@@ -21,4 +22,5 @@ pub mod settable;
 
 pub use config::{ConfigError, PluginConfig, Warning};
 pub use effective::Effective;
-pub use runtime::{Health, Instance, LogStream, PluginSpec, Reply, Runtime, RuntimeError};
+pub use observe::Observer;
+pub use runtime::{Health, Instance, LogStream, PluginSpec, Reply, Runtime, RuntimeError, Usage};

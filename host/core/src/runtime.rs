@@ -66,6 +66,8 @@ pub struct PluginSpec {
     /// A per-plugin directory for the runtime's own bookkeeping (state files, log FIFOs), created
     /// 0700 by the manager and never visible to the plugin.
     pub state_dir: PathBuf,
+    /// Where the plugin's output and the runtime's faults go (its own log, metrics, events).
+    pub observer: crate::Observer,
 }
 
 impl PluginSpec {
@@ -258,6 +260,23 @@ pub trait Instance: Send + Sync {
         Vec::new()
     }
 
+    /// What the instance holds now, for `plugd ps` and the metrics; all unknown by default.
+    fn usage(&self) -> Usage {
+        Usage::default()
+    }
+
     /// Stop serving and release everything; `grace` bounds a graceful stop before a forced one.
     fn stop(&self, grace: Duration) -> BoxFuture<'_, ()>;
+}
+
+/// What one running plugin holds, as its runtime measures it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// The plugin's main process on the host (native).
+    pub pid: Option<u32>,
+    /// Live instances (wasm; more than one with an instance pool).
+    pub instances: Option<u32>,
+    /// Resident memory: the processes' RSS (native), the instances' linear memories and tables
+    /// (wasm).
+    pub memory_bytes: Option<u64>,
 }

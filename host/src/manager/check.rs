@@ -196,6 +196,7 @@ impl Scratch {
                 .map(|_| self.dir.join("propagated-mount")),
             runtime_dir: self.dir.join("run"),
             state_dir: self.dir.join("state"),
+            observer: Default::default(),
         }
     }
 

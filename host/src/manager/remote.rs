@@ -220,6 +220,9 @@ impl Manager {
             format!("Status: Downloaded newer image for {}", remote.trim()),
         );
         tracing::info!(plugin = %name, remote, "pulled");
+        // dockerd's shape: the remote reference as Actor.ID, the local name as `name`.
+        self.telemetry
+            .event(Action::Pull, remote.trim(), &name, &[]);
         Ok(name)
     }
 
@@ -364,6 +367,12 @@ impl Manager {
             "Size": image.manifest.size,
         }));
         tracing::info!(plugin = %record.plugin.name, digest = %image.manifest.digest, "pushed");
+        self.telemetry.event(
+            Action::Push,
+            &record.plugin.id,
+            &record.plugin.name,
+            &[("digest", &image.manifest.digest)],
+        );
         Ok(())
     }
 
@@ -431,6 +440,12 @@ impl Manager {
             format!("Status: Downloaded newer image for {}", remote.trim()),
         );
         tracing::info!(plugin = %record.plugin.name, remote, "upgraded");
+        self.telemetry.event(
+            Action::Upgrade,
+            &record.plugin.id,
+            &record.plugin.name,
+            &[("remote", remote.trim())],
+        );
         Ok(())
     }
 

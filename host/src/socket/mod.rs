@@ -19,6 +19,7 @@ pub mod paths;
 pub mod registry;
 mod reply;
 
+use crate::observe::PluginTelemetry;
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
@@ -67,6 +68,8 @@ pub struct Gateway {
     links: bool,
     /// Whether looking up the plugin's paths may block ([`Gateway::paths_may_block`]).
     paths_may_block: bool,
+    /// Where each call is counted ([`Gateway::counted_in`]).
+    telemetry: Option<Arc<PluginTelemetry>>,
 }
 
 impl Gateway {
@@ -96,7 +99,14 @@ impl Gateway {
             authz: authz::declared(types).then_some(authz::DEFAULT_DEADLINE),
             links: false,
             paths_may_block: true,
+            telemetry: None,
         }
+    }
+
+    /// Counts every call (method, outcome, time to the reply's headers) in the plugin's metrics.
+    pub fn counted_in(mut self, telemetry: Arc<PluginTelemetry>) -> Gateway {
+        self.telemetry = Some(telemetry);
+        self
     }
 
     /// Says whether the plugin can mount a filesystem where plugd looks up the paths it reports
@@ -147,6 +157,7 @@ impl Gateway {
             authz: self.authz,
             links: self.links,
             paths_may_block: self.paths_may_block,
+            telemetry: self.telemetry.clone(),
         }
     }
 
@@ -158,8 +169,24 @@ impl Gateway {
         self
     }
 
-    /// Serves one request; never fails at the HTTP level.
+    /// Serves one request; never fails at the HTTP level. Counted in the plugin's metrics under
+    /// its method (the path without its `/`), an error unless the reply is a 200.
     pub async fn serve(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let Some(telemetry) = self.telemetry.clone() else {
+            return self.answer_request(req).await;
+        };
+        let started = std::time::Instant::now();
+        let method = req.uri().path().trim_start_matches('/').to_string();
+        let resp = self.answer_request(req).await;
+        telemetry.stats.record(
+            &method,
+            resp.status() == hyper::StatusCode::OK,
+            started.elapsed(),
+        );
+        resp
+    }
+
+    async fn answer_request(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         if req.method() != Method::POST {
             return respond(Reply::err(
                 status::METHOD_NOT_ALLOWED,

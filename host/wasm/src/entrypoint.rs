@@ -157,6 +157,7 @@ pub(crate) mod tests {
             propagated_mount: None,
             runtime_dir: PathBuf::from("/nonexistent"),
             state_dir: PathBuf::from("/nonexistent/state"),
+            observer: Default::default(),
         }
     }
 

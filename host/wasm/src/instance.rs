@@ -52,9 +52,10 @@ use crate::logstreams::LogStreams;
 use crate::metrics::{self, EngineMetrics};
 use crate::output::GuestOutput;
 use crate::policy::Policy;
+use plugd_core::observe::{Fault, FaultKind};
 use plugd_core::protocol::metrics::Request as MetricsRequest;
 use plugd_core::protocol::status;
-use plugd_core::{Health, Reply};
+use plugd_core::{Health, Observer, Reply};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -139,6 +140,8 @@ pub(crate) struct LimitExceeded {
 pub(crate) struct Limits {
     limit: usize,
     used: usize,
+    /// What every store of the plugin holds together ([`plugd_core::Usage::memory_bytes`]).
+    total: Arc<AtomicUsize>,
     /// The last growth allowed, taken back if the allocation then fails.
     pending: usize,
     /// The cap was what stopped the guest (for the message).
@@ -146,10 +149,11 @@ pub(crate) struct Limits {
 }
 
 impl Limits {
-    pub(crate) fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize, total: Arc<AtomicUsize>) -> Self {
         Limits {
             limit,
             used: 0,
+            total,
             pending: 0,
             exceeded: false,
         }
@@ -160,6 +164,7 @@ impl Limits {
             Some(total) if total <= self.limit => {
                 self.used = total;
                 self.pending = bytes;
+                self.total.fetch_add(bytes, Ordering::Relaxed);
                 Ok(true)
             }
             _ => {
@@ -176,7 +181,14 @@ impl Limits {
 
     fn undo(&mut self) {
         self.used -= self.pending;
+        self.total.fetch_sub(self.pending, Ordering::Relaxed);
         self.pending = 0;
+    }
+}
+
+impl Drop for Limits {
+    fn drop(&mut self) {
+        self.total.fetch_sub(self.used, Ordering::Relaxed);
     }
 }
 
@@ -397,6 +409,10 @@ impl Drop for Busy<'_> {
 /// What a plugin's calls share, whichever executor runs them.
 struct Inner {
     name: String,
+    /// Where the guest's output and the faults go (the plugin's own log, metrics, events).
+    observer: Observer,
+    /// Bytes of linear memory and tables all of the plugin's stores hold.
+    memory: Arc<AtomicUsize>,
     prepared: Arc<Prepared>,
     policy: Policy,
     limits: CallLimits,
@@ -432,6 +448,7 @@ impl WasmInstance {
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn start(
         name: String,
+        observer: Observer,
         prepared: Arc<Prepared>,
         policy: Policy,
         limits: CallLimits,
@@ -446,6 +463,8 @@ impl WasmInstance {
             me: me.clone(),
             inner: Arc::new(Inner {
                 name,
+                observer,
+                memory: Arc::new(AtomicUsize::new(0)),
                 prepared,
                 policy,
                 limits,
@@ -658,6 +677,16 @@ impl WasmInstance {
         });
     }
 
+    /// Live instances and the memory their stores hold.
+    pub(crate) fn usage(&self) -> plugd_core::Usage {
+        let pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        plugd_core::Usage {
+            pid: None,
+            instances: Some(u32::try_from(pool.len()).unwrap_or(u32::MAX)),
+            memory_bytes: Some(self.inner.memory.load(Ordering::Relaxed) as u64),
+        }
+    }
+
     /// The counters of a log driver's streams.
     pub(crate) fn log_streams(&self) -> Vec<plugd_core::LogStream> {
         self.inner
@@ -698,6 +727,11 @@ impl WasmInstance {
             Ok(answer) => answer,
             Err(fault) => {
                 tracing::warn!(plugin = %name, method, fault = %fault, "wasm plugin call failed");
+                self.inner.observer.fault(&Fault {
+                    kind: FaultKind::Timeout,
+                    method: Some(method.to_string()),
+                    detail: fault.clone(),
+                });
                 Answer::Reply(Reply::err(
                     status::PLUGIN_ERROR,
                     &format!("plugin {name:?}: call {method} {fault}"),
@@ -760,14 +794,14 @@ impl Inner {
     /// A fresh store (new WASI context, limits, output budget) and instance.
     async fn instantiate(&self) -> Result<Live, String> {
         let t0 = Instant::now();
-        let (stdout, stderr) = GuestOutput::pair(&self.name);
+        let (stdout, stderr) = GuestOutput::pair(self.observer.clone());
         let wasi = self.policy.wasi_ctx(stdout, stderr)?;
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
         let state = HostState {
             wasi,
             table,
-            limits: Limits::new(self.limits.memory_limit),
+            limits: Limits::new(self.limits.memory_limit, self.memory.clone()),
             deadline: Instant::now(),
             links: self.links.clone(),
             metrics: self.metrics.clone(),
@@ -791,12 +825,7 @@ impl Inner {
         let guests = match tokio::time::timeout(budget, instantiated).await {
             Ok(Ok(guests)) => guests,
             Ok(Err(e)) => {
-                return Err(describe_fault(
-                    &e,
-                    store.data(),
-                    &self.limits,
-                    "instantiation",
-                ));
+                return Err(describe_fault(&e, store.data(), &self.limits, "instantiation").1);
             }
             Err(_) => {
                 return Err(format!(
@@ -925,8 +954,17 @@ impl Inner {
                 return answer;
             }
             Ok(Err(e)) => describe_fault(&e, live.store.data(), &self.limits, "call"),
-            Err(_) => format!("timed out after {}", human(self.limits.call_timeout)),
+            Err(_) => (
+                FaultKind::Timeout,
+                format!("timed out after {}", human(self.limits.call_timeout)),
+            ),
         };
+        self.observer.fault(&Fault {
+            kind: fault.0,
+            method: Some(method.clone()),
+            detail: fault.1.clone(),
+        });
+        let fault = fault.1;
         // Discard the faulted instance; the next call instantiates a fresh one.
         drop(live);
         tracing::warn!(plugin = %name, method, fault = %fault,
@@ -938,23 +976,31 @@ impl Inner {
     }
 }
 
-/// Says what went wrong in words for the error reply: memory cap, timeout or trap.
+/// Says what went wrong, as a class (for metrics and events) and in words for the error reply:
+/// memory cap, timeout or trap. A host error that is none of these counts as a trap: the guest's
+/// call ended abnormally all the same.
 fn describe_fault(
     err: &wasmtime::Error,
     state: &HostState,
     limits: &CallLimits,
     what: &str,
-) -> String {
+) -> (FaultKind, String) {
     if state.limits.exceeded {
-        return format!(
-            "exceeded its memory limit of {} (all memories and tables together)",
-            human_bytes(limits.memory_limit)
+        return (
+            FaultKind::MemoryCap,
+            format!(
+                "exceeded its memory limit of {} (all memories and tables together)",
+                human_bytes(limits.memory_limit)
+            ),
         );
     }
     match err.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => format!("timed out after {}", human(limits.call_timeout)),
-        Some(trap) => format!("trapped ({trap})"),
-        None => format!("{what} failed: {err:#}"),
+        Some(Trap::Interrupt) => (
+            FaultKind::Timeout,
+            format!("timed out after {}", human(limits.call_timeout)),
+        ),
+        Some(trap) => (FaultKind::Trap, format!("trapped ({trap})")),
+        None => (FaultKind::Trap, format!("{what} failed: {err:#}")),
     }
 }
 
@@ -983,7 +1029,7 @@ mod tests {
     #[test]
     fn memories_and_tables_share_one_cap() {
         let mib = 1 << 20;
-        let mut l = Limits::new(32 * mib);
+        let mut l = Limits::new(32 * mib, Arc::default());
         // Two memories of 12 MiB: each under the cap, and together too.
         assert!(l.memory_growing(0, 12 * mib, None).unwrap());
         assert!(l.memory_growing(0, 12 * mib, None).unwrap());
@@ -998,7 +1044,7 @@ mod tests {
         assert!(l.table_growing(0, 512 << 10, None).unwrap());
         assert!(l.table_growing(512 << 10, (512 << 10) + 1, None).is_err());
         // Growing an existing memory counts only the difference.
-        let mut l = Limits::new(32 * mib);
+        let mut l = Limits::new(32 * mib, Arc::default());
         assert!(l.memory_growing(0, 16 * mib, None).unwrap());
         assert!(l.memory_growing(16 * mib, 32 * mib, None).unwrap());
         assert!(l.memory_growing(32 * mib, 32 * mib + 65536, None).is_err());
@@ -1007,7 +1053,7 @@ mod tests {
     #[test]
     fn a_growth_the_allocator_refused_is_taken_back() {
         let mib = 1 << 20;
-        let mut l = Limits::new(32 * mib);
+        let mut l = Limits::new(32 * mib, Arc::default());
         assert!(l.memory_growing(0, 30 * mib, None).unwrap());
         assert!(
             l.memory_grow_failed(wasmtime::Error::msg("mmap failed"))

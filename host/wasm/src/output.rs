@@ -1,18 +1,20 @@
-//! Guest stdout/stderr → plugd's log.
+//! Guest stdout/stderr → the plugin's own log.
 //!
-//! Each complete line a guest writes becomes one `tracing` event (target `plugd_wasm::guest`,
-//! level info, fields `plugin` and `stream`), like dockerd logs a plugin's output. Two bounds keep a
+//! Each complete line a guest writes goes to the plugin's [`Observer`] (the daemon keeps it in
+//! that plugin's log, `plugd logs`; plugd's own log never holds guest output). Two bounds keep a
 //! chatty or hostile guest from flooding the log or plugd's memory:
 //! - a line longer than [`MAX_LINE_BYTES`] is cut there; the rest of it is counted and dropped, and
 //!   the logged line ends with `[... N bytes truncated]`;
 //! - an instance may write [`OUTPUT_BUDGET_BYTES`] in total (stdout and stderr together). Past that,
-//!   its output is dropped and one warning says so; writes still succeed, so the guest is not
+//!   its output is dropped and one note in its log says so; writes still succeed, so the guest is not
 //!   disturbed. The budget is per instance: a replaced instance (after a fault, or at the next
 //!   enable) starts with a fresh one.
 //!
 //! A partial last line is logged when the instance is dropped.
 
 use bytes::Bytes;
+use plugd_core::Observer;
+use plugd_core::observe::OutputStream as Stream;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -39,8 +41,8 @@ struct Budget {
 pub(crate) struct GuestOutput(Arc<Mutex<LineBuffer>>);
 
 struct LineBuffer {
-    plugin: Arc<str>,
-    stream: &'static str,
+    observer: Observer,
+    stream: Stream,
     line: Vec<u8>,
     /// Bytes of the current line dropped past [`MAX_LINE_BYTES`].
     truncated: usize,
@@ -48,27 +50,26 @@ struct LineBuffer {
 }
 
 impl GuestOutput {
-    /// A stdout and a stderr for one instance of `plugin`, sharing one budget.
-    pub(crate) fn pair(plugin: &str) -> (GuestOutput, GuestOutput) {
-        Self::pair_with_budget(plugin, OUTPUT_BUDGET_BYTES)
+    /// A stdout and a stderr for one instance, reporting to `observer`, sharing one budget.
+    pub(crate) fn pair(observer: Observer) -> (GuestOutput, GuestOutput) {
+        Self::pair_with_budget(observer, OUTPUT_BUDGET_BYTES)
     }
 
-    fn pair_with_budget(plugin: &str, budget: usize) -> (GuestOutput, GuestOutput) {
+    fn pair_with_budget(observer: Observer, budget: usize) -> (GuestOutput, GuestOutput) {
         let budget = Arc::new(Budget {
             remaining: AtomicUsize::new(budget),
             exhausted_logged: AtomicBool::new(false),
         });
-        let plugin: Arc<str> = Arc::from(plugin);
         let make = |stream| {
             GuestOutput(Arc::new(Mutex::new(LineBuffer {
-                plugin: plugin.clone(),
+                observer: observer.clone(),
                 stream,
                 line: Vec::new(),
                 truncated: 0,
                 budget: budget.clone(),
             })))
         };
-        (make("stdout"), make("stderr"))
+        (make(Stream::Stdout), make(Stream::Stderr))
     }
 
     fn lock(&self) -> MutexGuard<'_, LineBuffer> {
@@ -95,9 +96,10 @@ impl LineBuffer {
             .unwrap_or(0)
             .min(bytes.len());
         if granted < bytes.len() && !self.budget.exhausted_logged.swap(true, Ordering::Relaxed) {
-            tracing::warn!(target: "plugd_wasm::guest", plugin = %self.plugin,
-                "guest output budget of {} KiB exhausted: dropping its further output until the instance is replaced",
-                OUTPUT_BUDGET_BYTES >> 10);
+            self.observer.note(&format!(
+                "output budget of {} KiB exhausted: dropping the instance's further output until it is replaced",
+                OUTPUT_BUDGET_BYTES >> 10
+            ));
         }
         for chunk in bytes[..granted].split_inclusive(|b| *b == b'\n') {
             let (body, complete) = match chunk.split_last() {
@@ -120,10 +122,10 @@ impl LineBuffer {
         }
         let text = String::from_utf8_lossy(&self.line);
         if self.truncated > 0 {
-            tracing::info!(target: "plugd_wasm::guest", plugin = %self.plugin, stream = self.stream,
-                "{text}[... {} bytes truncated]", self.truncated);
+            let text = format!("{text}[... {} bytes truncated]", self.truncated);
+            self.observer.output(self.stream, &text);
         } else {
-            tracing::info!(target: "plugd_wasm::guest", plugin = %self.plugin, stream = self.stream, "{text}");
+            self.observer.output(self.stream, &text);
         }
         self.line.clear();
         self.truncated = 0;
@@ -209,31 +211,51 @@ mod tests {
 
     #[test]
     fn lines_are_split_and_partial_lines_kept() {
-        let (out, _) = GuestOutput::pair("p");
+        let (observer, seen) = Observer::recording();
+        let (out, err) = GuestOutput::pair(observer);
         out.write_bytes(b"one\ntwo\nthr");
         assert_eq!(state(&out).0, b"thr");
         out.write_bytes(b"ee\n");
         assert_eq!(state(&out).0, b"");
+        err.write_bytes(b"oops\r\nhalf");
+        drop(err);
+        let lines: Vec<(Stream, String)> = seen.lines();
+        let want = [
+            (Stream::Stdout, "one"),
+            (Stream::Stdout, "two"),
+            (Stream::Stdout, "three"),
+            (Stream::Stderr, "oops"),
+            (Stream::Stderr, "half"),
+        ];
+        assert_eq!(
+            lines,
+            want.map(|(s, l)| (s, l.to_string())),
+            "a partial line is reported when the instance goes"
+        );
     }
 
     #[test]
     fn long_lines_are_capped() {
-        let (out, _) = GuestOutput::pair("p");
+        let (observer, seen) = Observer::recording();
+        let (out, _) = GuestOutput::pair(observer);
         out.write_bytes(&vec![b'x'; MAX_LINE_BYTES + 100]);
         let (line, truncated, _) = state(&out);
         assert_eq!((line.len(), truncated), (MAX_LINE_BYTES, 100));
         out.write_bytes(b"\n");
         assert_eq!(state(&out).1, 0, "reset after the line is logged");
+        assert!(seen.lines()[0].1.ends_with("x[... 100 bytes truncated]"));
     }
 
     #[test]
     fn budget_is_shared_and_output_past_it_dropped() {
-        let (out, err) = GuestOutput::pair_with_budget("p", 10);
+        let (observer, seen) = Observer::recording();
+        let (out, err) = GuestOutput::pair_with_budget(observer, 10);
         out.write_bytes(b"12345\n");
         err.write_bytes(b"abcdefgh");
         let (line, _, remaining) = state(&err);
         assert_eq!((line.as_slice(), remaining), (&b"abcd"[..], 0));
         out.write_bytes(b"more\n");
         assert_eq!(state(&out).0, b"", "nothing buffered past the budget");
+        assert_eq!(seen.notes().len(), 1, "one note says output was dropped");
     }
 }

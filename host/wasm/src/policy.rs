@@ -407,6 +407,7 @@ mod tests {
             propagated_mount: None,
             runtime_dir: PathBuf::from("/nonexistent/run"),
             state_dir: PathBuf::from("/nonexistent/state"),
+            observer: Default::default(),
         }
     }
 

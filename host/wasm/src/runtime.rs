@@ -374,6 +374,7 @@ impl WasmRuntime {
         ));
         let instance = WasmInstance::start(
             spec.name.clone(),
+            spec.observer.clone(),
             pre,
             policy,
             self.shared.limits,
@@ -538,6 +539,10 @@ impl Instance for WasmInstance {
 
     fn log_streams(&self) -> Vec<plugd_core::LogStream> {
         WasmInstance::log_streams(self)
+    }
+
+    fn usage(&self) -> plugd_core::Usage {
+        WasmInstance::usage(self)
     }
 
     fn stop(&self, grace: Duration) -> BoxFuture<'_, ()> {

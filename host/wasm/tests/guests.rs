@@ -102,6 +102,7 @@ fn bundle(dir: &Path, wasm: &[u8], name: &str) -> PluginSpec {
         propagated_mount: None,
         runtime_dir: dir.join("run"),
         state_dir: dir.join("state"),
+        observer: Default::default(),
     }
 }
 

@@ -98,6 +98,7 @@ fn spec(dir: &Path) -> PluginSpec {
         propagated_mount: None,
         runtime_dir: dir.join("run"),
         state_dir: dir.join("state"),
+        observer: Default::default(),
     }
 }
 

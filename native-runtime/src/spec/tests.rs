@@ -62,6 +62,7 @@ fn plugin_spec(inspect: &str) -> PluginSpec {
         rootfs: dir.join("rootfs"),
         runtime_dir: PathBuf::from("/run/plugd/plugins").join(&p.id),
         state_dir: PathBuf::from("/run/plugd/state").join(&p.id),
+        observer: Default::default(),
         id: p.id,
         name: p.name,
         config: p.config,
@@ -216,6 +217,7 @@ fn minimal() -> PluginSpec {
         propagated_mount: None,
         runtime_dir: "/run/plugd/plugins/a".into(),
         state_dir: "/run/plugd/state/a".into(),
+        observer: Default::default(),
     }
 }
 

@@ -150,6 +150,7 @@ impl Env {
             propagated_mount: Some(dirs.propagated),
             runtime_dir: dirs.runtime_dir,
             state_dir: dirs.state_dir,
+            observer: Default::default(),
         }
     }
 }
