@@ -1,0 +1,1017 @@
+//! `plugd apply FILE`: converge this node's plugins to a declared set, all or nothing.
+//!
+//! A fleet stays uniform when every node is told the same set and each one makes itself so; this
+//! verb is that step for one node (docs/deploy.md has the file format and the multi-node design).
+//! It speaks only the Engine API, like every other verb, so it works against any plugd, local or
+//! through a mounted socket.
+//!
+//! The run has three phases, so that a failure leaves the node as it was:
+//! 1. **Plan**: the file is parsed strictly and compared with what the daemon lists.
+//! 2. **Pre-flight**: everything that can fail without changing anything is tried first —
+//!    every reference to pull resolves and asks for exactly the privileges the file grants, every
+//!    reference a rollback would pull back resolves, every bundle reads and parses, every setting
+//!    exists and is settable where the config is known.
+//! 3. **Execute** with an undo log: each change is printed as it is made; on a failure the undo
+//!    log is replayed in reverse and what was (and was not) rolled back is said.
+//!
+//! `--dry-run` stops after phase 2 and prints the plan.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::fs;
+use std::io::{self, Read as _, Write};
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use hyper::Method;
+use plugd_core::config::{PluginConfig, PluginObject, Settings};
+use plugd_core::privileges::{self, Privilege};
+use plugd_core::reference::{Named, parse_normalized_named};
+use plugd_core::settable;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use super::Failure;
+use super::auth::{self, DockerConfig, Lookup};
+use super::client::{ApiClient, ReqBody, escape_path, escape_query, set_body};
+use super::create;
+use super::jsonmessage::{Display, display_stream};
+
+/// Where the record of bundle digests lives unless `--state` says otherwise: beside the daemon's
+/// default data root, which the DaemonSet and the systemd unit both keep across restarts.
+pub const DEFAULT_STATE: &str = "/var/lib/plugd/apply-state.json";
+
+/// The registry auth header (`registry.AuthHeader`).
+const AUTH_HEADER: &str = "X-Registry-Auth";
+
+/// `plugd apply` (plugd's own verb; docs/deploy.md).
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Print the plan after the pre-flight checks and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Where the digests of plugins created from local bundles are recorded
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_STATE)]
+    pub state: PathBuf,
+    /// The plugin set (TOML).
+    #[arg(value_name = "FILE")]
+    pub files: Vec<String>,
+}
+
+// ------------------------------------------------------------------------------ the file
+
+/// The file as written; every table refuses keys it does not know, so a typo is an error, not a
+/// silently ignored setting.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    prune: bool,
+    #[serde(default)]
+    plugin: Vec<RawPlugin>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugin {
+    name: String,
+    reference: Option<String>,
+    bundle: Option<String>,
+    enabled: Option<bool>,
+    #[serde(default)]
+    privileges: Vec<RawGrant>,
+    #[serde(default)]
+    settings: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGrant {
+    name: String,
+    #[serde(default)]
+    value: Vec<String>,
+}
+
+/// Where a plugin comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// A registry reference, in its full form (`docker.io/library/x:latest`), as dockerd records
+    /// it in `PluginReference`.
+    Registry(String),
+    /// A local bundle directory (`config.json` + `rootfs/`), absolute.
+    Bundle(PathBuf),
+}
+
+/// One plugin the file asks for, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Want {
+    /// The local name as the daemon stores it (`vol:latest`).
+    pub name: String,
+    pub source: Source,
+    pub enabled: bool,
+    pub privileges: Vec<Privilege>,
+    /// `KEY=VALUE`, in key order.
+    pub settings: Vec<String>,
+}
+
+/// The whole file, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Desired {
+    /// Remove plugins the file does not name.
+    pub prune: bool,
+    pub plugins: Vec<Want>,
+}
+
+/// Parses an apply file. `file` names it in errors; relative bundle paths are taken from `base`
+/// (the file's directory), so a file and its bundles move together.
+pub(crate) fn parse(file: &str, base: &Path, text: &str) -> Result<Desired, String> {
+    let raw: RawFile = toml::from_str(text).map_err(|e| format!("{file}: {e}"))?;
+    let mut plugins: Vec<Want> = Vec::new();
+    for (i, p) in raw.plugin.into_iter().enumerate() {
+        let at = |what: &str| format!("{file}: plugin {} ({:?}): {what}", i + 1, p.name);
+        let named = parse_normalized_named(&p.name).map_err(|e| at(&format!("name: {e}")))?;
+        if named.digest.is_some() {
+            return Err(at(
+                "name: a local name cannot have a digest (put it in `reference`)",
+            ));
+        }
+        let name = named.tag_name_only().familiar();
+        let source = match (p.reference, p.bundle) {
+            (Some(r), None) => {
+                let named =
+                    parse_normalized_named(&r).map_err(|e| at(&format!("reference {r:?}: {e}")))?;
+                Source::Registry(named.tag_name_only().to_string())
+            }
+            (None, Some(b)) if !b.is_empty() => Source::Bundle(base.join(b)),
+            (None, Some(_)) => return Err(at("bundle: empty path")),
+            _ => return Err(at("exactly one of `reference` and `bundle` must be given")),
+        };
+        let mut settings = Vec::new();
+        for (k, v) in p.settings {
+            if k.is_empty() || k.starts_with('=') || k.contains('=') {
+                return Err(at(&format!(
+                    "settings: {k:?} is not a setting name (<name>[.<field>], no `=`)"
+                )));
+            }
+            settings.push(format!("{k}={v}"));
+        }
+        let privileges = p
+            .privileges
+            .into_iter()
+            .map(|g| Privilege {
+                name: g.name,
+                description: String::new(),
+                value: g.value,
+            })
+            .collect();
+        if plugins.iter().any(|w| w.name == name) {
+            return Err(at(&format!("name: {name} is named twice in the file")));
+        }
+        plugins.push(Want {
+            name,
+            source,
+            enabled: p.enabled.unwrap_or(true),
+            privileges,
+            settings,
+        });
+    }
+    Ok(Desired {
+        prune: raw.prune,
+        plugins,
+    })
+}
+
+// ------------------------------------------------------------------------------ the record
+
+/// What `apply` remembers about plugins it created from bundles: the plugin id it made and the
+/// bundle digest it made it from. A bundle plugin is "the same" only when both still match, so
+/// a plugin re-created by hand (a new id) is replaced rather than trusted.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Record {
+    pub bundles: BTreeMap<String, BundleRecord>,
+}
+
+/// One bundle plugin in the [`Record`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BundleRecord {
+    pub id: String,
+    pub digest: String,
+}
+
+fn load_record(path: &Path) -> Result<Record, String> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| format!("{}: not an apply record: {e}", path.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Record::default()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Temporary file, fsync, rename: a crash leaves the old record or the new one, never half.
+fn save_record(path: &Path, record: &Record) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("apply")
+    ));
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(&serde_json::to_vec_pretty(record).map_err(io::Error::other)?)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    fs::File::open(dir)?.sync_all()
+}
+
+/// A digest of a bundle's content: every entry under the directory (not following symlinks), in
+/// byte order of its path, as type, permission bits, and content or link target. Times and
+/// owners are left out, so a fresh checkout of the same bundle has the same digest.
+pub(crate) fn bundle_digest(dir: &Path) -> io::Result<String> {
+    fn walk(dir: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+        let mut names: Vec<_> = fs::read_dir(dir.join(rel))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()?;
+        names.sort();
+        for n in names {
+            let r = rel.join(&n);
+            out.push(r.clone());
+            if fs::symlink_metadata(dir.join(&r))?.is_dir() {
+                walk(dir, &r, out)?;
+            }
+        }
+        Ok(())
+    }
+    let mut entries = Vec::new();
+    walk(dir, Path::new(""), &mut entries)?;
+    let mut h = Sha256::new();
+    for rel in entries {
+        let path = dir.join(&rel);
+        let meta = fs::symlink_metadata(&path)?;
+        h.update(rel.as_os_str().as_encoded_bytes());
+        h.update([0]);
+        let mode = meta.permissions().mode() & 0o7777;
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            h.update(format!("d {mode:o}\0"));
+        } else if ft.is_symlink() {
+            h.update(format!("l {mode:o}\0"));
+            h.update(fs::read_link(&path)?.as_os_str().as_encoded_bytes());
+            h.update([0]);
+        } else if ft.is_file() {
+            h.update(format!("f {mode:o} {}\0", meta.size()));
+            let mut f = fs::File::open(&path)?;
+            let mut buf = vec![0; 64 * 1024];
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+        } else {
+            return Err(io::Error::other(format!(
+                "{}: not a file, directory or symlink",
+                path.display()
+            )));
+        }
+    }
+    Ok(format!("sha256:{:x}", h.finalize()))
+}
+
+// ------------------------------------------------------------------------------ the plan
+
+/// One change to the node.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Step {
+    /// Pull `reference` as `name`, left disabled.
+    Install { name: String, reference: String },
+    /// Create `name` from a bundle, left disabled.
+    Create { name: String, dir: PathBuf },
+    /// Pull another reference into `name` (in place when enabled).
+    Upgrade {
+        name: String,
+        from: String,
+        to: String,
+    },
+    /// Remove a disabled plugin.
+    Remove { plugin: Box<PluginObject> },
+    /// Set the file's settings; done only where they change something (after an install or an
+    /// upgrade the config is known only then). Leaves the plugin enabled if it was.
+    Set { name: String, args: Vec<String> },
+    /// Enable.
+    Enable { name: String },
+    /// Disable.
+    Disable { name: String },
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Install { name, reference } => write!(f, "install {name} from {reference}"),
+            Step::Create { name, dir } => {
+                write!(f, "create {name} from bundle {}", dir.display())
+            }
+            Step::Upgrade { name, from, to } => write!(f, "upgrade {name} from {from} to {to}"),
+            Step::Remove { plugin } => write!(f, "remove {}", plugin.name),
+            Step::Set { name, args } => write!(f, "set {name} {}", args.join(" ")),
+            Step::Enable { name } => write!(f, "enable {name}"),
+            Step::Disable { name } => write!(f, "disable {name}"),
+        }
+    }
+}
+
+/// The steps that take the node from `current` to `desired`, in the order they run: the file's
+/// plugins in file order, then removals (the one kind of change a rollback may have to pull back
+/// from a registry, so it goes last). `digests` holds the digest of every bundle the file names.
+/// Errors name the file, the plugin and the setting.
+pub(crate) fn plan(
+    file: &str,
+    desired: &Desired,
+    current: &[PluginObject],
+    record: &Record,
+    digests: &HashMap<String, String>,
+) -> Result<Vec<Step>, String> {
+    let mut steps = Vec::new();
+    for w in &desired.plugins {
+        let at = |what: String| format!("{file}: plugin {}: {what}", w.name);
+        let cur = current.iter().find(|c| c.name == w.name);
+        // Whether the plugin is there after its source step, and enabled.
+        let mut present_enabled = None;
+        // Whether the settings are known to differ (Some(args)) or must be looked at after the
+        // source step (`recheck`).
+        let mut recheck = false;
+        match (cur, &w.source) {
+            (None, Source::Registry(r)) => {
+                steps.push(Step::Install {
+                    name: w.name.clone(),
+                    reference: r.clone(),
+                });
+                present_enabled = Some(false);
+                recheck = true;
+            }
+            (None, Source::Bundle(d)) => {
+                steps.push(Step::Create {
+                    name: w.name.clone(),
+                    dir: d.clone(),
+                });
+                present_enabled = Some(false);
+                recheck = true;
+            }
+            (Some(c), source) => {
+                let recorded = record.bundles.get(&w.name).filter(|r| r.id == c.id);
+                let same = match source {
+                    Source::Registry(r) => {
+                        recorded.is_none() && same_reference(&c.plugin_reference, r)
+                    }
+                    Source::Bundle(_) => recorded.map(|r| &r.digest) == digests.get(&w.name),
+                };
+                if !same {
+                    match source {
+                        // A pulled plugin takes the new reference in place.
+                        Source::Registry(r) if recorded.is_none() => {
+                            steps.push(Step::Upgrade {
+                                name: w.name.clone(),
+                                from: c.plugin_reference.clone(),
+                                to: r.clone(),
+                            });
+                            recheck = true;
+                        }
+                        // A bundle, or a change between bundle and registry: replaced.
+                        _ => {
+                            if c.enabled {
+                                steps.push(Step::Disable {
+                                    name: w.name.clone(),
+                                });
+                            }
+                            steps.push(Step::Remove {
+                                plugin: Box::new(c.clone()),
+                            });
+                            steps.push(match source {
+                                Source::Registry(r) => Step::Install {
+                                    name: w.name.clone(),
+                                    reference: r.clone(),
+                                },
+                                Source::Bundle(d) => Step::Create {
+                                    name: w.name.clone(),
+                                    dir: d.clone(),
+                                },
+                            });
+                            present_enabled = Some(false);
+                            recheck = true;
+                        }
+                    }
+                }
+                if !recheck && !w.settings.is_empty() {
+                    let mut config = c.config.clone();
+                    let mut settings = c.settings.clone();
+                    settable::apply(&mut config, &mut settings, &w.settings)
+                        .map_err(|e| at(format!("settings: {e}")))?;
+                    recheck = settings != c.settings;
+                }
+                present_enabled.get_or_insert(c.enabled);
+            }
+        }
+        let enabled_now = present_enabled.unwrap_or(false);
+        if enabled_now && !w.enabled {
+            steps.push(Step::Disable {
+                name: w.name.clone(),
+            });
+        }
+        if recheck && !w.settings.is_empty() {
+            steps.push(Step::Set {
+                name: w.name.clone(),
+                args: w.settings.clone(),
+            });
+        }
+        if w.enabled && !enabled_now {
+            steps.push(Step::Enable {
+                name: w.name.clone(),
+            });
+        }
+    }
+    if desired.prune {
+        for c in current {
+            if desired.plugins.iter().any(|w| w.name == c.name) {
+                continue;
+            }
+            if c.enabled {
+                steps.push(Step::Disable {
+                    name: c.name.clone(),
+                });
+            }
+            steps.push(Step::Remove {
+                plugin: Box::new(c.clone()),
+            });
+        }
+    }
+    Ok(steps)
+}
+
+/// Whether two references name the same image once normalised (`x` is `docker.io/library/x:latest`).
+fn same_reference(a: &str, b: &str) -> bool {
+    let norm = |s: &str| parse_normalized_named(s).map(|n| n.tag_name_only().to_string());
+    matches!((norm(a), norm(b)), (Ok(x), Ok(y)) if x == y)
+}
+
+/// The `set` arguments that take `now`'s settings back to `old`'s: one per env var, mount
+/// source, device path or args that differ. Used to undo a `set` and to restore a re-installed
+/// plugin, so it compares effective values, not what the file said.
+pub(crate) fn restore_args(old: &Settings, now: &PluginObject) -> Vec<String> {
+    let mut args = Vec::new();
+    for e in &old.env {
+        if !now.settings.env.contains(e) {
+            args.push(e.clone());
+        }
+    }
+    for m in &old.mounts {
+        let differs = now
+            .settings
+            .mounts
+            .iter()
+            .any(|n| n.name == m.name && n.source != m.source);
+        if let (false, true, Some(src)) = (m.name.is_empty(), differs, &m.source) {
+            args.push(format!("{}.source={src}", m.name));
+        }
+    }
+    for d in &old.devices {
+        let differs = now
+            .settings
+            .devices
+            .iter()
+            .any(|n| n.name == d.name && n.path != d.path);
+        if let (false, true, Some(path)) = (d.name.is_empty(), differs, &d.path) {
+            args.push(format!("{}.path={path}", d.name));
+        }
+    }
+    let args_name = &now.config.args.name;
+    if !args_name.is_empty() && old.args != now.settings.args {
+        args.push(format!("{args_name}={}", old.args.join(" ")));
+    }
+    args
+}
+
+// ------------------------------------------------------------------------------ the run
+
+/// What undoes one change that was made.
+#[derive(Debug)]
+enum Undo {
+    /// Remove the plugin this run installed or created.
+    Uninstall { name: String },
+    /// Pull the previous reference back in (privileges checked in the pre-flight).
+    UpgradeBack { name: String, to: String },
+    /// Set the settings back to these.
+    SetBack { name: String, old: Settings },
+    /// Disable what this run enabled.
+    Disable { name: String },
+    /// Enable what this run disabled.
+    Enable { name: String },
+    /// Install a removed plugin again from its reference, with its settings.
+    Reinstall { old: Box<PluginObject> },
+}
+
+impl fmt::Display for Undo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Undo::Uninstall { name } => write!(f, "remove {name} again"),
+            Undo::UpgradeBack { name, to } => write!(f, "upgrade {name} back to {to}"),
+            Undo::SetBack { name, .. } => write!(f, "set {name}'s settings back"),
+            Undo::Disable { name } => write!(f, "disable {name} again"),
+            Undo::Enable { name } => write!(f, "enable {name} again"),
+            Undo::Reinstall { old } => write!(
+                f,
+                "install {} again from {}",
+                old.name, old.plugin_reference
+            ),
+        }
+    }
+}
+
+/// The daemon connection and the registry credentials of one run.
+struct Node<'a> {
+    host: &'a str,
+    client: ApiClient,
+    config: DockerConfig,
+    lookup: &'a Lookup,
+    /// Privileges (as the pull body) of every reference this run may pull, from the pre-flight.
+    grants: HashMap<String, String>,
+}
+
+impl Node<'_> {
+    fn auth(&self, reference: &str) -> Result<String, String> {
+        let named: Named = parse_normalized_named(reference).map_err(|e| e.to_string())?;
+        let key = auth::config_key(&named.domain);
+        Ok(self
+            .config
+            .resolve(&key, self.lookup.path.as_ref())?
+            .encode())
+    }
+
+    fn list(&self) -> Result<Vec<PluginObject>, String> {
+        let resp = self
+            .client
+            .request(Method::GET, "/plugins", ReqBody::Empty, None)
+            .map_err(|e| e.to_string())?;
+        serde_json::from_slice(&resp.body)
+            .map_err(|e| format!("reading the plugins the daemon listed: {e}"))
+    }
+
+    fn inspect(&self, name: &str) -> Result<PluginObject, String> {
+        let path = format!("/plugins/{}/json", escape_path(name));
+        let resp = self
+            .client
+            .request(Method::GET, &path, ReqBody::Empty, None)
+            .map_err(|e| e.to_string())?;
+        serde_json::from_slice(&resp.body).map_err(|e| format!("reading plugin {name}: {e}"))
+    }
+
+    /// `GET /plugins/privileges` for `reference`.
+    fn privileges(&self, reference: &str) -> Result<Vec<Privilege>, String> {
+        let auth = self.auth(reference)?;
+        let path = format!("/plugins/privileges?remote={}", escape_query(reference));
+        let resp = self
+            .client
+            .request_with(
+                Method::GET,
+                &path,
+                ReqBody::Empty,
+                None,
+                &[(AUTH_HEADER, &auth)],
+            )
+            .map_err(|e| e.to_string())?;
+        let list: Option<Vec<Privilege>> = serde_json::from_slice(&resp.body)
+            .map_err(|e| format!("reading the privileges of {reference}: {e}"))?;
+        Ok(list.unwrap_or_default())
+    }
+
+    /// Records the privileges to send with a pull of `reference`, checked with the registry.
+    fn grant(&mut self, reference: &str) -> Result<Vec<Privilege>, String> {
+        let list = self.privileges(reference)?;
+        let body = serde_json::to_string(&list).map_err(|e| e.to_string())? + "\n";
+        self.grants.insert(reference.to_string(), body);
+        Ok(list)
+    }
+
+    /// A pull or upgrade request and its progress stream, which is read to the end (and not
+    /// shown: apply prints changes, not layers).
+    fn pull(&self, path: &str, reference: &str) -> Result<(), String> {
+        let auth = self.auth(reference)?;
+        let body = self
+            .grants
+            .get(reference)
+            .cloned()
+            .ok_or_else(|| format!("{reference}: privileges not checked"))?;
+        let mut stream = self
+            .client
+            .request_stream(
+                Method::POST,
+                path,
+                ReqBody::Full(Some(body.into())),
+                Some("application/json"),
+                &[(AUTH_HEADER, &auth)],
+            )
+            .map_err(|e| e.to_string())?;
+        let mut sink = io::sink();
+        let mut display = Display::new(&mut sink, false);
+        display_stream(&mut stream, &mut display)
+    }
+
+    fn install(&self, name: &str, reference: &str) -> Result<(), String> {
+        let path = format!(
+            "/plugins/pull?name={}&remote={}",
+            escape_query(name),
+            escape_query(reference)
+        );
+        self.pull(&path, reference)
+    }
+
+    fn upgrade(&self, name: &str, reference: &str) -> Result<(), String> {
+        let path = format!(
+            "/plugins/{}/upgrade?remote={}",
+            escape_path(name),
+            escape_query(reference)
+        );
+        self.pull(&path, reference)
+    }
+
+    fn create(&self, name: &str, dir: &Path) -> Result<(), String> {
+        create::upload(self.host, name, dir.to_path_buf(), false)
+            .map(drop)
+            .map_err(|f| f.msg)
+    }
+
+    fn post(&self, path: &str, body: Option<String>) -> Result<(), String> {
+        let (body, ct) = match body {
+            Some(b) => (ReqBody::Full(Some(b.into())), Some("application/json")),
+            None => (ReqBody::Empty, None),
+        };
+        self.client
+            .request(Method::POST, path, body, ct)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    fn enable(&self, name: &str) -> Result<(), String> {
+        self.post(
+            &format!("/plugins/{}/enable?timeout=0", escape_path(name)),
+            None,
+        )
+    }
+
+    fn disable(&self, name: &str) -> Result<(), String> {
+        self.post(&format!("/plugins/{}/disable", escape_path(name)), None)
+    }
+
+    fn set(&self, name: &str, args: &[String]) -> Result<(), String> {
+        self.post(
+            &format!("/plugins/{}/set", escape_path(name)),
+            Some(set_body(args)),
+        )
+    }
+
+    fn remove(&self, name: &str, force: bool) -> Result<(), String> {
+        let force = if force { "?force=1" } else { "" };
+        self.client
+            .request(
+                Method::DELETE,
+                &format!("/plugins/{}{force}", escape_path(name)),
+                ReqBody::Empty,
+                None,
+            )
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Sets `args` with the plugin disabled, as the daemon requires, enabling it again if it was.
+    fn set_disabled(&self, name: &str, args: &[String], enabled: bool) -> Result<(), String> {
+        if enabled {
+            self.disable(name)?;
+        }
+        let set = self.set(name, args);
+        if enabled {
+            let again = self.enable(name);
+            set?;
+            again
+        } else {
+            set
+        }
+    }
+
+    /// Runs one step; returns the undo entries it needs (in the order they were made) and whether
+    /// it changed anything. A step that fails half-way returns the undo of its done half with
+    /// the error.
+    fn run(&self, step: &Step) -> Result<(Vec<Undo>, bool), (Vec<Undo>, String)> {
+        let fail = |e: String| (Vec::new(), e);
+        match step {
+            Step::Install { name, reference } => {
+                let r = self.install(name, reference);
+                // A failed pull leaves nothing (docs/distribution.md), but make sure.
+                if r.is_err() && self.inspect(name).is_ok() {
+                    let _ = self.remove(name, true);
+                }
+                r.map_err(fail)?;
+                Ok((vec![Undo::Uninstall { name: name.clone() }], true))
+            }
+            Step::Create { name, dir } => {
+                self.create(name, dir).map_err(fail)?;
+                Ok((vec![Undo::Uninstall { name: name.clone() }], true))
+            }
+            Step::Upgrade { name, from, to } => {
+                self.upgrade(name, to).map_err(fail)?;
+                Ok((
+                    vec![Undo::UpgradeBack {
+                        name: name.clone(),
+                        to: from.clone(),
+                    }],
+                    true,
+                ))
+            }
+            Step::Remove { plugin } => {
+                self.remove(&plugin.name, false).map_err(fail)?;
+                Ok((
+                    vec![Undo::Reinstall {
+                        old: plugin.clone(),
+                    }],
+                    true,
+                ))
+            }
+            Step::Set { name, args } => {
+                let before = self.inspect(name).map_err(fail)?;
+                let mut config = before.config.clone();
+                let mut settings = before.settings.clone();
+                settable::apply(&mut config, &mut settings, args)
+                    .map_err(|e| fail(format!("settings: {e}")))?;
+                if settings == before.settings {
+                    return Ok((Vec::new(), false));
+                }
+                self.set_disabled(name, args, before.enabled)
+                    .map_err(fail)?;
+                Ok((
+                    vec![Undo::SetBack {
+                        name: name.clone(),
+                        old: before.settings,
+                    }],
+                    true,
+                ))
+            }
+            Step::Enable { name } => {
+                self.enable(name).map_err(fail)?;
+                Ok((vec![Undo::Disable { name: name.clone() }], true))
+            }
+            Step::Disable { name } => {
+                self.disable(name).map_err(fail)?;
+                Ok((vec![Undo::Enable { name: name.clone() }], true))
+            }
+        }
+    }
+
+    fn undo(&self, u: &Undo) -> Result<(), String> {
+        match u {
+            Undo::Uninstall { name } => self.remove(name, true),
+            Undo::UpgradeBack { name, to } => self.upgrade(name, to),
+            Undo::SetBack { name, old } => {
+                let now = self.inspect(name)?;
+                let args = restore_args(old, &now);
+                if args.is_empty() {
+                    return Ok(());
+                }
+                self.set_disabled(name, &args, now.enabled)
+            }
+            Undo::Disable { name } => self.disable(name),
+            Undo::Enable { name } => self.enable(name),
+            Undo::Reinstall { old } => {
+                self.install(&old.name, &old.plugin_reference)?;
+                let now = self.inspect(&old.name)?;
+                let args = restore_args(&old.settings, &now);
+                if !args.is_empty() {
+                    self.set(&old.name, &args)?;
+                }
+                // Not enabled here: a removal is always preceded by a disable, whose own undo
+                // (replayed next) enables it again.
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `plugd apply`.
+pub(crate) fn apply(
+    host: &str,
+    a: &ApplyArgs,
+    out: &mut dyn Write,
+    lookup: &Lookup,
+) -> Result<(), Failure> {
+    let file = &a.files[0];
+    let text = fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+    let base = Path::new(file)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let base = fs::canonicalize(&base).map_err(|e| format!("{}: {e}", base.display()))?;
+    let desired = parse(file, &base, &text)?;
+    let record = load_record(&a.state)?;
+    let mut node = Node {
+        host,
+        client: ApiClient::new(host)?,
+        config: DockerConfig::load(lookup.config_dir.as_deref())?,
+        lookup,
+        grants: HashMap::new(),
+    };
+    let current = node.list()?;
+
+    // Bundles: readable, a valid config asking exactly what the file grants, settings that exist.
+    let mut digests = HashMap::new();
+    for w in &desired.plugins {
+        if let Source::Bundle(dir) = &w.source {
+            let at = |what: String| format!("{file}: plugin {}: {what}", w.name);
+            let config_path = dir.join("config.json");
+            let bytes = fs::read(&config_path)
+                .map_err(|e| at(format!("bundle: {}: {e}", config_path.display())))?;
+            let (config, _) = PluginConfig::parse(&bytes)
+                .map_err(|e| at(format!("bundle: {}: {e}", config_path.display())))?;
+            check_grants(
+                &at,
+                &w.privileges,
+                &privileges::compute(&config),
+                "the bundle",
+            )?;
+            let mut cfg = config.clone();
+            let mut settings = Settings::initial(&config);
+            settable::apply(&mut cfg, &mut settings, &w.settings)
+                .map_err(|e| at(format!("settings: {e}")))?;
+            let digest =
+                bundle_digest(dir).map_err(|e| at(format!("bundle: {}: {e}", dir.display())))?;
+            digests.insert(w.name.clone(), digest);
+        }
+    }
+    let steps = plan(file, &desired, &current, &record, &digests)?;
+
+    // References: every one to pull resolves and asks for what the file grants; every one a
+    // rollback would pull back resolves too.
+    for step in &steps {
+        match step {
+            Step::Install { name, reference }
+            | Step::Upgrade {
+                name,
+                to: reference,
+                ..
+            } => {
+                let w = desired.plugins.iter().find(|w| &w.name == name);
+                let at = |what: String| format!("{file}: plugin {name}: {what}");
+                let wanted = node
+                    .grant(reference)
+                    .map_err(|e| at(format!("reference {reference}: {e}")))?;
+                if let Some(w) = w {
+                    check_grants(&at, &w.privileges, &wanted, reference)?;
+                }
+                if let Step::Upgrade { from, .. } = step {
+                    node.grant(from).map_err(|e| {
+                        at(format!(
+                            "the current reference {from} does not resolve, so a failed run could not go back to it: {e}"
+                        ))
+                    })?;
+                }
+            }
+            Step::Remove { plugin } => {
+                if let Err(e) = node.grant(&plugin.plugin_reference) {
+                    let _ = writeln!(
+                        out,
+                        "warning: {} cannot be installed again from {} ({e}): if a later step fails, it stays removed",
+                        plugin.name, plugin.plugin_reference
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+
+    if a.dry_run {
+        if steps.is_empty() {
+            let _ = writeln!(out, "no changes: the node is as {file} says");
+        } else {
+            let _ = writeln!(out, "plan ({} steps, nothing changed):", steps.len());
+            for s in &steps {
+                let _ = writeln!(out, "  {s}");
+            }
+        }
+        return Ok(());
+    }
+
+    let mut undo: Vec<Undo> = Vec::new();
+    let mut changes = 0;
+    for step in &steps {
+        match node.run(step) {
+            Ok((u, changed)) => {
+                undo.extend(u);
+                if changed {
+                    changes += 1;
+                    let _ = writeln!(out, "{step}");
+                    let _ = out.flush();
+                }
+            }
+            Err((u, e)) => {
+                undo.extend(u);
+                let _ = writeln!(out, "FAILED: {step}: {e}");
+                return Err(rollback(&node, undo, out, step, &e).into());
+            }
+        }
+    }
+
+    // Record the bundle plugins as they now are.
+    let mut new_record = Record::default();
+    for w in &desired.plugins {
+        if let (Source::Bundle(_), Some(d)) = (&w.source, digests.get(&w.name)) {
+            let id = node
+                .inspect(&w.name)
+                .map(|p| p.id)
+                .map_err(|e| format!("{e} (after the run: the node has converged)"))?;
+            new_record.bundles.insert(
+                w.name.clone(),
+                BundleRecord {
+                    id,
+                    digest: d.clone(),
+                },
+            );
+        }
+    }
+    if new_record != record && (a.state.exists() || !new_record.bundles.is_empty()) {
+        save_record(&a.state, &new_record).map_err(|e| {
+            format!(
+                "the node has converged, but the record {} could not be written ({e}): the next run will replace the bundle plugins",
+                a.state.display()
+            )
+        })?;
+    }
+    if changes == 0 {
+        let _ = writeln!(out, "no changes: the node is as {file} says");
+    } else {
+        let _ = writeln!(out, "{changes} changes: the node is as {file} says");
+    }
+    Ok(())
+}
+
+/// The file's grants must be exactly what the plugin asks for (compared as the daemon compares
+/// them): more would grant what nobody asked, fewer would fail the pull half-way.
+fn check_grants(
+    at: &dyn Fn(String) -> String,
+    granted: &[Privilege],
+    wanted: &[Privilege],
+    what: &str,
+) -> Result<(), String> {
+    if privileges::same(granted, wanted) {
+        return Ok(());
+    }
+    let show = |l: &[Privilege]| {
+        let items: Vec<String> = l
+            .iter()
+            .map(|p| format!("{} = {:?}", p.name, p.value))
+            .collect();
+        format!("[{}]", items.join(", "))
+    };
+    Err(at(format!(
+        "privileges: the file grants {} but {what} asks for {}",
+        show(granted),
+        show(wanted)
+    )))
+}
+
+/// Replays `undo` in reverse and says what the node is left as.
+fn rollback(
+    node: &Node<'_>,
+    undo: Vec<Undo>,
+    out: &mut dyn Write,
+    failed: &Step,
+    error: &str,
+) -> String {
+    let mut left = Vec::new();
+    for u in undo.iter().rev() {
+        match node.undo(u) {
+            Ok(()) => {
+                let _ = writeln!(out, "rolled back: {u}");
+            }
+            Err(e) => {
+                let _ = writeln!(out, "NOT rolled back: {u}: {e}");
+                left.push(format!("{u}: {e}"));
+            }
+        }
+    }
+    if left.is_empty() {
+        format!(
+            "apply failed at \"{failed}\": {error}\nthe node is as it was before the run ({} changes rolled back)",
+            undo.len()
+        )
+    } else {
+        format!(
+            "apply failed at \"{failed}\": {error}\nthe node is NOT as it was before the run: {} of {} changes could not be rolled back:\n  {}",
+            left.len(),
+            undo.len(),
+            left.join("\n  ")
+        )
+    }
+}
+
+#[cfg(test)]
+#[path = "apply_tests.rs"]
+mod tests;
