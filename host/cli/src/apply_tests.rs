@@ -362,6 +362,15 @@ fn the_shipped_daemonset_and_its_plugin_set_parse() {
     let desired = parse("plugins.toml", Path::new("/etc/plugd"), set).unwrap();
     assert!(!desired.plugins.is_empty());
     let ds = docs.iter().find(|d| kind(d) == "DaemonSet").unwrap();
+    let volumes = ds["spec"]["template"]["spec"]["volumes"]
+        .as_sequence()
+        .unwrap();
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v["configMap"]["name"] == cm["metadata"]["name"]),
+        "the DaemonSet mounts the ConfigMap it ships"
+    );
     assert_eq!(
         ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"].as_i64(),
         Some(1)
