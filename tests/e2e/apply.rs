@@ -195,18 +195,26 @@ fn a_failing_step_leaves_the_node_as_it_was_and_says_so() {
         let p = env.plugd(&["--enable-timeout", "5s"]);
         let vol1 = publish(env, &p, &reg, "plugins/vol", "v1", "vol1");
         let vol2 = publish(env, &p, &reg, "plugins/vol", "v2", "vol2");
+        let local = env.static_plugin_bundle("local");
         let start = write(
             env,
             "start.toml",
             &format!(
-                "[[plugin]]\nname = \"vol\"\nreference = \"{vol1}\"\n{GRANTS}\nsettings = {{ DATA_DIR = \"/data/a\" }}\n"
+                "[[plugin]]\nname = \"vol\"\nreference = \"{vol1}\"\n{GRANTS}\nsettings = {{ DATA_DIR = \"/data/a\" }}\n\n[[plugin]]\nname = \"local\"\nbundle = \"{}\"\n{GRANTS}\n",
+                local.path().display()
             ),
         );
         apply(env, &p, &start, &[]).assert_ok();
-        let before = node(env, &p);
+        let vol_before = env
+            .plugd_cli(&p, ["inspect", "vol"])
+            .assert_ok()
+            .stdout
+            .clone();
+        let local_before = inspect(env, &p, "local");
 
-        // A plugin that exits at every start, after vol was upgraded and set: its enable fails
-        // and everything done before it is undone.
+        // A plugin that exits at every start, after vol was upgraded and set and local replaced
+        // by another bundle: its enable fails and everything done before it is undone.
+        let local2 = env.static_plugin_bundle("local2");
         let mut config = harness::static_plugin_config();
         config["env"]
             .as_array_mut()
@@ -229,10 +237,16 @@ reference = "{vol2}"
 settings = {{ DATA_DIR = "/data/b" }}
 
 [[plugin]]
+name = "local"
+bundle = "{}"
+{GRANTS}
+
+[[plugin]]
 name = "crashy"
 bundle = "{}"
 {GRANTS}
 "#,
+                local2.path().display(),
                 crashy.path().display()
             ),
         );
@@ -245,7 +259,34 @@ bundle = "{}"
             out.stderr.contains("the node is as it was before the run"),
             "{out}"
         );
-        assert_eq!(node(env, &p), before, "rolled back exactly");
+        assert_eq!(
+            env.plugd_cli(&p, ["inspect", "vol"]).assert_ok().stdout,
+            vol_before,
+            "vol rolled back byte for byte"
+        );
+        assert!(
+            !env.plugd_cli(&p, ["ls"])
+                .assert_ok()
+                .stdout
+                .contains("crashy"),
+            "crashy removed again"
+        );
+        // vol exactly as it was; local, removed on the way, created again from the snapshot of
+        // its bundle: the same plugin under a new id.
+        let mut local_after = inspect(env, &p, "local");
+        assert_ne!(local_after["Id"], local_before["Id"]);
+        local_after["Id"] = local_before["Id"].clone();
+        assert_eq!(local_after, local_before);
+        assert!(
+            out.stderr
+                .contains("local:latest removed and installed again"),
+            "{out}"
+        );
+        // The record follows the new id: the starting file is again what the node is.
+        let again = apply(env, &p, &start, &[]);
+        again.assert_ok();
+        assert!(again.stdout.contains("no changes"), "{again}");
+        let before = node(env, &p);
 
         // A reference the registry does not have fails the pre-flight: nothing is touched.
         let missing = reg.reference("plugins/missing", "v1");

@@ -280,6 +280,113 @@ pub(crate) fn bundle_digest(dir: &Path) -> io::Result<String> {
     Ok(format!("sha256:{:x}", h.finalize()))
 }
 
+/// Where the copies of created bundles live: beside the record, one directory per digest.
+fn snapshots_dir(state: &Path) -> PathBuf {
+    let mut name = state.as_os_str().to_owned();
+    name.push(".d");
+    PathBuf::from(name)
+}
+
+/// The snapshot of the bundle with `digest` (`sha256:<hex>`).
+fn snapshot_path(state: &Path, digest: &str) -> PathBuf {
+    snapshots_dir(state).join(digest.replace(':', "-"))
+}
+
+/// Copies `dir` to the snapshot for `digest` (once) and checks the copy still has that digest:
+/// the plugin is created from the copy, so what was planned is what is created, and a later run
+/// can create it again to undo its removal.
+fn snapshot(state: &Path, dir: &Path, digest: &str) -> Result<PathBuf, String> {
+    let dst = snapshot_path(state, digest);
+    if !dst.exists() {
+        let tmp = dst.with_extension("tmp");
+        let made = (|| {
+            if tmp.exists() {
+                fs::remove_dir_all(&tmp)?;
+            }
+            fs::create_dir_all(snapshots_dir(state))?;
+            copy_tree(dir, &tmp)?;
+            fs::rename(&tmp, &dst)
+        })();
+        if let Err(e) = made {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(format!("copying the bundle to {}: {e}", dst.display()));
+        }
+    }
+    let got = bundle_digest(&dst).map_err(|e| format!("{}: {e}", dst.display()))?;
+    if got != digest {
+        let _ = fs::remove_dir_all(&dst);
+        return Err(format!(
+            "the bundle {} changed during the run (planned {digest}, found {got})",
+            dir.display()
+        ));
+    }
+    Ok(dst)
+}
+
+/// A copy of a bundle tree: directories, regular files and symlinks (never followed), with their
+/// modes and owners, so the plugin created from it is the one created from the original.
+fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(src)?;
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        std::os::unix::fs::symlink(fs::read_link(src)?, dst)?;
+    } else if ft.is_dir() {
+        fs::create_dir(dst)?;
+        for entry in fs::read_dir(src)? {
+            let name = entry?.file_name();
+            copy_tree(&src.join(&name), &dst.join(&name))?;
+        }
+    } else if ft.is_file() {
+        fs::copy(src, dst)?;
+    } else {
+        return Err(io::Error::other(format!(
+            "{}: not a file, directory or symlink",
+            src.display()
+        )));
+    }
+    // Owner first: a chown clears set-id bits, which the mode then restores.
+    std::os::unix::fs::lchown(dst, Some(meta.uid()), Some(meta.gid()))?;
+    if !ft.is_symlink() {
+        fs::set_permissions(dst, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    }
+    Ok(())
+}
+
+/// Removes the snapshots no plugin in `record` was created from.
+fn prune_snapshots(state: &Path, record: &Record) {
+    let Ok(entries) = fs::read_dir(snapshots_dir(state)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let keep = record
+            .bundles
+            .values()
+            .any(|b| snapshot_path(state, &b.digest) == entry.path());
+        if !keep {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Holds an exclusive lock beside the record for the whole run: two runs (the sidecar and a
+/// person, or two timers) never interleave their steps and undo logs.
+fn lock(state: &Path) -> Result<nix::fcntl::Flock<fs::File>, String> {
+    let mut name = state.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| format!("{}: another plugd apply is running ({e})", path.display()))
+}
+
 // ------------------------------------------------------------------------------ the plan
 
 /// One change to the node.
@@ -287,16 +394,24 @@ pub(crate) fn bundle_digest(dir: &Path) -> io::Result<String> {
 pub(crate) enum Step {
     /// Pull `reference` as `name`, left disabled.
     Install { name: String, reference: String },
-    /// Create `name` from a bundle, left disabled.
-    Create { name: String, dir: PathBuf },
+    /// Create `name` from a bundle (from its snapshot, see [`snapshot`]), left disabled.
+    Create {
+        name: String,
+        dir: PathBuf,
+        digest: String,
+    },
     /// Pull another reference into `name` (in place when enabled).
     Upgrade {
         name: String,
         from: String,
         to: String,
     },
-    /// Remove a disabled plugin.
-    Remove { plugin: Box<PluginObject> },
+    /// Remove a disabled plugin; `snapshot` is the digest of the bundle it was created from,
+    /// when this file created it.
+    Remove {
+        plugin: Box<PluginObject>,
+        snapshot: Option<String>,
+    },
     /// Set the file's settings; done only where they change something (after an install or an
     /// upgrade the config is known only then). Leaves the plugin enabled if it was.
     Set { name: String, args: Vec<String> },
@@ -310,11 +425,11 @@ impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Step::Install { name, reference } => write!(f, "install {name} from {reference}"),
-            Step::Create { name, dir } => {
+            Step::Create { name, dir, .. } => {
                 write!(f, "create {name} from bundle {}", dir.display())
             }
             Step::Upgrade { name, from, to } => write!(f, "upgrade {name} from {from} to {to}"),
-            Step::Remove { plugin } => write!(f, "remove {}", plugin.name),
+            Step::Remove { plugin, .. } => write!(f, "remove {}", plugin.name),
             Step::Set { name, args } => write!(f, "set {name} {}", args.join(" ")),
             Step::Enable { name } => write!(f, "enable {name}"),
             Step::Disable { name } => write!(f, "disable {name}"),
@@ -333,99 +448,102 @@ pub(crate) fn plan(
     record: &Record,
     digests: &HashMap<String, String>,
 ) -> Result<Vec<Step>, String> {
+    /// What happens to a plugin's image.
+    #[derive(Clone, PartialEq)]
+    enum Action {
+        Keep,
+        New,
+        /// To this reference.
+        Upgrade(String),
+        Replace,
+    }
     let mut steps = Vec::new();
     for w in &desired.plugins {
         let at = |what: String| format!("{file}: plugin {}: {what}", w.name);
         let cur = current.iter().find(|c| c.name == w.name);
-        // Whether the plugin is there after its source step, and enabled.
-        let mut present_enabled = None;
-        // Whether the settings are known to differ (Some(args)) or must be looked at after the
-        // source step (`recheck`).
-        let mut recheck = false;
-        match (cur, &w.source) {
-            (None, Source::Registry(r)) => {
-                steps.push(Step::Install {
-                    name: w.name.clone(),
-                    reference: r.clone(),
-                });
-                present_enabled = Some(false);
-                recheck = true;
-            }
-            (None, Source::Bundle(d)) => {
-                steps.push(Step::Create {
-                    name: w.name.clone(),
-                    dir: d.clone(),
-                });
-                present_enabled = Some(false);
-                recheck = true;
-            }
-            (Some(c), source) => {
+        let action = match cur {
+            None => Action::New,
+            Some(c) => {
                 let recorded = record.bundles.get(&w.name).filter(|r| r.id == c.id);
-                let same = match source {
-                    Source::Registry(r) => {
-                        recorded.is_none() && same_reference(&c.plugin_reference, r)
-                    }
-                    Source::Bundle(_) => recorded.map(|r| &r.digest) == digests.get(&w.name),
-                };
-                if !same {
-                    match source {
-                        // A pulled plugin takes the new reference in place.
-                        Source::Registry(r) if recorded.is_none() => {
-                            steps.push(Step::Upgrade {
-                                name: w.name.clone(),
-                                from: c.plugin_reference.clone(),
-                                to: r.clone(),
-                            });
-                            recheck = true;
-                        }
-                        // A bundle, or a change between bundle and registry: replaced.
-                        _ => {
-                            if c.enabled {
-                                steps.push(Step::Disable {
-                                    name: w.name.clone(),
-                                });
-                            }
-                            steps.push(Step::Remove {
-                                plugin: Box::new(c.clone()),
-                            });
-                            steps.push(match source {
-                                Source::Registry(r) => Step::Install {
-                                    name: w.name.clone(),
-                                    reference: r.clone(),
-                                },
-                                Source::Bundle(d) => Step::Create {
-                                    name: w.name.clone(),
-                                    dir: d.clone(),
-                                },
-                            });
-                            present_enabled = Some(false);
-                            recheck = true;
+                match &w.source {
+                    Source::Registry(r) if recorded.is_none() => {
+                        if same_reference(&c.plugin_reference, r) {
+                            Action::Keep
+                        } else {
+                            // A pulled plugin takes the new reference in place.
+                            Action::Upgrade(r.clone())
                         }
                     }
+                    // A bundle's content, or a change between bundle and registry: replaced.
+                    Source::Registry(_) => Action::Replace,
+                    Source::Bundle(_) if recorded.map(|r| &r.digest) == digests.get(&w.name) => {
+                        Action::Keep
+                    }
+                    Source::Bundle(_) => Action::Replace,
                 }
-                if !recheck && !w.settings.is_empty() {
-                    let mut config = c.config.clone();
-                    let mut settings = c.settings.clone();
-                    settable::apply(&mut config, &mut settings, &w.settings)
-                        .map_err(|e| at(format!("settings: {e}")))?;
-                    recheck = settings != c.settings;
-                }
-                present_enabled.get_or_insert(c.enabled);
             }
-        }
-        let enabled_now = present_enabled.unwrap_or(false);
-        if enabled_now && !w.enabled {
+        };
+        let enabled_before = cur.is_some_and(|c| c.enabled);
+        // Disabled first when the file says so (an upgrade then swaps a stopped plugin) or when
+        // it is replaced (only a disabled plugin is removed).
+        if enabled_before && (!w.enabled || action == Action::Replace) {
             steps.push(Step::Disable {
                 name: w.name.clone(),
             });
         }
-        if recheck && !w.settings.is_empty() {
+        let enabled = enabled_before && w.enabled && action != Action::Replace;
+        let source_step = || -> Result<Step, String> {
+            Ok(match &w.source {
+                Source::Registry(r) => Step::Install {
+                    name: w.name.clone(),
+                    reference: r.clone(),
+                },
+                Source::Bundle(d) => Step::Create {
+                    name: w.name.clone(),
+                    dir: d.clone(),
+                    digest: digests
+                        .get(&w.name)
+                        .cloned()
+                        .ok_or_else(|| at("bundle: not read".into()))?,
+                },
+            })
+        };
+        let set = match (action.clone(), cur) {
+            (Action::Keep, Some(c)) if !w.settings.is_empty() => {
+                let mut config = c.config.clone();
+                let mut settings = c.settings.clone();
+                settable::apply(&mut config, &mut settings, &w.settings)
+                    .map_err(|e| at(format!("settings: {e}")))?;
+                settings != c.settings
+            }
+            (Action::Keep, _) => false,
+            (Action::New, _) => {
+                steps.push(source_step()?);
+                !w.settings.is_empty()
+            }
+            (Action::Upgrade(to), c) => {
+                steps.push(Step::Upgrade {
+                    name: w.name.clone(),
+                    from: c.map(|c| c.plugin_reference.clone()).unwrap_or_default(),
+                    to,
+                });
+                !w.settings.is_empty()
+            }
+            (Action::Replace, c) => {
+                if let Some(c) = c {
+                    steps.push(remove_step(c, record));
+                }
+                steps.push(source_step()?);
+                !w.settings.is_empty()
+            }
+        };
+        if set {
             steps.push(Step::Set {
                 name: w.name.clone(),
                 args: w.settings.clone(),
             });
         }
-        if w.enabled && !enabled_now {
+        if w.enabled && !enabled {
             steps.push(Step::Enable {
                 name: w.name.clone(),
             });
@@ -441,12 +559,22 @@ pub(crate) fn plan(
                     name: c.name.clone(),
                 });
             }
-            steps.push(Step::Remove {
-                plugin: Box::new(c.clone()),
-            });
+            steps.push(remove_step(c, record));
         }
     }
     Ok(steps)
+}
+
+/// Removing `c`; a plugin this file created from a bundle can be created again from its snapshot.
+fn remove_step(c: &PluginObject, record: &Record) -> Step {
+    Step::Remove {
+        plugin: Box::new(c.clone()),
+        snapshot: record
+            .bundles
+            .get(&c.name)
+            .filter(|r| r.id == c.id)
+            .map(|r| r.digest.clone()),
+    }
 }
 
 /// Whether two references name the same image once normalised (`x` is `docker.io/library/x:latest`).
@@ -507,8 +635,12 @@ enum Undo {
     Disable { name: String },
     /// Enable what this run disabled.
     Enable { name: String },
-    /// Install a removed plugin again from its reference, with its settings.
-    Reinstall { old: Box<PluginObject> },
+    /// Install a removed plugin again from its reference, or create it again from its bundle's
+    /// snapshot, with its settings.
+    Reinstall {
+        old: Box<PluginObject>,
+        snapshot: Option<String>,
+    },
 }
 
 impl fmt::Display for Undo {
@@ -519,11 +651,18 @@ impl fmt::Display for Undo {
             Undo::SetBack { name, .. } => write!(f, "set {name}'s settings back"),
             Undo::Disable { name } => write!(f, "disable {name} again"),
             Undo::Enable { name } => write!(f, "enable {name} again"),
-            Undo::Reinstall { old } => write!(
+            Undo::Reinstall {
+                old,
+                snapshot: None,
+            } => write!(
                 f,
                 "install {} again from {}",
                 old.name, old.plugin_reference
             ),
+            Undo::Reinstall {
+                old,
+                snapshot: Some(_),
+            } => write!(f, "create {} again from its bundle's snapshot", old.name),
         }
     }
 }
@@ -531,6 +670,8 @@ impl fmt::Display for Undo {
 /// The daemon connection and the registry credentials of one run.
 struct Node<'a> {
     host: &'a str,
+    /// The record's path; bundle snapshots live beside it.
+    state: &'a Path,
     client: ApiClient,
     config: DockerConfig,
     lookup: &'a Lookup,
@@ -713,8 +854,9 @@ impl Node<'_> {
                 r.map_err(fail)?;
                 Ok((vec![Undo::Uninstall { name: name.clone() }], true))
             }
-            Step::Create { name, dir } => {
-                self.create(name, dir).map_err(fail)?;
+            Step::Create { name, dir, digest } => {
+                let copy = snapshot(self.state, dir, digest).map_err(fail)?;
+                self.create(name, &copy).map_err(fail)?;
                 Ok((vec![Undo::Uninstall { name: name.clone() }], true))
             }
             Step::Upgrade { name, from, to } => {
@@ -727,11 +869,12 @@ impl Node<'_> {
                     true,
                 ))
             }
-            Step::Remove { plugin } => {
+            Step::Remove { plugin, snapshot } => {
                 self.remove(&plugin.name, false).map_err(fail)?;
                 Ok((
                     vec![Undo::Reinstall {
                         old: plugin.clone(),
+                        snapshot: snapshot.clone(),
                     }],
                     true,
                 ))
@@ -780,8 +923,11 @@ impl Node<'_> {
             }
             Undo::Disable { name } => self.disable(name),
             Undo::Enable { name } => self.enable(name),
-            Undo::Reinstall { old } => {
-                self.install(&old.name, &old.plugin_reference)?;
+            Undo::Reinstall { old, snapshot } => {
+                match snapshot {
+                    Some(digest) => self.create(&old.name, &snapshot_path(self.state, digest))?,
+                    None => self.install(&old.name, &old.plugin_reference)?,
+                }
                 let now = self.inspect(&old.name)?;
                 let args = restore_args(&old.settings, &now);
                 if !args.is_empty() {
@@ -811,9 +957,15 @@ pub(crate) fn apply(
         .unwrap_or_else(|| PathBuf::from("."));
     let base = fs::canonicalize(&base).map_err(|e| format!("{}: {e}", base.display()))?;
     let desired = parse(file, &base, &text)?;
+    let _lock = if a.dry_run {
+        None
+    } else {
+        Some(lock(&a.state)?)
+    };
     let record = load_record(&a.state)?;
     let mut node = Node {
         host,
+        state: &a.state,
         client: ApiClient::new(host)?,
         config: DockerConfig::load(lookup.config_dir.as_deref())?,
         lookup,
@@ -874,7 +1026,22 @@ pub(crate) fn apply(
                     })?;
                 }
             }
-            Step::Remove { plugin } => {
+            Step::Remove {
+                plugin,
+                snapshot: Some(digest),
+            } => {
+                if !snapshot_path(&a.state, digest).is_dir() {
+                    let _ = writeln!(
+                        out,
+                        "warning: the snapshot of {}'s bundle is gone: if a later step fails, it stays removed",
+                        plugin.name
+                    );
+                }
+            }
+            Step::Remove {
+                plugin,
+                snapshot: None,
+            } => {
                 if let Err(e) = node.grant(&plugin.plugin_reference) {
                     let _ = writeln!(
                         out,
@@ -914,7 +1081,19 @@ pub(crate) fn apply(
             Err((u, e)) => {
                 undo.extend(u);
                 let _ = writeln!(out, "FAILED: {step}: {e}");
-                return Err(rollback(&node, undo, out, step, &e).into());
+                let mut record = record;
+                let before = record.clone();
+                let mut msg = rollback(&node, undo, out, step, &e, &mut record);
+                if record != before
+                    && let Err(e) = save_record(&a.state, &record)
+                {
+                    msg.push_str(&format!(
+                        "\nthe record {} could not be updated ({e}): the next run will replace the re-created bundle plugins",
+                        a.state.display()
+                    ));
+                }
+                prune_snapshots(&a.state, &record);
+                return Err(msg.into());
             }
         }
     }
@@ -944,6 +1123,7 @@ pub(crate) fn apply(
             )
         })?;
     }
+    prune_snapshots(&a.state, &new_record);
     if changes == 0 {
         let _ = writeln!(out, "no changes: the node is as {file} says");
     } else {
@@ -977,19 +1157,34 @@ fn check_grants(
     )))
 }
 
-/// Replays `undo` in reverse and says what the node is left as.
+/// Replays `undo` in reverse and says what the node is left as. A bundle plugin created again
+/// from its snapshot has a new id, which `record` is updated with, so the next run knows it.
 fn rollback(
     node: &Node<'_>,
     undo: Vec<Undo>,
     out: &mut dyn Write,
     failed: &Step,
     error: &str,
+    record: &mut Record,
 ) -> String {
     let mut left = Vec::new();
+    let mut recreated = Vec::new();
     for u in undo.iter().rev() {
         match node.undo(u) {
             Ok(()) => {
                 let _ = writeln!(out, "rolled back: {u}");
+                if let Undo::Reinstall { old, .. } = u {
+                    recreated.push(old.name.clone());
+                }
+                if let Undo::Reinstall {
+                    old,
+                    snapshot: Some(_),
+                } = u
+                    && let (Some(entry), Ok(now)) =
+                        (record.bundles.get_mut(&old.name), node.inspect(&old.name))
+                {
+                    entry.id = now.id;
+                }
             }
             Err(e) => {
                 let _ = writeln!(out, "NOT rolled back: {u}: {e}");
@@ -997,9 +1192,18 @@ fn rollback(
             }
         }
     }
+    // A removed plugin comes back equal but not identical: a new id, an empty propagated mount.
+    let recreated = if recreated.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} removed and installed again (new id, propagated-mount data not kept)",
+            recreated.join(", ")
+        )
+    };
     if left.is_empty() {
         format!(
-            "apply failed at \"{failed}\": {error}\nthe node is as it was before the run ({} changes rolled back)",
+            "apply failed at \"{failed}\": {error}\nthe node is as it was before the run ({} changes rolled back{recreated})",
             undo.len()
         )
     } else {
