@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use crate::harness::{self, Env, Output, Plugd, Registry};
+use crate::harness::{self, Bundle, Env, Output, Plugd, Registry};
 
 /// `network: none` in the fixture's config is the one privilege it asks for.
 const GRANTS: &str = r#"privileges = [{ name = "network", value = ["none"] }]"#;
@@ -24,6 +24,20 @@ fn publish(env: &Env, p: &Plugd, reg: &Registry, repo: &str, tag: &str, bundle: 
     env.plugd_cli(p, ["push", &reference]).assert_ok();
     env.plugd_cli(p, ["rm", &reference]).assert_ok();
     reference
+}
+
+/// A `[[plugin]]` table for a registry plugin granting the fixture's privilege; `extra` lines
+/// (settings, enabled) follow.
+fn from_registry(name: &str, reference: &str, extra: &str) -> String {
+    format!("[[plugin]]\nname = \"{name}\"\nreference = \"{reference}\"\n{GRANTS}\n{extra}\n\n")
+}
+
+/// A `[[plugin]]` table for a bundle plugin granting the fixture's privilege.
+fn from_bundle(name: &str, bundle: &Bundle) -> String {
+    format!(
+        "[[plugin]]\nname = \"{name}\"\nbundle = \"{}\"\n{GRANTS}\n\n",
+        bundle.path().display()
+    )
 }
 
 /// Writes an apply file into the test dir.
@@ -90,27 +104,12 @@ fn apply_converges_from_empty_then_to_a_changed_file_then_changes_nothing() {
         let first = write(
             env,
             "first.toml",
-            &format!(
-                r#"
-[[plugin]]
-name = "vol"
-reference = "{vol1}"
-{GRANTS}
-settings = {{ DATA_DIR = "/data/a" }}
-
-[[plugin]]
-name = "other"
-reference = "{other}"
-enabled = false
-{GRANTS}
-
-[[plugin]]
-name = "local"
-bundle = "{}"
-{GRANTS}
-"#,
-                local.path().display()
-            ),
+            &[
+                from_registry("vol", &vol1, r#"settings = { DATA_DIR = "/data/a" }"#),
+                from_registry("other", &other, "enabled = false"),
+                from_bundle("local", &local),
+            ]
+            .concat(),
         );
         // A dry run plans and changes nothing.
         let dry = apply(env, &p, &first, &["--dry-run"]);
@@ -130,23 +129,12 @@ bundle = "{}"
         let second = write(
             env,
             "second.toml",
-            &format!(
-                r#"
-prune = true
-
-[[plugin]]
-name = "vol"
-reference = "{vol2}"
-{GRANTS}
-settings = {{ DATA_DIR = "/data/b" }}
-
-[[plugin]]
-name = "local"
-bundle = "{}"
-{GRANTS}
-"#,
-                local.path().display()
-            ),
+            &[
+                "prune = true\n\n".to_string(),
+                from_registry("vol", &vol2, r#"settings = { DATA_DIR = "/data/b" }"#),
+                from_bundle("local", &local),
+            ]
+            .concat(),
         );
         let local_id = inspect(env, &p, "local")["Id"].clone();
         let vol_id = vol["Id"].clone();
@@ -199,10 +187,11 @@ fn a_failing_step_leaves_the_node_as_it_was_and_says_so() {
         let start = write(
             env,
             "start.toml",
-            &format!(
-                "[[plugin]]\nname = \"vol\"\nreference = \"{vol1}\"\n{GRANTS}\nsettings = {{ DATA_DIR = \"/data/a\" }}\n\n[[plugin]]\nname = \"local\"\nbundle = \"{}\"\n{GRANTS}\n",
-                local.path().display()
-            ),
+            &[
+                from_registry("vol", &vol1, r#"settings = { DATA_DIR = "/data/a" }"#),
+                from_bundle("local", &local),
+            ]
+            .concat(),
         );
         apply(env, &p, &start, &[]).assert_ok();
         let vol_before = env
@@ -228,27 +217,12 @@ fn a_failing_step_leaves_the_node_as_it_was_and_says_so() {
         let failing = write(
             env,
             "failing.toml",
-            &format!(
-                r#"
-[[plugin]]
-name = "vol"
-reference = "{vol2}"
-{GRANTS}
-settings = {{ DATA_DIR = "/data/b" }}
-
-[[plugin]]
-name = "local"
-bundle = "{}"
-{GRANTS}
-
-[[plugin]]
-name = "crashy"
-bundle = "{}"
-{GRANTS}
-"#,
-                local2.path().display(),
-                crashy.path().display()
-            ),
+            &[
+                from_registry("vol", &vol2, r#"settings = { DATA_DIR = "/data/b" }"#),
+                from_bundle("local", &local2),
+                from_bundle("crashy", &crashy),
+            ]
+            .concat(),
         );
         let out = apply(env, &p, &failing, &[]);
         out.assert_failed();
@@ -293,9 +267,11 @@ bundle = "{}"
         let unknown = write(
             env,
             "unknown.toml",
-            &format!(
-                "[[plugin]]\nname = \"vol\"\nreference = \"{vol2}\"\n{GRANTS}\n\n[[plugin]]\nname = \"new\"\nreference = \"{missing}\"\n{GRANTS}\n"
-            ),
+            &[
+                from_registry("vol", &vol2, ""),
+                from_registry("new", &missing, ""),
+            ]
+            .concat(),
         );
         let out = apply(env, &p, &unknown, &[]);
         out.assert_failed();

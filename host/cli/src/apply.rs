@@ -1026,27 +1026,22 @@ pub(crate) fn apply(
                     })?;
                 }
             }
-            Step::Remove {
-                plugin,
-                snapshot: Some(digest),
-            } => {
-                if !snapshot_path(&a.state, digest).is_dir() {
+            Step::Remove { plugin, snapshot } => {
+                let lost = match snapshot {
+                    Some(digest) => (!snapshot_path(&a.state, digest).is_dir())
+                        .then(|| "the snapshot of its bundle is gone".to_string()),
+                    None => node.grant(&plugin.plugin_reference).err().map(|e| {
+                        format!(
+                            "it cannot be installed again from {} ({e})",
+                            plugin.plugin_reference
+                        )
+                    }),
+                };
+                if let Some(why) = lost {
                     let _ = writeln!(
                         out,
-                        "warning: the snapshot of {}'s bundle is gone: if a later step fails, it stays removed",
+                        "warning: {}: {why}: if a later step fails, it stays removed",
                         plugin.name
-                    );
-                }
-            }
-            Step::Remove {
-                plugin,
-                snapshot: None,
-            } => {
-                if let Err(e) = node.grant(&plugin.plugin_reference) {
-                    let _ = writeln!(
-                        out,
-                        "warning: {} cannot be installed again from {} ({e}): if a later step fails, it stays removed",
-                        plugin.name, plugin.plugin_reference
                     );
                 }
             }
