@@ -391,3 +391,63 @@ fn the_shipped_daemonset_and_its_plugin_set_parse() {
     );
     assert!(commands.iter().any(|c| c.contains("apply")), "{commands:?}");
 }
+
+#[test]
+fn snapshots_are_exact_copies_checked_against_the_planned_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("b");
+    fs::create_dir_all(bundle.join("rootfs/etc")).unwrap();
+    fs::write(bundle.join("config.json"), "{}").unwrap();
+    fs::write(bundle.join("rootfs/etc/x"), "x").unwrap();
+    fs::set_permissions(
+        bundle.join("rootfs/etc/x"),
+        fs::Permissions::from_mode(0o4750),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", bundle.join("rootfs/link")).unwrap();
+    let state = dir.path().join("state.json");
+    let digest = bundle_digest(&bundle).unwrap();
+    let copy = snapshot(&state, &bundle, &digest).unwrap();
+    assert_eq!(copy, snapshot_path(&state, &digest));
+    assert_eq!(
+        bundle_digest(&copy).unwrap(),
+        digest,
+        "modes and links kept"
+    );
+    assert_eq!(
+        fs::read_link(copy.join("rootfs/link")).unwrap(),
+        Path::new("/etc/passwd"),
+        "a symlink is copied, never followed"
+    );
+    // A bundle that changed since it was planned is refused, and no copy of it is kept.
+    fs::write(bundle.join("rootfs/etc/x"), "y").unwrap();
+    let new = bundle_digest(&bundle).unwrap();
+    let e = snapshot(&state, &bundle, "sha256:0").unwrap_err();
+    assert!(e.contains("changed during the run"), "{e}");
+    // Copies no recorded plugin uses are deleted; the recorded one stays.
+    snapshot(&state, &bundle, &new).unwrap();
+    let record = Record {
+        bundles: BTreeMap::from([(
+            "b:latest".to_string(),
+            BundleRecord {
+                id: "i".into(),
+                digest: new.clone(),
+            },
+        )]),
+    };
+    prune_snapshots(&state, &record);
+    assert!(snapshot_path(&state, &new).is_dir());
+    assert!(!copy.exists());
+    assert!(!snapshot_path(&state, "sha256:0").exists());
+}
+
+#[test]
+fn a_second_run_is_refused_while_one_holds_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let held = lock(&state).unwrap();
+    let e = lock(&state).unwrap_err();
+    assert!(e.contains("another plugd apply is running"), "{e}");
+    drop(held);
+    lock(&state).unwrap();
+}
