@@ -15,6 +15,12 @@
 //!    log is replayed in reverse and what was (and was not) rolled back is said.
 //!
 //! `--dry-run` stops after phase 2 and prints the plan.
+//!
+//! The daemon cannot tell which bundle a created plugin came from, so apply keeps its own record
+//! beside the data root (`--state`): for each bundle plugin the id it created and the bundle's
+//! content digest, and (in `<state>.d/`) a copy of that bundle, from which the plugin is created
+//! and, when a failed run must undo its removal, created again. `<state>.lock` keeps two runs
+//! from interleaving.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -38,8 +44,9 @@ use super::client::{ApiClient, ReqBody, escape_path, escape_query, set_body};
 use super::create;
 use super::jsonmessage::{Display, display_stream};
 
-/// Where the record of bundle digests lives unless `--state` says otherwise: beside the daemon's
-/// default data root, which the DaemonSet and the systemd unit both keep across restarts.
+/// Where the record of bundle plugins lives unless `--state` says otherwise: in the daemon's
+/// default data root, which the DaemonSet and the systemd unit both keep across restarts (the
+/// daemon reads only its own `plugins/` and `tmp/` there).
 pub const DEFAULT_STATE: &str = "/var/lib/plugd/apply-state.json";
 
 /// The registry auth header (`registry.AuthHeader`).
@@ -149,7 +156,7 @@ pub(crate) fn parse(file: &str, base: &Path, text: &str) -> Result<Desired, Stri
         };
         let mut settings = Vec::new();
         for (k, v) in p.settings {
-            if k.is_empty() || k.starts_with('=') || k.contains('=') {
+            if k.is_empty() || k.contains('=') {
                 return Err(at(&format!(
                     "settings: {k:?} is not a setting name (<name>[.<field>], no `=`)"
                 )));
