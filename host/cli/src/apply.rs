@@ -853,12 +853,9 @@ impl Node<'_> {
         let fail = |e: String| (Vec::new(), e);
         match step {
             Step::Install { name, reference } => {
-                let r = self.install(name, reference);
-                // A failed pull leaves nothing (docs/distribution.md), but make sure.
-                if r.is_err() && self.inspect(name).is_ok() {
-                    let _ = self.remove(name, true);
-                }
-                r.map_err(fail)?;
+                // A failed pull leaves nothing (docs/distribution.md); a plugin of that name that
+                // exists now is someone else's (`plugin … already exists`), never removed here.
+                self.install(name, reference).map_err(fail)?;
                 Ok((vec![Undo::Uninstall { name: name.clone() }], true))
             }
             Step::Create { name, dir, digest } => {
