@@ -8,6 +8,7 @@
 #[allow(dead_code, unused_imports)]
 mod harness;
 
+mod apply;
 mod authz;
 mod bad_input;
 mod check;

@@ -16,7 +16,11 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use hyper::Method;
 use plugd_core::config::schema::{self, GoStruct, Kind};
+
+use super::Failure;
+use super::client::{ApiClient, ApiError, ReqBody, Response, escape_query};
 
 /// Chunk size of the streamed body.
 const CHUNK: usize = 64 * 1024;
@@ -225,6 +229,38 @@ impl Write for ChannelWriter {
 
     fn flush(&mut self) -> io::Result<()> {
         self.send()
+    }
+}
+
+/// `POST /plugins/create?name=NAME` with `dir` tarred as the body. A client of its own, dropped
+/// before the tar thread is joined: ending its runtime ends any half-sent body, so the producer
+/// cannot stay blocked on a full channel. A local failure to read the bundle explains an aborted
+/// request better than the transport error does, so it is the one reported.
+pub(crate) fn upload(
+    host: &str,
+    name: &str,
+    dir: PathBuf,
+    compress: bool,
+) -> Result<Response, Failure> {
+    let client = ApiClient::new(host)?;
+    let (body, producer) = spawn_tar(dir, compress);
+    let path = format!("/plugins/create?name={}", escape_query(name));
+    let result = client.request(
+        Method::POST,
+        &path,
+        ReqBody::Stream(body),
+        Some("application/x-tar"),
+    );
+    drop(client);
+    let archived = producer
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the tar producer panicked")));
+    match (result, archived) {
+        (Ok(resp), _) => Ok(resp),
+        (Err(ApiError::Transport(_)), Err(e)) if e.kind() != io::ErrorKind::BrokenPipe => {
+            Err(go_os_error(&e).into())
+        }
+        (Err(e), _) => Err(e.into()),
     }
 }
 

@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod apply;
 mod auth;
 mod check;
 mod client;
@@ -119,6 +120,9 @@ pub enum Command {
     /// Show every plugin's state, pid or instances, uptime, restarts and last error
     #[command(visible_alias = "status", override_usage = "plugd ps [OPTIONS]")]
     Ps(PsArgs),
+    /// Converge this node's plugins to the set a file declares (plugd's addition; docs/deploy.md)
+    #[command(override_usage = "plugd apply [OPTIONS] FILE")]
+    Apply(apply::ApplyArgs),
 }
 
 /// `plugd logs` (plugd's own verb; docs/operate.md).
@@ -453,6 +457,7 @@ fn run_with(
         Command::Check(a) => check::check(&cli.host, &a, out),
         Command::Logs(a) => observe::logs(&cli.host, &a, out, err),
         Command::Ps(a) => observe::ps(&cli.host, &a, out),
+        Command::Apply(a) => apply::apply(&cli.host, &a, out, &lookup),
         Command::Install(a) => {
             let mut io = distribution::Io {
                 input,
@@ -505,6 +510,7 @@ fn usage_of(verb: &str) -> Option<(&'static str, &'static str)> {
         "set" => ("set", "plugd set PLUGIN KEY=VALUE [KEY=VALUE...]"),
         "logstreams" => ("logstreams", "plugd logstreams [OPTIONS] PLUGIN"),
         "check" => ("check", "plugd check [OPTIONS] PLUGIN"),
+        "apply" => ("apply", "plugd apply [OPTIONS] FILE"),
         "install" => ("install", "plugd install [OPTIONS] PLUGIN [KEY=VALUE...]"),
         "upgrade" => ("upgrade", "plugd upgrade [OPTIONS] PLUGIN [REMOTE]"),
         "push" => ("push", "plugd push [OPTIONS] PLUGIN[:TAG]"),
@@ -526,6 +532,7 @@ fn check_arity(command: &Command) -> Result<(), String> {
         Command::Check(a) => ("check", a.names.len(), Some(1), 1),
         Command::Logs(a) => ("logs", a.names.len(), Some(1), 1),
         Command::Ps(a) => ("ps", a.extra.len(), Some(0), 0),
+        Command::Apply(a) => ("apply", a.files.len(), Some(1), 1),
         Command::Install(a) => ("install", a.args.len(), None, 1),
         Command::Push(a) => ("push", a.names.len(), Some(1), 1),
         Command::Upgrade(a) => {
@@ -799,33 +806,10 @@ fn create_plugin(
     plugd_core::reference::parse_normalized_named(name).map_err(|e| e.to_string())?;
     let abs = create::validate_context_dir(dir)?;
     create::validate_config(dir)?;
-    let client = ApiClient::new(host)?;
-    let (body, producer) = create::spawn_tar(abs, a.compress);
-    let path = format!("/plugins/create?name={}", escape_query(name));
-    let result = client.request(
-        Method::POST,
-        &path,
-        ReqBody::Stream(body),
-        Some("application/x-tar"),
-    );
-    // Dropping the client ends its runtime and with it any half-sent body, so the producer
-    // cannot stay blocked on a full channel.
-    drop(client);
-    let archived = producer
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("the tar producer panicked")));
-    match (result, archived) {
-        (Ok(resp), _) => {
-            print_warnings(err, &resp.warnings);
-            let _ = writeln!(out, "{name}");
-            Ok(())
-        }
-        // A local failure explains the aborted request better than the transport error does.
-        (Err(ApiError::Transport(_)), Err(e)) if e.kind() != io::ErrorKind::BrokenPipe => {
-            Err(create::go_os_error(&e).into())
-        }
-        (Err(e), _) => Err(e.into()),
-    }
+    let resp = create::upload(host, name, abs, a.compress)?;
+    print_warnings(err, &resp.warnings);
+    let _ = writeln!(out, "{name}");
+    Ok(())
 }
 
 fn enable(host: &str, a: EnableArgs, out: &mut dyn Write) -> Result<(), Failure> {
