@@ -16,6 +16,7 @@ pub mod error;
 pub mod fsutil;
 pub mod manager;
 pub mod reference;
+pub mod rootless;
 pub mod socket;
 pub mod store;
 pub mod unmount;

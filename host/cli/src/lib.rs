@@ -52,6 +52,23 @@ use format::{InspectFormat, Inspector, list_format, natural_cmp, render_list};
 pub const DEFAULT_HOST: &str = "unix:///run/plugd/plugd.sock";
 pub(crate) const DEFAULT_SOCKET: &str = "/run/plugd/plugd.sock";
 
+/// The `-H` default: [`DEFAULT_HOST`] for root; for anyone else the socket a rootless
+/// `plugd daemon` makes, `$XDG_RUNTIME_DIR/plugd/plugd.sock`, so a user reaches their own daemon
+/// without flags (root's socket is 0660 root-owned and would only answer "permission denied").
+pub fn default_host() -> String {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir)
+            if !nix::unistd::geteuid().is_root() && dir.as_encoded_bytes().starts_with(b"/") =>
+        {
+            format!(
+                "unix://{}/plugd/plugd.sock",
+                std::path::Path::new(&dir).display()
+            )
+        }
+        _ => DEFAULT_HOST.to_string(),
+    }
+}
+
 /// The command line of every `plugd` invocation except `plugd daemon`.
 #[derive(Debug, Parser)]
 #[command(
@@ -63,7 +80,7 @@ pub(crate) const DEFAULT_SOCKET: &str = "/run/plugd/plugd.sock";
 )]
 pub struct Cli {
     /// Daemon socket to connect to
-    #[arg(short = 'H', long = "host", env = "PLUGD_HOST", default_value = DEFAULT_HOST, global = true, value_name = "HOST")]
+    #[arg(short = 'H', long = "host", env = "PLUGD_HOST", default_value_t = default_host(), global = true, value_name = "HOST")]
     pub host: String,
     /// The verb; without one, help is printed.
     #[command(subcommand)]
