@@ -29,4 +29,5 @@ mod parity;
 mod python_guest;
 mod registry;
 mod restart;
+mod rootless;
 mod volume;
