@@ -203,8 +203,8 @@ pub fn check_wasm(spec: &plugd_core::runtime::PluginSpec) -> Result<(), String> 
 
 /// The path a rootless engine gets for the volume directory `dir` (an `O_PATH` descriptor
 /// resolved inside the plugin's filesystem, `socket::paths`): the directory's own path, and only
-/// if that path, looked up again now from `/` without following any symlink or crossing into
-/// another mount, still reaches the very same directory. A path with a symlink in it is refused
+/// if that path, looked up again now from `/` without following any symlink, still reaches the
+/// very same directory (mounts may be crossed: `$HOME` is often a filesystem of its own). A path with a symlink in it is refused
 /// rather than handed on: the engine follows symlinks, and a symlink is the plugin's to change.
 pub fn engine_path(dir: &OwnedFd) -> Result<PathBuf, String> {
     use rustix::fs::{CWD, Mode, OFlags, ResolveFlags};
@@ -220,11 +220,11 @@ pub fn engine_path(dir: &OwnedFd) -> Result<PathBuf, String> {
         &path,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
-        ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
+        ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
     )
     .map_err(|e| {
         format!(
-            "the volume directory {} cannot be reached without a symlink or another mount: {e}",
+            "the volume directory {} cannot be reached without following a symlink: {e}",
             path.display()
         )
     })?;
@@ -312,7 +312,7 @@ mod tests {
     }
 
     #[test]
-    fn a_component_swapped_for_a_symlink_is_refused() {
+    fn a_directory_moved_behind_a_symlink_is_named_by_its_real_path() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().canonicalize().unwrap();
         std::fs::create_dir_all(root.join("a/v")).unwrap();

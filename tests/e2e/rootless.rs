@@ -198,7 +198,7 @@ fn not_owned_by(dir: &Path, uid: u32) -> Vec<String> {
 
 #[test]
 fn rootless_plugd_serves_the_wasm_volume_plugin_to_rootless_podman() {
-    harness::isolated(|env| rootless_podman(env));
+    harness::isolated(rootless_podman);
 }
 
 fn rootless_podman(env: &Env) {
