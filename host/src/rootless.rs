@@ -189,7 +189,7 @@ pub fn enter_user_namespace() -> Result<(), String> {
 
 /// Refuses, for a wasm plugin of a rootless plugd, what needs a host privilege plugd lacks.
 pub fn check_wasm(spec: &plugd_core::runtime::PluginSpec) -> Result<(), String> {
-    let effective = plugd_core::effective::Effective::of(&spec.config, &spec.settings);
+    let effective = spec.effective();
     let net_admin = effective.capabilities.iter().any(|c| c == "CAP_NET_ADMIN");
     if effective.host_network() && net_admin {
         return Err(
@@ -284,6 +284,37 @@ mod tests {
         );
         let e = Defaults::from(env(&[("XDG_RUNTIME_DIR", "/r")])).unwrap_err();
         assert!(e.contains("neither $XDG_DATA_HOME nor $HOME"), "{e}");
+    }
+
+    fn spec(config: serde_json::Value) -> plugd_core::runtime::PluginSpec {
+        let (config, _) =
+            plugd_core::config::PluginConfig::parse(config.to_string().as_bytes()).unwrap();
+        plugd_core::runtime::PluginSpec {
+            id: "0".repeat(64),
+            name: "p:latest".into(),
+            settings: plugd_core::config::Settings::initial(&config),
+            config,
+            rootfs: "/nonexistent".into(),
+            propagated_mount: None,
+            runtime_dir: "/nonexistent".into(),
+            state_dir: "/nonexistent".into(),
+        }
+    }
+
+    #[test]
+    fn host_links_are_refused_and_a_plain_network_driver_is_not() {
+        let base = serde_json::json!({
+            "Entrypoint": ["/p.wasm"],
+            "Interface": {"Socket": "p.sock", "Types": ["docker.networkdriver/1.0"]},
+            "Network": {"Type": "host"},
+            "Linux": {"Capabilities": ["CAP_NET_ADMIN"]},
+        });
+        let e = check_wasm(&spec(base.clone())).unwrap_err();
+        assert!(e.contains("host-links") && e.contains("rootless"), "{e}");
+        let mut plain = base;
+        plain["Network"]["Type"] = "none".into();
+        plain["Linux"]["Capabilities"] = serde_json::json!([]);
+        check_wasm(&spec(plain)).unwrap();
     }
 
     fn open(path: &Path) -> OwnedFd {

@@ -259,6 +259,11 @@ fn rootless_podman(env: &Env) {
         .arg(bundle.path())
         .run()
         .assert_ok();
+    // `plugd check` proves the rootless wasm sandbox is the declared one, as under root.
+    layout
+        .plugd(&user, &["check", "--runtime", "wasm", "rlvol"])
+        .run()
+        .assert_ok();
     layout.plugd(&user, &["enable", "rlvol"]).run().assert_ok();
     let id = layout
         .plugd(&user, &["inspect", "--format", "{{.Id}}", "rlvol"])
@@ -406,7 +411,46 @@ fn rootless_podman(env: &Env) {
         .assert_ok();
     layout.podman(&user, &["volume", "rm", "v2"]).assert_ok();
 
-    // 6. Nothing the daemon made is root's: its exec root and data root are the user's, all of
+    // 6. Restarted, the daemon enters a fresh namespace of its own, enables the plugin again
+    //    (its views made anew there) and serves it as before.
+    daemon.stop();
+    let mut daemon = env.spawn(
+        "plugd-rootless-2",
+        layout.plugd(&user, &["daemon", "--log-level", "info"]),
+    );
+    daemon.wait_ready(&format!("a listener on {}", socket.display()), || {
+        std::os::unix::net::UnixStream::connect(&socket).is_ok()
+    });
+    assert_eq!(
+        plugd(&["inspect", "--format", "{{.Enabled}}", "rlvol"]),
+        "true"
+    );
+    layout
+        .podman(&user, &["volume", "create", "--driver", "rlvol", "v3"])
+        .assert_ok();
+    let out = layout.podman(
+        &user,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            "v3:/data",
+            image,
+            "sh",
+            "-c",
+            "echo again > /data/h && cat /data/h",
+        ],
+    );
+    assert_eq!(out.assert_ok().trimmed(), "again");
+    assert_eq!(
+        std::fs::read_to_string(volumes.join("real/v3/h")).unwrap(),
+        "again\n"
+    );
+    layout.podman(&user, &["volume", "rm", "v3"]).assert_ok();
+
+    // 7. Nothing the daemon made is root's: its exec root and data root are the user's, all of
     //    them, sockets included.
     daemon.stop();
     let mut bad = not_owned_by(&layout.runtime.join("plugd"), user.uid);
