@@ -11,21 +11,24 @@ use std::time::Duration;
 /// Flags of `plugd daemon`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DaemonArgs {
-    /// Where plugins and their state live.
-    #[arg(long, default_value = "/var/lib/plugd")]
+    /// Where plugins and their state live [rootless: $XDG_DATA_HOME/plugd].
+    #[arg(long, default_value_os_t = crate::rootless::flag_default("data-root", "/var/lib/plugd").into())]
     pub data_root: PathBuf,
-    /// Runtime state (socket markers, per-plugin runtime dirs); a tmpfs in normal use.
-    #[arg(long, default_value = "/run/plugd")]
+    /// Runtime state (socket markers, per-plugin runtime dirs); a tmpfs in normal use
+    /// [rootless: $XDG_RUNTIME_DIR/plugd].
+    #[arg(long, default_value_os_t = crate::rootless::flag_default("exec-root", "/run/plugd").into())]
     pub exec_root: PathBuf,
-    /// The Engine API socket (root-equivalent: created 0660, root-owned).
+    /// The Engine API socket (root-equivalent: created 0660, root-owned)
+    /// [rootless: unix://$XDG_RUNTIME_DIR/plugd/plugd.sock].
     #[arg(
         short = 'H',
         long = "host",
-        default_value = "unix:///run/plugd/plugd.sock"
+        default_value_t = crate::rootless::flag_default("host", "unix:///run/plugd/plugd.sock").to_string_lossy().into_owned()
     )]
     pub host: String,
-    /// Where engine-facing plugin sockets go; dockerd looks only in /run/docker/plugins.
-    #[arg(long, default_value = "/run/docker/plugins")]
+    /// Where engine-facing plugin sockets go; dockerd looks only in /run/docker/plugins
+    /// [rootless: $XDG_RUNTIME_DIR/plugd/plugins].
+    #[arg(long, default_value_os_t = crate::rootless::flag_default("plugin-socket-dir", "/run/docker/plugins").into())]
     pub plugin_socket_dir: PathBuf,
     /// Compiled-component cache [default: <data-root>/wasm-cache].
     #[arg(long)]
@@ -311,6 +314,18 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
+    if crate::rootless::active() {
+        // Before any thread exists: a multi-threaded process cannot enter a user namespace.
+        crate::rootless::check_flags(&[
+            args.data_root.as_os_str(),
+            args.exec_root.as_os_str(),
+            args.host.as_ref(),
+            args.plugin_socket_dir.as_os_str(),
+        ])
+        .map_err(anyhow::Error::msg)?;
+        crate::rootless::enter_user_namespace().map_err(anyhow::Error::msg)?;
+        tracing::info!("rootless: serving wasm plugins only (docs/privileges.md, Rootless)");
+    }
     let data_threads = match args.data_threads {
         0 => crate::socket::datapath::default_threads(),
         n => n,
@@ -324,8 +339,10 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
 
 async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     let api_path = unix_path(&args.host)?;
-    crate::fsutil::create_dir_all(&args.data_root, 0o700)?;
-    crate::fsutil::create_dir_all(&args.exec_root, 0o700)?;
+    crate::fsutil::create_dir_all(&args.data_root, 0o700)
+        .with_context(|| format!("creating --data-root {}", args.data_root.display()))?;
+    crate::fsutil::create_dir_all(&args.exec_root, 0o700)
+        .with_context(|| format!("creating --exec-root {}", args.exec_root.display()))?;
     let cache = args
         .wasm_cache
         .clone()
@@ -366,7 +383,11 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
              API call at the AuthZ deadline until the wasm call deadline ends it (docs/protocol.md §5)"
         );
     }
-    let native = native_runtime(&args, probe_binary.as_deref(), &faults);
+    let native = if crate::rootless::active() {
+        Err(crate::rootless::NATIVE_REFUSED.to_string())
+    } else {
+        native_runtime(&args, probe_binary.as_deref(), &faults)
+    };
     let wasm = Arc::new(wasm);
     let probes = crate::manager::ProbeRuntimes {
         native: native.as_ref().ok().map(|n| n.clone() as Arc<dyn Runtime>),
@@ -396,7 +417,10 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
                     files: args.plugin_log_files,
                 },
             },
-            selector(wasm, native.clone()),
+            match crate::rootless::active() {
+                true => crate::rootless::selector(selector(wasm, native.clone())),
+                false => selector(wasm, native.clone()),
+            },
         )
         .map_err(|e| anyhow::anyhow!("opening {}: {e}", args.data_root.display()))?
         .with_probe_runtimes(probes),

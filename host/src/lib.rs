@@ -17,6 +17,7 @@ pub mod fsutil;
 pub mod manager;
 pub mod observe;
 pub mod reference;
+pub mod rootless;
 pub mod socket;
 pub mod store;
 pub mod unmount;

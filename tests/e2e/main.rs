@@ -31,4 +31,5 @@ mod parity;
 mod python_guest;
 mod registry;
 mod restart;
+mod rootless;
 mod volume;

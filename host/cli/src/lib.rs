@@ -54,6 +54,28 @@ use format::{InspectFormat, Inspector, list_format, natural_cmp, render_list};
 pub const DEFAULT_HOST: &str = "unix:///run/plugd/plugd.sock";
 pub(crate) const DEFAULT_SOCKET: &str = "/run/plugd/plugd.sock";
 
+/// The `-H` default: [`DEFAULT_HOST`] for root; for anyone else the socket a rootless
+/// `plugd daemon` makes, `$XDG_RUNTIME_DIR/plugd/plugd.sock`, so a user reaches their own daemon
+/// without flags (root's socket is 0660 root-owned and would only answer "permission denied").
+pub fn default_host() -> String {
+    host_for(
+        nix::unistd::geteuid().is_root(),
+        std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
+    )
+}
+
+/// [`default_host`] for a given user and `$XDG_RUNTIME_DIR`; a relative one is ignored, as the
+/// daemon refuses it.
+fn host_for(root: bool, runtime_dir: Option<&std::ffi::OsStr>) -> String {
+    match runtime_dir {
+        Some(dir) if !root && dir.as_encoded_bytes().starts_with(b"/") => format!(
+            "unix://{}/plugd/plugd.sock",
+            std::path::Path::new(dir).display()
+        ),
+        _ => DEFAULT_HOST.to_string(),
+    }
+}
+
 /// The command line of every `plugd` invocation except `plugd daemon`.
 #[derive(Debug, Parser)]
 #[command(
@@ -65,7 +87,7 @@ pub(crate) const DEFAULT_SOCKET: &str = "/run/plugd/plugd.sock";
 )]
 pub struct Cli {
     /// Daemon socket to connect to
-    #[arg(short = 'H', long = "host", env = "PLUGD_HOST", default_value = DEFAULT_HOST, global = true, value_name = "HOST")]
+    #[arg(short = 'H', long = "host", env = "PLUGD_HOST", default_value_t = default_host(), global = true, value_name = "HOST")]
     pub host: String,
     /// The verb; without one, help is printed.
     #[command(subcommand)]
@@ -875,3 +897,21 @@ fn set(host: &str, a: SetArgs) -> Result<(), Failure> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod host_tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn rootless_users_default_to_their_runtime_dir() {
+        let run = Some(OsStr::new("/run/user/1000"));
+        assert_eq!(host_for(true, run), DEFAULT_HOST);
+        assert_eq!(
+            host_for(false, run),
+            "unix:///run/user/1000/plugd/plugd.sock"
+        );
+        assert_eq!(host_for(false, None), DEFAULT_HOST);
+        assert_eq!(host_for(false, Some(OsStr::new("rel"))), DEFAULT_HOST);
+    }
+}

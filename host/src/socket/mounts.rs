@@ -107,7 +107,11 @@ impl Mounts {
         let target = self
             .pin_path(id)
             .ok_or_else(|| format!("mount id {id:?} is not a plain name"))?;
-        pin(&target, dir)?;
+        // Rootless: the engine cannot see plugd's mounts, so it gets the directory itself.
+        let target = match crate::rootless::active() {
+            true => crate::rootless::engine_path(dir)?,
+            false => pin(&target, dir)?,
+        };
         self.change(|s| {
             s.insert((name.to_string(), id.to_string()));
         });
@@ -135,6 +139,10 @@ impl Mounts {
         dir: &OwnedFd,
         may_create: bool,
     ) -> Result<Option<PathBuf>, String> {
+        if crate::rootless::active() {
+            // No pins or views to report (see `mount`): the directory itself.
+            return crate::rootless::engine_path(dir).map(Some);
+        }
         // The ids are read under the lock; the filesystem is looked at after it is released.
         let ids: Vec<String> = {
             let set = self.set.lock().unwrap_or_else(|p| p.into_inner());

@@ -57,7 +57,7 @@ pub use bundle::Bundle;
 pub use cmd::{Cli, Cmd, DEFAULT_TIMEOUT, Output};
 pub use daemons::{Dockerd, Endpoint, LegacyPlugin, Plugd, Proc};
 pub use mounts::{MountEntry, mount_tmpfs, mountinfo, mounts_under};
-pub use procs::{ProcId, descendants};
+pub use procs::{ProcId, all_pids, descendants, kill_and_wait, reap_zombie_children};
 pub use pty::{PtyOutput, PtySession};
 pub use registry::{Registry, base64, sha256};
 pub use util::{
