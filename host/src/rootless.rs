@@ -298,6 +298,7 @@ mod tests {
             propagated_mount: None,
             runtime_dir: "/nonexistent".into(),
             state_dir: "/nonexistent".into(),
+            observer: Default::default(),
         }
     }
 
