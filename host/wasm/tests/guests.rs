@@ -522,52 +522,39 @@ async fn an_unpooled_plugin_serialises_every_call_on_its_one_instance() {
     );
 }
 
-/// Records the guest-output events (`plugd_wasm::guest`) emitted on the current thread.
-#[derive(Clone, Default)]
-struct Recorder(Arc<std::sync::Mutex<Vec<String>>>);
-
-impl tracing::Subscriber for Recorder {
-    fn enabled(&self, meta: &tracing::Metadata<'_>) -> bool {
-        meta.target() == "plugd_wasm::guest"
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        struct Fields(String);
-        impl tracing::field::Visit for Fields {
-            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
-                self.0.push_str(&format!("{}={:?} ", f.name(), v));
-            }
-        }
-        let mut fields = Fields(String::new());
-        event.record(&mut fields);
-        self.0.lock().unwrap().push(fields.0);
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
-/// Current-thread runtime, so the thread-local subscriber sees the guest's writes.
-#[tokio::test(flavor = "current_thread")]
-async fn guest_stderr_goes_to_the_log_tagged_with_the_plugin() {
-    let recorder = Recorder::default();
-    let _guard = tracing::subscriber::set_default(recorder.clone());
-    let (_dir, i, _rt) = fault_instance("log").await;
+/// The guest's stderr and its trap reach the plugin's own observer (its log, metrics and events
+/// in the daemon), not plugd's log.
+#[tokio::test]
+async fn guest_stderr_and_the_trap_go_to_the_plugins_observer() {
+    let dir = TempDir::new("log");
+    let mut spec = bundle(&dir.0, &guest(FAULT_GUEST), "fault-log:latest");
+    let (observer, seen) = plugd_core::Observer::recording();
+    spec.observer = observer;
+    let rt = runtime(Duration::from_secs(1), 32 << 20);
+    let i = rt.start(&spec).await.unwrap();
+    let (s, _) = call(&i, "VolumeDriver.Get", json!({"Name": "say"})).await;
+    assert_eq!(s, 200);
     let (s, _) = call(&i, "VolumeDriver.Get", json!({"Name": "trap"})).await;
     assert_eq!(s, 500);
-    let lines = recorder.0.lock().unwrap().clone();
-    let panic_line = lines
-        .iter()
-        .find(|l| l.contains("fault guest: trap requested"))
-        .unwrap_or_else(|| panic!("the guest's panic message is logged: {lines:#?}"));
+    use plugd_core::observe::{FaultKind, OutputStream};
+    let lines = seen.lines();
     assert!(
-        panic_line.contains("plugin=fault-log:latest"),
-        "{panic_line}"
+        lines.contains(&(
+            OutputStream::Stdout,
+            "fault guest says hello on stdout".into()
+        )),
+        "{lines:#?}"
     );
-    assert!(panic_line.contains("stream=\"stderr\""), "{panic_line}");
+    assert!(
+        lines
+            .iter()
+            .any(|(s, l)| *s == OutputStream::Stderr && l.contains("fault guest: trap requested")),
+        "the guest's panic message is its stderr: {lines:#?}"
+    );
+    let faults = seen.faults();
+    assert_eq!(faults.len(), 1, "{faults:#?}");
+    assert_eq!(faults[0].kind, FaultKind::Trap);
+    assert_eq!(faults[0].method.as_deref(), Some("VolumeDriver.Get"));
 }
 
 // ---- Hostile plugins: what a bind reaches, blocking I/O, memory across memories and tables ----
