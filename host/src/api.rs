@@ -600,30 +600,41 @@ async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Re
     Ok(Some(value))
 }
 
-/// `filters` is `{"enabled":{"true":true}}` (current clients) or `{"enabled":["true"]}` (old ones).
-fn parse_filters(raw: &str) -> Result<ListFilter> {
-    let mut filter = ListFilter::default();
+/// The Engine API's `filters` query value as keys and their values: `{"k":{"v":true}}` (current
+/// clients) or `{"k":["v"]}` (old ones); an empty string is no filter. One reader for `/plugins`
+/// and `/events`.
+pub(crate) fn filter_args(raw: &str) -> std::result::Result<Vec<(String, Vec<String>)>, String> {
     if raw.trim().is_empty() {
-        return Ok(filter);
+        return Ok(Vec::new());
     }
     let value: serde_json::Value =
-        serde_json::from_str(raw).map_err(|e| Error::invalid(format!("invalid filter: {e}")))?;
+        serde_json::from_str(raw).map_err(|e| format!("invalid filter: {e}"))?;
     let obj = value
         .as_object()
-        .ok_or_else(|| Error::invalid("invalid filter"))?;
-    for (key, vals) in obj {
-        let vals: Vec<String> = match vals {
-            serde_json::Value::Object(m) => m
-                .iter()
-                .filter(|(_, v)| v.as_bool() == Some(true))
-                .map(|(k, _)| k.clone())
-                .collect(),
-            serde_json::Value::Array(a) => a
-                .iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect(),
-            _ => return Err(Error::invalid(format!("invalid filter '{key}'"))),
-        };
+        .ok_or_else(|| "invalid filter".to_string())?;
+    obj.iter()
+        .map(|(key, vals)| {
+            let vals: Vec<String> = match vals {
+                serde_json::Value::Object(m) => m
+                    .iter()
+                    .filter(|(_, v)| v.as_bool() == Some(true))
+                    .map(|(k, _)| k.clone())
+                    .collect(),
+                serde_json::Value::Array(a) => a
+                    .iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect(),
+                _ => return Err(format!("invalid filter '{key}'")),
+            };
+            Ok((key.clone(), vals))
+        })
+        .collect()
+}
+
+/// `GET /plugins`' filters: `enabled` and `capability`.
+fn parse_filters(raw: &str) -> Result<ListFilter> {
+    let mut filter = ListFilter::default();
+    for (key, vals) in filter_args(raw).map_err(Error::invalid)? {
         match key.as_str() {
             "enabled" => {
                 filter.enabled = match vals.as_slice() {

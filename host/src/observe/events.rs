@@ -210,32 +210,12 @@ impl Filter {
     /// Parses the `filters` query value (`{"type":{"plugin":true}}`, or the older
     /// `{"type":["plugin"]}`); an empty string is no filter.
     pub fn parse(raw: &str) -> Result<Filter, String> {
-        if raw.is_empty() {
-            return Ok(Filter::default());
-        }
-        let v: serde_json::Value =
-            serde_json::from_str(raw).map_err(|e| format!("invalid filter: {e}"))?;
-        let obj = v
-            .as_object()
-            .ok_or_else(|| "invalid filter: not a JSON object".to_string())?;
         let mut map = HashMap::new();
-        for (key, values) in obj {
+        for (key, vals) in crate::api::filter_args(raw)? {
             if !ACCEPTED.contains(&key.as_str()) {
                 return Err(format!("invalid filter '{key}'"));
             }
-            let vals: Vec<String> = match values {
-                serde_json::Value::Object(m) => m
-                    .iter()
-                    .filter(|(_, on)| on.as_bool() == Some(true))
-                    .map(|(k, _)| k.clone())
-                    .collect(),
-                serde_json::Value::Array(a) => a
-                    .iter()
-                    .filter_map(|x| x.as_str().map(str::to_string))
-                    .collect(),
-                _ => return Err(format!("invalid filter '{key}'")),
-            };
-            map.insert(key.clone(), vals);
+            map.insert(key, vals);
         }
         Ok(Filter(map))
     }
